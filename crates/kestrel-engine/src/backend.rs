@@ -1,0 +1,44 @@
+//! The backend lifecycle, as in tract: `check()` → `prepare(model)` → `run(inputs)`.
+
+use kestrel_onnx::OnnxModel;
+
+use crate::{EngineError, Tensor};
+
+/// Name, element type and shape of a model input or output, as the prepared plan sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: String,
+    /// `None` where a dimension is only known at run time.
+    pub shape: Vec<Option<usize>>,
+}
+
+/// How to prepare a model.
+#[derive(Debug, Clone, Default)]
+pub struct PrepareOptions {
+    /// Worker threads for the backend (0 or 1: the calling thread only).
+    pub threads: usize,
+    /// Concrete shape of each input, in order. Empty: the declared shapes, with every
+    /// symbolic dimension (usually the batch) set to 1.
+    pub input_shapes: Vec<Vec<usize>>,
+}
+
+/// A way to run models: the CPU, a GPU, the integer runtime.
+pub trait Backend: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Is this backend usable on this machine? Never panics.
+    fn check(&self) -> Result<(), EngineError>;
+    /// Turns a validated model into something that runs.
+    fn prepare(
+        &self,
+        model: &OnnxModel,
+        options: &PrepareOptions,
+    ) -> Result<Box<dyn Prepared>, EngineError>;
+}
+
+/// A model ready to run on one backend.
+pub trait Prepared: Send {
+    fn inputs(&self) -> &[TensorSpec];
+    fn outputs(&self) -> &[TensorSpec];
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError>;
+}

@@ -1,0 +1,322 @@
+//! CPU backend on tract: optimized plan, concrete input shapes, optional thread pool.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use kestrel_onnx::OnnxModel;
+use tract_linalg::multithread::Executor;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::{anyhow, bail, DimLike, TractErrorContext};
+use tract_onnx::tract_core::plan::SimpleState;
+use tract_onnx::tract_hir::infer::Factoid;
+
+use crate::tensor::TensorData;
+use crate::{Backend, EngineError, PrepareOptions, Prepared, Tensor, TensorSpec};
+
+/// Runs ONNX models in float (and tract's integer ops) on the host CPU.
+#[derive(Debug, Default)]
+pub struct Cpu;
+
+type Plan = SimpleState<TypedFact, Box<dyn TypedOp>>;
+
+struct CpuPrepared {
+    state: Plan,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+impl Backend for Cpu {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn check(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    fn prepare(
+        &self,
+        model: &OnnxModel,
+        options: &PrepareOptions,
+    ) -> Result<Box<dyn Prepared>, EngineError> {
+        let typed = typed_model(model, &options.input_shapes)?;
+        guard(|| {
+            let inputs = specs(&typed, &typed.inputs)?;
+            let outputs = specs(&typed, &typed.outputs)?;
+            let optimized = typed.into_optimized()?;
+            let executor = (options.threads > 1).then(|| Executor::multithread(options.threads));
+            let run_options = RunOptions {
+                executor,
+                ..Default::default()
+            };
+            let plan = optimized.into_runnable_with_options(&run_options)?;
+            let state = SimpleState::new(&plan)?;
+            Ok(Box::new(CpuPrepared {
+                state,
+                inputs,
+                outputs,
+            }) as Box<dyn Prepared>)
+        })
+        .map_err(|e| e.into_prepare())
+    }
+}
+
+impl Prepared for CpuPrepared {
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
+        if inputs.len() != self.inputs.len() {
+            return Err(EngineError::Shape(format!(
+                "the model takes {} input(s), got {}",
+                self.inputs.len(),
+                inputs.len()
+            )));
+        }
+        for (t, spec) in inputs.iter().zip(&self.inputs) {
+            let fits = t.shape.len() == spec.shape.len()
+                && t.shape
+                    .iter()
+                    .zip(&spec.shape)
+                    .all(|(&d, s)| s.is_none_or(|s| s == d));
+            if !fits || t.dtype_name() != spec.dtype {
+                return Err(EngineError::Shape(format!(
+                    "input `{}` expects {} {}, got {} {:?}",
+                    spec.name,
+                    spec.dtype,
+                    show_shape(&spec.shape),
+                    t.dtype_name(),
+                    t.shape
+                )));
+            }
+        }
+        let state = &mut self.state;
+        guard(|| {
+            let values = inputs
+                .iter()
+                .map(|t| Ok(to_tract(t)?.into_tvalue()))
+                .collect::<TractResult<TVec<_>>>()?;
+            let outputs = state.run(values)?;
+            outputs
+                .iter()
+                .map(|t| from_tract(t))
+                .collect::<TractResult<Vec<_>>>()
+        })
+        .map_err(|e| e.into_run())
+    }
+}
+
+/// Multiply-accumulates of one inference, from tract's cost model of the decluttered graph.
+pub fn count_macs(model: &OnnxModel, input_shapes: &[Vec<usize>]) -> Result<u64, EngineError> {
+    let typed = typed_model(model, input_shapes)?;
+    guard(|| {
+        let mut macs = 0u64;
+        for node in typed.nodes() {
+            let facts = typed.node_input_facts(node.id)?;
+            for (cost, count) in node.op.cost(&facts)? {
+                if matches!(cost, tract_onnx::tract_core::ops::Cost::FMA(_)) {
+                    macs = macs.saturating_add(count.to_i64().unwrap_or(0).max(0) as u64);
+                }
+            }
+        }
+        Ok(macs)
+    })
+    .map_err(|e| e.into_prepare())
+}
+
+/// Parses the validated proto with tract, fixes input shapes, and declutters.
+fn typed_model(model: &OnnxModel, input_shapes: &[Vec<usize>]) -> Result<TypedModel, EngineError> {
+    let dir = model
+        .dir
+        .as_ref()
+        .and_then(|d| d.to_str().map(str::to_owned));
+    guard(|| {
+        let parsed = tract_onnx::onnx().parse(&model.proto, dir.as_deref())?;
+        if !parsed.unresolved_inputs.is_empty() {
+            bail!(
+                "inputs that nothing defines: {:?}",
+                parsed.unresolved_inputs
+            );
+        }
+        let mut m = parsed.model;
+        let count = m.inputs.len();
+        if !input_shapes.is_empty() && input_shapes.len() != count {
+            bail!(
+                "{} input shape(s) given for {count} model input(s)",
+                input_shapes.len()
+            );
+        }
+        for ix in 0..count {
+            let fact = m.input_fact(ix)?.clone();
+            let name = m.node(m.inputs[ix].node).name.clone();
+            let dt = fact
+                .datum_type
+                .concretize()
+                .with_context(|| format!("input `{name}` has no element type"))?;
+            let shape: Vec<usize> = match input_shapes.get(ix) {
+                Some(s) => s.clone(),
+                None => {
+                    let dims = fact.shape.dims().collect::<Vec<_>>();
+                    if fact.shape.is_open() {
+                        bail!("input `{name}` has an unknown rank; give its shape explicitly");
+                    }
+                    dims.iter()
+                        .map(|d| d.concretize().and_then(|d| d.to_usize().ok()).unwrap_or(1))
+                        .collect()
+                }
+            };
+            m.set_input_fact(ix, InferenceFact::dt_shape(dt, &shape))?;
+        }
+        m.into_typed()?.into_decluttered()
+    })
+    .map_err(|e| e.into_prepare())
+}
+
+fn specs(model: &TypedModel, outlets: &[OutletId]) -> TractResult<Vec<TensorSpec>> {
+    outlets
+        .iter()
+        .map(|&o| {
+            let fact = model.outlet_fact(o)?;
+            let name = model
+                .outlet_label(o)
+                .map(str::to_owned)
+                .unwrap_or_else(|| model.node(o.node).name.clone());
+            Ok(TensorSpec {
+                name,
+                dtype: dtype_name(fact.datum_type).to_string(),
+                shape: fact.shape.iter().map(|d| d.to_usize().ok()).collect(),
+            })
+        })
+        .collect()
+}
+
+fn dtype_name(dt: DatumType) -> &'static str {
+    match dt {
+        DatumType::F32 => "float32",
+        DatumType::F64 => "float64",
+        DatumType::F16 => "float16",
+        DatumType::I8 => "int8",
+        DatumType::U8 => "uint8",
+        DatumType::I16 => "int16",
+        DatumType::U16 => "uint16",
+        DatumType::I32 => "int32",
+        DatumType::U32 => "uint32",
+        DatumType::I64 | DatumType::TDim => "int64",
+        DatumType::U64 => "uint64",
+        DatumType::Bool => "bool",
+        DatumType::QI8(_) => "int8",
+        DatumType::QU8(_) => "uint8",
+        DatumType::QI32(_) => "int32",
+        _ => "unsupported",
+    }
+}
+
+pub(crate) fn show_shape(shape: &[Option<usize>]) -> String {
+    let dims: Vec<String> = shape
+        .iter()
+        .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
+        .collect();
+    format!("[{}]", dims.join(", "))
+}
+
+fn to_tract(t: &Tensor) -> TractResult<tract_onnx::prelude::Tensor> {
+    let s = &t.shape;
+    match &t.data {
+        TensorData::F32(v) => tract_onnx::prelude::Tensor::from_shape(s, v),
+        TensorData::F64(v) => tract_onnx::prelude::Tensor::from_shape(s, v),
+        TensorData::F16(v) => {
+            let h: Vec<half::f16> = v.iter().map(|&b| half::f16::from_bits(b)).collect();
+            tract_onnx::prelude::Tensor::from_shape(s, &h)
+        }
+        TensorData::I8(v) => tract_onnx::prelude::Tensor::from_shape(s, v),
+        TensorData::U8(v) => tract_onnx::prelude::Tensor::from_shape(s, v),
+        TensorData::I16(v) => tract_onnx::prelude::Tensor::from_shape(s, v),
+        TensorData::U16(v) => tract_onnx::prelude::Tensor::from_shape(s, v),
+        TensorData::I32(v) => tract_onnx::prelude::Tensor::from_shape(s, v),
+        TensorData::U32(v) => tract_onnx::prelude::Tensor::from_shape(s, v),
+        TensorData::I64(v) => tract_onnx::prelude::Tensor::from_shape(s, v),
+        TensorData::U64(v) => tract_onnx::prelude::Tensor::from_shape(s, v),
+        TensorData::Bool(v) => tract_onnx::prelude::Tensor::from_shape(s, v),
+    }
+}
+
+fn from_tract(t: &tract_onnx::prelude::Tensor) -> TractResult<Tensor> {
+    fn plain<T: Datum + Copy>(t: &tract_onnx::prelude::Tensor) -> TractResult<Vec<T>> {
+        Ok(t.to_plain_array_view::<T>()?.iter().copied().collect())
+    }
+    let data = match t.datum_type().unquantized() {
+        DatumType::F32 => TensorData::F32(plain(t)?),
+        DatumType::F64 => TensorData::F64(plain(t)?),
+        DatumType::F16 => {
+            TensorData::F16(plain::<half::f16>(t)?.iter().map(|h| h.to_bits()).collect())
+        }
+        DatumType::I8 => TensorData::I8(plain(t)?),
+        DatumType::U8 => TensorData::U8(plain(t)?),
+        DatumType::I16 => TensorData::I16(plain(t)?),
+        DatumType::U16 => TensorData::U16(plain(t)?),
+        DatumType::I32 => TensorData::I32(plain(t)?),
+        DatumType::U32 => TensorData::U32(plain(t)?),
+        DatumType::I64 => TensorData::I64(plain(t)?),
+        DatumType::U64 => TensorData::U64(plain(t)?),
+        DatumType::Bool => TensorData::Bool(plain(t)?),
+        DatumType::TDim => TensorData::I64(plain(&*t.cast_to::<i64>()?)?),
+        other => bail!("output element type {other:?} is not supported"),
+    };
+    Tensor::new(t.shape().to_vec(), data).map_err(|e| anyhow!("{e}"))
+}
+
+/// What went wrong inside tract: an error, or a panic caught at the boundary.
+enum Failure {
+    Error(String),
+    Panic(String),
+}
+
+impl Failure {
+    fn into_prepare(self) -> EngineError {
+        match self {
+            Failure::Error(e) => EngineError::Prepare(e),
+            Failure::Panic(message) => EngineError::Internal {
+                backend: "tract",
+                message,
+            },
+        }
+    }
+    fn into_run(self) -> EngineError {
+        match self {
+            Failure::Error(e) => EngineError::Run(e),
+            Failure::Panic(message) => EngineError::Internal {
+                backend: "tract",
+                message,
+            },
+        }
+    }
+}
+
+/// Runs tract code, turning its errors into one line and its panics into errors:
+/// bad input must never take the process down.
+fn guard<T>(f: impl FnOnce() -> TractResult<T>) -> Result<T, Failure> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Failure::Error(one_line(&e))),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            Err(Failure::Panic(message))
+        }
+    }
+}
+
+/// tract's error chain, outermost first, on one line.
+fn one_line(e: &TractError) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}

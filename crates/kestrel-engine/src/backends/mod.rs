@@ -1,0 +1,4 @@
+//! One file per backend.
+
+pub mod cpu;
+pub mod unavailable;

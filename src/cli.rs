@@ -1,0 +1,102 @@
+//! Command-line parsing only; each command validates its options into its own struct.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kestrel",
+    version,
+    about = "Edge inference engine: inspect, run and evaluate perception models"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show a model's inputs, outputs, ops, parameters, weight bytes and MACs.
+    Inspect(InspectArgs),
+    /// Run a model on images and print decoded results (classes or boxes).
+    Run(RunArgs),
+    /// Measure top-1 accuracy on a labeled dataset.
+    Eval(EvalArgs),
+    /// The main job on the bundled models and photos, no arguments needed.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Backend: cpu, cuda, micro or auto (CUDA when a GPU is usable, else CPU).
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
+    /// Worker threads for inference.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The .onnx model.
+    pub model: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The .onnx model (its folder holds kestrel.toml, or pass --config).
+    pub model: PathBuf,
+    /// PNG or JPEG images.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Preprocessing/decoding config (default: kestrel.toml beside the model).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Write annotated PNGs into this folder.
+    #[arg(long)]
+    pub annotate: Option<PathBuf>,
+    /// Print one JSON object per image (JSON lines).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The .onnx classifier.
+    pub model: PathBuf,
+    /// Labeled dataset: fashion-mnist (the bundled 10k test images).
+    #[arg(long)]
+    pub dataset: String,
+    /// Folder holding the dataset's IDX files (default: the bundled copy).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Evaluate only the first N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Images per inference.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where annotated images go.
+    #[arg(long, default_value = "out/demo")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}

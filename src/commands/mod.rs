@@ -1,0 +1,29 @@
+//! One file per subcommand.
+
+mod demo;
+mod eval;
+mod inspect;
+mod run;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+
+pub fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Inspect(a) => inspect::inspect(&a),
+        Command::Run(a) => run::run(&a),
+        Command::Eval(a) => eval::eval(&a),
+        Command::Demo(a) => demo::demo(&a),
+    }
+}
+
+/// `1234567` → `1.23 M`, for humans.
+pub fn si(v: f64) -> String {
+    match v {
+        v if v >= 1e9 => format!("{:.2} G", v / 1e9),
+        v if v >= 1e6 => format!("{:.2} M", v / 1e6),
+        v if v >= 1e3 => format!("{:.1} k", v / 1e3),
+        v => format!("{v:.0} "),
+    }
+}

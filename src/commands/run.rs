@@ -1,0 +1,181 @@
+//! `kestrel run`: images through a model, decoded into classes or boxes.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use kestrel_engine::{Engine, Tensor};
+use kestrel_vision::config::Decoder;
+use kestrel_vision::decode::{blazeface, classify, Detection};
+use kestrel_vision::{draw, image_io, preprocess, ModelConfig};
+use serde::Serialize;
+
+use crate::cli::RunArgs;
+use crate::models::{engine, load_config, load_model};
+
+/// What one image gave.
+#[derive(Debug, Serialize)]
+pub struct ImageResult {
+    pub image: String,
+    pub backend: &'static str,
+    pub latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<classify::Class>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detections: Option<Vec<Detection>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotated: Option<String>,
+}
+
+impl ImageResult {
+    pub fn describe(&self) -> String {
+        if let Some(classes) = &self.classes {
+            let top: Vec<String> = classes
+                .iter()
+                .take(3)
+                .map(|c| format!("{} {:.3}", c.label, c.score))
+                .collect();
+            format!("{}: {}", self.image, top.join(", "))
+        } else {
+            let dets = self.detections.as_deref().unwrap_or_default();
+            let boxes: Vec<String> = dets
+                .iter()
+                .map(|d| {
+                    format!(
+                        "[{:.0}, {:.0}, {:.0}, {:.0}] score {:.3}",
+                        d.x_min, d.y_min, d.x_max, d.y_max, d.score
+                    )
+                })
+                .collect();
+            format!(
+                "{}: {} detection(s) {}",
+                self.image,
+                dets.len(),
+                boxes.join(" ")
+            )
+        }
+    }
+}
+
+/// A model with its config, prepared for single images.
+pub struct ImageModel {
+    pub config: ModelConfig,
+    pub engine: Engine,
+}
+
+impl ImageModel {
+    pub fn open(
+        model: &Path,
+        config: Option<&Path>,
+        args: &crate::cli::EngineArgs,
+    ) -> Result<ImageModel> {
+        let onnx = load_model(model)?;
+        let config = load_config(model, config)?;
+        let probe = preprocess::preprocess(
+            &kestrel_vision::image::RgbImage::new(1, 1),
+            &config.preprocess,
+        );
+        let engine = engine(&onnx, args, probe.shape)
+            .with_context(|| format!("preparing `{}`", model.display()))?;
+        Ok(ImageModel { config, engine })
+    }
+
+    /// Preprocess, infer, decode; optionally write an annotated PNG into `annotate`.
+    pub fn infer(&mut self, image: &Path, annotate: Option<&Path>) -> Result<ImageResult> {
+        let mut rgb = image_io::load_rgb(image)?;
+        let input = preprocess::preprocess(&rgb, &self.config.preprocess);
+        let tensor = Tensor::f32(input.shape.clone(), input.data)?;
+        let start = Instant::now();
+        let outputs = self
+            .engine
+            .run(&[tensor])
+            .with_context(|| format!("running on `{}`", image.display()))?;
+        let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        let mut result = ImageResult {
+            image: image.display().to_string(),
+            backend: self.engine.backend(),
+            latency_ms,
+            classes: None,
+            detections: None,
+            annotated: None,
+        };
+        match &self.config.decoder {
+            Decoder::Classifier {
+                labels,
+                top_k,
+                softmax,
+            } => {
+                let scores = f32_output(&outputs, 0)?;
+                let classes = classify::top_k(scores, labels, *top_k, *softmax);
+                if annotate.is_some() {
+                    draw::draw_score_bar(&mut rgb, classes.first().map_or(0.0, |c| c.score));
+                }
+                result.classes = Some(classes);
+            }
+            Decoder::Blazeface {
+                score_threshold,
+                iou_threshold,
+            } => {
+                let (reg, scores) = blazeface_outputs(&outputs)?;
+                let dets =
+                    blazeface::decode(reg, scores, &input.frame, *score_threshold, *iou_threshold)?;
+                draw::draw_detections(&mut rgb, &dets);
+                result.detections = Some(dets);
+            }
+        }
+        if let Some(dir) = annotate {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating --annotate folder `{}`", dir.display()))?;
+            let stem = image
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "image".into());
+            let out: PathBuf = dir.join(format!("{stem}.png"));
+            image_io::save_png(&rgb, &out)?;
+            result.annotated = Some(out.display().to_string());
+        }
+        Ok(result)
+    }
+}
+
+fn f32_output(outputs: &[Tensor], ix: usize) -> Result<&[f32]> {
+    let t = outputs
+        .get(ix)
+        .with_context(|| format!("the model has no output #{ix}"))?;
+    t.as_f32()
+        .with_context(|| format!("output #{ix} is {}, expected float32", t.dtype_name()))
+}
+
+/// BlazeFace's two outputs, told apart by their last dimension (16 box values vs 1 score).
+fn blazeface_outputs(outputs: &[Tensor]) -> Result<(&[f32], &[f32])> {
+    let find = |last: usize| {
+        outputs
+            .iter()
+            .position(|t| t.shape.last() == Some(&last))
+            .context(format!(
+                "BlazeFace decoder: no output with last dimension {last} (got shapes {:?})",
+                outputs.iter().map(|t| &t.shape).collect::<Vec<_>>()
+            ))
+    };
+    let (r, s) = (find(blazeface::VALUES_PER_ANCHOR)?, find(1)?);
+    Ok((f32_output(outputs, r)?, f32_output(outputs, s)?))
+}
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    let mut model = ImageModel::open(&args.model, args.config.as_deref(), &args.engine)?;
+    let mut failed = 0;
+    for image in &args.images {
+        match model.infer(image, args.annotate.as_deref()) {
+            Ok(r) if args.json => println!("{}", serde_json::to_string(&r)?),
+            Ok(r) => println!("{}", r.describe()),
+            Err(e) => {
+                failed += 1;
+                eprintln!("Error: {}", format!("{e:#}").replace('\n', " "));
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} image(s) failed", args.images.len());
+    }
+    Ok(())
+}
