@@ -164,9 +164,10 @@ def hostile():
     put("zero_group.onnx", model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", group=0)], [w]), "`group`")
     put("negative_pads.onnx", model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[-5, -5, -5, -5])], [w]), "`pads`")
     # Subgraphs nested far deeper than any real model (If inside If inside If ...).
-    inner = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "leaf", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    leaf = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "leaf", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    inner = leaf
     for depth in range(20):
-        node = helper.make_node("If", ["cond"], ["y"], then_branch=inner, else_branch=inner, name=f"if{depth}")
+        node = helper.make_node("If", ["cond"], ["y"], then_branch=inner, else_branch=leaf, name=f"if{depth}")
         inner = helper.make_graph([node], f"g{depth}", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     deep = model(list(inner.node), [numpy_helper.from_array(np.array(True), "cond")])
     put("deep_nesting.onnx", deep, "nesting")

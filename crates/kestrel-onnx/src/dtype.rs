@@ -32,6 +32,9 @@ impl ElemType {
             21 => ("uint4", 4),
             22 => ("int4", 4),
             23 => ("float4e2m1", 4),
+            24 => ("float8e8m0", 8),
+            25 => ("uint2", 2),
+            26 => ("int2", 2),
             _ => return None,
         };
         Some(ElemType { code, name, bits })
@@ -49,6 +52,7 @@ impl ElemType {
         match self.code {
             14 | 15 => count.saturating_mul(2),
             21..=23 => count.div_ceil(2),
+            25 | 26 => count.div_ceil(4),
             _ => count,
         }
     }
