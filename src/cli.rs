@@ -13,6 +13,9 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Refuse model files larger than this many bytes (default: 1 GiB).
+    #[arg(long, global = true)]
+    pub max_model_bytes: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +65,9 @@ pub struct RunArgs {
     /// Print one JSON object per image (JSON lines).
     #[arg(long)]
     pub json: bool,
+    /// Time N inferences per image after warm-up and report the median latency.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
     #[command(flatten)]
     pub engine: EngineArgs,
 }

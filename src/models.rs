@@ -21,9 +21,12 @@ pub fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
 }
 
+/// Limits for every model this process loads (the CLI may change the file size limit).
+pub static LIMITS: std::sync::OnceLock<Limits> = std::sync::OnceLock::new();
+
 pub fn load_model(path: &Path) -> Result<OnnxModel> {
-    kestrel_onnx::load(path, &Limits::default())
-        .with_context(|| format!("loading model `{}`", path.display()))
+    let limits = LIMITS.get().copied().unwrap_or_default();
+    kestrel_onnx::load(path, &limits).with_context(|| format!("loading model `{}`", path.display()))
 }
 
 pub fn load_config(model: &Path, explicit: Option<&Path>) -> Result<ModelConfig> {

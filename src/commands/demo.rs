@@ -29,11 +29,11 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         .collect();
     photos.sort();
     for photo in &photos {
-        let r = detector.infer(photo, Some(&args.out.join("faces")))?;
+        let r = detector.infer(photo, Some(&args.out.join("faces")), 1)?;
         if args.json {
             println!("{}", serde_json::to_string(&r)?);
         } else {
-            println!("  {}  ({:.1} ms)", r.describe(), r.latency_ms);
+            println!("  {}", r.describe());
         }
     }
 
@@ -46,7 +46,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         .collect();
     samples.sort();
     for sample in &samples {
-        let r = classifier.infer(sample, Some(&args.out.join("fashion")))?;
+        let r = classifier.infer(sample, Some(&args.out.join("fashion")), 1)?;
         if args.json {
             println!("{}", serde_json::to_string(&r)?);
         } else {

@@ -35,7 +35,12 @@ impl ImageResult {
                 .take(3)
                 .map(|c| format!("{} {:.3}", c.label, c.score))
                 .collect();
-            format!("{}: {}", self.image, top.join(", "))
+            format!(
+                "{}: {} ({:.2} ms)",
+                self.image,
+                top.join(", "),
+                self.latency_ms
+            )
         } else {
             let dets = self.detections.as_deref().unwrap_or_default();
             let boxes: Vec<String> = dets
@@ -48,10 +53,11 @@ impl ImageResult {
                 })
                 .collect();
             format!(
-                "{}: {} detection(s) {}",
+                "{}: {} detection(s) {} ({:.2} ms)",
                 self.image,
                 dets.len(),
-                boxes.join(" ")
+                boxes.join(" "),
+                self.latency_ms
             )
         }
     }
@@ -81,16 +87,31 @@ impl ImageModel {
     }
 
     /// Preprocess, infer, decode; optionally write an annotated PNG into `annotate`.
-    pub fn infer(&mut self, image: &Path, annotate: Option<&Path>) -> Result<ImageResult> {
+    /// With `repeat > 1`, inference is timed `repeat` times after warm-up and the median kept.
+    pub fn infer(
+        &mut self,
+        image: &Path,
+        annotate: Option<&Path>,
+        repeat: usize,
+    ) -> Result<ImageResult> {
         let mut rgb = image_io::load_rgb(image)?;
         let input = preprocess::preprocess(&rgb, &self.config.preprocess);
-        let tensor = Tensor::f32(input.shape.clone(), input.data)?;
-        let start = Instant::now();
-        let outputs = self
-            .engine
-            .run(&[tensor])
-            .with_context(|| format!("running on `{}`", image.display()))?;
-        let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        let tensor = [Tensor::f32(input.shape.clone(), input.data)?];
+        let warm_up = if repeat > 1 { repeat.min(20) } else { 0 };
+        let mut times = Vec::with_capacity(repeat);
+        let mut outputs = Vec::new();
+        for i in 0..warm_up + repeat.max(1) {
+            let start = Instant::now();
+            outputs = self
+                .engine
+                .run(&tensor)
+                .with_context(|| format!("running on `{}`", image.display()))?;
+            if i >= warm_up {
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        let latency_ms = times[times.len() / 2];
         let mut result = ImageResult {
             image: image.display().to_string(),
             backend: self.engine.backend(),
@@ -162,10 +183,13 @@ fn blazeface_outputs(outputs: &[Tensor]) -> Result<(&[f32], &[f32])> {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
+    if args.repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
     let mut model = ImageModel::open(&args.model, args.config.as_deref(), &args.engine)?;
     let mut failed = 0;
     for image in &args.images {
-        match model.infer(image, args.annotate.as_deref()) {
+        match model.infer(image, args.annotate.as_deref(), args.repeat) {
             Ok(r) if args.json => println!("{}", serde_json::to_string(&r)?),
             Ok(r) => println!("{}", r.describe()),
             Err(e) => {

@@ -18,8 +18,8 @@ pub enum OnnxError {
     },
     #[error("`{path}` is empty (0 bytes): not an ONNX model")]
     EmptyFile { path: PathBuf },
-    #[error("not an ONNX model: protobuf decoding failed ({})", decode_reason(.0))]
-    Decode(#[from] prost::DecodeError),
+    #[error("not an ONNX model: protobuf decoding failed ({0})")]
+    Decode(String),
     #[error("the model has no graph")]
     NoGraph,
     #[error("{what} `{name}`: {value} exceeds the limit of {limit}")]
@@ -67,7 +67,13 @@ fn domain_suffix(domain: &str) -> String {
     }
 }
 
-/// prost lists every enclosing field before the reason; the reason alone is what helps.
+impl From<prost::DecodeError> for OnnxError {
+    fn from(e: prost::DecodeError) -> Self {
+        OnnxError::Decode(decode_reason(&e))
+    }
+}
+
+/// prost lists every enclosing field before the reason; the reason and its field are what help.
 fn decode_reason(e: &prost::DecodeError) -> String {
     let text = e.to_string();
     let mut parts = text.rsplit(": ");

@@ -4,6 +4,7 @@ mod dtype;
 mod error;
 mod limits;
 mod normalize;
+mod prescan;
 mod raw;
 mod summary;
 mod validate;
@@ -57,7 +58,7 @@ pub fn load(path: &Path, limits: &Limits) -> Result<OnnxModel, OnnxError> {
     }
     if meta.len() > limits.max_file_bytes {
         return Err(OnnxError::LimitExceeded {
-            what: "file size (bytes) of",
+            what: "file size in bytes (raise it with --max-model-bytes) of",
             name: path.display().to_string(),
             value: meta.len(),
             limit: limits.max_file_bytes,
@@ -94,6 +95,7 @@ pub fn from_bytes(
             limit: limits.max_file_bytes,
         });
     }
+    prescan::prescan(bytes, limits)?;
     let mut proto = pb::ModelProto::decode(bytes)?;
     validate::Validator::new(limits, dir, known_ops()).model(&proto)?;
     normalize(&mut proto);

@@ -18,18 +18,22 @@ pub struct Limits {
     pub max_nodes: usize,
     /// Nesting depth of subgraphs (If/Loop/Scan bodies).
     pub max_subgraph_depth: usize,
+    /// Length-delimited protobuf entries (names, nodes, attributes, tensors...): each becomes
+    /// an allocation when decoded, so this bounds decoding memory for structure-heavy files.
+    pub max_proto_items: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_file_bytes: 2 << 30,
+            max_file_bytes: 1 << 30,
             max_rank: 8,
             max_tensor_elements: 1 << 30,
             max_tensor_bytes: 1 << 30,
             max_total_weight_bytes: 4 << 30,
-            max_nodes: 1_000_000,
+            max_nodes: 250_000,
             max_subgraph_depth: 16,
+            max_proto_items: 2_000_000,
         }
     }
 }

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""fp32 latency of the bundled models: Kestrel's CPU backend (tract) vs onnxruntime, 1 thread,
+side by side in one run (alternating rounds, median of N timed runs after warm-up).
+
+Venv: onnxruntime numpy pillow. Build first: cargo build --release
+Run from the repo root: python scripts/bench_vs_ort.py [--runs 300] [--rounds 3]
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import time
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from make_blazeface import letterbox
+
+MODELS = [
+    ("blazeface", "models/blazeface/model.onnx", "models/samples/astronaut.png"),
+    ("fashion-cnn", "models/fashion-cnn/model.onnx", "models/fashion-cnn/samples/00-ankle-boot.png"),
+]
+
+
+def ort_input(name, image):
+    img = Image.open(image)
+    if name == "blazeface":
+        return letterbox(img.convert("RGB"))
+    return (np.asarray(img.convert("L"), np.float32) / 255.0)[None, :, :, None]
+
+
+def ort_median_ms(path, x, runs):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x}
+    for _ in range(min(runs, 20)):
+        sess.run(None, feed)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, feed)
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def kestrel_median_ms(path, image, runs):
+    out = subprocess.check_output(["target/release/kestrel", "run", path, image, "--json",
+                                   "--threads", "1", "--repeat", str(runs)])
+    return json.loads(out)["latency_ms"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    print(f"onnxruntime {ort.__version__}; median of {args.runs} runs per round, best of {args.rounds} rounds, 1 thread")
+    print(f"{'model':<12} {'kestrel cpu (ms)':>17} {'onnxruntime (ms)':>17} {'kestrel / ort':>14}")
+    for name, path, image in MODELS:
+        x = ort_input(name, image)
+        ours, theirs = [], []
+        for _ in range(args.rounds):
+            ours.append(kestrel_median_ms(path, image, args.runs))
+            theirs.append(ort_median_ms(path, x, args.runs))
+        k, o = min(ours), min(theirs)
+        print(f"{name:<12} {k:>17.3f} {o:>17.3f} {k / o:>13.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command (README, CI): installs what the tests need, then format, lints and tests.
+# Safe to re-run: every step is cached or idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Rust components"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "ONNX conformance data (onnx==1.22.0 wheel, cached in target/)"
+bash scripts/fetch-onnx-tests.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --release --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --release --workspace
