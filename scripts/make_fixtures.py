@@ -196,7 +196,23 @@ def hostile():
             f.write(f"{k}\t{v}\n")
 
 
+def calibration_slice(n=1000):
+    """The first n *training* images, for calibrating quantization without touching the test set."""
+    src = "/usr/share/datasets/fashion-mnist"
+    with gzip.open(f"{src}/train-images-idx3-ubyte.gz") as f:
+        img = f.read()
+    with gzip.open(f"{src}/train-labels-idx1-ubyte.gz") as f:
+        lab = f.read()
+    head_i = img[:4] + n.to_bytes(4, "big") + img[8:16]
+    head_l = lab[:4] + n.to_bytes(4, "big")
+    with gzip.GzipFile(f"{FASHION}/data/calib-images-idx3-ubyte.gz", "wb", mtime=0) as f:
+        f.write(head_i + img[16:16 + n * 784])
+    with gzip.GzipFile(f"{FASHION}/data/calib-labels-idx1-ubyte.gz", "wb", mtime=0) as f:
+        f.write(head_l + lab[8:8 + n])
+
+
 def main():
+    calibration_slice()
     x, y = fashion_test_set()
     os.makedirs(f"{FASHION}/samples", exist_ok=True)
     for i in range(10):

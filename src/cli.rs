@@ -26,6 +26,8 @@ pub enum Command {
     Run(RunArgs),
     /// Measure top-1 accuracy on a labeled dataset.
     Eval(EvalArgs),
+    /// Compress a model (int8 quantization) with calibration on real data.
+    Compress(CompressArgs),
     /// The main job on the bundled models and photos, no arguments needed.
     Demo(DemoArgs),
 }
@@ -105,4 +107,35 @@ pub struct DemoArgs {
     pub json: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompressArgs {
+    /// The float .onnx model (its folder holds kestrel.toml, or pass --config).
+    pub model: PathBuf,
+    /// Calibration data: a folder of images, or `fashion-mnist` (a slice of its training set).
+    #[arg(long)]
+    pub calib: String,
+    /// Where the compressed model goes (written atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Quantize weights and activations to int8.
+    #[arg(long)]
+    pub int8: bool,
+    /// Activation ranges: `minmax` or `percentile` (99.99%).
+    #[arg(long, default_value = "percentile")]
+    pub calibration: String,
+    /// At most this many calibration images.
+    #[arg(long, default_value_t = 256)]
+    pub calib_count: usize,
+    /// A layer whose quantization alone drops the output SQNR below this stays float (dB).
+    #[arg(long, default_value_t = 30.0)]
+    pub min_layer_sqnr: f64,
+    /// Write the pass reports as JSON here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
 }

@@ -29,18 +29,32 @@ pub fn load_model(path: &Path) -> Result<OnnxModel> {
     kestrel_onnx::load(path, &limits).with_context(|| format!("loading model `{}`", path.display()))
 }
 
-pub fn load_config(model: &Path, explicit: Option<&Path>) -> Result<ModelConfig> {
-    let path = explicit
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| ModelConfig::path_for(model));
-    if explicit.is_none() && !path.exists() {
+/// Key of the ONNX metadata entry that carries a model's `kestrel.toml` inside the file.
+pub const CONFIG_METADATA_KEY: &str = "kestrel.config";
+
+/// The model's preprocessing/decoding config: `--config`, else the copy embedded in the model's
+/// metadata (compressed models carry one), else `kestrel.toml` beside the model.
+pub fn load_config(path: &Path, model: &OnnxModel, explicit: Option<&Path>) -> Result<ModelConfig> {
+    if let Some(file) = explicit {
+        return Ok(ModelConfig::load(file)?);
+    }
+    if let Some(entry) = model
+        .proto
+        .metadata_props
+        .iter()
+        .find(|e| e.key == CONFIG_METADATA_KEY)
+    {
+        return Ok(ModelConfig::from_toml(&entry.value, path)?);
+    }
+    let beside = ModelConfig::path_for(path);
+    if !beside.exists() {
         anyhow::bail!(
             "no preprocessing config for `{}`: expected `{}` beside the model (or pass --config FILE)",
-            model.display(),
-            path.display()
+            path.display(),
+            beside.display()
         );
     }
-    Ok(ModelConfig::load(&path)?)
+    Ok(ModelConfig::load(&beside)?)
 }
 
 /// Prepares `model` on the requested backend with the given input shape.

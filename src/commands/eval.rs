@@ -40,16 +40,25 @@ impl EvalReport {
     }
 }
 
-/// Loads a named dataset from `data_dir` (default: the bundled copy).
+/// Loads a named dataset's test split from `data_dir` (default: the bundled copy).
 pub fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<LabeledImages> {
+    load_split(name, data_dir, "t10k")
+}
+
+/// Loads a named dataset's calibration split (a slice of its training set, never the test set).
+pub fn load_calibration(name: &str) -> Result<LabeledImages> {
+    load_split(name, None, "calib")
+}
+
+fn load_split(name: &str, data_dir: Option<&Path>, split: &str) -> Result<LabeledImages> {
     match name {
         "fashion-mnist" => {
             let dir: PathBuf = data_dir
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| models_dir().join("fashion-cnn/data"));
             LabeledImages::read_idx(
-                &dir.join("t10k-images-idx3-ubyte.gz"),
-                &dir.join("t10k-labels-idx1-ubyte.gz"),
+                &dir.join(format!("{split}-images-idx3-ubyte.gz")),
+                &dir.join(format!("{split}-labels-idx1-ubyte.gz")),
             )
             .with_context(|| {
                 format!(
@@ -58,12 +67,12 @@ pub fn load_dataset(name: &str, data_dir: Option<&Path>) -> Result<LabeledImages
                 )
             })
         }
-        other => bail!("unknown --dataset `{other}` (available: fashion-mnist)"),
+        other => bail!("unknown dataset `{other}` (available: fashion-mnist)"),
     }
 }
 
 /// Packs gray images `range` into one batch tensor laid out as the config says.
-fn batch_tensor(
+pub fn batch_tensor(
     data: &LabeledImages,
     range: std::ops::Range<usize>,
     p: &Preprocess,
@@ -90,7 +99,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
         bail!("--batch must be at least 1");
     }
     let model = load_model(&args.model)?;
-    let config = load_config(&args.model, args.config.as_deref())?;
+    let config = load_config(&args.model, &model, args.config.as_deref())?;
     let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
     let p = &config.preprocess;
     if p.color != Color::Gray || p.width as usize != data.width || p.height as usize != data.height

@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+mod compress;
 mod demo;
 mod eval;
 mod inspect;
@@ -21,6 +22,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Inspect(a) => inspect::inspect(&a),
         Command::Run(a) => run::run(&a),
         Command::Eval(a) => eval::eval(&a),
+        Command::Compress(a) => compress::compress(&a),
         Command::Demo(a) => demo::demo(&a),
     }
 }

@@ -76,7 +76,7 @@ impl ImageModel {
         args: &crate::cli::EngineArgs,
     ) -> Result<ImageModel> {
         let onnx = load_model(model)?;
-        let config = load_config(model, config)?;
+        let config = load_config(model, &onnx, config)?;
         let probe = preprocess::preprocess(
             &kestrel_vision::image::RgbImage::new(1, 1),
             &config.preprocess,

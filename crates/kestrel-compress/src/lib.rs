@@ -1,0 +1,8 @@
+#![doc = include_str!("../README.md")]
+
+pub mod calibrate;
+mod error;
+pub mod graph;
+pub mod passes;
+
+pub use error::CompressError;

@@ -1,0 +1,3 @@
+//! One pass per file.
+
+pub mod quantize_int8;

@@ -1,0 +1,597 @@
+//! Static post-training int8 quantization to ONNX's QOperator form.
+//!
+//! Conv and MatMul with constant weights become `QLinearConv` / `QLinearMatMul`: per-channel
+//! symmetric int8 weights (Conv: axis 0; MatMul B[K, N]: axis 1), uint8 activations with a
+//! calibrated zero-point, int32 bias, round half to even. A Relu that is a Conv's only consumer
+//! is folded into the uint8 output range. MaxPool/Reshape/Transpose/Flatten/Squeeze/Unsqueeze run
+//! on the quantized tensor, and back-to-back Dequantize→Quantize pairs cancel, so chains of
+//! layers stay in integers. Everything else stays float between Dequantize/Quantize.
+//!
+//! Sensitive-layer guard: each candidate is quantized alone and the model's output SQNR measured
+//! against the float model on the calibration data; layers below the threshold stay float, and
+//! while the whole model is below it the worst remaining layer is reverted.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use kestrel_engine::Tensor;
+use kestrel_onnx::{pb, OnnxModel};
+use serde::Serialize;
+
+use crate::calibrate::{self, RangeMethod};
+use crate::graph::{self, Names};
+use crate::CompressError;
+
+const PASS: &str = "quantize-int8";
+/// Ops that commute with an affine uint8 quantization, so they can run on the integers.
+const PASSTHROUGH: &[&str] = &[
+    "MaxPool",
+    "Reshape",
+    "Transpose",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuantizeConfig {
+    pub method: RangeMethod,
+    /// A layer whose quantization alone brings the model output below this SQNR stays float.
+    pub min_layer_sqnr_db: f64,
+    /// The whole model's output must reach this SQNR; the worst layers are reverted until it does.
+    pub min_model_sqnr_db: f64,
+}
+
+impl Default for QuantizeConfig {
+    fn default() -> Self {
+        QuantizeConfig {
+            method: RangeMethod::Percentile(99.99),
+            min_layer_sqnr_db: 30.0,
+            min_model_sqnr_db: 20.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    pub node: String,
+    pub op: String,
+    pub quantized: bool,
+    /// Model-output SQNR with only this layer quantized.
+    pub isolated_sqnr_db: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_float_because: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QuantizeReport {
+    pub config: QuantizeConfig,
+    pub layers: Vec<LayerReport>,
+    /// Ops that were not candidates for integer execution and stay float, by type.
+    pub float_ops: BTreeMap<String, usize>,
+    /// Model-output SQNR of the final model against the float model on the calibration data.
+    pub output_sqnr_db: f64,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    node: usize,
+    name: String,
+    op: String,
+    input: String,
+    /// The float tensor its integer output stands for (after a folded Relu).
+    output: String,
+    relu: Option<usize>,
+}
+
+/// Quantizes `model`, calibrating on `samples` (each a full model input).
+pub fn quantize_int8(
+    model: &OnnxModel,
+    samples: &[Tensor],
+    config: &QuantizeConfig,
+) -> Result<(OnnxModel, QuantizeReport), CompressError> {
+    let g = graph::graph(&model.proto)?;
+    let cands = candidates(g);
+    if cands.is_empty() {
+        return Err(CompressError::Pass {
+            pass: PASS,
+            message: "no Conv or MatMul with constant weights to quantize".into(),
+        });
+    }
+    let mut names: Vec<String> = cands
+        .iter()
+        .flat_map(|c| [c.input.clone(), c.output.clone()])
+        .collect();
+    for c in &cands {
+        names.push(c.output.clone());
+        let mut t = c.input.clone();
+        while let Some(p) = passthrough_input(g, &t) {
+            names.push(p.clone());
+            t = p;
+        }
+    }
+    names.sort();
+    names.dedup();
+    let ranges = calibrate::ranges(model, samples, &names, config.method)?;
+    let reference = calibrate::reference_outputs(model, samples)?;
+    let score = |set: &HashSet<usize>| -> Result<f64, CompressError> {
+        let q = build(model, &cands, set, &ranges)?;
+        let got = calibrate::reference_outputs(&q, samples)?;
+        Ok(reference
+            .iter()
+            .zip(&got)
+            .map(|(r, t)| calibrate::sqnr_db(r, t))
+            .fold(f64::INFINITY, f64::min))
+    };
+
+    let mut layers = Vec::new();
+    let mut chosen = HashSet::new();
+    for (i, c) in cands.iter().enumerate() {
+        let alone = score(&HashSet::from([i]))?;
+        let ok = alone >= config.min_layer_sqnr_db;
+        if ok {
+            chosen.insert(i);
+        }
+        layers.push(LayerReport {
+            node: c.name.clone(),
+            op: c.op.clone(),
+            quantized: ok,
+            isolated_sqnr_db: alone,
+            kept_float_because: (!ok).then(|| {
+                format!(
+                    "alone it drops the output to {alone:.1} dB (< {} dB)",
+                    config.min_layer_sqnr_db
+                )
+            }),
+        });
+    }
+    let mut output_sqnr = score(&chosen)?;
+    while output_sqnr < config.min_model_sqnr_db && !chosen.is_empty() {
+        let worst = *chosen
+            .iter()
+            .min_by(|&&a, &&b| {
+                layers[a]
+                    .isolated_sqnr_db
+                    .total_cmp(&layers[b].isolated_sqnr_db)
+            })
+            .unwrap_or(&0);
+        chosen.remove(&worst);
+        layers[worst].quantized = false;
+        layers[worst].kept_float_because = Some(format!(
+            "reverted: the whole model was at {output_sqnr:.1} dB (< {} dB)",
+            config.min_model_sqnr_db
+        ));
+        output_sqnr = score(&chosen)?;
+    }
+    let quantized = build(model, &cands, &chosen, &ranges)?;
+    let in_candidates: HashSet<usize> = cands
+        .iter()
+        .flat_map(|c| std::iter::once(c.node).chain(c.relu))
+        .collect();
+    let mut float_ops = BTreeMap::new();
+    for (ix, n) in g.node.iter().enumerate() {
+        if !in_candidates.contains(&ix) && !PASSTHROUGH.contains(&n.op_type.as_str()) {
+            *float_ops.entry(n.op_type.clone()).or_default() += 1;
+        }
+    }
+    Ok((
+        quantized,
+        QuantizeReport {
+            config: config.clone(),
+            layers,
+            float_ops,
+            output_sqnr_db: output_sqnr,
+        },
+    ))
+}
+
+fn candidates(g: &pb::GraphProto) -> Vec<Candidate> {
+    let consumers = graph::consumers(g);
+    let outputs: HashSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    let const_f32 = |name: &str, rank: usize| {
+        graph::initializer(g, name)
+            .is_some_and(|t| t.data_type == graph::FLOAT && t.dims.len() == rank)
+    };
+    let mut out = Vec::new();
+    for (ix, n) in g.node.iter().enumerate() {
+        let ok = match n.op_type.as_str() {
+            "Conv" => {
+                n.input.len() >= 2
+                    && const_f32(&n.input[1], 4)
+                    && (n.input.len() < 3 || n.input[2].is_empty() || const_f32(&n.input[2], 1))
+            }
+            "MatMul" => {
+                n.input.len() == 2
+                    && const_f32(&n.input[1], 2)
+                    && graph::initializer(g, &n.input[0]).is_none()
+            }
+            _ => false,
+        };
+        if !ok || n.output.len() != 1 {
+            continue;
+        }
+        let out_name = &n.output[0];
+        let relu = match consumers.get(out_name).map(Vec::as_slice) {
+            Some([only])
+                if n.op_type == "Conv"
+                    && g.node[*only].op_type == "Relu"
+                    && !outputs.contains(out_name.as_str()) =>
+            {
+                Some(*only)
+            }
+            _ => None,
+        };
+        out.push(Candidate {
+            node: ix,
+            name: if n.name.is_empty() {
+                out_name.clone()
+            } else {
+                n.name.clone()
+            },
+            op: n.op_type.clone(),
+            input: n.input[0].clone(),
+            output: relu.map_or_else(|| out_name.clone(), |r| g.node[r].output[0].clone()),
+            relu,
+        });
+    }
+    out
+}
+
+/// The data input of the passthrough op producing `t`, if any.
+fn passthrough_input(g: &pb::GraphProto, t: &str) -> Option<String> {
+    g.node
+        .iter()
+        .find(|n| {
+            n.output.first().is_some_and(|o| o == t) && PASSTHROUGH.contains(&n.op_type.as_str())
+        })
+        .map(|n| n.input[0].clone())
+}
+
+/// uint8 affine parameters covering `(lo, hi)` (which contains 0).
+fn activation_params(lo: f32, hi: f32) -> (f32, u8) {
+    let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+    let zp = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
+    (scale, zp)
+}
+
+/// Per-channel symmetric int8: channel `c` holds the values whose index along `axis` is `c`.
+fn quantize_weights(dims: &[usize], w: &[f32], axis: usize) -> (Vec<i8>, Vec<f32>) {
+    let channels = dims[axis];
+    let inner: usize = dims[axis + 1..].iter().product();
+    let channel_of = |i: usize| (i / inner) % channels;
+    let mut max = vec![0f32; channels];
+    for (i, &v) in w.iter().enumerate() {
+        max[channel_of(i)] = max[channel_of(i)].max(v.abs());
+    }
+    let scales: Vec<f32> = max
+        .iter()
+        .map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 })
+        .collect();
+    let q = w
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            (v / scales[channel_of(i)])
+                .round_ties_even()
+                .clamp(-127.0, 127.0) as i8
+        })
+        .collect();
+    (q, scales)
+}
+
+/// The model with the candidates in `set` quantized.
+fn build(
+    model: &OnnxModel,
+    cands: &[Candidate],
+    set: &HashSet<usize>,
+    ranges: &HashMap<String, (f32, f32)>,
+) -> Result<OnnxModel, CompressError> {
+    let mut out = model.clone();
+    graph::require_opset(&mut out.proto, 13);
+    let g = graph::graph_mut(&mut out.proto)?;
+    let mut names = Names::new(g);
+    let range = |t: &str| {
+        ranges.get(t).copied().ok_or_else(|| CompressError::Pass {
+            pass: PASS,
+            message: format!("no calibrated range for `{t}`"),
+        })
+    };
+    // Quantized outputs' parameters, so inputs reached through passthrough ops reuse them.
+    let mut params: HashMap<String, (f32, u8)> = HashMap::new();
+    for &i in set {
+        let (lo, hi) = range(&cands[i].output)?;
+        params.insert(cands[i].output.clone(), activation_params(lo, hi));
+    }
+    let input_params = |t: &str, g: &pb::GraphProto| -> Result<(f32, u8), CompressError> {
+        let mut cur = t.to_string();
+        loop {
+            if let Some(p) = params.get(&cur) {
+                return Ok(*p);
+            }
+            match passthrough_input(g, &cur) {
+                Some(prev) => cur = prev,
+                None => break,
+            }
+        }
+        let (lo, hi) = range(t)?;
+        Ok(activation_params(lo, hi))
+    };
+
+    let by_node: HashMap<usize, &Candidate> =
+        set.iter().map(|&i| (cands[i].node, &cands[i])).collect();
+    let skip: HashSet<usize> = set.iter().filter_map(|&i| cands[i].relu).collect();
+    let mut nodes = Vec::new();
+    let mut inits = Vec::new();
+    let mut quantized_inputs: HashMap<String, String> = HashMap::new();
+    for (ix, n) in g.node.iter().enumerate() {
+        if skip.contains(&ix) {
+            continue;
+        }
+        let Some(c) = by_node.get(&ix) else {
+            nodes.push(n.clone());
+            continue;
+        };
+        let (xs, xz) = input_params(&c.input, g)?;
+        let (ys, yz) = params[&c.output];
+        let x_q = match quantized_inputs.get(&c.input) {
+            Some(q) => q.clone(),
+            None => {
+                let q = names.fresh(&format!("{}_quantized", c.input));
+                let (s, z) = (
+                    names.fresh(&format!("{q}_scale")),
+                    names.fresh(&format!("{q}_zero_point")),
+                );
+                inits.push(graph::f32_tensor(&s, &[], &[xs]));
+                inits.push(graph::u8_tensor(&z, &[], &[xz]));
+                nodes.push(graph::node(
+                    "QuantizeLinear",
+                    &names.fresh(&format!("{q}_node")),
+                    &[&c.input, &s, &z],
+                    &[&q],
+                ));
+                quantized_inputs.insert(c.input.clone(), q.clone());
+                q
+            }
+        };
+        let base = names.fresh(&format!("{}_int8", c.name));
+        let (wdims, w) =
+            graph::f32_values(graph::initializer(g, &n.input[1]).ok_or_else(|| {
+                CompressError::Pass {
+                    pass: PASS,
+                    message: format!("weight `{}` vanished", n.input[1]),
+                }
+            })?)?;
+        let axis = if c.op == "Conv" { 0 } else { 1 };
+        let (wq, wscales) = quantize_weights(&wdims, &w, axis);
+        let channels = wdims[axis];
+        let tensor_name =
+            |suffix: &str, names: &mut Names| names.fresh(&format!("{base}_{suffix}"));
+        let (xs_n, xz_n, w_n, ws_n, wz_n, ys_n, yz_n) = (
+            tensor_name("x_scale", &mut names),
+            tensor_name("x_zero_point", &mut names),
+            tensor_name("w", &mut names),
+            tensor_name("w_scale", &mut names),
+            tensor_name("w_zero_point", &mut names),
+            tensor_name("y_scale", &mut names),
+            tensor_name("y_zero_point", &mut names),
+        );
+        inits.push(graph::f32_tensor(&xs_n, &[], &[xs]));
+        inits.push(graph::u8_tensor(&xz_n, &[], &[xz]));
+        inits.push(graph::i8_tensor(&w_n, &wdims, &wq));
+        inits.push(graph::f32_tensor(&ws_n, &[channels], &wscales));
+        inits.push(graph::i8_tensor(&wz_n, &[channels], &vec![0; channels]));
+        inits.push(graph::f32_tensor(&ys_n, &[], &[ys]));
+        inits.push(graph::u8_tensor(&yz_n, &[], &[yz]));
+        let y_q = names.fresh(&format!("{}_quantized", c.output));
+        let mut inputs: Vec<String> =
+            vec![x_q, xs_n, xz_n, w_n, ws_n, wz_n, ys_n.clone(), yz_n.clone()];
+        if c.op == "Conv" && n.input.len() > 2 && !n.input[2].is_empty() {
+            let (_, b) =
+                graph::f32_values(graph::initializer(g, &n.input[2]).ok_or_else(|| {
+                    CompressError::Pass {
+                        pass: PASS,
+                        message: format!("bias `{}` vanished", n.input[2]),
+                    }
+                })?)?;
+            let bq: Vec<i32> = b
+                .iter()
+                .zip(&wscales)
+                .map(|(&v, &s)| {
+                    (f64::from(v) / (f64::from(xs) * f64::from(s)))
+                        .round_ties_even()
+                        .clamp(-2147483648.0, 2147483647.0) as i32
+                })
+                .collect();
+            let b_n = tensor_name("bias", &mut names);
+            inits.push(graph::i32_tensor(&b_n, &[channels], &bq));
+            inputs.push(b_n);
+        }
+        let mut q = pb::NodeProto {
+            op_type: if c.op == "Conv" {
+                "QLinearConv"
+            } else {
+                "QLinearMatMul"
+            }
+            .into(),
+            name: base.clone(),
+            input: inputs,
+            output: vec![y_q.clone()],
+            ..Default::default()
+        };
+        if c.op == "Conv" {
+            q.attribute = n.attribute.clone();
+        }
+        nodes.push(q);
+        nodes.push(graph::node(
+            "DequantizeLinear",
+            &names.fresh(&format!("{base}_dequantize")),
+            &[&y_q, &ys_n, &yz_n],
+            &[&c.output],
+        ));
+    }
+    g.node = nodes;
+    g.initializer.extend(inits);
+    g.value_info.clear();
+    hoist_passthrough(g, &mut names);
+    cancel_requantization(g);
+    remove_dead(g);
+    sort_topologically(g)?;
+    Ok(out)
+}
+
+/// `op(DequantizeLinear(q))` → `DequantizeLinear(op(q))` for ops that commute with it.
+fn hoist_passthrough(g: &mut pb::GraphProto, names: &mut Names) {
+    loop {
+        let producers = graph::producers(g);
+        let found = g.node.iter().enumerate().find_map(|(ix, n)| {
+            if !PASSTHROUGH.contains(&n.op_type.as_str()) || n.output.len() != 1 {
+                return None;
+            }
+            let d = *producers.get(n.input.first()?)?;
+            (g.node[d].op_type == "DequantizeLinear").then_some((ix, d))
+        });
+        let Some((ix, d)) = found else { return };
+        let dq = g.node[d].clone();
+        let op = &mut g.node[ix];
+        let out = op.output[0].clone();
+        let out_q = names.fresh(&format!("{out}_quantized"));
+        op.input[0] = dq.input[0].clone();
+        op.output[0] = out_q.clone();
+        let name = names.fresh(&format!("{out}_dequantize"));
+        g.node.insert(
+            ix + 1,
+            graph::node(
+                "DequantizeLinear",
+                &name,
+                &[&out_q, &dq.input[1], &dq.input[2]],
+                &[&out],
+            ),
+        );
+    }
+}
+
+/// `QuantizeLinear(DequantizeLinear(q, s, z), s, z)` is `q`.
+fn cancel_requantization(g: &mut pb::GraphProto) {
+    let producers = graph::producers(g);
+    let value = |name: &str| graph::initializer(g, name).map(|t| (t.data_type, t.raw_data.clone()));
+    let mut rename: HashMap<String, String> = HashMap::new();
+    for n in g
+        .node
+        .iter()
+        .filter(|n| n.op_type == "QuantizeLinear" && n.input.len() == 3)
+    {
+        let Some(&d) = producers.get(&n.input[0]) else {
+            continue;
+        };
+        let dq = &g.node[d];
+        if dq.op_type == "DequantizeLinear"
+            && dq.input.len() == 3
+            && value(&dq.input[1]) == value(&n.input[1])
+            && value(&dq.input[2]) == value(&n.input[2])
+        {
+            rename.insert(n.output[0].clone(), dq.input[0].clone());
+        }
+    }
+    for n in &mut g.node {
+        for i in &mut n.input {
+            if let Some(r) = rename.get(i) {
+                *i = r.clone();
+            }
+        }
+    }
+}
+
+/// Drops Quantize/Dequantize nodes nobody reads, then initializers nobody reads.
+fn remove_dead(g: &mut pb::GraphProto) {
+    loop {
+        let consumers = graph::consumers(g);
+        let outputs: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
+        let before = g.node.len();
+        g.node.retain(|n| {
+            !matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear")
+                || n.output
+                    .iter()
+                    .any(|o| consumers.contains_key(o) || outputs.contains(o))
+        });
+        if g.node.len() == before {
+            break;
+        }
+    }
+    let used: HashSet<String> = g
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().cloned())
+        .chain(g.output.iter().map(|o| o.name.clone()))
+        .collect();
+    g.initializer.retain(|t| used.contains(&t.name));
+    g.input
+        .retain(|i| used.contains(&i.name) || !g.initializer.iter().any(|t| t.name == i.name));
+}
+
+/// Orders nodes so every input is produced before it is read.
+fn sort_topologically(g: &mut pb::GraphProto) -> Result<(), CompressError> {
+    let producers = graph::producers(g);
+    let mut done = vec![false; g.node.len()];
+    let mut order = Vec::with_capacity(g.node.len());
+    fn visit(
+        ix: usize,
+        g: &pb::GraphProto,
+        producers: &HashMap<String, usize>,
+        done: &mut [bool],
+        order: &mut Vec<usize>,
+        depth: usize,
+    ) -> Result<(), CompressError> {
+        if done[ix] {
+            return Ok(());
+        }
+        if depth > g.node.len() {
+            return Err(CompressError::Pass {
+                pass: PASS,
+                message: "the rewritten graph has a cycle".into(),
+            });
+        }
+        for i in &g.node[ix].input {
+            if let Some(&p) = producers.get(i) {
+                visit(p, g, producers, done, order, depth + 1)?;
+            }
+        }
+        if !done[ix] {
+            done[ix] = true;
+            order.push(ix);
+        }
+        Ok(())
+    }
+    for ix in 0..g.node.len() {
+        visit(ix, g, &producers, &mut done, &mut order, 0)?;
+    }
+    let old = std::mem::take(&mut g.node);
+    let mut slots: Vec<Option<pb::NodeProto>> = old.into_iter().map(Some).collect();
+    g.node = order.into_iter().filter_map(|i| slots[i].take()).collect();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_params_cover_the_range_and_zero() {
+        let (s, z) = activation_params(0.0, 6.0);
+        assert_eq!(z, 0);
+        assert!((s - 6.0 / 255.0).abs() < 1e-7);
+        let (s, z) = activation_params(-1.0, 1.0);
+        assert_eq!(z, 128); // 127.5 rounds half to even
+        assert!((s - 2.0 / 255.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn weights_are_symmetric_per_channel_with_ties_to_even() {
+        // Two output channels (axis 0) of two values each.
+        let (q, s) = quantize_weights(&[2, 2], &[1.0, -0.5, 0.02, 0.01], 0);
+        assert_eq!(s, vec![1.0 / 127.0, 0.02 / 127.0]);
+        assert_eq!(q, vec![127, -64, 127, 64]); // -63.5 → -64, 63.5 → 64 (ties to even)
+                                                // Axis 1: columns.
+        let (q, s) = quantize_weights(&[2, 2], &[1.0, 0.5, -2.0, 0.25], 1);
+        assert_eq!(s, vec![2.0 / 127.0, 0.5 / 127.0]);
+        assert_eq!(q, vec![64, 127, -127, 64]);
+    }
+}
