@@ -578,20 +578,21 @@ mod tests {
         let (s, z) = activation_params(0.0, 6.0);
         assert_eq!(z, 0);
         assert!((s - 6.0 / 255.0).abs() < 1e-7);
-        let (s, z) = activation_params(-1.0, 1.0);
-        assert_eq!(z, 128); // 127.5 rounds half to even
-        assert!((s - 2.0 / 255.0).abs() < 1e-7);
+        // Scale exactly 1, so -lo = 2.5 is an exact tie: half to even gives 2.
+        let (s, z) = activation_params(-2.5, 252.5);
+        assert_eq!((s, z), (1.0, 2));
     }
 
     #[test]
     fn weights_are_symmetric_per_channel_with_ties_to_even() {
-        // Two output channels (axis 0) of two values each.
-        let (q, s) = quantize_weights(&[2, 2], &[1.0, -0.5, 0.02, 0.01], 0);
-        assert_eq!(s, vec![1.0 / 127.0, 0.02 / 127.0]);
-        assert_eq!(q, vec![127, -64, 127, 64]); // -63.5 → -64, 63.5 → 64 (ties to even)
-                                                // Axis 1: columns.
-        let (q, s) = quantize_weights(&[2, 2], &[1.0, 0.5, -2.0, 0.25], 1);
-        assert_eq!(s, vec![2.0 / 127.0, 0.5 / 127.0]);
-        assert_eq!(q, vec![64, 127, -127, 64]);
+        // Two output channels (axis 0); channel 0 has scale exactly 1 so ±2.5 and 3.5 are ties.
+        let (q, s) = quantize_weights(&[2, 4], &[127.0, 2.5, -2.5, 3.5, 0.02, 0.01, 0.0, -0.02], 0);
+        assert_eq!(s, vec![1.0, 0.02 / 127.0]);
+        assert_eq!(&q[..4], &[127, 2, -2, 4]);
+        assert_eq!(&q[4..], &[127, 63, 0, -127]); // 0.01 is 63.499998 in f32 arithmetic
+        // Axis 1: columns of a [K, N] MatMul weight.
+        let (q, s) = quantize_weights(&[2, 2], &[127.0, 0.5, -254.0, 0.25], 1);
+        assert_eq!(s, vec![2.0, 0.5 / 127.0]);
+        assert_eq!(q, vec![64, 127, -127, 64]); // 63.5 → 64 (tie, to even)
     }
 }
