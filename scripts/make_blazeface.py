@@ -61,6 +61,24 @@ def main():
     subprocess.check_call(["dpkg", "-x", debfile, os.path.join(deb, "x")])
     shutil.copy(os.path.join(deb, "x/usr/share/darknet/data/person.jpg"), os.path.join(SAMPLES, "person.jpg"))
 
+    # Calibration photos for quantization, kept apart from the samples used to judge it:
+    # scikit-image's coffee, rocket and 16 LFW face crops (lfw_subset), and darknet's other
+    # photos, downscaled to at most 256 px.
+    calib = os.path.join(OUT, "calib")
+    os.makedirs(calib, exist_ok=True)
+    photos = {"coffee": skimage.data.coffee(), "rocket": skimage.data.rocket()}
+    faces = skimage.data.lfw_subset()[:16]
+    for i, face in enumerate(faces):
+        photos[f"lfw-face-{i:02d}"] = (np.stack([face] * 3, -1) * 255).astype(np.uint8)
+    for name in ["dog", "eagle", "giraffe", "horses", "kite", "scream"]:
+        photos[name] = np.asarray(Image.open(os.path.join(deb, f"x/usr/share/darknet/data/{name}.jpg")).convert("RGB"))
+    for name, arr in photos.items():
+        img = Image.fromarray(arr)
+        img.thumbnail((256, 256))
+        if min(img.size) < 128:
+            img = img.resize((128, 128), Image.BILINEAR)
+        img.save(os.path.join(calib, f"{name}.jpg"), quality=90)
+
     sess = ort.InferenceSession(os.path.join(OUT, "model.onnx"))
     x = letterbox(Image.open(os.path.join(SAMPLES, "astronaut.png")).convert("RGB"))
     reg, cls = sess.run(None, {"input": x})

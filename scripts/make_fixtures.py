@@ -211,6 +211,22 @@ def calibration_slice(n=1000):
         f.write(head_l + lab[8:8 + n])
 
 
+def int8_models():
+    """Compress both models with our own tool, then record onnxruntime's outputs on the int8
+    models, so tests can check that our engine and onnxruntime agree on what we emit."""
+    import subprocess
+    subprocess.check_call(["cargo", "build", "--release", "--quiet"])
+    for name, calib in [("fashion-cnn", "fashion-mnist"), ("blazeface", "models/blazeface/calib")]:
+        subprocess.check_call(["target/release/kestrel", "compress", f"models/{name}/model.onnx", "--int8",
+                               "--calib", calib, "--out", f"models/{name}/model.int8.onnx",
+                               "--report", f"models/{name}/model.int8.report.json"], stdout=subprocess.DEVNULL)
+        d = os.path.join(FIX, name)
+        sess = ort.InferenceSession(f"models/{name}/model.int8.onnx", providers=["CPUExecutionProvider"])
+        x = numpy_helper.to_array(onnx.load_tensor(f"{d}/input_0.pb"))
+        for i, a in enumerate(sess.run(None, {sess.get_inputs()[0].name: x})):
+            open(f"{d}/int8_output_{i}.pb", "wb").write(numpy_helper.from_array(a).SerializeToString())
+
+
 def main():
     calibration_slice()
     x, y = fashion_test_set()
@@ -231,6 +247,7 @@ def main():
     json.dump(faces, open(f"{FIX}/blazeface/astronaut_faces.json", "w"), indent=1)
     print("astronaut faces:", faces)
     hostile()
+    int8_models()
 
 
 if __name__ == "__main__":

@@ -5,11 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "kestrel",
-    version,
-    about = "Edge inference engine: inspect, run and evaluate perception models"
-)]
+#[command(name = "kestrel", version, about = "Edge inference engine: inspect, run and evaluate perception models")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

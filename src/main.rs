@@ -15,10 +15,7 @@ static PANIC: Mutex<Option<String>> = Mutex::new(None);
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     std::panic::set_hook(Box::new(|info| {
-        let location = info
-            .location()
-            .map(|l| format!(" at {l}"))
-            .unwrap_or_default();
+        let location = info.location().map(|l| format!(" at {l}")).unwrap_or_default();
         let payload = info
             .payload()
             .downcast_ref::<&str>()
@@ -36,11 +33,7 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(_) => {
-            let msg = PANIC
-                .lock()
-                .ok()
-                .and_then(|p| p.clone())
-                .unwrap_or_default();
+            let msg = PANIC.lock().ok().and_then(|p| p.clone()).unwrap_or_default();
             eprintln!("Error: internal error (a bug in kestrel, please report it): {msg}");
             ExitCode::from(2)
         }

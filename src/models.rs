@@ -38,12 +38,7 @@ pub fn load_config(path: &Path, model: &OnnxModel, explicit: Option<&Path>) -> R
     if let Some(file) = explicit {
         return Ok(ModelConfig::load(file)?);
     }
-    if let Some(entry) = model
-        .proto
-        .metadata_props
-        .iter()
-        .find(|e| e.key == CONFIG_METADATA_KEY)
-    {
+    if let Some(entry) = model.proto.metadata_props.iter().find(|e| e.key == CONFIG_METADATA_KEY) {
         return Ok(ModelConfig::from_toml(&entry.value, path)?);
     }
     let beside = ModelConfig::path_for(path);
@@ -63,10 +58,7 @@ pub fn engine(model: &OnnxModel, args: &EngineArgs, input_shape: Vec<usize>) -> 
         anyhow::bail!("--threads must be at least 1");
     }
     let kind: BackendKind = args.backend.parse().context("--backend")?;
-    let options = PrepareOptions {
-        threads: args.threads,
-        input_shapes: vec![input_shape],
-    };
+    let options = PrepareOptions { threads: args.threads, input_shapes: vec![input_shape] };
     let engine = Engine::new(kind, model, &options)?;
     if kind == BackendKind::Auto {
         eprintln!("backend auto: using {}", engine.backend());

@@ -16,11 +16,7 @@ fn kestrel(args: &[&str]) -> Output {
 
 fn stdout_ok(args: &[&str]) -> String {
     let out = kestrel(args);
-    assert!(
-        out.status.success(),
-        "kestrel {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "kestrel {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
@@ -34,35 +30,20 @@ fn iou(a: &Value, b: &Value) -> f64 {
 
 #[test]
 fn blazeface_finds_the_astronauts_face() {
-    let out = stdout_ok(&[
-        "run",
-        "models/blazeface/model.onnx",
-        "models/samples/astronaut.png",
-        "--json",
-    ]);
+    let out = stdout_ok(&["run", "models/blazeface/model.onnx", "models/samples/astronaut.png", "--json"]);
     let result: Value = serde_json::from_str(out.trim()).expect("one JSON line");
     let dets = result["detections"].as_array().expect("detections");
     assert_eq!(dets.len(), 1, "{out}");
     // The reference: onnxruntime + the same decoding in numpy (scripts/make_fixtures.py).
     let reference: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            common::repo().join("tests/fixtures/blazeface/astronaut_faces.json"),
-        )
-        .unwrap(),
+        &std::fs::read_to_string(common::repo().join("tests/fixtures/blazeface/astronaut_faces.json")).unwrap(),
     )
     .unwrap();
     let face = &reference[0];
     assert!(dets[0]["score"].as_f64().unwrap() >= 0.8, "{out}");
-    assert!(
-        (dets[0]["score"].as_f64().unwrap() - face["score"].as_f64().unwrap()).abs() < 0.02,
-        "{out}"
-    );
+    assert!((dets[0]["score"].as_f64().unwrap() - face["score"].as_f64().unwrap()).abs() < 0.02, "{out}");
     // Our resize filter differs slightly from PIL's; the box must still sit on the same face.
-    assert!(
-        iou(&dets[0], face) >= 0.85,
-        "IoU {} with the reference {face}: {out}",
-        iou(&dets[0], face)
-    );
+    assert!(iou(&dets[0], face) >= 0.85, "IoU {} with the reference {face}: {out}", iou(&dets[0], face));
     assert_eq!(dets[0]["keypoints"].as_array().unwrap().len(), 6);
 }
 
@@ -90,13 +71,7 @@ fn annotate_writes_pngs_of_the_source_size() {
 
 #[test]
 fn fashion_cnn_reaches_89_percent_top1() {
-    let out = stdout_ok(&[
-        "eval",
-        "models/fashion-cnn/model.onnx",
-        "--dataset",
-        "fashion-mnist",
-        "--json",
-    ]);
+    let out = stdout_ok(&["eval", "models/fashion-cnn/model.onnx", "--dataset", "fashion-mnist", "--json"]);
     let report: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(report["samples"], 10_000);
     let top1 = report["top1"].as_f64().unwrap();
@@ -106,10 +81,7 @@ fn fashion_cnn_reaches_89_percent_top1() {
 #[test]
 fn fashion_samples_are_classified_as_labeled() {
     let dir = common::repo().join("models/fashion-cnn/samples");
-    let mut samples: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut samples: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     samples.sort();
     let args: Vec<String> = ["run", "models/fashion-cnn/model.onnx", "--json"]
         .iter()
@@ -118,29 +90,11 @@ fn fashion_samples_are_classified_as_labeled() {
         .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = stdout_ok(&args);
-    let labels = [
-        "t-shirt",
-        "trouser",
-        "pullover",
-        "dress",
-        "coat",
-        "sandal",
-        "shirt",
-        "sneaker",
-        "bag",
-        "ankle-boot",
-    ];
+    let labels = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"];
     let mut correct = 0;
     for (line, path) in out.lines().zip(&samples) {
         let v: Value = serde_json::from_str(line).unwrap();
-        let truth = path
-            .file_stem()
-            .unwrap()
-            .to_string_lossy()
-            .split_once('-')
-            .unwrap()
-            .1
-            .to_string();
+        let truth = path.file_stem().unwrap().to_string_lossy().split_once('-').unwrap().1.to_string();
         let predicted = v["classes"][0]["index"].as_u64().unwrap() as usize;
         correct += usize::from(labels[predicted] == truth);
     }
@@ -152,55 +106,30 @@ fn fashion_samples_are_classified_as_labeled() {
 
 #[test]
 fn inspect_reports_structure_and_cost() {
-    for (model, input_shape) in [
-        ("models/blazeface/model.onnx", vec![1, 3, 128, 128]),
-        ("models/fashion-cnn/model.onnx", vec![0, 28, 28, 1]),
-    ] {
-        let v: Value =
-            serde_json::from_str(stdout_ok(&["inspect", model, "--json"]).trim()).unwrap();
-        let shape: Vec<u64> = v["inputs"][0]["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap_or(0))
-            .collect();
+    for (model, input_shape) in
+        [("models/blazeface/model.onnx", vec![1, 3, 128, 128]), ("models/fashion-cnn/model.onnx", vec![0, 28, 28, 1])]
+    {
+        let v: Value = serde_json::from_str(stdout_ok(&["inspect", model, "--json"]).trim()).unwrap();
+        let shape: Vec<u64> =
+            v["inputs"][0]["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap_or(0)).collect();
         assert_eq!(shape, input_shape, "{model}");
-        let ops_total: u64 = v["ops"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|n| n.as_u64().unwrap())
-            .sum();
+        let ops_total: u64 = v["ops"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
         assert_eq!(ops_total, v["nodes"].as_u64().unwrap());
         // Both models store float32 weights (plus a few int64 shape constants).
-        let (params, bytes) = (
-            v["parameters"].as_u64().unwrap(),
-            v["weight_bytes"].as_u64().unwrap(),
-        );
-        assert!(
-            bytes >= 4 * params && bytes <= 4 * params + 1024,
-            "{model}: {params} params, {bytes} bytes"
-        );
+        let (params, bytes) = (v["parameters"].as_u64().unwrap(), v["weight_bytes"].as_u64().unwrap());
+        assert!(bytes >= 4 * params && bytes <= 4 * params + 1024, "{model}: {params} params, {bytes} bytes");
         assert!(v["macs"].as_u64().unwrap() > params, "{model}: {v}");
     }
     // Fashion CNN MACs by hand: convs 26²·32·9 + 11²·64·288 + 3²·64·576, dense 576·64 + 64·10.
-    let v: Value = serde_json::from_str(
-        stdout_ok(&["inspect", "models/fashion-cnn/model.onnx", "--json"]).trim(),
-    )
-    .unwrap();
+    let v: Value =
+        serde_json::from_str(stdout_ok(&["inspect", "models/fashion-cnn/model.onnx", "--json"]).trim()).unwrap();
     let by_hand = 26 * 26 * 32 * 9 + 11 * 11 * 64 * 288 + 3 * 3 * 64 * 576 + 576 * 64 + 64 * 10;
     assert_eq!(v["macs"].as_u64().unwrap(), by_hand);
 }
 
 #[test]
 fn unavailable_backends_fail_in_one_line() {
-    let out = kestrel(&[
-        "run",
-        "models/blazeface/model.onnx",
-        "models/samples/astronaut.png",
-        "--backend",
-        "cuda",
-    ]);
+    let out = kestrel(&["run", "models/blazeface/model.onnx", "models/samples/astronaut.png", "--backend", "cuda"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -212,22 +141,10 @@ fn demo_runs_on_the_bundled_defaults() {
     let dir = std::env::temp_dir().join(format!("kestrel-demo-{}", std::process::id()));
     let dir_s = dir.display().to_string();
     let out = stdout_ok(&["demo", "--out", &dir_s, "--json"]);
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
-    let faces: usize = lines
-        .iter()
-        .filter_map(|v| v["detections"].as_array())
-        .map(Vec::len)
-        .sum();
+    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let faces: usize = lines.iter().filter_map(|v| v["detections"].as_array()).map(Vec::len).sum();
     assert!(faces >= 1, "{out}");
-    assert!(
-        lines
-            .iter()
-            .any(|v| v["top1"].as_f64().is_some_and(|t| t >= 0.89)),
-        "{out}"
-    );
+    assert!(lines.iter().any(|v| v["top1"].as_f64().is_some_and(|t| t >= 0.89)), "{out}");
     assert!(dir.join("faces/astronaut.png").exists());
     std::fs::remove_dir_all(&dir).ok();
 }

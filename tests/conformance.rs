@@ -35,16 +35,9 @@ fn run_case(dir: &Path) -> Result<Mode> {
         .iter()
         .map(|p| Ok(kestrel_onnx::load_tensor(p, &Limits::default())?))
         .collect::<Result<Vec<_>>>()?;
-    let wants = common::numbered(&data, "output")
-        .iter()
-        .map(|p| common::read_pb(p))
-        .collect::<Result<Vec<_>>>()?;
+    let wants = common::numbered(&data, "output").iter().map(|p| common::read_pb(p)).collect::<Result<Vec<_>>>()?;
     let mut first_error = None;
-    for (mode, live) in [
-        (Mode::Live, protos.len()),
-        (Mode::FirstLive, 1),
-        (Mode::AllFrozen, 0),
-    ] {
+    for (mode, live) in [(Mode::Live, protos.len()), (Mode::FirstLive, 1), (Mode::AllFrozen, 0)] {
         if mode != Mode::Live && live >= protos.len() {
             continue;
         }
@@ -66,18 +59,9 @@ fn run_mode(
 ) -> Result<()> {
     let mut model = kestrel_onnx::load(&dir.join("model.onnx"), &Limits::default())?;
     if live < protos.len() {
-        let graph = model
-            .proto
-            .graph
-            .as_mut()
-            .ok_or_else(|| anyhow::anyhow!("no graph"))?;
+        let graph = model.proto.graph.as_mut().ok_or_else(|| anyhow::anyhow!("no graph"))?;
         let inits: BTreeSet<String> = graph.initializer.iter().map(|i| i.name.clone()).collect();
-        let names: Vec<String> = graph
-            .input
-            .iter()
-            .map(|i| i.name.clone())
-            .filter(|n| !inits.contains(n))
-            .collect();
+        let names: Vec<String> = graph.input.iter().map(|i| i.name.clone()).filter(|n| !inits.contains(n)).collect();
         for (name, proto) in names.iter().zip(protos).skip(live) {
             let mut t = proto.clone();
             t.name = name.clone();
@@ -89,17 +73,10 @@ fn run_mode(
         .iter()
         .map(|p| {
             let raw = kestrel_onnx::tensor_raw_le(p)?;
-            Ok(kestrel_engine::Tensor::from_le_bytes(
-                raw.elem.code,
-                raw.dims,
-                &raw.bytes,
-            )?)
+            Ok(kestrel_engine::Tensor::from_le_bytes(raw.elem.code, raw.dims, &raw.bytes)?)
         })
         .collect::<Result<Vec<_>>>()?;
-    let options = PrepareOptions {
-        threads: 1,
-        input_shapes: inputs.iter().map(|t| t.shape.clone()).collect(),
-    };
+    let options = PrepareOptions { threads: 1, input_shapes: inputs.iter().map(|t| t.shape.clone()).collect() };
     let mut engine = Engine::new(BackendKind::Cpu, &model, &options)?;
     let got = engine.run(&inputs)?;
     if got.len() != wants.len() {
@@ -115,10 +92,7 @@ fn main() {
     let root = common::repo().join("target/onnx-node-tests");
     let list_path = common::repo().join("tests/conformance/pass-list.txt");
     if !root.join(".complete").exists() {
-        eprintln!(
-            "conformance: no test data in {}; run `bash scripts/fetch-onnx-tests.sh` first",
-            root.display()
-        );
+        eprintln!("conformance: no test data in {}; run `bash scripts/fetch-onnx-tests.sh` first", root.display());
         std::process::exit(1);
     }
     let listed: BTreeSet<String> = std::fs::read_to_string(&list_path)
@@ -158,32 +132,23 @@ fn main() {
         }
     });
     let results = results.into_inner().unwrap();
-    let passed: BTreeSet<String> = results
-        .iter()
-        .filter(|r| r.1.is_ok())
-        .map(|r| r.0.clone())
-        .collect();
+    let passed: BTreeSet<String> = results.iter().filter(|r| r.1.is_ok()).map(|r| r.0.clone()).collect();
     if std::env::var_os("KESTREL_WRITE_PASSLIST").is_some() {
-        let mut text = String::from(
-            "# ONNX 1.22.0 node tests that pass on the CPU backend (tests/conformance.rs).\n",
-        );
+        let mut text = String::from("# ONNX 1.22.0 node tests that pass on the CPU backend (tests/conformance.rs).\n");
         passed.iter().for_each(|c| text.push_str(&format!("{c}\n")));
         std::fs::write(&list_path, text).expect("writing the pass-list");
     }
-    let regressions: Vec<_> = results
-        .iter()
-        .filter(|(c, r)| r.is_err() && listed.contains(c))
-        .collect();
+    let regressions: Vec<_> = results.iter().filter(|(c, r)| r.is_err() && listed.contains(c)).collect();
     let new: Vec<_> = passed.iter().filter(|c| !listed.contains(*c)).collect();
     for (case, err) in &regressions {
-        println!(
-            "REGRESSION {case}: {}",
-            err.as_ref().err().map(String::as_str).unwrap_or_default()
-        );
+        println!("REGRESSION {case}: {}", err.as_ref().err().map(String::as_str).unwrap_or_default());
     }
     if !new.is_empty() {
         let shown: Vec<_> = new.iter().take(10).collect();
-        println!("{} case(s) pass but are not in the pass-list (KESTREL_WRITE_PASSLIST=1 adds them), e.g. {shown:?}", new.len());
+        println!(
+            "{} case(s) pass but are not in the pass-list (KESTREL_WRITE_PASSLIST=1 adds them), e.g. {shown:?}",
+            new.len()
+        );
     }
     let mut failures = String::new();
     for (case, r) in &results {
@@ -191,16 +156,8 @@ fn main() {
             failures.push_str(&format!("{case}\t{}\n", e.replace('\n', " ")));
         }
     }
-    let _ = std::fs::write(
-        common::repo().join("target/conformance-failures.tsv"),
-        failures,
-    );
-    let count = |m: Mode| {
-        results
-            .iter()
-            .filter(|r| r.1.as_ref().ok() == Some(&m))
-            .count()
-    };
+    let _ = std::fs::write(common::repo().join("target/conformance-failures.tsv"), failures);
+    let count = |m: Mode| results.iter().filter(|r| r.1.as_ref().ok() == Some(&m)).count();
     println!(
         "conformance: {} of {} ONNX node tests pass on the CPU backend ({} listed; {} with all inputs live, {} with parameter inputs frozen, {} fully constant-folded)",
         passed.len(),
@@ -210,11 +167,7 @@ fn main() {
         count(Mode::FirstLive),
         count(Mode::AllFrozen)
     );
-    println!(
-        "{} passed, {} failed",
-        listed.len() - regressions.len(),
-        regressions.len()
-    );
+    println!("{} passed, {} failed", listed.len() - regressions.len(), regressions.len());
     if !regressions.is_empty() {
         std::process::exit(1);
     }

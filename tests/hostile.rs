@@ -44,44 +44,25 @@ fn kestrel_limited(args: &[&str]) -> Outcome {
     };
     let elapsed = start.elapsed();
     let (mut stdout, mut stderr) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .map(|mut s| s.read_to_string(&mut stdout));
-    child
-        .stderr
-        .take()
-        .map(|mut s| s.read_to_string(&mut stderr));
-    Outcome {
-        code: status.code(),
-        stdout,
-        stderr,
-        elapsed,
-    }
+    child.stdout.take().map(|mut s| s.read_to_string(&mut stdout));
+    child.stderr.take().map(|mut s| s.read_to_string(&mut stderr));
+    Outcome { code: status.code(), stdout, stderr, elapsed }
 }
 
 #[test]
 fn every_hostile_model_is_refused_cleanly() {
     let dir = common::repo().join("tests/hostile");
-    let table =
-        std::fs::read_to_string(dir.join("EXPECTED.tsv")).expect("tests/hostile/EXPECTED.tsv");
+    let table = std::fs::read_to_string(dir.join("EXPECTED.tsv")).expect("tests/hostile/EXPECTED.tsv");
     let cases: Vec<(&str, &str)> = table
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .filter_map(|l| l.split_once('\t'))
         .collect();
-    assert!(
-        cases.len() >= 25,
-        "only {} hostile cases listed",
-        cases.len()
-    );
+    assert!(cases.len() >= 25, "only {} hostile cases listed", cases.len());
     let mut problems = Vec::new();
     for (file, phrase) in &cases {
         let path = format!("tests/hostile/{file}");
-        for args in [
-            vec!["inspect", path.as_str()],
-            vec!["run", path.as_str(), "models/samples/astronaut.png"],
-        ] {
+        for args in [vec!["inspect", path.as_str()], vec!["run", path.as_str(), "models/samples/astronaut.png"]] {
             let out = kestrel_limited(&args);
             let lines: Vec<&str> = out.stderr.lines().collect();
             let ok = out.code == Some(1)
@@ -103,12 +84,7 @@ fn every_hostile_model_is_refused_cleanly() {
             }
         }
     }
-    assert!(
-        problems.is_empty(),
-        "{} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
 }
 
 #[test]
@@ -122,71 +98,25 @@ fn bad_images_and_paths_are_refused_cleanly() {
     std::fs::write(&truncated, &png[..png.len() / 3]).unwrap();
     let model = "models/blazeface/model.onnx";
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (
-            vec!["inspect".into(), "no/such/model.onnx".into()],
-            "no/such/model.onnx",
-        ),
+        (vec!["inspect".into(), "no/such/model.onnx".into()], "no/such/model.onnx"),
         (vec!["inspect".into(), "models".into()], "is a directory"),
+        (vec!["inspect".into(), model.into(), "--max-model-bytes".into(), "1000".into()], "exceeds the limit of 1000"),
+        (vec!["run".into(), model.into(), "no/such/image.png".into()], "no/such/image.png"),
+        (vec!["run".into(), model.into(), garbage.display().to_string()], "garbage.png"),
+        (vec!["run".into(), model.into(), truncated.display().to_string()], "truncated.png"),
+        (vec!["eval".into(), model.into(), "--dataset".into(), "imagenet".into()], ""),
         (
-            vec![
-                "inspect".into(),
-                model.into(),
-                "--max-model-bytes".into(),
-                "1000".into(),
-            ],
-            "exceeds the limit of 1000",
-        ),
-        (
-            vec!["run".into(), model.into(), "no/such/image.png".into()],
-            "no/such/image.png",
-        ),
-        (
-            vec!["run".into(), model.into(), garbage.display().to_string()],
-            "garbage.png",
-        ),
-        (
-            vec!["run".into(), model.into(), truncated.display().to_string()],
-            "truncated.png",
-        ),
-        (
-            vec![
-                "eval".into(),
-                model.into(),
-                "--dataset".into(),
-                "imagenet".into(),
-            ],
-            "",
-        ),
-        (
-            vec![
-                "run".into(),
-                model.into(),
-                "models/samples/astronaut.png".into(),
-                "--backend".into(),
-                "tpu".into(),
-            ],
+            vec!["run".into(), model.into(), "models/samples/astronaut.png".into(), "--backend".into(), "tpu".into()],
             "unknown backend `tpu`",
         ),
     ];
     for (args, phrase) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = kestrel_limited(&args);
-        let errors: Vec<&str> = out
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("Error: "))
-            .collect();
+        let errors: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("Error: ")).collect();
         assert_eq!(out.code, Some(1), "kestrel {args:?}: {:?}", out.stderr);
-        assert!(
-            !errors.is_empty() && errors.iter().any(|l| l.contains(phrase)),
-            "kestrel {args:?}: {:?}",
-            out.stderr
-        );
-        assert!(
-            !out.stderr.contains("panicked"),
-            "kestrel {args:?}: {:?}",
-            out.stderr
-        );
+        assert!(!errors.is_empty() && errors.iter().any(|l| l.contains(phrase)), "kestrel {args:?}: {:?}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "kestrel {args:?}: {:?}", out.stderr);
     }
     std::fs::remove_dir_all(&tmp).ok();
 }

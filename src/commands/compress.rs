@@ -42,12 +42,7 @@ fn calibration_samples(src: &str, config: &ModelConfig, count: usize) -> Result<
         .with_context(|| format!("reading --calib folder `{src}`"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.extension().is_some_and(|e| {
-                matches!(
-                    e.to_string_lossy().to_lowercase().as_str(),
-                    "png" | "jpg" | "jpeg"
-                )
-            })
+            p.extension().is_some_and(|e| matches!(e.to_string_lossy().to_lowercase().as_str(), "png" | "jpg" | "jpeg"))
         })
         .collect();
     images.sort();
@@ -77,29 +72,24 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let config = load_config(&args.model, &model, args.config.as_deref())?;
     let samples = calibration_samples(&args.calib, &config, args.calib_count)?;
-    let bar = ProgressBar::new_spinner()
-        .with_message("calibrating and measuring each layer's sensitivity");
+    let bar = ProgressBar::new_spinner().with_message("calibrating and measuring each layer's sensitivity");
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let start = Instant::now();
     let quant_config = QuantizeConfig {
         method,
         min_layer_sqnr_db: args.min_layer_sqnr,
+        // Detector heads carry rare, decisive values (a face's score) that calibration on
+        // mostly-background images does not cover; classifier heads are fine in int8.
+        keep_output_heads_float: matches!(config.decoder, kestrel_vision::config::Decoder::Blazeface { .. }),
         ..Default::default()
     };
-    let (mut quantized, report) =
-        quantize_int8(&model, &samples, &quant_config).context("quantizing")?;
+    let (mut quantized, report) = quantize_int8(&model, &samples, &quant_config).context("quantizing")?;
     // The output carries its preprocessing config, so `kestrel run` works on it anywhere.
-    quantized
-        .proto
-        .metadata_props
-        .retain(|e| e.key != CONFIG_METADATA_KEY);
-    quantized
-        .proto
-        .metadata_props
-        .push(kestrel_onnx::pb::StringStringEntryProto {
-            key: CONFIG_METADATA_KEY.into(),
-            value: config_text(&args.model, &model, args.config.as_deref())?,
-        });
+    quantized.proto.metadata_props.retain(|e| e.key != CONFIG_METADATA_KEY);
+    quantized.proto.metadata_props.push(kestrel_onnx::pb::StringStringEntryProto {
+        key: CONFIG_METADATA_KEY.into(),
+        value: config_text(&args.model, &model, args.config.as_deref())?,
+    });
     bar.finish_and_clear();
     kestrel_onnx::validate(&quantized, &kestrel_onnx::Limits::default())
         .context("the quantized model failed validation (a bug)")?;
@@ -115,8 +105,7 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
     });
     if let Some(path) = &args.report {
         let tmp = path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("writing --report `{}`", path.display()))?;
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing --report `{}`", path.display()))?;
         f.write_all(serde_json::to_string_pretty(&summary)?.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -144,45 +133,24 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
         let verdict = if l.quantized {
             "int8".to_string()
         } else {
-            format!(
-                "float ({})",
-                l.kept_float_because.clone().unwrap_or_default()
-            )
+            format!("float ({})", l.kept_float_because.clone().unwrap_or_default())
         };
-        println!(
-            "  {:<40} {:<7} alone {:>6.1} dB  {verdict}",
-            l.node, l.op, l.isolated_sqnr_db
-        );
+        println!("  {:<40} {:<7} alone {:>6.1} dB  {verdict}", l.node, l.op, l.isolated_sqnr_db);
     }
     if !report.float_ops.is_empty() {
-        let ops: Vec<String> = report
-            .float_ops
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
+        let ops: Vec<String> = report.float_ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
         println!("ops left in float: {}", ops.join(", "));
     }
     Ok(())
 }
 
 /// The TOML text of the config `load_config` would use.
-fn config_text(
-    path: &Path,
-    model: &kestrel_onnx::OnnxModel,
-    explicit: Option<&Path>,
-) -> Result<String> {
-    if let Some(entry) = model
-        .proto
-        .metadata_props
-        .iter()
-        .find(|e| e.key == CONFIG_METADATA_KEY)
-    {
+fn config_text(path: &Path, model: &kestrel_onnx::OnnxModel, explicit: Option<&Path>) -> Result<String> {
+    if let Some(entry) = model.proto.metadata_props.iter().find(|e| e.key == CONFIG_METADATA_KEY) {
         if explicit.is_none() {
             return Ok(entry.value.clone());
         }
     }
-    let file = explicit
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| ModelConfig::path_for(path));
+    let file = explicit.map(Path::to_path_buf).unwrap_or_else(|| ModelConfig::path_for(path));
     std::fs::read_to_string(&file).with_context(|| format!("reading config `{}`", file.display()))
 }

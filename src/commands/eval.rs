@@ -53,18 +53,13 @@ pub fn load_calibration(name: &str) -> Result<LabeledImages> {
 fn load_split(name: &str, data_dir: Option<&Path>, split: &str) -> Result<LabeledImages> {
     match name {
         "fashion-mnist" => {
-            let dir: PathBuf = data_dir
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| models_dir().join("fashion-cnn/data"));
+            let dir: PathBuf = data_dir.map(Path::to_path_buf).unwrap_or_else(|| models_dir().join("fashion-cnn/data"));
             LabeledImages::read_idx(
                 &dir.join(format!("{split}-images-idx3-ubyte.gz")),
                 &dir.join(format!("{split}-labels-idx1-ubyte.gz")),
             )
             .with_context(|| {
-                format!(
-                    "reading fashion-mnist from `{}` (use --data-dir to point elsewhere)",
-                    dir.display()
-                )
+                format!("reading fashion-mnist from `{}` (use --data-dir to point elsewhere)", dir.display())
             })
         }
         other => bail!("unknown dataset `{other}` (available: fashion-mnist)"),
@@ -72,11 +67,7 @@ fn load_split(name: &str, data_dir: Option<&Path>, split: &str) -> Result<Labele
 }
 
 /// Packs gray images `range` into one batch tensor laid out as the config says.
-pub fn batch_tensor(
-    data: &LabeledImages,
-    range: std::ops::Range<usize>,
-    p: &Preprocess,
-) -> Result<Tensor> {
+pub fn batch_tensor(data: &LabeledImages, range: std::ops::Range<usize>, p: &Preprocess) -> Result<Tensor> {
     let (w, h) = (data.width, data.height);
     let (lo, hi) = p.range;
     let n = range.len();
@@ -102,8 +93,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
     let config = load_config(&args.model, &model, args.config.as_deref())?;
     let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
     let p = &config.preprocess;
-    if p.color != Color::Gray || p.width as usize != data.width || p.height as usize != data.height
-    {
+    if p.color != Color::Gray || p.width as usize != data.width || p.height as usize != data.height {
         bail!(
             "the model takes {}x{} {:?} images; {} has {}x{} gray images",
             p.width,
@@ -125,36 +115,21 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
     let shape_of = |n: usize| batch_tensor(&data, 0..n, p).map(|t| t.shape);
     let mut full = engine(&model, &args.engine, shape_of(batch)?)?;
     let rest = total % batch;
-    let mut tail = if rest > 0 {
-        Some(engine(&model, &args.engine, shape_of(rest)?)?)
-    } else {
-        None
-    };
+    let mut tail = if rest > 0 { Some(engine(&model, &args.engine, shape_of(rest)?)?) } else { None };
     let bar = ProgressBar::new(total as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} images {elapsed}")
-            .unwrap_or(ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images {elapsed}").unwrap_or(ProgressStyle::default_bar()),
     );
     let start = Instant::now();
     let mut correct = 0;
     let mut at = 0;
     while at < total {
         let n = batch.min(total - at);
-        let eng = if n == batch {
-            &mut full
-        } else {
-            tail.as_mut().context("no engine for the last batch")?
-        };
+        let eng = if n == batch { &mut full } else { tail.as_mut().context("no engine for the last batch")? };
         let out = eng.run(&[batch_tensor(&data, at..at + n, p)?])?;
-        let scores = out
-            .first()
-            .and_then(|t| t.as_f32())
-            .context("the model's first output is not float32")?;
+        let scores = out.first().and_then(|t| t.as_f32()).context("the model's first output is not float32")?;
         let classes = scores.len() / n;
         if classes == 0 || scores.len() != n * classes {
-            bail!(
-                "output of {} values cannot be split over {n} images",
-                scores.len()
-            );
+            bail!("output of {} values cannot be split over {n} images", scores.len());
         }
         for (i, row) in scores.chunks(classes).enumerate() {
             let _ = softmax; // argmax is the same before and after softmax

@@ -16,12 +16,8 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
     let io_json = |v: &[kestrel_onnx::IoInfo]| {
         v.iter()
             .map(|i| {
-                let shape: Vec<serde_json::Value> = i
-                    .shape
-                    .iter()
-                    .zip(&i.dim_names)
-                    .map(|(d, n)| d.map_or_else(|| json!(n), |d| json!(d)))
-                    .collect();
+                let shape: Vec<serde_json::Value> =
+                    i.shape.iter().zip(&i.dim_names).map(|(d, n)| d.map_or_else(|| json!(n), |d| json!(d))).collect();
                 json!({"name": i.name, "dtype": i.dtype, "shape": shape})
             })
             .collect::<Vec<_>>()
@@ -54,12 +50,8 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         s.producer
     );
     let show = |i: &kestrel_onnx::IoInfo| {
-        let dims: Vec<String> = i
-            .shape
-            .iter()
-            .zip(&i.dim_names)
-            .map(|(d, n)| d.map_or_else(|| n.clone(), |d| d.to_string()))
-            .collect();
+        let dims: Vec<String> =
+            i.shape.iter().zip(&i.dim_names).map(|(d, n)| d.map_or_else(|| n.clone(), |d| d.to_string())).collect();
         format!("  {:<24} {:<8} [{}]", i.name, i.dtype, dims.join(", "))
     };
     println!("inputs");
@@ -69,22 +61,10 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
     println!("nodes      {}", s.nodes);
     let ops: Vec<String> = s.ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
     println!("ops        {}", ops.join(", "));
-    println!(
-        "parameters {} ({})",
-        s.parameters,
-        si(s.parameters as f64).trim()
-    );
-    println!(
-        "weights    {} bytes ({}B)",
-        s.weight_bytes,
-        si(s.weight_bytes as f64)
-    );
+    println!("parameters {} ({})", s.parameters, si(s.parameters as f64).trim());
+    println!("weights    {} bytes ({}B)", s.weight_bytes, si(s.weight_bytes as f64));
     match macs {
-        Ok(m) => println!(
-            "MACs       {} ({}MAC per inference, batch 1)",
-            m,
-            si(m as f64)
-        ),
+        Ok(m) => println!("MACs       {} ({}MAC per inference, batch 1)", m, si(m as f64)),
         Err(e) => println!("MACs       unknown ({e})"),
     }
     Ok(())

@@ -12,10 +12,7 @@ use crate::cli::{Cli, Command};
 
 pub fn dispatch(cli: Cli) -> Result<()> {
     if let Some(max) = cli.max_model_bytes {
-        let limits = kestrel_onnx::Limits {
-            max_file_bytes: max,
-            ..Default::default()
-        };
+        let limits = kestrel_onnx::Limits { max_file_bytes: max, ..Default::default() };
         let _ = crate::models::LIMITS.set(limits);
     }
     match cli.command {

@@ -30,35 +30,17 @@ pub struct ImageResult {
 impl ImageResult {
     pub fn describe(&self) -> String {
         if let Some(classes) = &self.classes {
-            let top: Vec<String> = classes
-                .iter()
-                .take(3)
-                .map(|c| format!("{} {:.3}", c.label, c.score))
-                .collect();
-            format!(
-                "{}: {} ({:.2} ms)",
-                self.image,
-                top.join(", "),
-                self.latency_ms
-            )
+            let top: Vec<String> = classes.iter().take(3).map(|c| format!("{} {:.3}", c.label, c.score)).collect();
+            format!("{}: {} ({:.2} ms)", self.image, top.join(", "), self.latency_ms)
         } else {
             let dets = self.detections.as_deref().unwrap_or_default();
             let boxes: Vec<String> = dets
                 .iter()
                 .map(|d| {
-                    format!(
-                        "[{:.0}, {:.0}, {:.0}, {:.0}] score {:.3}",
-                        d.x_min, d.y_min, d.x_max, d.y_max, d.score
-                    )
+                    format!("[{:.0}, {:.0}, {:.0}, {:.0}] score {:.3}", d.x_min, d.y_min, d.x_max, d.y_max, d.score)
                 })
                 .collect();
-            format!(
-                "{}: {} detection(s) {} ({:.2} ms)",
-                self.image,
-                dets.len(),
-                boxes.join(" "),
-                self.latency_ms
-            )
+            format!("{}: {} detection(s) {} ({:.2} ms)", self.image, dets.len(), boxes.join(" "), self.latency_ms)
         }
     }
 }
@@ -70,30 +52,17 @@ pub struct ImageModel {
 }
 
 impl ImageModel {
-    pub fn open(
-        model: &Path,
-        config: Option<&Path>,
-        args: &crate::cli::EngineArgs,
-    ) -> Result<ImageModel> {
+    pub fn open(model: &Path, config: Option<&Path>, args: &crate::cli::EngineArgs) -> Result<ImageModel> {
         let onnx = load_model(model)?;
         let config = load_config(model, &onnx, config)?;
-        let probe = preprocess::preprocess(
-            &kestrel_vision::image::RgbImage::new(1, 1),
-            &config.preprocess,
-        );
-        let engine = engine(&onnx, args, probe.shape)
-            .with_context(|| format!("preparing `{}`", model.display()))?;
+        let probe = preprocess::preprocess(&kestrel_vision::image::RgbImage::new(1, 1), &config.preprocess);
+        let engine = engine(&onnx, args, probe.shape).with_context(|| format!("preparing `{}`", model.display()))?;
         Ok(ImageModel { config, engine })
     }
 
     /// Preprocess, infer, decode; optionally write an annotated PNG into `annotate`.
     /// With `repeat > 1`, inference is timed `repeat` times after warm-up and the median kept.
-    pub fn infer(
-        &mut self,
-        image: &Path,
-        annotate: Option<&Path>,
-        repeat: usize,
-    ) -> Result<ImageResult> {
+    pub fn infer(&mut self, image: &Path, annotate: Option<&Path>, repeat: usize) -> Result<ImageResult> {
         let mut rgb = image_io::load_rgb(image)?;
         let input = preprocess::preprocess(&rgb, &self.config.preprocess);
         let tensor = [Tensor::f32(input.shape.clone(), input.data)?];
@@ -102,10 +71,7 @@ impl ImageModel {
         let mut outputs = Vec::new();
         for i in 0..warm_up + repeat.max(1) {
             let start = Instant::now();
-            outputs = self
-                .engine
-                .run(&tensor)
-                .with_context(|| format!("running on `{}`", image.display()))?;
+            outputs = self.engine.run(&tensor).with_context(|| format!("running on `{}`", image.display()))?;
             if i >= warm_up {
                 times.push(start.elapsed().as_secs_f64() * 1e3);
             }
@@ -121,11 +87,7 @@ impl ImageModel {
             annotated: None,
         };
         match &self.config.decoder {
-            Decoder::Classifier {
-                labels,
-                top_k,
-                softmax,
-            } => {
+            Decoder::Classifier { labels, top_k, softmax } => {
                 let scores = f32_output(&outputs, 0)?;
                 let classes = classify::top_k(scores, labels, *top_k, *softmax);
                 if annotate.is_some() {
@@ -133,24 +95,16 @@ impl ImageModel {
                 }
                 result.classes = Some(classes);
             }
-            Decoder::Blazeface {
-                score_threshold,
-                iou_threshold,
-            } => {
+            Decoder::Blazeface { score_threshold, iou_threshold } => {
                 let (reg, scores) = blazeface_outputs(&outputs)?;
-                let dets =
-                    blazeface::decode(reg, scores, &input.frame, *score_threshold, *iou_threshold)?;
+                let dets = blazeface::decode(reg, scores, &input.frame, *score_threshold, *iou_threshold)?;
                 draw::draw_detections(&mut rgb, &dets);
                 result.detections = Some(dets);
             }
         }
         if let Some(dir) = annotate {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating --annotate folder `{}`", dir.display()))?;
-            let stem = image
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "image".into());
+            std::fs::create_dir_all(dir).with_context(|| format!("creating --annotate folder `{}`", dir.display()))?;
+            let stem = image.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
             let out: PathBuf = dir.join(format!("{stem}.png"));
             image_io::save_png(&rgb, &out)?;
             result.annotated = Some(out.display().to_string());
@@ -160,23 +114,17 @@ impl ImageModel {
 }
 
 fn f32_output(outputs: &[Tensor], ix: usize) -> Result<&[f32]> {
-    let t = outputs
-        .get(ix)
-        .with_context(|| format!("the model has no output #{ix}"))?;
-    t.as_f32()
-        .with_context(|| format!("output #{ix} is {}, expected float32", t.dtype_name()))
+    let t = outputs.get(ix).with_context(|| format!("the model has no output #{ix}"))?;
+    t.as_f32().with_context(|| format!("output #{ix} is {}, expected float32", t.dtype_name()))
 }
 
 /// BlazeFace's two outputs, told apart by their last dimension (16 box values vs 1 score).
 fn blazeface_outputs(outputs: &[Tensor]) -> Result<(&[f32], &[f32])> {
     let find = |last: usize| {
-        outputs
-            .iter()
-            .position(|t| t.shape.last() == Some(&last))
-            .context(format!(
-                "BlazeFace decoder: no output with last dimension {last} (got shapes {:?})",
-                outputs.iter().map(|t| &t.shape).collect::<Vec<_>>()
-            ))
+        outputs.iter().position(|t| t.shape.last() == Some(&last)).context(format!(
+            "BlazeFace decoder: no output with last dimension {last} (got shapes {:?})",
+            outputs.iter().map(|t| &t.shape).collect::<Vec<_>>()
+        ))
     };
     let (r, s) = (find(blazeface::VALUES_PER_ANCHOR)?, find(1)?);
     Ok((f32_output(outputs, r)?, f32_output(outputs, s)?))

@@ -15,16 +15,12 @@ pub fn repo() -> PathBuf {
 pub fn read_pb(path: &Path) -> Result<Tensor> {
     let proto = kestrel_onnx::load_tensor(path, &Limits::default())?;
     let raw = kestrel_onnx::tensor_raw_le(&proto)?;
-    Tensor::from_le_bytes(raw.elem.code, raw.dims, &raw.bytes)
-        .with_context(|| format!("{}", path.display()))
+    Tensor::from_le_bytes(raw.elem.code, raw.dims, &raw.bytes).with_context(|| format!("{}", path.display()))
 }
 
 /// Numbered `prefix_N.pb` files of a folder, in order.
 pub fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    (0..)
-        .map(|i| dir.join(format!("{prefix}_{i}.pb")))
-        .take_while(|p| p.exists())
-        .collect()
+    (0..).map(|i| dir.join(format!("{prefix}_{i}.pb"))).take_while(|p| p.exists()).collect()
 }
 
 /// Compares element-wise: |a - b| <= atol + rtol * |b|, NaN equal to NaN, same shape and type.
@@ -34,11 +30,7 @@ pub fn compare(got: &Tensor, want: &Tensor, atol: f64, rtol: f64) -> Result<(), 
         return Err(format!("shape {:?}, expected {:?}", got.shape, want.shape));
     }
     if got.dtype_name() != want.dtype_name() {
-        return Err(format!(
-            "type {}, expected {}",
-            got.dtype_name(),
-            want.dtype_name()
-        ));
+        return Err(format!("type {}, expected {}", got.dtype_name(), want.dtype_name()));
     }
     let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
     for (i, (&a, &b)) in g.iter().zip(&w).enumerate() {

@@ -27,32 +27,15 @@ pub fn observe(
     names: &[String],
     mut visit: impl FnMut(usize, &[f32]),
 ) -> Result<(), CompressError> {
-    let first = samples
-        .first()
-        .ok_or_else(|| CompressError::Calibration("no calibration samples".into()))?;
+    let first = samples.first().ok_or_else(|| CompressError::Calibration("no calibration samples".into()))?;
     let mut probe = model.clone();
     let g = graph::graph_mut(&mut probe.proto)?;
     // The graph input is read from the sample itself: tract would erase an input's declared
     // type if the same name were also an output.
-    let input_name = g
-        .input
-        .iter()
-        .map(|i| i.name.clone())
-        .find(|n| !g.initializer.iter().any(|t| &t.name == n));
-    let exposed: Vec<usize> = (0..names.len())
-        .filter(|&i| Some(&names[i]) != input_name.as_ref())
-        .collect();
-    g.output = exposed
-        .iter()
-        .map(|&i| pb::ValueInfoProto {
-            name: names[i].clone(),
-            ..Default::default()
-        })
-        .collect();
-    let options = PrepareOptions {
-        threads: 1,
-        input_shapes: vec![first.shape.clone()],
-    };
+    let input_name = g.input.iter().map(|i| i.name.clone()).find(|n| !g.initializer.iter().any(|t| &t.name == n));
+    let exposed: Vec<usize> = (0..names.len()).filter(|&i| Some(&names[i]) != input_name.as_ref()).collect();
+    g.output = exposed.iter().map(|&i| pb::ValueInfoProto { name: names[i].clone(), ..Default::default() }).collect();
+    let options = PrepareOptions { threads: 1, input_shapes: vec![first.shape.clone()] };
     let mut engine = Engine::new(BackendKind::Cpu, &probe, &options)?;
     for sample in samples {
         if sample.shape != first.shape {
@@ -62,12 +45,10 @@ pub fn observe(
             )));
         }
         let as_f32 = |t: &Tensor, name: &str| {
-            t.as_f32()
-                .map(<[f32]>::to_vec)
-                .ok_or_else(|| CompressError::Tensor {
-                    name: name.to_string(),
-                    message: format!("is {}, only float32 tensors are calibrated", t.dtype_name()),
-                })
+            t.as_f32().map(<[f32]>::to_vec).ok_or_else(|| CompressError::Tensor {
+                name: name.to_string(),
+                message: format!("is {}, only float32 tensors are calibrated", t.dtype_name()),
+            })
         };
         if let Some(ix) = names.iter().position(|n| Some(n) == input_name.as_ref()) {
             visit(ix, &as_f32(sample, &names[ix])?);
@@ -81,15 +62,8 @@ pub fn observe(
 }
 
 /// The float outputs of the model on every sample, concatenated per output.
-pub fn reference_outputs(
-    model: &OnnxModel,
-    samples: &[Tensor],
-) -> Result<Vec<Vec<f32>>, CompressError> {
-    let names: Vec<String> = graph::graph(&model.proto)?
-        .output
-        .iter()
-        .map(|o| o.name.clone())
-        .collect();
+pub fn reference_outputs(model: &OnnxModel, samples: &[Tensor]) -> Result<Vec<Vec<f32>>, CompressError> {
+    let names: Vec<String> = graph::graph(&model.proto)?.output.iter().map(|o| o.name.clone()).collect();
     let mut out = vec![Vec::new(); names.len()];
     observe(model, samples, &names, |ix, v| out[ix].extend_from_slice(v))?;
     Ok(out)
@@ -110,18 +84,13 @@ pub fn ranges(
         }
     })?;
     if let Some((ix, _)) = minmax.iter().enumerate().find(|(_, r)| r.0 > r.1) {
-        return Err(CompressError::Calibration(format!(
-            "tensor `{}` had no finite value",
-            names[ix]
-        )));
+        return Err(CompressError::Calibration(format!("tensor `{}` had no finite value", names[ix])));
     }
     let chosen = match method {
         RangeMethod::MinMax => minmax,
         RangeMethod::Percentile(p) => {
             if !(50.0..=100.0).contains(&p) {
-                return Err(CompressError::Calibration(format!(
-                    "percentile {p} must be within 50..=100"
-                )));
+                return Err(CompressError::Calibration(format!("percentile {p} must be within 50..=100")));
             }
             let mut hist = vec![vec![0u64; BINS]; names.len()];
             observe(model, samples, names, |ix, v| {
@@ -154,25 +123,13 @@ pub fn ranges(
                 .collect()
         }
     };
-    Ok(names
-        .iter()
-        .cloned()
-        .zip(
-            chosen
-                .into_iter()
-                .map(|(lo, hi)| (lo.min(0.0), hi.max(0.0))),
-        )
-        .collect())
+    Ok(names.iter().cloned().zip(chosen.into_iter().map(|(lo, hi)| (lo.min(0.0), hi.max(0.0)))).collect())
 }
 
 /// Signal-to-quantization-noise ratio in dB of `test` against `reference` (∞ when identical).
 pub fn sqnr_db(reference: &[f32], test: &[f32]) -> f64 {
     let signal: f64 = reference.iter().map(|&x| f64::from(x).powi(2)).sum();
-    let noise: f64 = reference
-        .iter()
-        .zip(test)
-        .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
-        .sum();
+    let noise: f64 = reference.iter().zip(test).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum();
     if noise == 0.0 {
         f64::INFINITY
     } else {

@@ -14,17 +14,11 @@ pub const INT32: i32 = 6;
 
 /// The main graph of a model (validated models always have one).
 pub fn graph_mut(model: &mut pb::ModelProto) -> Result<&mut pb::GraphProto, CompressError> {
-    model
-        .graph
-        .as_mut()
-        .ok_or(CompressError::Onnx(kestrel_onnx::OnnxError::NoGraph))
+    model.graph.as_mut().ok_or(CompressError::Onnx(kestrel_onnx::OnnxError::NoGraph))
 }
 
 pub fn graph(model: &pb::ModelProto) -> Result<&pb::GraphProto, CompressError> {
-    model
-        .graph
-        .as_ref()
-        .ok_or(CompressError::Onnx(kestrel_onnx::OnnxError::NoGraph))
+    model.graph.as_ref().ok_or(CompressError::Onnx(kestrel_onnx::OnnxError::NoGraph))
 }
 
 pub fn initializer<'a>(g: &'a pb::GraphProto, name: &str) -> Option<&'a pb::TensorProto> {
@@ -40,11 +34,7 @@ pub fn f32_values(t: &pb::TensorProto) -> Result<(Vec<usize>, Vec<f32>), Compres
             message: format!("is {}, not float32", raw.elem.name),
         });
     }
-    let values = raw
-        .bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let values = raw.bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     Ok((raw.dims, values))
 }
 
@@ -59,12 +49,7 @@ fn tensor(name: &str, dims: &[usize], data_type: i32, raw_data: Vec<u8>) -> pb::
 }
 
 pub fn f32_tensor(name: &str, dims: &[usize], values: &[f32]) -> pb::TensorProto {
-    tensor(
-        name,
-        dims,
-        FLOAT,
-        values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    )
+    tensor(name, dims, FLOAT, values.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
 pub fn i8_tensor(name: &str, dims: &[usize], values: &[i8]) -> pb::TensorProto {
@@ -76,12 +61,7 @@ pub fn u8_tensor(name: &str, dims: &[usize], values: &[u8]) -> pb::TensorProto {
 }
 
 pub fn i32_tensor(name: &str, dims: &[usize], values: &[i32]) -> pb::TensorProto {
-    tensor(
-        name,
-        dims,
-        INT32,
-        values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    )
+    tensor(name, dims, INT32, values.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
 pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
@@ -147,25 +127,15 @@ impl Names {
 
 /// Sets the default-domain opset to at least `version`.
 pub fn require_opset(model: &mut pb::ModelProto, version: i64) {
-    match model
-        .opset_import
-        .iter_mut()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-    {
+    match model.opset_import.iter_mut().find(|o| o.domain.is_empty() || o.domain == "ai.onnx") {
         Some(o) => o.version = o.version.max(version),
-        None => model.opset_import.push(pb::OperatorSetIdProto {
-            domain: String::new(),
-            version,
-        }),
+        None => model.opset_import.push(pb::OperatorSetIdProto { domain: String::new(), version }),
     }
 }
 
 /// Attribute helpers.
 pub fn attr_ints<'a>(n: &'a pb::NodeProto, name: &str) -> Option<&'a [i64]> {
-    n.attribute
-        .iter()
-        .find(|a| a.name == name)
-        .map(|a| a.ints.as_slice())
+    n.attribute.iter().find(|a| a.name == name).map(|a| a.ints.as_slice())
 }
 
 pub fn attr_int(n: &pb::NodeProto, name: &str) -> Option<i64> {

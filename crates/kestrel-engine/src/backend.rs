@@ -29,11 +29,7 @@ pub trait Backend: Send + Sync {
     /// Is this backend usable on this machine? Never panics.
     fn check(&self) -> Result<(), EngineError>;
     /// Turns a validated model into something that runs.
-    fn prepare(
-        &self,
-        model: &OnnxModel,
-        options: &PrepareOptions,
-    ) -> Result<Box<dyn Prepared>, EngineError>;
+    fn prepare(&self, model: &OnnxModel, options: &PrepareOptions) -> Result<Box<dyn Prepared>, EngineError>;
 }
 
 /// A model ready to run on one backend.

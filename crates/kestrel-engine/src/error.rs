@@ -3,10 +3,7 @@
 #[non_exhaustive]
 pub enum EngineError {
     #[error("backend `{backend}` is not available: {reason}")]
-    BackendUnavailable {
-        backend: &'static str,
-        reason: String,
-    },
+    BackendUnavailable { backend: &'static str, reason: String },
     #[error("unknown backend `{0}` (choose cpu, cuda, micro or auto)")]
     UnknownBackend(String),
     #[error("the model cannot be prepared: {0}")]
@@ -18,10 +15,7 @@ pub enum EngineError {
     #[error("unsupported element type: {0}")]
     UnsupportedType(String),
     #[error("internal error in {backend} (a bug, please report it): {message}")]
-    Internal {
-        backend: &'static str,
-        message: String,
-    },
+    Internal { backend: &'static str, message: String },
     #[error(transparent)]
     Onnx(#[from] kestrel_onnx::OnnxError),
 }

@@ -68,18 +68,11 @@ pub struct Engine {
 
 impl Engine {
     /// Checks the backend, then prepares the model on it.
-    pub fn new(
-        kind: BackendKind,
-        model: &OnnxModel,
-        options: &PrepareOptions,
-    ) -> Result<Engine, EngineError> {
+    pub fn new(kind: BackendKind, model: &OnnxModel, options: &PrepareOptions) -> Result<Engine, EngineError> {
         let backend = backend(kind);
         backend.check()?;
         let prepared = backend.prepare(model, options)?;
-        Ok(Engine {
-            backend: backend.name(),
-            prepared,
-        })
+        Ok(Engine { backend: backend.name(), prepared })
     }
 
     /// Name of the backend it runs on (what `Auto` chose).

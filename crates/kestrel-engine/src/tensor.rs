@@ -52,9 +52,7 @@ impl Tensor {
         let expected = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         let len = each_variant!(&data, v => v.len());
         if expected != Some(len) {
-            return Err(EngineError::Shape(format!(
-                "{len} values cannot fill shape {shape:?}"
-            )));
+            return Err(EngineError::Shape(format!("{len} values cannot fill shape {shape:?}")));
         }
         Ok(Tensor { shape, data })
     }
@@ -98,10 +96,7 @@ impl Tensor {
     /// Every element widened to f64 (for comparisons across types).
     pub fn to_f64_vec(&self) -> Vec<f64> {
         match &self.data {
-            TensorData::F16(v) => v
-                .iter()
-                .map(|&b| f64::from(half::f16::from_bits(b)))
-                .collect(),
+            TensorData::F16(v) => v.iter().map(|&b| f64::from(half::f16::from_bits(b))).collect(),
             TensorData::Bool(v) => v.iter().map(|&b| f64::from(u8::from(b))).collect(),
             TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
             TensorData::F64(v) => v.clone(),
@@ -117,15 +112,9 @@ impl Tensor {
     }
 
     /// Decodes little-endian bytes of an ONNX element type (code as in `TensorProto.DataType`).
-    pub fn from_le_bytes(
-        onnx_type: i32,
-        shape: Vec<usize>,
-        bytes: &[u8],
-    ) -> Result<Tensor, EngineError> {
+    pub fn from_le_bytes(onnx_type: i32, shape: Vec<usize>, bytes: &[u8]) -> Result<Tensor, EngineError> {
         fn chunks<const N: usize, T>(b: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
-            b.chunks_exact(N)
-                .map(|c| f(c.try_into().unwrap_or([0; N])))
-                .collect()
+            b.chunks_exact(N).map(|c| f(c.try_into().unwrap_or([0; N]))).collect()
         }
         let data = match onnx_type {
             1 => TensorData::F32(chunks(bytes, f32::from_le_bytes)),
@@ -140,11 +129,7 @@ impl Tensor {
             11 => TensorData::F64(chunks(bytes, f64::from_le_bytes)),
             12 => TensorData::U32(chunks(bytes, u32::from_le_bytes)),
             13 => TensorData::U64(chunks(bytes, u64::from_le_bytes)),
-            other => {
-                return Err(EngineError::UnsupportedType(format!(
-                    "ONNX element type {other}"
-                )))
-            }
+            other => return Err(EngineError::UnsupportedType(format!("ONNX element type {other}"))),
         };
         Tensor::new(shape, data)
     }

@@ -42,9 +42,7 @@ impl ElemType {
 
     /// Bytes needed for `count` elements in `raw_data`, or `None` on overflow.
     pub fn raw_bytes(&self, count: u64) -> Option<u64> {
-        count
-            .checked_mul(u64::from(self.bits))
-            .map(|b| b.div_ceil(8))
+        count.checked_mul(u64::from(self.bits)).map(|b| b.div_ceil(8))
     }
 
     /// How many entries of the typed repeated field hold `count` elements.

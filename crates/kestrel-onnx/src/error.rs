@@ -23,24 +23,11 @@ pub enum OnnxError {
     #[error("the model has no graph")]
     NoGraph,
     #[error("{what} `{name}`: {value} exceeds the limit of {limit}")]
-    LimitExceeded {
-        what: &'static str,
-        name: String,
-        value: u64,
-        limit: u64,
-    },
+    LimitExceeded { what: &'static str, name: String, value: u64, limit: u64 },
     #[error("{what} `{name}`: {reason}")]
-    Invalid {
-        what: &'static str,
-        name: String,
-        reason: String,
-    },
+    Invalid { what: &'static str, name: String, reason: String },
     #[error("unsupported op `{op}`{} in node `{node}`", domain_suffix(.domain))]
-    UnsupportedOp {
-        op: String,
-        domain: String,
-        node: String,
-    },
+    UnsupportedOp { op: String, domain: String, node: String },
     #[error("node `{node}` reads `{input}`, which no graph input, initializer or node defines")]
     UndefinedInput { node: String, input: String },
     #[error("graph output `{output}` is never produced")]
@@ -48,13 +35,7 @@ pub enum OnnxError {
     #[error("the graph has a cycle through node `{node}`")]
     Cycle { node: String },
     #[error("node `{node}` ({op}): attribute `{attribute}` = {value}: {reason}")]
-    BadAttribute {
-        node: String,
-        op: String,
-        attribute: String,
-        value: String,
-        reason: &'static str,
-    },
+    BadAttribute { node: String, op: String, attribute: String, value: String, reason: &'static str },
     #[error("external data of tensor `{tensor}`: {reason}")]
     ExternalData { tensor: String, reason: String },
 }

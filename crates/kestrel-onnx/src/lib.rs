@@ -44,10 +44,7 @@ pub fn known_ops() -> &'static HashSet<String> {
 /// The file size is checked before it is read, and every size in the file before
 /// anything of that size is allocated.
 pub fn load(path: &Path, limits: &Limits) -> Result<OnnxModel, OnnxError> {
-    let io = |source| OnnxError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| OnnxError::Io { path: path.to_path_buf(), source };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.is_dir() {
         return Err(OnnxError::Invalid {
@@ -65,28 +62,16 @@ pub fn load(path: &Path, limits: &Limits) -> Result<OnnxModel, OnnxError> {
         });
     }
     if meta.len() == 0 {
-        return Err(OnnxError::EmptyFile {
-            path: path.to_path_buf(),
-        });
+        return Err(OnnxError::EmptyFile { path: path.to_path_buf() });
     }
     let bytes = std::fs::read(path).map_err(io)?;
-    let dir = path.parent().map(|p| {
-        if p.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            p
-        }
-    });
+    let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
     from_bytes(&bytes, dir, limits)
 }
 
 /// Decodes, validates and normalizes a model held in memory.
 /// `dir` is where external data would be looked up (none allowed when `None`).
-pub fn from_bytes(
-    bytes: &[u8],
-    dir: Option<&Path>,
-    limits: &Limits,
-) -> Result<OnnxModel, OnnxError> {
+pub fn from_bytes(bytes: &[u8], dir: Option<&Path>, limits: &Limits) -> Result<OnnxModel, OnnxError> {
     if bytes.len() as u64 > limits.max_file_bytes {
         return Err(OnnxError::LimitExceeded {
             what: "size (bytes) of",
@@ -99,10 +84,7 @@ pub fn from_bytes(
     let mut proto = pb::ModelProto::decode(bytes)?;
     validate::Validator::new(limits, dir, known_ops()).model(&proto)?;
     normalize(&mut proto);
-    Ok(OnnxModel {
-        proto,
-        dir: dir.map(Path::to_path_buf),
-    })
+    Ok(OnnxModel { proto, dir: dir.map(Path::to_path_buf) })
 }
 
 /// Validates a model built or changed in memory (e.g. by a compression pass).
@@ -112,10 +94,7 @@ pub fn validate(model: &OnnxModel, limits: &Limits) -> Result<(), OnnxError> {
 
 /// Decodes and checks one standalone tensor (`.pb` test fixtures, calibration dumps).
 pub fn load_tensor(path: &Path, limits: &Limits) -> Result<pb::TensorProto, OnnxError> {
-    let io = |source| OnnxError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| OnnxError::Io { path: path.to_path_buf(), source };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.len() > limits.max_tensor_bytes.saturating_mul(2) {
         return Err(OnnxError::LimitExceeded {
@@ -134,18 +113,9 @@ pub fn load_tensor(path: &Path, limits: &Limits) -> Result<pb::TensorProto, Onnx
 /// Writes a model atomically: a temporary file in the same folder, fsync, then rename,
 /// so a failed write never leaves a half-written model behind.
 pub fn save(model: &pb::ModelProto, path: &Path) -> Result<(), OnnxError> {
-    let err = |source| OnnxError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let err = |source| OnnxError::Write { path: path.to_path_buf(), source };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;

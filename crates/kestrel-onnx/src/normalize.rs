@@ -39,14 +39,8 @@ fn normalize_graph(graph: &mut pb::GraphProto) {
 
 fn has_symbolic_dim(info: &pb::ValueInfoProto) -> bool {
     use pb::tensor_shape_proto::dimension::Value;
-    let Some(pb::type_proto::Value::TensorType(tt)) =
-        info.r#type.as_ref().and_then(|t| t.value.as_ref())
-    else {
+    let Some(pb::type_proto::Value::TensorType(tt)) = info.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         return false;
     };
-    tt.shape.as_ref().is_some_and(|s| {
-        s.dim
-            .iter()
-            .any(|d| !matches!(d.value, Some(Value::DimValue(_))))
-    })
+    tt.shape.as_ref().is_some_and(|s| s.dim.iter().any(|d| !matches!(d.value, Some(Value::DimValue(_)))))
 }

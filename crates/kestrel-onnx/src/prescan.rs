@@ -23,11 +23,7 @@ struct Counts<'a> {
 
 /// Counts nodes, repeated entries and subgraph depth of an encoded `ModelProto`.
 pub(crate) fn prescan(bytes: &[u8], limits: &Limits) -> Result<(), OnnxError> {
-    let mut c = Counts {
-        limits,
-        nodes: 0,
-        items: 0,
-    };
+    let mut c = Counts { limits, nodes: 0, items: 0 };
     c.message(bytes, Msg::Model, 0)
 }
 

@@ -15,11 +15,7 @@ pub struct RawTensor {
 
 /// Packs a validated, inline (not external) tensor into little-endian bytes.
 pub fn tensor_raw_le(t: &pb::TensorProto) -> Result<RawTensor, OnnxError> {
-    let invalid = |reason: &str| OnnxError::Invalid {
-        what: "tensor",
-        name: t.name.clone(),
-        reason: reason.into(),
-    };
+    let invalid = |reason: &str| OnnxError::Invalid { what: "tensor", name: t.name.clone(), reason: reason.into() };
     let elem = ElemType::from_code(t.data_type).ok_or_else(|| invalid("unknown data type"))?;
     if elem.code == 8 {
         return Err(invalid("string tensors have no byte representation"));
@@ -29,9 +25,7 @@ pub fn tensor_raw_le(t: &pb::TensorProto) -> Result<RawTensor, OnnxError> {
     }
     let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
     let count = element_count(&t.dims);
-    let expected = elem
-        .raw_bytes(count)
-        .ok_or_else(|| invalid("size overflows"))? as usize;
+    let expected = elem.raw_bytes(count).ok_or_else(|| invalid("size overflows"))? as usize;
     let bytes: Vec<u8> = if !t.raw_data.is_empty() {
         t.raw_data.clone()
     } else {
@@ -39,18 +33,10 @@ pub fn tensor_raw_le(t: &pb::TensorProto) -> Result<RawTensor, OnnxError> {
             1 | 14 => t.float_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
             7 => t.int64_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
             11 | 15 => t.double_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            12 => t
-                .uint64_data
-                .iter()
-                .flat_map(|&v| (v as u32).to_le_bytes())
-                .collect(),
+            12 => t.uint64_data.iter().flat_map(|&v| (v as u32).to_le_bytes()).collect(),
             13 => t.uint64_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
             2 | 3 | 9 | 17..=20 => t.int32_data.iter().map(|&v| v as u8).collect(),
-            4 | 5 | 10 | 16 => t
-                .int32_data
-                .iter()
-                .flat_map(|&v| (v as u16).to_le_bytes())
-                .collect(),
+            4 | 5 | 10 | 16 => t.int32_data.iter().flat_map(|&v| (v as u16).to_le_bytes()).collect(),
             6 => t.int32_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
             21..=23 => t.int32_data.iter().map(|&v| v as u8).collect(),
             _ => return Err(invalid("unsupported data type")),

@@ -41,9 +41,7 @@ pub fn summarize(model: &pb::ModelProto) -> Summary {
             .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
             .map(|o| o.version)
             .unwrap_or(0),
-        producer: format!("{} {}", model.producer_name, model.producer_version)
-            .trim()
-            .to_string(),
+        producer: format!("{} {}", model.producer_name, model.producer_version).trim().to_string(),
         inputs: vec![],
         outputs: vec![],
         ops: BTreeMap::new(),
@@ -52,14 +50,8 @@ pub fn summarize(model: &pb::ModelProto) -> Summary {
         weight_bytes: 0,
     };
     if let Some(g) = &model.graph {
-        let inits: std::collections::HashSet<&str> =
-            g.initializer.iter().map(|i| i.name.as_str()).collect();
-        s.inputs = g
-            .input
-            .iter()
-            .filter(|i| !inits.contains(i.name.as_str()))
-            .map(io_info)
-            .collect();
+        let inits: std::collections::HashSet<&str> = g.initializer.iter().map(|i| i.name.as_str()).collect();
+        s.inputs = g.input.iter().filter(|i| !inits.contains(i.name.as_str())).map(io_info).collect();
         s.outputs = g.output.iter().map(io_info).collect();
         walk(g, &mut s);
     }
@@ -87,32 +79,20 @@ fn walk(g: &pb::GraphProto, s: &mut Summary) {
 fn add_tensor(t: &pb::TensorProto, s: &mut Summary) {
     let count = element_count(&t.dims);
     s.parameters = s.parameters.saturating_add(count);
-    let bytes = ElemType::from_code(t.data_type)
-        .and_then(|e| e.raw_bytes(count))
-        .unwrap_or(0);
+    let bytes = ElemType::from_code(t.data_type).and_then(|e| e.raw_bytes(count)).unwrap_or(0);
     s.weight_bytes = s.weight_bytes.saturating_add(bytes);
 }
 
 /// Element count of validated dims (saturating, so it is safe on unvalidated ones too).
 pub fn element_count(dims: &[i64]) -> u64 {
-    dims.iter()
-        .fold(1u64, |acc, &d| acc.saturating_mul(d.max(0) as u64))
+    dims.iter().fold(1u64, |acc, &d| acc.saturating_mul(d.max(0) as u64))
 }
 
 fn io_info(v: &pb::ValueInfoProto) -> IoInfo {
     use pb::tensor_shape_proto::dimension::Value;
-    let mut info = IoInfo {
-        name: v.name.clone(),
-        dtype: "?".into(),
-        shape: vec![],
-        dim_names: vec![],
-    };
-    if let Some(pb::type_proto::Value::TensorType(tt)) =
-        v.r#type.as_ref().and_then(|t| t.value.as_ref())
-    {
-        info.dtype = ElemType::from_code(tt.elem_type)
-            .map(|e| e.name.to_string())
-            .unwrap_or_else(|| "?".into());
+    let mut info = IoInfo { name: v.name.clone(), dtype: "?".into(), shape: vec![], dim_names: vec![] };
+    if let Some(pb::type_proto::Value::TensorType(tt)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        info.dtype = ElemType::from_code(tt.elem_type).map(|e| e.name.to_string()).unwrap_or_else(|| "?".into());
         for d in tt.shape.iter().flat_map(|s| s.dim.iter()) {
             match &d.value {
                 Some(Value::DimValue(v)) => {

@@ -23,19 +23,13 @@ fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProt
 }
 
 fn io(name: &str) -> pb::ValueInfoProto {
-    pb::ValueInfoProto {
-        name: name.into(),
-        ..Default::default()
-    }
+    pb::ValueInfoProto { name: name.into(), ..Default::default() }
 }
 
 fn model(nodes: Vec<pb::NodeProto>, inits: Vec<pb::TensorProto>) -> Vec<u8> {
     pb::ModelProto {
         ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
         graph: Some(pb::GraphProto {
             node: nodes,
             initializer: inits,
@@ -102,11 +96,7 @@ fn tensor_sizes_are_checked_before_allocation() {
 #[test]
 fn zero_strides_are_refused() {
     let mut conv = node("Conv", "c", &["x", "w"], &["y"]);
-    conv.attribute.push(pb::AttributeProto {
-        name: "strides".into(),
-        ints: vec![1, 0],
-        ..Default::default()
-    });
+    conv.attribute.push(pb::AttributeProto { name: "strides".into(), ints: vec![1, 0], ..Default::default() });
     let e = check(&model(vec![conv], vec![tensor("w", &[1, 1, 1, 1], 1)])).unwrap_err();
     assert!(matches!(e, OnnxError::BadAttribute { .. }), "{e}");
 }
@@ -115,10 +105,7 @@ fn zero_strides_are_refused() {
 fn external_data_cannot_escape_the_model_folder() {
     let mut w = tensor("w", &[2], 0);
     w.data_location = Some(1);
-    w.external_data = vec![pb::StringStringEntryProto {
-        key: "location".into(),
-        value: "../../etc/passwd".into(),
-    }];
+    w.external_data = vec![pb::StringStringEntryProto { key: "location".into(), value: "../../etc/passwd".into() }];
     let m = model(vec![node("Add", "a", &["x", "w"], &["y"])], vec![w]);
     let e = from_bytes(&m, Some(Path::new(".")), &Limits::default()).unwrap_err();
     assert!(matches!(e, OnnxError::ExternalData { .. }), "{e}");
@@ -129,10 +116,6 @@ fn constant_of_shape_gets_a_float_default() {
     let m = model(vec![node("ConstantOfShape", "c", &["x"], &["y"])], vec![]);
     let loaded = check(&m).unwrap();
     let graph = loaded.proto.graph.unwrap();
-    let value = graph.node[0]
-        .attribute
-        .iter()
-        .find(|a| a.name == "value")
-        .unwrap();
+    let value = graph.node[0].attribute.iter().find(|a| a.name == "value").unwrap();
     assert_eq!(value.t.as_ref().unwrap().data_type, 1);
 }

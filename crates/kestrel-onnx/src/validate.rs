@@ -14,16 +14,8 @@ use crate::{Limits, OnnxError};
 const KNOWN_DOMAINS: &[&str] = &["", "ai.onnx", "ai.onnx.ml", "com.microsoft"];
 
 /// Ops whose `pads` attribute must be non-negative (they pad the input, never crop it).
-const PADDED_OPS: &[&str] = &[
-    "Conv",
-    "ConvInteger",
-    "QLinearConv",
-    "ConvTranspose",
-    "MaxPool",
-    "AveragePool",
-    "LpPool",
-    "MaxUnpool",
-];
+const PADDED_OPS: &[&str] =
+    &["Conv", "ConvInteger", "QLinearConv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "MaxUnpool"];
 
 pub(crate) struct Validator<'a> {
     limits: &'a Limits,
@@ -34,18 +26,8 @@ pub(crate) struct Validator<'a> {
 }
 
 impl<'a> Validator<'a> {
-    pub(crate) fn new(
-        limits: &'a Limits,
-        model_dir: Option<&'a Path>,
-        known_ops: &'a HashSet<String>,
-    ) -> Self {
-        Validator {
-            limits,
-            model_dir,
-            known_ops,
-            total_weight_bytes: 0,
-            nodes: 0,
-        }
+    pub(crate) fn new(limits: &'a Limits, model_dir: Option<&'a Path>, known_ops: &'a HashSet<String>) -> Self {
+        Validator { limits, model_dir, known_ops, total_weight_bytes: 0, nodes: 0 }
     }
 
     pub(crate) fn model(&mut self, model: &pb::ModelProto) -> Result<(), OnnxError> {
@@ -53,12 +35,7 @@ impl<'a> Validator<'a> {
         self.graph(graph, &HashSet::new(), 0)
     }
 
-    fn graph(
-        &mut self,
-        graph: &pb::GraphProto,
-        outer: &HashSet<&str>,
-        depth: usize,
-    ) -> Result<(), OnnxError> {
+    fn graph(&mut self, graph: &pb::GraphProto, outer: &HashSet<&str>, depth: usize) -> Result<(), OnnxError> {
         if depth > self.limits.max_subgraph_depth {
             return Err(OnnxError::LimitExceeded {
                 what: "subgraph nesting of graph",
@@ -68,11 +45,7 @@ impl<'a> Validator<'a> {
             });
         }
         if let Some(sparse) = graph.sparse_initializer.first() {
-            let name = sparse
-                .values
-                .as_ref()
-                .map(|v| v.name.clone())
-                .unwrap_or_default();
+            let name = sparse.values.as_ref().map(|v| v.name.clone()).unwrap_or_default();
             return Err(OnnxError::Invalid {
                 what: "sparse initializer",
                 name,
@@ -103,16 +76,11 @@ impl<'a> Validator<'a> {
         let mut producer: HashMap<&str, usize> = HashMap::new();
         for (ix, node) in graph.node.iter().enumerate() {
             for out in node.output.iter().filter(|o| !o.is_empty()) {
-                if producer.insert(out, ix).is_some()
-                    || graph.initializer.iter().any(|i| &i.name == out)
-                {
+                if producer.insert(out, ix).is_some() || graph.initializer.iter().any(|i| &i.name == out) {
                     return Err(OnnxError::Invalid {
                         what: "tensor",
                         name: out.clone(),
-                        reason: format!(
-                            "defined more than once (again by node `{}`)",
-                            node_name(node, ix)
-                        ),
+                        reason: format!("defined more than once (again by node `{}`)", node_name(node, ix)),
                     });
                 }
             }
@@ -137,18 +105,11 @@ impl<'a> Validator<'a> {
                         indegree[ix] += 1;
                         consumers[p].push(ix);
                     }
-                    None => {
-                        return Err(OnnxError::UndefinedInput {
-                            node: node_name(node, ix),
-                            input: input.clone(),
-                        })
-                    }
+                    None => return Err(OnnxError::UndefinedInput { node: node_name(node, ix), input: input.clone() }),
                 }
             }
         }
-        let mut ready: Vec<usize> = (0..graph.node.len())
-            .filter(|&i| indegree[i] == 0)
-            .collect();
+        let mut ready: Vec<usize> = (0..graph.node.len()).filter(|&i| indegree[i] == 0).collect();
         let mut done = 0;
         while let Some(n) = ready.pop() {
             done += 1;
@@ -161,37 +122,22 @@ impl<'a> Validator<'a> {
         }
         if done != graph.node.len() {
             let ix = indegree.iter().position(|&d| d > 0).unwrap_or(0);
-            return Err(OnnxError::Cycle {
-                node: node_name(&graph.node[ix], ix),
-            });
+            return Err(OnnxError::Cycle { node: node_name(&graph.node[ix], ix) });
         }
 
         for output in &graph.output {
             if !full_scope.contains(output.name.as_str()) {
-                return Err(OnnxError::UndefinedOutput {
-                    output: output.name.clone(),
-                });
+                return Err(OnnxError::UndefinedOutput { output: output.name.clone() });
             }
             self.value_info(output, "graph output")?;
         }
         Ok(())
     }
 
-    fn node(
-        &mut self,
-        node: &pb::NodeProto,
-        ix: usize,
-        scope: &HashSet<&str>,
-        depth: usize,
-    ) -> Result<(), OnnxError> {
+    fn node(&mut self, node: &pb::NodeProto, ix: usize, scope: &HashSet<&str>, depth: usize) -> Result<(), OnnxError> {
         let name = node_name(node, ix);
-        if !KNOWN_DOMAINS.contains(&node.domain.as_str()) || !self.known_ops.contains(&node.op_type)
-        {
-            return Err(OnnxError::UnsupportedOp {
-                op: node.op_type.clone(),
-                domain: node.domain.clone(),
-                node: name,
-            });
+        if !KNOWN_DOMAINS.contains(&node.domain.as_str()) || !self.known_ops.contains(&node.op_type) {
+            return Err(OnnxError::UnsupportedOp { op: node.op_type.clone(), domain: node.domain.clone(), node: name });
         }
         for attr in &node.attribute {
             self.attribute(node, &name, attr)?;
@@ -220,12 +166,7 @@ impl<'a> Validator<'a> {
     }
 
     /// Attribute values that would divide by zero or make no sense for any op.
-    fn attribute(
-        &self,
-        node: &pb::NodeProto,
-        name: &str,
-        attr: &pb::AttributeProto,
-    ) -> Result<(), OnnxError> {
+    fn attribute(&self, node: &pb::NodeProto, name: &str, attr: &pb::AttributeProto) -> Result<(), OnnxError> {
         let bad = |value: String, reason: &'static str| OnnxError::BadAttribute {
             node: name.to_string(),
             op: node.op_type.clone(),
@@ -242,10 +183,7 @@ impl<'a> Validator<'a> {
                     return Err(bad(format!("{v}"), "is absurdly large"));
                 }
                 if attr.ints.len() > self.limits.max_rank {
-                    return Err(bad(
-                        format!("{} values", attr.ints.len()),
-                        "has more entries than the maximum rank",
-                    ));
+                    return Err(bad(format!("{} values", attr.ints.len()), "has more entries than the maximum rank"));
                 }
             }
             "group" | "blocksize" => {
@@ -258,10 +196,7 @@ impl<'a> Validator<'a> {
             }
             "pads" if PADDED_OPS.contains(&node.op_type.as_str()) => {
                 if let Some(v) = attr.ints.iter().find(|&&v| v < 0) {
-                    return Err(bad(
-                        format!("{:?} ({v})", attr.ints),
-                        "must not be negative",
-                    ));
+                    return Err(bad(format!("{:?} ({v})", attr.ints), "must not be negative"));
                 }
                 if let Some(v) = attr.ints.iter().find(|&&v| v > i64::from(i32::MAX)) {
                     return Err(bad(format!("{v}"), "is absurdly large"));
@@ -287,22 +222,16 @@ impl<'a> Validator<'a> {
 
     /// Checks a tensor's type, shape and data length; returns its size in bytes.
     pub(crate) fn tensor(&self, t: &pb::TensorProto, what: &'static str) -> Result<u64, OnnxError> {
-        let invalid = |reason: String| OnnxError::Invalid {
-            what,
-            name: t.name.clone(),
-            reason,
-        };
-        let elem = ElemType::from_code(t.data_type)
-            .ok_or_else(|| invalid(format!("unknown data type {}", t.data_type)))?;
+        let invalid = |reason: String| OnnxError::Invalid { what, name: t.name.clone(), reason };
+        let elem =
+            ElemType::from_code(t.data_type).ok_or_else(|| invalid(format!("unknown data type {}", t.data_type)))?;
         let count = self.shape(&t.dims, what, &t.name)?;
-        let bytes = elem
-            .raw_bytes(count)
-            .ok_or_else(|| OnnxError::LimitExceeded {
-                what: "byte size (overflows) of tensor",
-                name: t.name.clone(),
-                value: u64::MAX,
-                limit: self.limits.max_tensor_bytes,
-            })?;
+        let bytes = elem.raw_bytes(count).ok_or_else(|| OnnxError::LimitExceeded {
+            what: "byte size (overflows) of tensor",
+            name: t.name.clone(),
+            value: u64::MAX,
+            limit: self.limits.max_tensor_bytes,
+        })?;
         if bytes > self.limits.max_tensor_bytes {
             return Err(OnnxError::LimitExceeded {
                 what: "byte size of tensor",
@@ -373,14 +302,12 @@ impl<'a> Validator<'a> {
                     reason: format!("negative dimension {d} in {dims:?}"),
                 });
             }
-            count = count
-                .checked_mul(d as u64)
-                .ok_or_else(|| OnnxError::LimitExceeded {
-                    what: "element count (overflows) of",
-                    name: format!("{what} {name}"),
-                    value: u64::MAX,
-                    limit: self.limits.max_tensor_elements,
-                })?;
+            count = count.checked_mul(d as u64).ok_or_else(|| OnnxError::LimitExceeded {
+                what: "element count (overflows) of",
+                name: format!("{what} {name}"),
+                value: u64::MAX,
+                limit: self.limits.max_tensor_elements,
+            })?;
         }
         if count > self.limits.max_tensor_elements {
             return Err(OnnxError::LimitExceeded {
@@ -394,9 +321,7 @@ impl<'a> Validator<'a> {
     }
 
     fn value_info(&self, info: &pb::ValueInfoProto, what: &'static str) -> Result<(), OnnxError> {
-        let Some(pb::type_proto::Value::TensorType(tt)) =
-            info.r#type.as_ref().and_then(|t| t.value.as_ref())
-        else {
+        let Some(pb::type_proto::Value::TensorType(tt)) = info.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
             return Ok(());
         };
         if tt.elem_type != 0 && ElemType::from_code(tt.elem_type).is_none() {
@@ -431,62 +356,40 @@ impl<'a> Validator<'a> {
 
     /// External data must be a regular file inside the model's folder, big enough for the tensor.
     fn external(&self, t: &pb::TensorProto, bytes: u64) -> Result<(), OnnxError> {
-        let err = |reason: String| OnnxError::ExternalData {
-            tensor: t.name.clone(),
-            reason,
-        };
-        let get = |key: &str| {
-            t.external_data
-                .iter()
-                .find(|e| e.key == key)
-                .map(|e| e.value.as_str())
-        };
+        let err = |reason: String| OnnxError::ExternalData { tensor: t.name.clone(), reason };
+        let get = |key: &str| t.external_data.iter().find(|e| e.key == key).map(|e| e.value.as_str());
         let location = get("location").ok_or_else(|| err("no `location` entry".into()))?;
         let parse = |key: &str| -> Result<Option<u64>, OnnxError> {
             get(key)
-                .map(|v| {
-                    v.parse::<u64>()
-                        .map_err(|_| err(format!("`{key}` = `{v}` is not a byte count")))
-                })
+                .map(|v| v.parse::<u64>().map_err(|_| err(format!("`{key}` = `{v}` is not a byte count"))))
                 .transpose()
         };
         let offset = parse("offset")?.unwrap_or(0);
         let length = parse("length")?;
         let rel = Path::new(location);
         if rel.as_os_str().is_empty()
-            || rel
-                .components()
-                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+            || rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
         {
             return Err(err(format!(
                 "location `{location}` must be a relative path inside the model's folder (no `..`, no absolute path)"
             )));
         }
-        let dir = self.model_dir.ok_or_else(|| {
-            err("the model was not loaded from a file, so external data cannot be resolved".into())
-        })?;
-        let canon_dir = dir
-            .canonicalize()
-            .map_err(|e| err(format!("model folder `{}`: {e}", dir.display())))?;
-        let file = dir
-            .join(rel)
-            .canonicalize()
-            .map_err(|e| err(format!("`{location}`: {e}")))?;
+        let dir = self
+            .model_dir
+            .ok_or_else(|| err("the model was not loaded from a file, so external data cannot be resolved".into()))?;
+        let canon_dir = dir.canonicalize().map_err(|e| err(format!("model folder `{}`: {e}", dir.display())))?;
+        let file = dir.join(rel).canonicalize().map_err(|e| err(format!("`{location}`: {e}")))?;
         if !file.starts_with(&canon_dir) {
-            return Err(err(format!(
-                "`{location}` resolves outside the model's folder (symlink?)"
-            )));
+            return Err(err(format!("`{location}` resolves outside the model's folder (symlink?)")));
         }
         let meta = std::fs::metadata(&file).map_err(|e| err(format!("`{location}`: {e}")))?;
         if !meta.is_file() {
             return Err(err(format!("`{location}` is not a regular file")));
         }
-        let available = meta.len().checked_sub(offset).ok_or_else(|| {
-            err(format!(
-                "offset {offset} is past the end of `{location}` ({} bytes)",
-                meta.len()
-            ))
-        })?;
+        let available = meta
+            .len()
+            .checked_sub(offset)
+            .ok_or_else(|| err(format!("offset {offset} is past the end of `{location}` ({} bytes)", meta.len())))?;
         let length = length.unwrap_or(available);
         if length > available {
             return Err(err(format!(
@@ -495,9 +398,7 @@ impl<'a> Validator<'a> {
             )));
         }
         if length != bytes {
-            return Err(err(format!(
-                "holds {length} bytes but the tensor's dims need {bytes}"
-            )));
+            return Err(err(format!("holds {length} bytes but the tensor's dims need {bytes}")));
         }
         Ok(())
     }

@@ -88,17 +88,11 @@ fn default_iou() -> f32 {
 
 impl ModelConfig {
     pub fn from_toml(text: &str, path: &Path) -> Result<ModelConfig, VisionError> {
-        let err = |message: String| VisionError::Config {
-            path: path.to_path_buf(),
-            message,
-        };
+        let err = |message: String| VisionError::Config { path: path.to_path_buf(), message };
         let cfg: ModelConfig = toml::from_str(text).map_err(|e| err(e.message().to_string()))?;
         let p = &cfg.preprocess;
         if p.width == 0 || p.height == 0 || p.width > 8192 || p.height > 8192 {
-            return Err(err(format!(
-                "input size {}x{} must be within 1..=8192",
-                p.width, p.height
-            )));
+            return Err(err(format!("input size {}x{} must be within 1..=8192", p.width, p.height)));
         }
         if let Decoder::Classifier { labels, top_k, .. } = &cfg.decoder {
             if labels.is_empty() || *top_k == 0 {
@@ -109,18 +103,13 @@ impl ModelConfig {
     }
 
     pub fn load(path: &Path) -> Result<ModelConfig, VisionError> {
-        let text = std::fs::read_to_string(path).map_err(|source| VisionError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| VisionError::Io { path: path.to_path_buf(), source })?;
         ModelConfig::from_toml(&text, path)
     }
 
     /// Where the config of `model` lives: `kestrel.toml` in the model's folder.
     pub fn path_for(model: &Path) -> PathBuf {
-        model
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("kestrel.toml")
+        model.parent().unwrap_or(Path::new(".")).join("kestrel.toml")
     }
 }

@@ -10,12 +10,8 @@ const RED: Rgb<u8> = Rgb([230, 40, 40]);
 /// Draws each detection's box (2 px, green) and keypoints (red dots).
 pub fn draw_detections(img: &mut RgbImage, dets: &[Detection]) {
     for d in dets {
-        let (x0, y0, x1, y1) = (
-            d.x_min.round() as i64,
-            d.y_min.round() as i64,
-            d.x_max.round() as i64,
-            d.y_max.round() as i64,
-        );
+        let (x0, y0, x1, y1) =
+            (d.x_min.round() as i64, d.y_min.round() as i64, d.x_max.round() as i64, d.y_max.round() as i64);
         for t in 0..2 {
             hline(img, x0, x1, y0 + t, GREEN);
             hline(img, x0, x1, y1 - t, GREEN);
@@ -24,13 +20,7 @@ pub fn draw_detections(img: &mut RgbImage, dets: &[Detection]) {
         }
         for &(kx, ky) in &d.keypoints {
             for dy in -2..=2 {
-                hline(
-                    img,
-                    kx.round() as i64 - 2,
-                    kx.round() as i64 + 2,
-                    ky.round() as i64 + dy,
-                    RED,
-                );
+                hline(img, kx.round() as i64 - 2, kx.round() as i64 + 2, ky.round() as i64 + dy, RED);
             }
         }
     }

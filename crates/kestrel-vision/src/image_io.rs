@@ -13,20 +13,11 @@ pub const MAX_ALLOC: u64 = 512 << 20;
 
 /// Reads an image file (PNG or JPEG) as 8-bit RGB.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, VisionError> {
-    let err = |message: String| VisionError::Image {
-        path: path.to_path_buf(),
-        message,
-    };
+    let err = |message: String| VisionError::Image { path: path.to_path_buf(), message };
     let mut reader = ImageReader::open(path)
-        .map_err(|source| VisionError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
+        .map_err(|source| VisionError::Io { path: path.to_path_buf(), source })?
         .with_guessed_format()
-        .map_err(|source| VisionError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| VisionError::Io { path: path.to_path_buf(), source })?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -41,18 +32,9 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, VisionError> {
 
 /// Writes a PNG atomically (temporary file, then rename).
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<(), VisionError> {
-    let err = |message: String| VisionError::Write {
-        path: path.to_path_buf(),
-        message,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let err = |message: String| VisionError::Write { path: path.to_path_buf(), message };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = img
         .save_with_format(&tmp, image::ImageFormat::Png)

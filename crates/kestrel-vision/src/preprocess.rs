@@ -29,10 +29,7 @@ pub struct FrameMap {
 impl FrameMap {
     /// Normalized model coordinates (0..1 over the input) → source pixels.
     pub fn to_source(&self, x: f32, y: f32) -> (f32, f32) {
-        (
-            (x * self.input_width - self.pad_x) * self.scale_x,
-            (y * self.input_height - self.pad_y) * self.scale_y,
-        )
+        ((x * self.input_width - self.pad_x) * self.scale_x, (y * self.input_height - self.pad_y) * self.scale_y)
     }
 }
 
@@ -90,10 +87,7 @@ pub fn preprocess(img: &RgbImage, p: &Preprocess) -> Prepared {
                 Color::Rgb => values[c],
                 // ITU-R 601 luma, as PIL's convert("L").
                 Color::Gray => {
-                    ((u32::from(values[0]) * 299
-                        + u32::from(values[1]) * 587
-                        + u32::from(values[2]) * 114
-                        + 500)
+                    ((u32::from(values[0]) * 299 + u32::from(values[1]) * 587 + u32::from(values[2]) * 114 + 500)
                         / 1000) as u8
                 }
             };

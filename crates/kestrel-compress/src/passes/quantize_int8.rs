@@ -23,14 +23,7 @@ use crate::CompressError;
 
 const PASS: &str = "quantize-int8";
 /// Ops that commute with an affine uint8 quantization, so they can run on the integers.
-const PASSTHROUGH: &[&str] = &[
-    "MaxPool",
-    "Reshape",
-    "Transpose",
-    "Flatten",
-    "Squeeze",
-    "Unsqueeze",
-];
+const PASSTHROUGH: &[&str] = &["MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct QuantizeConfig {
@@ -39,6 +32,9 @@ pub struct QuantizeConfig {
     pub min_layer_sqnr_db: f64,
     /// The whole model's output must reach this SQNR; the worst layers are reverted until it does.
     pub min_model_sqnr_db: f64,
+    /// Keep layers that feed a model output without another quantizable layer in between in
+    /// float (detector box/score heads: rare, decisive values that calibration rarely covers).
+    pub keep_output_heads_float: bool,
 }
 
 impl Default for QuantizeConfig {
@@ -47,6 +43,7 @@ impl Default for QuantizeConfig {
             method: RangeMethod::Percentile(99.99),
             min_layer_sqnr_db: 30.0,
             min_model_sqnr_db: 20.0,
+            keep_output_heads_float: false,
         }
     }
 }
@@ -97,10 +94,7 @@ pub fn quantize_int8(
             message: "no Conv or MatMul with constant weights to quantize".into(),
         });
     }
-    let mut names: Vec<String> = cands
-        .iter()
-        .flat_map(|c| [c.input.clone(), c.output.clone()])
-        .collect();
+    let mut names: Vec<String> = cands.iter().flat_map(|c| [c.input.clone(), c.output.clone()]).collect();
     for c in &cands {
         names.push(c.output.clone());
         let mut t = c.input.clone();
@@ -116,80 +110,58 @@ pub fn quantize_int8(
     let score = |set: &HashSet<usize>| -> Result<f64, CompressError> {
         let q = build(model, &cands, set, &ranges)?;
         let got = calibrate::reference_outputs(&q, samples)?;
-        Ok(reference
-            .iter()
-            .zip(&got)
-            .map(|(r, t)| calibrate::sqnr_db(r, t))
-            .fold(f64::INFINITY, f64::min))
+        Ok(reference.iter().zip(&got).map(|(r, t)| calibrate::sqnr_db(r, t)).fold(f64::INFINITY, f64::min))
     };
 
+    let heads = output_heads(g, &cands);
     let mut layers = Vec::new();
     let mut chosen = HashSet::new();
     for (i, c) in cands.iter().enumerate() {
         let alone = score(&HashSet::from([i]))?;
-        let ok = alone >= config.min_layer_sqnr_db;
-        if ok {
+        let why = if config.keep_output_heads_float && heads.contains(&i) {
+            Some("output head (feeds a model output directly)".to_string())
+        } else if alone < config.min_layer_sqnr_db {
+            Some(format!("alone it drops the output to {alone:.1} dB (< {} dB)", config.min_layer_sqnr_db))
+        } else {
             chosen.insert(i);
-        }
+            None
+        };
         layers.push(LayerReport {
             node: c.name.clone(),
             op: c.op.clone(),
-            quantized: ok,
+            quantized: why.is_none(),
             isolated_sqnr_db: alone,
-            kept_float_because: (!ok).then(|| {
-                format!(
-                    "alone it drops the output to {alone:.1} dB (< {} dB)",
-                    config.min_layer_sqnr_db
-                )
-            }),
+            kept_float_because: why,
         });
     }
     let mut output_sqnr = score(&chosen)?;
     while output_sqnr < config.min_model_sqnr_db && !chosen.is_empty() {
         let worst = *chosen
             .iter()
-            .min_by(|&&a, &&b| {
-                layers[a]
-                    .isolated_sqnr_db
-                    .total_cmp(&layers[b].isolated_sqnr_db)
-            })
+            .min_by(|&&a, &&b| layers[a].isolated_sqnr_db.total_cmp(&layers[b].isolated_sqnr_db))
             .unwrap_or(&0);
         chosen.remove(&worst);
         layers[worst].quantized = false;
-        layers[worst].kept_float_because = Some(format!(
-            "reverted: the whole model was at {output_sqnr:.1} dB (< {} dB)",
-            config.min_model_sqnr_db
-        ));
+        layers[worst].kept_float_because =
+            Some(format!("reverted: the whole model was at {output_sqnr:.1} dB (< {} dB)", config.min_model_sqnr_db));
         output_sqnr = score(&chosen)?;
     }
     let quantized = build(model, &cands, &chosen, &ranges)?;
-    let in_candidates: HashSet<usize> = cands
-        .iter()
-        .flat_map(|c| std::iter::once(c.node).chain(c.relu))
-        .collect();
+    let in_candidates: HashSet<usize> = cands.iter().flat_map(|c| std::iter::once(c.node).chain(c.relu)).collect();
     let mut float_ops = BTreeMap::new();
     for (ix, n) in g.node.iter().enumerate() {
         if !in_candidates.contains(&ix) && !PASSTHROUGH.contains(&n.op_type.as_str()) {
             *float_ops.entry(n.op_type.clone()).or_default() += 1;
         }
     }
-    Ok((
-        quantized,
-        QuantizeReport {
-            config: config.clone(),
-            layers,
-            float_ops,
-            output_sqnr_db: output_sqnr,
-        },
-    ))
+    Ok((quantized, QuantizeReport { config: config.clone(), layers, float_ops, output_sqnr_db: output_sqnr }))
 }
 
 fn candidates(g: &pb::GraphProto) -> Vec<Candidate> {
     let consumers = graph::consumers(g);
     let outputs: HashSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
     let const_f32 = |name: &str, rank: usize| {
-        graph::initializer(g, name)
-            .is_some_and(|t| t.data_type == graph::FLOAT && t.dims.len() == rank)
+        graph::initializer(g, name).is_some_and(|t| t.data_type == graph::FLOAT && t.dims.len() == rank)
     };
     let mut out = Vec::new();
     for (ix, n) in g.node.iter().enumerate() {
@@ -199,11 +171,7 @@ fn candidates(g: &pb::GraphProto) -> Vec<Candidate> {
                     && const_f32(&n.input[1], 4)
                     && (n.input.len() < 3 || n.input[2].is_empty() || const_f32(&n.input[2], 1))
             }
-            "MatMul" => {
-                n.input.len() == 2
-                    && const_f32(&n.input[1], 2)
-                    && graph::initializer(g, &n.input[0]).is_none()
-            }
+            "MatMul" => n.input.len() == 2 && const_f32(&n.input[1], 2) && graph::initializer(g, &n.input[0]).is_none(),
             _ => false,
         };
         if !ok || n.output.len() != 1 {
@@ -212,9 +180,7 @@ fn candidates(g: &pb::GraphProto) -> Vec<Candidate> {
         let out_name = &n.output[0];
         let relu = match consumers.get(out_name).map(Vec::as_slice) {
             Some([only])
-                if n.op_type == "Conv"
-                    && g.node[*only].op_type == "Relu"
-                    && !outputs.contains(out_name.as_str()) =>
+                if n.op_type == "Conv" && g.node[*only].op_type == "Relu" && !outputs.contains(out_name.as_str()) =>
             {
                 Some(*only)
             }
@@ -222,11 +188,7 @@ fn candidates(g: &pb::GraphProto) -> Vec<Candidate> {
         };
         out.push(Candidate {
             node: ix,
-            name: if n.name.is_empty() {
-                out_name.clone()
-            } else {
-                n.name.clone()
-            },
+            name: if n.name.is_empty() { out_name.clone() } else { n.name.clone() },
             op: n.op_type.clone(),
             input: n.input[0].clone(),
             output: relu.map_or_else(|| out_name.clone(), |r| g.node[r].output[0].clone()),
@@ -236,13 +198,35 @@ fn candidates(g: &pb::GraphProto) -> Vec<Candidate> {
     out
 }
 
+/// Candidates from which a model output is reachable without passing another candidate.
+fn output_heads(g: &pb::GraphProto, cands: &[Candidate]) -> HashSet<usize> {
+    let consumers = graph::consumers(g);
+    let outputs: HashSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    let cand_nodes: HashSet<usize> = cands.iter().map(|c| c.node).collect();
+    let mut heads = HashSet::new();
+    for (i, c) in cands.iter().enumerate() {
+        let mut stack = vec![c.output.clone()];
+        let mut seen = HashSet::new();
+        while let Some(t) = stack.pop() {
+            if outputs.contains(t.as_str()) {
+                heads.insert(i);
+                break;
+            }
+            for &n in consumers.get(&t).into_iter().flatten() {
+                if !cand_nodes.contains(&n) && seen.insert(n) {
+                    stack.extend(g.node[n].output.iter().cloned());
+                }
+            }
+        }
+    }
+    heads
+}
+
 /// The data input of the passthrough op producing `t`, if any.
 fn passthrough_input(g: &pb::GraphProto, t: &str) -> Option<String> {
     g.node
         .iter()
-        .find(|n| {
-            n.output.first().is_some_and(|o| o == t) && PASSTHROUGH.contains(&n.op_type.as_str())
-        })
+        .find(|n| n.output.first().is_some_and(|o| o == t) && PASSTHROUGH.contains(&n.op_type.as_str()))
         .map(|n| n.input[0].clone())
 }
 
@@ -262,18 +246,11 @@ fn quantize_weights(dims: &[usize], w: &[f32], axis: usize) -> (Vec<i8>, Vec<f32
     for (i, &v) in w.iter().enumerate() {
         max[channel_of(i)] = max[channel_of(i)].max(v.abs());
     }
-    let scales: Vec<f32> = max
-        .iter()
-        .map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 })
-        .collect();
+    let scales: Vec<f32> = max.iter().map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 }).collect();
     let q = w
         .iter()
         .enumerate()
-        .map(|(i, &v)| {
-            (v / scales[channel_of(i)])
-                .round_ties_even()
-                .clamp(-127.0, 127.0) as i8
-        })
+        .map(|(i, &v)| (v / scales[channel_of(i)]).round_ties_even().clamp(-127.0, 127.0) as i8)
         .collect();
     (q, scales)
 }
@@ -290,10 +267,10 @@ fn build(
     let g = graph::graph_mut(&mut out.proto)?;
     let mut names = Names::new(g);
     let range = |t: &str| {
-        ranges.get(t).copied().ok_or_else(|| CompressError::Pass {
-            pass: PASS,
-            message: format!("no calibrated range for `{t}`"),
-        })
+        ranges
+            .get(t)
+            .copied()
+            .ok_or_else(|| CompressError::Pass { pass: PASS, message: format!("no calibrated range for `{t}`") })
     };
     // Quantized outputs' parameters, so inputs reached through passthrough ops reuse them.
     let mut params: HashMap<String, (f32, u8)> = HashMap::new();
@@ -316,8 +293,7 @@ fn build(
         Ok(activation_params(lo, hi))
     };
 
-    let by_node: HashMap<usize, &Candidate> =
-        set.iter().map(|&i| (cands[i].node, &cands[i])).collect();
+    let by_node: HashMap<usize, &Candidate> = set.iter().map(|&i| (cands[i].node, &cands[i])).collect();
     let skip: HashSet<usize> = set.iter().filter_map(|&i| cands[i].relu).collect();
     let mut nodes = Vec::new();
     let mut inits = Vec::new();
@@ -336,10 +312,7 @@ fn build(
             Some(q) => q.clone(),
             None => {
                 let q = names.fresh(&format!("{}_quantized", c.input));
-                let (s, z) = (
-                    names.fresh(&format!("{q}_scale")),
-                    names.fresh(&format!("{q}_zero_point")),
-                );
+                let (s, z) = (names.fresh(&format!("{q}_scale")), names.fresh(&format!("{q}_zero_point")));
                 inits.push(graph::f32_tensor(&s, &[], &[xs]));
                 inits.push(graph::u8_tensor(&z, &[], &[xz]));
                 nodes.push(graph::node(
@@ -353,18 +326,14 @@ fn build(
             }
         };
         let base = names.fresh(&format!("{}_int8", c.name));
-        let (wdims, w) =
-            graph::f32_values(graph::initializer(g, &n.input[1]).ok_or_else(|| {
-                CompressError::Pass {
-                    pass: PASS,
-                    message: format!("weight `{}` vanished", n.input[1]),
-                }
-            })?)?;
+        let (wdims, w) = graph::f32_values(graph::initializer(g, &n.input[1]).ok_or_else(|| CompressError::Pass {
+            pass: PASS,
+            message: format!("weight `{}` vanished", n.input[1]),
+        })?)?;
         let axis = if c.op == "Conv" { 0 } else { 1 };
         let (wq, wscales) = quantize_weights(&wdims, &w, axis);
         let channels = wdims[axis];
-        let tensor_name =
-            |suffix: &str, names: &mut Names| names.fresh(&format!("{base}_{suffix}"));
+        let tensor_name = |suffix: &str, names: &mut Names| names.fresh(&format!("{base}_{suffix}"));
         let (xs_n, xz_n, w_n, ws_n, wz_n, ys_n, yz_n) = (
             tensor_name("x_scale", &mut names),
             tensor_name("x_zero_point", &mut names),
@@ -382,23 +351,18 @@ fn build(
         inits.push(graph::f32_tensor(&ys_n, &[], &[ys]));
         inits.push(graph::u8_tensor(&yz_n, &[], &[yz]));
         let y_q = names.fresh(&format!("{}_quantized", c.output));
-        let mut inputs: Vec<String> =
-            vec![x_q, xs_n, xz_n, w_n, ws_n, wz_n, ys_n.clone(), yz_n.clone()];
+        let mut inputs: Vec<String> = vec![x_q, xs_n, xz_n, w_n, ws_n, wz_n, ys_n.clone(), yz_n.clone()];
         if c.op == "Conv" && n.input.len() > 2 && !n.input[2].is_empty() {
-            let (_, b) =
-                graph::f32_values(graph::initializer(g, &n.input[2]).ok_or_else(|| {
-                    CompressError::Pass {
-                        pass: PASS,
-                        message: format!("bias `{}` vanished", n.input[2]),
-                    }
-                })?)?;
+            let (_, b) = graph::f32_values(graph::initializer(g, &n.input[2]).ok_or_else(|| CompressError::Pass {
+                pass: PASS,
+                message: format!("bias `{}` vanished", n.input[2]),
+            })?)?;
             let bq: Vec<i32> = b
                 .iter()
                 .zip(&wscales)
                 .map(|(&v, &s)| {
-                    (f64::from(v) / (f64::from(xs) * f64::from(s)))
-                        .round_ties_even()
-                        .clamp(-2147483648.0, 2147483647.0) as i32
+                    (f64::from(v) / (f64::from(xs) * f64::from(s))).round_ties_even().clamp(-2147483648.0, 2147483647.0)
+                        as i32
                 })
                 .collect();
             let b_n = tensor_name("bias", &mut names);
@@ -406,12 +370,7 @@ fn build(
             inputs.push(b_n);
         }
         let mut q = pb::NodeProto {
-            op_type: if c.op == "Conv" {
-                "QLinearConv"
-            } else {
-                "QLinearMatMul"
-            }
-            .into(),
+            op_type: if c.op == "Conv" { "QLinearConv" } else { "QLinearMatMul" }.into(),
             name: base.clone(),
             input: inputs,
             output: vec![y_q.clone()],
@@ -457,15 +416,7 @@ fn hoist_passthrough(g: &mut pb::GraphProto, names: &mut Names) {
         op.input[0] = dq.input[0].clone();
         op.output[0] = out_q.clone();
         let name = names.fresh(&format!("{out}_dequantize"));
-        g.node.insert(
-            ix + 1,
-            graph::node(
-                "DequantizeLinear",
-                &name,
-                &[&out_q, &dq.input[1], &dq.input[2]],
-                &[&out],
-            ),
-        );
+        g.node.insert(ix + 1, graph::node("DequantizeLinear", &name, &[&out_q, &dq.input[1], &dq.input[2]], &[&out]));
     }
 }
 
@@ -474,11 +425,7 @@ fn cancel_requantization(g: &mut pb::GraphProto) {
     let producers = graph::producers(g);
     let value = |name: &str| graph::initializer(g, name).map(|t| (t.data_type, t.raw_data.clone()));
     let mut rename: HashMap<String, String> = HashMap::new();
-    for n in g
-        .node
-        .iter()
-        .filter(|n| n.op_type == "QuantizeLinear" && n.input.len() == 3)
-    {
+    for n in g.node.iter().filter(|n| n.op_type == "QuantizeLinear" && n.input.len() == 3) {
         let Some(&d) = producers.get(&n.input[0]) else {
             continue;
         };
@@ -508,23 +455,16 @@ fn remove_dead(g: &mut pb::GraphProto) {
         let before = g.node.len();
         g.node.retain(|n| {
             !matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear")
-                || n.output
-                    .iter()
-                    .any(|o| consumers.contains_key(o) || outputs.contains(o))
+                || n.output.iter().any(|o| consumers.contains_key(o) || outputs.contains(o))
         });
         if g.node.len() == before {
             break;
         }
     }
-    let used: HashSet<String> = g
-        .node
-        .iter()
-        .flat_map(|n| n.input.iter().cloned())
-        .chain(g.output.iter().map(|o| o.name.clone()))
-        .collect();
+    let used: HashSet<String> =
+        g.node.iter().flat_map(|n| n.input.iter().cloned()).chain(g.output.iter().map(|o| o.name.clone())).collect();
     g.initializer.retain(|t| used.contains(&t.name));
-    g.input
-        .retain(|i| used.contains(&i.name) || !g.initializer.iter().any(|t| t.name == i.name));
+    g.input.retain(|i| used.contains(&i.name) || !g.initializer.iter().any(|t| t.name == i.name));
 }
 
 /// Orders nodes so every input is produced before it is read.
@@ -544,10 +484,7 @@ fn sort_topologically(g: &mut pb::GraphProto) -> Result<(), CompressError> {
             return Ok(());
         }
         if depth > g.node.len() {
-            return Err(CompressError::Pass {
-                pass: PASS,
-                message: "the rewritten graph has a cycle".into(),
-            });
+            return Err(CompressError::Pass { pass: PASS, message: "the rewritten graph has a cycle".into() });
         }
         for i in &g.node[ix].input {
             if let Some(&p) = producers.get(i) {
@@ -590,7 +527,7 @@ mod tests {
         assert_eq!(s, vec![1.0, 0.02 / 127.0]);
         assert_eq!(&q[..4], &[127, 2, -2, 4]);
         assert_eq!(&q[4..], &[127, 63, 0, -127]); // 0.01 is 63.499998 in f32 arithmetic
-        // Axis 1: columns of a [K, N] MatMul weight.
+                                                  // Axis 1: columns of a [K, N] MatMul weight.
         let (q, s) = quantize_weights(&[2, 2], &[127.0, 0.5, -254.0, 0.25], 1);
         assert_eq!(s, vec![2.0, 0.5 / 127.0]);
         assert_eq!(q, vec![64, 127, -127, 64]); // 63.5 → 64 (tie, to even)

@@ -33,28 +33,17 @@ impl Backend for Cpu {
         Ok(())
     }
 
-    fn prepare(
-        &self,
-        model: &OnnxModel,
-        options: &PrepareOptions,
-    ) -> Result<Box<dyn Prepared>, EngineError> {
+    fn prepare(&self, model: &OnnxModel, options: &PrepareOptions) -> Result<Box<dyn Prepared>, EngineError> {
         let typed = typed_model(model, &options.input_shapes)?;
         guard(|| {
             let inputs = specs(&typed, &typed.inputs)?;
             let outputs = specs(&typed, &typed.outputs)?;
             let optimized = typed.into_optimized()?;
             let executor = (options.threads > 1).then(|| Executor::multithread(options.threads));
-            let run_options = RunOptions {
-                executor,
-                ..Default::default()
-            };
+            let run_options = RunOptions { executor, ..Default::default() };
             let plan = optimized.into_runnable_with_options(&run_options)?;
             let state = SimpleState::new(&plan)?;
-            Ok(Box::new(CpuPrepared {
-                state,
-                inputs,
-                outputs,
-            }) as Box<dyn Prepared>)
+            Ok(Box::new(CpuPrepared { state, inputs, outputs }) as Box<dyn Prepared>)
         })
         .map_err(|e| e.into_prepare())
     }
@@ -79,10 +68,7 @@ impl Prepared for CpuPrepared {
         }
         for (t, spec) in inputs.iter().zip(&self.inputs) {
             let fits = t.shape.len() == spec.shape.len()
-                && t.shape
-                    .iter()
-                    .zip(&spec.shape)
-                    .all(|(&d, s)| s.is_none_or(|s| s == d));
+                && t.shape.iter().zip(&spec.shape).all(|(&d, s)| s.is_none_or(|s| s == d));
             if !fits || t.dtype_name() != spec.dtype {
                 return Err(EngineError::Shape(format!(
                     "input `{}` expects {} {}, got {} {:?}",
@@ -96,15 +82,9 @@ impl Prepared for CpuPrepared {
         }
         let state = &mut self.state;
         guard(|| {
-            let values = inputs
-                .iter()
-                .map(|t| Ok(to_tract(t)?.into_tvalue()))
-                .collect::<TractResult<TVec<_>>>()?;
+            let values = inputs.iter().map(|t| Ok(to_tract(t)?.into_tvalue())).collect::<TractResult<TVec<_>>>()?;
             let outputs = state.run(values)?;
-            outputs
-                .iter()
-                .map(|t| from_tract(t))
-                .collect::<TractResult<Vec<_>>>()
+            outputs.iter().map(|t| from_tract(t)).collect::<TractResult<Vec<_>>>()
         })
         .map_err(|e| e.into_run())
     }
@@ -130,33 +110,21 @@ pub fn count_macs(model: &OnnxModel, input_shapes: &[Vec<usize>]) -> Result<u64,
 
 /// Parses the validated proto with tract, fixes input shapes, and declutters.
 fn typed_model(model: &OnnxModel, input_shapes: &[Vec<usize>]) -> Result<TypedModel, EngineError> {
-    let dir = model
-        .dir
-        .as_ref()
-        .and_then(|d| d.to_str().map(str::to_owned));
+    let dir = model.dir.as_ref().and_then(|d| d.to_str().map(str::to_owned));
     guard(|| {
         let parsed = tract_onnx::onnx().parse(&model.proto, dir.as_deref())?;
         if !parsed.unresolved_inputs.is_empty() {
-            bail!(
-                "inputs that nothing defines: {:?}",
-                parsed.unresolved_inputs
-            );
+            bail!("inputs that nothing defines: {:?}", parsed.unresolved_inputs);
         }
         let mut m = parsed.model;
         let count = m.inputs.len();
         if !input_shapes.is_empty() && input_shapes.len() != count {
-            bail!(
-                "{} input shape(s) given for {count} model input(s)",
-                input_shapes.len()
-            );
+            bail!("{} input shape(s) given for {count} model input(s)", input_shapes.len());
         }
         for ix in 0..count {
             let fact = m.input_fact(ix)?.clone();
             let name = m.node(m.inputs[ix].node).name.clone();
-            let dt = fact
-                .datum_type
-                .concretize()
-                .with_context(|| format!("input `{name}` has no element type"))?;
+            let dt = fact.datum_type.concretize().with_context(|| format!("input `{name}` has no element type"))?;
             let shape: Vec<usize> = match input_shapes.get(ix) {
                 Some(s) => s.clone(),
                 None => {
@@ -164,9 +132,7 @@ fn typed_model(model: &OnnxModel, input_shapes: &[Vec<usize>]) -> Result<TypedMo
                     if fact.shape.is_open() {
                         bail!("input `{name}` has an unknown rank; give its shape explicitly");
                     }
-                    dims.iter()
-                        .map(|d| d.concretize().and_then(|d| d.to_usize().ok()).unwrap_or(1))
-                        .collect()
+                    dims.iter().map(|d| d.concretize().and_then(|d| d.to_usize().ok()).unwrap_or(1)).collect()
                 }
             };
             m.set_input_fact(ix, InferenceFact::dt_shape(dt, &shape))?;
@@ -181,10 +147,7 @@ fn specs(model: &TypedModel, outlets: &[OutletId]) -> TractResult<Vec<TensorSpec
         .iter()
         .map(|&o| {
             let fact = model.outlet_fact(o)?;
-            let name = model
-                .outlet_label(o)
-                .map(str::to_owned)
-                .unwrap_or_else(|| model.node(o.node).name.clone());
+            let name = model.outlet_label(o).map(str::to_owned).unwrap_or_else(|| model.node(o.node).name.clone());
             Ok(TensorSpec {
                 name,
                 dtype: dtype_name(fact.datum_type).to_string(),
@@ -216,10 +179,7 @@ fn dtype_name(dt: DatumType) -> &'static str {
 }
 
 pub(crate) fn show_shape(shape: &[Option<usize>]) -> String {
-    let dims: Vec<String> = shape
-        .iter()
-        .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
-        .collect();
+    let dims: Vec<String> = shape.iter().map(|d| d.map_or("?".to_string(), |d| d.to_string())).collect();
     format!("[{}]", dims.join(", "))
 }
 
@@ -251,9 +211,7 @@ fn from_tract(t: &tract_onnx::prelude::Tensor) -> TractResult<Tensor> {
     let data = match t.datum_type().unquantized() {
         DatumType::F32 => TensorData::F32(plain(t)?),
         DatumType::F64 => TensorData::F64(plain(t)?),
-        DatumType::F16 => {
-            TensorData::F16(plain::<half::f16>(t)?.iter().map(|h| h.to_bits()).collect())
-        }
+        DatumType::F16 => TensorData::F16(plain::<half::f16>(t)?.iter().map(|h| h.to_bits()).collect()),
         DatumType::I8 => TensorData::I8(plain(t)?),
         DatumType::U8 => TensorData::U8(plain(t)?),
         DatumType::I16 => TensorData::I16(plain(t)?),
@@ -279,19 +237,13 @@ impl Failure {
     fn into_prepare(self) -> EngineError {
         match self {
             Failure::Error(e) => EngineError::Prepare(e),
-            Failure::Panic(message) => EngineError::Internal {
-                backend: "tract",
-                message,
-            },
+            Failure::Panic(message) => EngineError::Internal { backend: "tract", message },
         }
     }
     fn into_run(self) -> EngineError {
         match self {
             Failure::Error(e) => EngineError::Run(e),
-            Failure::Panic(message) => EngineError::Internal {
-                backend: "tract",
-                message,
-            },
+            Failure::Panic(message) => EngineError::Internal { backend: "tract", message },
         }
     }
 }
@@ -315,8 +267,5 @@ fn guard<T>(f: impl FnOnce() -> TractResult<T>) -> Result<T, Failure> {
 
 /// tract's error chain, outermost first, on one line.
 fn one_line(e: &TractError) -> String {
-    e.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
 }

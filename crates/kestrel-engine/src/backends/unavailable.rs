@@ -11,10 +11,7 @@ pub struct Unavailable {
 
 impl Unavailable {
     fn error(&self) -> EngineError {
-        EngineError::BackendUnavailable {
-            backend: self.name,
-            reason: self.reason.to_string(),
-        }
+        EngineError::BackendUnavailable { backend: self.name, reason: self.reason.to_string() }
     }
 }
 

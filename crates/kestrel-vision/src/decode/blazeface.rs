@@ -69,9 +69,7 @@ pub fn decode(
         if !(bw > 0.0 && bh > 0.0) {
             continue;
         }
-        let keypoints = (2..VALUES_PER_ANCHOR / 2)
-            .map(|k| (r[2 * k] / w + ax, r[2 * k + 1] / h + ay))
-            .collect();
+        let keypoints = (2..VALUES_PER_ANCHOR / 2).map(|k| (r[2 * k] / w + ax, r[2 * k + 1] / h + ay)).collect();
         dets.push(Detection {
             x_min: cx - bw / 2.0,
             y_min: cy - bh / 2.0,
@@ -110,14 +108,8 @@ mod tests {
 
     #[test]
     fn one_confident_anchor_becomes_one_box_in_source_pixels() {
-        let frame = FrameMap {
-            input_width: 128.0,
-            input_height: 128.0,
-            scale_x: 2.0,
-            scale_y: 2.0,
-            pad_x: 0.0,
-            pad_y: 0.0,
-        };
+        let frame =
+            FrameMap { input_width: 128.0, input_height: 128.0, scale_x: 2.0, scale_y: 2.0, pad_x: 0.0, pad_y: 0.0 };
         let mut reg = vec![0.0; 896 * 16];
         let mut scores = vec![-10.0; 896];
         scores[0] = 5.0;
@@ -126,24 +118,14 @@ mod tests {
         let d = decode(&reg, &scores, &frame, 0.5, 0.3).unwrap();
         assert_eq!(d.len(), 1);
         // anchor (4, 4) model px, 16 px box → (-4..12) model px → ×2 source px
-        assert!(
-            (d[0].x_min + 8.0).abs() < 1e-4 && (d[0].x_max - 24.0).abs() < 1e-4,
-            "{:?}",
-            d[0]
-        );
+        assert!((d[0].x_min + 8.0).abs() < 1e-4 && (d[0].x_max - 24.0).abs() < 1e-4, "{:?}", d[0]);
         assert!((d[0].score - sigmoid(5.0)).abs() < 1e-6);
     }
 
     #[test]
     fn wrong_output_sizes_are_an_error() {
-        let frame = FrameMap {
-            input_width: 128.0,
-            input_height: 128.0,
-            scale_x: 1.0,
-            scale_y: 1.0,
-            pad_x: 0.0,
-            pad_y: 0.0,
-        };
+        let frame =
+            FrameMap { input_width: 128.0, input_height: 128.0, scale_x: 1.0, scale_y: 1.0, pad_x: 0.0, pad_y: 0.0 };
         assert!(decode(&[0.0; 16], &[0.0; 1], &frame, 0.5, 0.3).is_err());
     }
 }

@@ -11,27 +11,18 @@ pub struct Class {
 
 /// The `k` highest scores, best first (ties: lower index first). NaN scores rank last.
 pub fn top_k(scores: &[f32], labels: &[String], k: usize, softmax: bool) -> Vec<Class> {
-    let probs: Vec<f32> = if softmax {
-        softmax_of(scores)
-    } else {
-        scores.to_vec()
-    };
+    let probs: Vec<f32> = if softmax { softmax_of(scores) } else { scores.to_vec() };
     let mut order: Vec<usize> = (0..probs.len()).collect();
     order.sort_by(|&a, &b| {
         let (x, y) = (probs[a], probs[b]);
-        y.partial_cmp(&x)
-            .unwrap_or_else(|| x.is_nan().cmp(&y.is_nan()))
-            .then(a.cmp(&b))
+        y.partial_cmp(&x).unwrap_or_else(|| x.is_nan().cmp(&y.is_nan())).then(a.cmp(&b))
     });
     order
         .into_iter()
         .take(k)
         .map(|i| Class {
             index: i,
-            label: labels
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| format!("class {i}")),
+            label: labels.get(i).cloned().unwrap_or_else(|| format!("class {i}")),
             score: probs[i],
         })
         .collect()

@@ -5,11 +5,7 @@ use super::Detection;
 /// Greedy NMS, best score first. With `weighted`, each kept box is the score-weighted mean
 /// of the boxes it suppresses (MediaPipe's blending, steadier on faces).
 pub fn nms(mut dets: Vec<Detection>, iou_threshold: f32, weighted: bool) -> Vec<Detection> {
-    dets.sort_by(|a, b| {
-        b.score
-            .partial_cmp(&a.score)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
+    dets.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
     let mut kept = Vec::new();
     let mut taken = vec![false; dets.len()];
     for i in 0..dets.len() {
@@ -29,16 +25,10 @@ pub fn nms(mut dets: Vec<Detection>, iou_threshold: f32, weighted: bool) -> Vec<
             continue;
         }
         let total: f32 = group.iter().map(|&g| dets[g].score).sum();
-        let avg = |f: &dyn Fn(&Detection) -> f32| {
-            group
-                .iter()
-                .map(|&g| f(&dets[g]) * dets[g].score)
-                .sum::<f32>()
-                / total
-        };
-        let keypoints = (0..best.keypoints.len())
-            .map(|k| (avg(&|d| d.keypoints[k].0), avg(&|d| d.keypoints[k].1)))
-            .collect();
+        let avg =
+            |f: &dyn Fn(&Detection) -> f32| group.iter().map(|&g| f(&dets[g]) * dets[g].score).sum::<f32>() / total;
+        let keypoints =
+            (0..best.keypoints.len()).map(|k| (avg(&|d| d.keypoints[k].0), avg(&|d| d.keypoints[k].1))).collect();
         kept.push(Detection {
             x_min: avg(&|d| d.x_min),
             y_min: avg(&|d| d.y_min),
@@ -56,14 +46,7 @@ mod tests {
     use super::*;
 
     fn d(x: f32, score: f32) -> Detection {
-        Detection {
-            x_min: x,
-            y_min: 0.0,
-            x_max: x + 10.0,
-            y_max: 10.0,
-            score,
-            keypoints: vec![],
-        }
+        Detection { x_min: x, y_min: 0.0, x_max: x + 10.0, y_max: 10.0, score, keypoints: vec![] }
     }
 
     #[test]

@@ -1,0 +1,136 @@
+//! `kestrel compress` end to end on the bundled models: accuracy and detections survive int8,
+//! the report says what happened, and bad input is refused without leaving files behind.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn kestrel(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .args(args)
+        .current_dir(common::repo())
+        .output()
+        .expect("running kestrel")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = kestrel(args);
+    assert!(out.status.success(), "kestrel {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kestrel-compress-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn top1(model: &str) -> f64 {
+    let v: Value = serde_json::from_str(&ok(&["eval", model, "--dataset", "fashion-mnist", "--json"])).unwrap();
+    v["top1"].as_f64().unwrap()
+}
+
+#[test]
+fn fashion_int8_keeps_accuracy_within_half_a_point() {
+    let dir = tmp("fashion");
+    let out = dir.join("fashion.int8.onnx");
+    let report = dir.join("report.json");
+    let (out_s, report_s) = (out.display().to_string(), report.display().to_string());
+    ok(&[
+        "compress",
+        "models/fashion-cnn/model.onnx",
+        "--int8",
+        "--calib",
+        "fashion-mnist",
+        "--out",
+        &out_s,
+        "--report",
+        &report_s,
+    ]);
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let layers = r["passes"][0]["report"]["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 5);
+    assert!(layers.iter().all(|l| l["quantized"] == true), "{layers:?}");
+    assert!(r["bytes_out"].as_u64().unwrap() * 3 < r["bytes_in"].as_u64().unwrap());
+    // The config travels inside the model: no kestrel.toml beside the output.
+    assert!(!dir.join("kestrel.toml").exists());
+    let (full, int8) = (top1("models/fashion-cnn/model.onnx"), top1(&out_s));
+    assert!(int8 >= full - 0.005, "int8 {int8} vs fp32 {full}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn blazeface_int8_finds_the_same_face() {
+    let dir = tmp("blazeface");
+    let out = dir.join("faces.int8.onnx");
+    let out_s = out.display().to_string();
+    ok(&["compress", "models/blazeface/model.onnx", "--int8", "--calib", "models/blazeface/calib", "--out", &out_s]);
+    let face = |model: &str| -> Value {
+        let v: Value = serde_json::from_str(&ok(&["run", model, "models/samples/astronaut.png", "--json"])).unwrap();
+        let dets = v["detections"].as_array().unwrap().clone();
+        assert_eq!(dets.len(), 1, "{model}: {dets:?}");
+        dets[0].clone()
+    };
+    let (full, int8) = (face("models/blazeface/model.onnx"), face(&out_s));
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
+    let w = (f(&full, "x_max").min(f(&int8, "x_max")) - f(&full, "x_min").max(f(&int8, "x_min"))).max(0.0);
+    let h = (f(&full, "y_max").min(f(&int8, "y_max")) - f(&full, "y_min").max(f(&int8, "y_min"))).max(0.0);
+    let area = |v: &Value| (f(v, "x_max") - f(v, "x_min")) * (f(v, "y_max") - f(v, "y_min"));
+    let iou = w * h / (area(&full) + area(&int8) - w * h);
+    assert!(iou >= 0.9, "IoU {iou}: {full} vs {int8}");
+    assert!((f(&full, "score") - f(&int8, "score")).abs() <= 0.05, "{full} vs {int8}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_compress_input_is_refused_and_leaves_nothing() {
+    let dir = tmp("bad");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = dir.join("out.onnx");
+    let (empty_s, out_s) = (empty.display().to_string(), out.display().to_string());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--calib", &empty_s, "--int8"], "holds no PNG or JPEG images"),
+        (vec!["--calib", "no/such/folder", "--int8"], "neither a folder nor a known dataset"),
+        (vec!["--calib", "fashion-mnist"], "choose a compression"),
+        (vec!["--calib", "fashion-mnist", "--int8", "--calibration", "magic"], "unknown --calibration"),
+        (vec!["--calib", "fashion-mnist", "--int8", "--calib-count", "0"], "--calib-count"),
+    ];
+    for (extra, phrase) in cases {
+        let mut args = vec!["compress", "models/fashion-cnn/model.onnx", "--out", &out_s];
+        args.extend(extra);
+        let o = kestrel(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.starts_with("Error: ") && err.contains(phrase), "{args:?}: {err}");
+        assert!(!out.exists());
+    }
+    // A model the loader refuses is refused here too, naming the op.
+    let o =
+        kestrel(&["compress", "tests/hostile/unknown_op.onnx", "--int8", "--calib", "fashion-mnist", "--out", &out_s]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("FrobnicateV9"));
+    // An output folder that does not exist: a clear error, no temporary file left behind.
+    let nowhere = dir.join("missing/out.onnx").display().to_string();
+    let o = kestrel(&[
+        "compress",
+        "models/fashion-cnn/model.onnx",
+        "--int8",
+        "--calib",
+        "fashion-mnist",
+        "--out",
+        &nowhere,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot write"), "{}", String::from_utf8_lossy(&o.stderr));
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
