@@ -24,6 +24,11 @@ pub enum Command {
     Eval(EvalArgs),
     /// Compress a model (int8 quantization) with calibration on real data.
     Compress(CompressArgs),
+    /// Compare a full model with compressed candidates: size, MACs, latency, memory, quality.
+    Bench(BenchArgs),
+    /// (internal) Measure one model in a fresh process for `bench`.
+    #[command(hide = true)]
+    BenchWorker(BenchWorkerArgs),
     /// The main job on the bundled models and photos, no arguments needed.
     Demo(DemoArgs),
 }
@@ -134,4 +139,45 @@ pub struct CompressArgs {
     pub config: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Workload {
+    /// Labeled dataset for top-1 accuracy (fashion-mnist).
+    #[arg(long, conflicts_with = "images")]
+    pub dataset: Option<String>,
+    /// Folder of images: quality is agreement with the full model (top-1, or matched boxes).
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Evaluate only the first N dataset images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Timed inferences per model (after 20 warm-up runs).
+    #[arg(long, default_value_t = 200)]
+    pub runs: usize,
+    /// Worker threads for inference.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The full model, then one or more compressed candidates.
+    #[arg(required = true, num_args = 1..)]
+    pub models: Vec<PathBuf>,
+    #[command(flatten)]
+    pub workload: Workload,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a self-contained HTML report with SVG charts here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchWorkerArgs {
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub workload: Workload,
 }

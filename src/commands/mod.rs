@@ -1,5 +1,7 @@
 //! One file per subcommand.
 
+mod bench;
+mod bench_html;
 mod compress;
 mod demo;
 mod eval;
@@ -20,6 +22,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(a) => run::run(&a),
         Command::Eval(a) => eval::eval(&a),
         Command::Compress(a) => compress::compress(&a),
+        Command::Bench(a) => bench::bench(&a),
+        Command::BenchWorker(a) => bench::worker(&a),
         Command::Demo(a) => demo::demo(&a),
     }
 }

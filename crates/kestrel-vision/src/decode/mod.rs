@@ -4,10 +4,10 @@ pub mod blazeface;
 pub mod classify;
 pub mod nms;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An axis-aligned box in source-image pixels with a score and optional keypoints.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
     pub x_min: f32,
     pub y_min: f32,

@@ -1,0 +1,345 @@
+//! `kestrel bench`: the full model and its compressed candidates side by side. Each model is
+//! measured in a fresh process (so peak memory is its own), on the same workload.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use kestrel_engine::Tensor;
+use kestrel_vision::decode::Detection;
+use kestrel_vision::{image_io, preprocess};
+use serde::{Deserialize, Serialize};
+
+use super::eval::{batch_tensor, evaluate, load_dataset};
+use super::run::ImageModel;
+use crate::cli::{BenchArgs, BenchWorkerArgs, EngineArgs, EvalArgs, Workload};
+use crate::models::{engine, load_config, load_model};
+
+const WARM_UP: usize = 20;
+
+/// What one model measured in its own process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Measurement {
+    pub model: String,
+    pub file_bytes: u64,
+    pub parameters: u64,
+    pub macs: Option<u64>,
+    /// Load, validate and prepare, in milliseconds.
+    pub load_ms: f64,
+    /// One timed inference (batch 1) per entry, in milliseconds.
+    pub latencies_ms: Vec<f64>,
+    /// Peak resident memory of the measuring process (VmHWM), in KiB.
+    pub peak_rss_kib: Option<u64>,
+    /// Top-1 accuracy on the labeled dataset, when one was given.
+    pub top1: Option<f64>,
+    /// Per-image results, when a folder of images was given.
+    pub images: Vec<ImageOutcome>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageOutcome {
+    pub image: String,
+    pub top_class: Option<usize>,
+    pub detections: Vec<Detection>,
+}
+
+/// One row of the comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub model: String,
+    pub file_bytes: u64,
+    pub parameters: u64,
+    pub macs: Option<u64>,
+    pub load_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub throughput_per_s: f64,
+    pub peak_rss_mib: Option<f64>,
+    /// Top-1 accuracy (dataset), or agreement with the full model (images), in [0, 1].
+    pub quality: Option<f64>,
+    pub quality_kind: String,
+    /// Detectors: mean IoU and mean |score drift| of boxes matched to the full model's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_iou: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_score_drift: Option<f64>,
+    pub latencies_ms: Vec<f64>,
+}
+
+fn check_workload(w: &Workload) -> Result<()> {
+    if w.dataset.is_none() && w.images.is_none() {
+        bail!("give a workload: --dataset NAME or --images DIR");
+    }
+    if w.runs == 0 || w.threads == 0 {
+        bail!("--runs and --threads must be at least 1");
+    }
+    Ok(())
+}
+
+fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut images: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading --images folder `{}`", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|e| matches!(e.to_string_lossy().to_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+        })
+        .collect();
+    images.sort();
+    if images.is_empty() {
+        bail!("--images folder `{}` holds no PNG or JPEG images", dir.display());
+    }
+    Ok(images)
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Measures one model in this process.
+fn measure(path: &Path, w: &Workload) -> Result<Measurement> {
+    check_workload(w)?;
+    let engine_args = EngineArgs { backend: "cpu".into(), threads: w.threads };
+    let start = Instant::now();
+    let onnx = load_model(path)?;
+    let config = load_config(path, &onnx, None)?;
+    let image_paths = w.images.as_deref().map(images_in).transpose()?;
+    let input = match (&w.dataset, &image_paths) {
+        (Some(name), _) => batch_tensor(&load_dataset(name, None)?, 0..1, &config.preprocess)?,
+        (None, Some(paths)) => {
+            let x = preprocess::preprocess(&image_io::load_rgb(&paths[0])?, &config.preprocess);
+            Tensor::f32(x.shape, x.data)?
+        }
+        (None, None) => unreachable!("checked above"),
+    };
+    let mut eng = engine(&onnx, &engine_args, input.shape.clone())?;
+    let load_ms = start.elapsed().as_secs_f64() * 1e3;
+    let inputs = [input];
+    let mut latencies_ms = Vec::with_capacity(w.runs);
+    for i in 0..WARM_UP + w.runs {
+        let t = Instant::now();
+        eng.run(&inputs)?;
+        if i >= WARM_UP {
+            latencies_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let summary = kestrel_onnx::summarize(&onnx.proto);
+    let mut m = Measurement {
+        model: path.display().to_string(),
+        file_bytes: std::fs::metadata(path)?.len(),
+        parameters: summary.parameters,
+        macs: kestrel_engine::count_macs(&onnx, &[]).ok(),
+        load_ms,
+        latencies_ms,
+        peak_rss_kib: None,
+        top1: None,
+        images: vec![],
+    };
+    if let Some(name) = &w.dataset {
+        let report = evaluate(&EvalArgs {
+            model: path.to_path_buf(),
+            dataset: name.clone(),
+            data_dir: None,
+            limit: w.limit,
+            batch: 100,
+            config: None,
+            json: true,
+            engine: engine_args,
+        })?;
+        m.top1 = Some(report.top1);
+    } else if let Some(paths) = image_paths {
+        let mut model = ImageModel::open(path, None, &engine_args)?;
+        for p in &paths {
+            let r = model.infer(p, None, 1)?;
+            m.images.push(ImageOutcome {
+                image: p.display().to_string(),
+                top_class: r.classes.as_ref().and_then(|c| c.first()).map(|c| c.index),
+                detections: r.detections.unwrap_or_default(),
+            });
+        }
+    }
+    m.peak_rss_kib = peak_rss_kib();
+    Ok(m)
+}
+
+pub fn worker(args: &BenchWorkerArgs) -> Result<()> {
+    println!("{}", serde_json::to_string(&measure(&args.model, &args.workload)?)?);
+    Ok(())
+}
+
+/// Runs the worker for `model` in a fresh process.
+fn measure_in_child(model: &Path, w: &Workload) -> Result<Measurement> {
+    let exe = std::env::current_exe().context("finding the kestrel executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("bench-worker").arg(model).args(["--runs", &w.runs.to_string(), "--threads", &w.threads.to_string()]);
+    if let Some(d) = &w.dataset {
+        cmd.args(["--dataset", d]);
+    }
+    if let Some(i) = &w.images {
+        cmd.arg("--images").arg(i);
+    }
+    if let Some(l) = w.limit {
+        cmd.args(["--limit", &l.to_string()]);
+    }
+    let out = cmd.output().context("starting the bench worker")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err.lines().find(|l| l.starts_with("Error: ")).unwrap_or(err.trim());
+        bail!("measuring `{}`: {}", model.display(), line.trim_start_matches("Error: "));
+    }
+    serde_json::from_slice(&out.stdout).context("reading the bench worker's report")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Agreement of `m` with the full model on the same images.
+fn agreement(full: &Measurement, m: &Measurement) -> (Option<f64>, String, Option<f64>, Option<f64>) {
+    if full.images.is_empty() {
+        return (m.top1, "top-1 accuracy".into(), None, None);
+    }
+    if full.images.iter().all(|i| i.top_class.is_some()) {
+        let same = full.images.iter().zip(&m.images).filter(|(a, b)| a.top_class == b.top_class).count();
+        return (Some(same as f64 / full.images.len() as f64), "top-1 agreement with full".into(), None, None);
+    }
+    let (mut total, mut matched, mut iou_sum, mut drift_sum) = (0usize, 0usize, 0f64, 0f64);
+    for (a, b) in full.images.iter().zip(&m.images) {
+        for d in &a.detections {
+            total += 1;
+            let best = b.detections.iter().map(|e| (d.iou(e), e)).max_by(|x, y| x.0.total_cmp(&y.0));
+            if let Some((iou, e)) = best.filter(|(iou, _)| *iou >= 0.5) {
+                matched += 1;
+                iou_sum += f64::from(iou);
+                drift_sum += f64::from((d.score - e.score).abs());
+            }
+        }
+    }
+    let recall = if total > 0 { Some(matched as f64 / total as f64) } else { None };
+    let mean = |s: f64| (matched > 0).then(|| s / matched as f64);
+    (recall, "full model's boxes found (IoU >= 0.5)".into(), mean(iou_sum), mean(drift_sum))
+}
+
+fn rows(ms: &[Measurement]) -> Vec<Row> {
+    ms.iter()
+        .map(|m| {
+            let mut sorted = m.latencies_ms.clone();
+            sorted.sort_by(f64::total_cmp);
+            let (quality, quality_kind, mean_iou, mean_score_drift) = agreement(&ms[0], m);
+            let p50 = percentile(&sorted, 50.0);
+            Row {
+                model: m.model.clone(),
+                file_bytes: m.file_bytes,
+                parameters: m.parameters,
+                macs: m.macs,
+                load_ms: m.load_ms,
+                p50_ms: p50,
+                p90_ms: percentile(&sorted, 90.0),
+                p99_ms: percentile(&sorted, 99.0),
+                throughput_per_s: 1e3 * sorted.len() as f64 / sorted.iter().sum::<f64>().max(f64::MIN_POSITIVE),
+                peak_rss_mib: m.peak_rss_kib.map(|k| k as f64 / 1024.0),
+                quality,
+                quality_kind,
+                mean_iou,
+                mean_score_drift,
+                latencies_ms: m.latencies_ms.clone(),
+            }
+        })
+        .collect()
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut t = format!(
+        "{:<34} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}\n",
+        "model", "size KB", "params", "MMACs", "load ms", "p50 ms", "p90 ms", "p99 ms", "per sec", "peak MB", "quality"
+    );
+    let full = &rows[0];
+    for r in rows {
+        let q = r.quality.map_or("-".into(), |q| format!("{:.2}%", q * 100.0));
+        let _ = writeln!(
+            t,
+            "{:<34} {:>9.1} {:>9} {:>9} {:>8.1} {:>8.3} {:>8.3} {:>8.3} {:>9.0} {:>8} {:>9}",
+            shorten(&r.model, 34),
+            r.file_bytes as f64 / 1024.0,
+            r.parameters,
+            r.macs.map_or("-".into(), |m| format!("{:.2}", m as f64 / 1e6)),
+            r.load_ms,
+            r.p50_ms,
+            r.p90_ms,
+            r.p99_ms,
+            r.throughput_per_s,
+            r.peak_rss_mib.map_or("-".into(), |m| format!("{m:.1}")),
+            q
+        );
+    }
+    let _ = writeln!(t, "quality: {}", full.quality_kind);
+    for r in &rows[1..] {
+        let _ = writeln!(
+            t,
+            "{}: {:.2}x smaller, {:.2}x the full model's p50 latency, {}",
+            shorten(&r.model, 60),
+            full.file_bytes as f64 / r.file_bytes as f64,
+            r.p50_ms / full.p50_ms,
+            match (r.quality, full.quality) {
+                (Some(q), Some(f)) if full.quality_kind.starts_with("top-1 accuracy") =>
+                    format!("{:+.2} pt top-1", (q - f) * 100.0),
+                (Some(q), _) => format!("{:.1}% {}", q * 100.0, r.quality_kind),
+                _ => "no quality measure".into(),
+            }
+        );
+        if let (Some(iou), Some(drift)) = (r.mean_iou, r.mean_score_drift) {
+            let _ = writeln!(t, "  matched boxes: mean IoU {iou:.3}, mean |score drift| {drift:.3}");
+        }
+    }
+    t
+}
+
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("…{}", s.chars().rev().take(n - 1).collect::<Vec<_>>().into_iter().rev().collect::<String>())
+    }
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().map(|e| e.to_string_lossy()).unwrap_or_default()));
+    std::fs::write(&tmp, text).with_context(|| format!("writing `{}`", path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing `{}`", path.display()))
+}
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    check_workload(&args.workload)?;
+    let mut measured = Vec::new();
+    for (i, model) in args.models.iter().enumerate() {
+        eprintln!("[{}/{}] measuring {}", i + 1, args.models.len(), model.display());
+        measured.push(measure_in_child(model, &args.workload)?);
+    }
+    let rows = rows(&measured);
+    print!("{}", table(&rows));
+    if let Some(path) = &args.json {
+        write_atomically(
+            path,
+            &serde_json::to_string_pretty(&serde_json::json!({
+                "runs": args.workload.runs,
+                "threads": args.workload.threads,
+                "workload": args.workload.dataset.clone().or(args.workload.images.as_ref().map(|p| p.display().to_string())),
+                "models": rows,
+            }))?,
+        )?;
+    }
+    if let Some(path) = &args.html {
+        write_atomically(path, &super::bench_html::page(&rows, &args.workload))?;
+    }
+    Ok(())
+}

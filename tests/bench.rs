@@ -1,0 +1,75 @@
+//! `kestrel bench`: table, JSON and HTML for both bundled models, full vs compressed.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn kestrel(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .args(args)
+        .current_dir(common::repo())
+        .output()
+        .expect("running kestrel")
+}
+
+#[test]
+fn bench_compares_full_and_compressed_in_table_json_and_html() {
+    let dir = std::env::temp_dir().join(format!("kestrel-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let workloads: [(&str, &[&str]); 2] = [
+        ("models/fashion-cnn/model.onnx", &["--dataset", "fashion-mnist", "--limit", "500"]),
+        ("models/blazeface/model.onnx", &["--images", "models/samples"]),
+    ];
+    for (full, workload) in workloads {
+        let int8 = full.replace("model.onnx", "model.int8.onnx");
+        let (json, html) = (dir.join("b.json"), dir.join("b.html"));
+        let (json_s, html_s) = (json.display().to_string(), html.display().to_string());
+        let mut args = vec!["bench", full, &int8, "--runs", "20", "--json", &json_s, "--html", &html_s];
+        args.extend(workload);
+        let out = kestrel(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("p50 ms") && stdout.contains("smaller"), "{stdout}");
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let models = v["models"].as_array().unwrap();
+        assert_eq!(models.len(), 2);
+        for m in models {
+            assert_eq!(m["latencies_ms"].as_array().unwrap().len(), 20);
+            assert!(m["p50_ms"].as_f64().unwrap() <= m["p99_ms"].as_f64().unwrap());
+            assert!(m["peak_rss_mib"].as_f64().unwrap() > 1.0);
+        }
+        // The full model agrees with itself completely; the int8 one closely.
+        if full.contains("blazeface") {
+            assert_eq!(models[0]["quality"].as_f64(), Some(1.0));
+            assert!(models[1]["mean_iou"].as_f64().unwrap() >= 0.9, "{v}");
+        } else {
+            assert!(models[1]["quality"].as_f64().unwrap() >= models[0]["quality"].as_f64().unwrap() - 0.01);
+        }
+        assert!(models[1]["file_bytes"].as_u64() < models[0]["file_bytes"].as_u64());
+        let page = std::fs::read_to_string(&html).unwrap();
+        assert_eq!(page.matches("<svg").count(), 2);
+        assert!(page.contains("model.int8.onnx") && page.contains("<circle"), "no scatter points");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bench_needs_a_workload() {
+    let out = kestrel(&["bench", "models/fashion-cnn/model.onnx"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--dataset NAME or --images DIR"));
+    let out = kestrel(&[
+        "bench",
+        "models/fashion-cnn/model.onnx",
+        "no/such.onnx",
+        "--dataset",
+        "fashion-mnist",
+        "--runs",
+        "5",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("measuring `no/such.onnx`"), "{err}");
+}
