@@ -22,7 +22,7 @@ fn latency_chart(rows: &[Row]) -> String {
     let (left, width, row_h) = (260.0, 760.0, 46.0);
     let height = 50.0 + row_h * rows.len() as f64;
     let max = rows.iter().flat_map(|r| r.latencies_ms.iter().copied()).fold(0.0, f64::max).max(1e-3) * 1.05;
-    let x = |v: f64| left + (width - left - 20.0) * v / max;
+    let x = |v: f64| left + (width - left - 130.0) * v / max;
     let mut s = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="latency distributions">"#
     );
@@ -115,11 +115,12 @@ fn size_quality_chart(rows: &[Row]) -> String {
         let c = COLORS[i % COLORS.len()];
         let _ = write!(
             s,
-            r##"<circle cx="{:.1}" cy="{:.1}" r="7" fill="{c}"/><text x="{:.1}" y="{:.1}" font-size="12" fill="#111827">{} ({:.2}%)</text>"##,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="7" fill="{c}"/><text x="{:.1}" y="{:.1}" font-size="12" fill="#111827" text-anchor="{}">{} ({:.2}%)</text>"##,
             x(*px),
             y(*py),
-            x(*px) + 10.0,
+            if x(*px) > w / 2.0 { x(*px) - 10.0 } else { x(*px) + 10.0 },
             y(*py) - 8.0,
+            if x(*px) > w / 2.0 { "end" } else { "start" },
             esc(&short(&r.model)),
             py
         );
