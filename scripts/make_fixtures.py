@@ -196,7 +196,7 @@ def hostile():
             f.write(f"{k}\t{v}\n")
 
 
-def calibration_slice(n=1000):
+def calibration_slice(n=5000):
     """The first n *training* images, for calibrating quantization without touching the test set."""
     src = "/usr/share/datasets/fashion-mnist"
     with gzip.open(f"{src}/train-images-idx3-ubyte.gz") as f:
@@ -209,6 +209,19 @@ def calibration_slice(n=1000):
         f.write(head_i + img[16:16 + n * 784])
     with gzip.GzipFile(f"{FASHION}/data/calib-labels-idx1-ubyte.gz", "wb", mtime=0) as f:
         f.write(head_l + lab[8:8 + n])
+
+
+def prune_fixtures():
+    """A model whose only layer cannot be pruned: its channels feed a Softmax over channels."""
+    os.makedirs(f"{FIX}/prune", exist_ok=True)
+    rng = np.random.default_rng(3)
+    w = numpy_helper.from_array(rng.normal(size=(8, 3, 3, 3)).astype(np.float32), "w")
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+         helper.make_node("Softmax", ["c"], ["y"], name="softmax", axis=1)],
+        "softmax_head", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 128, 128])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=[w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), f"{FIX}/prune/softmax_head.onnx")
 
 
 def int8_models():
@@ -247,6 +260,7 @@ def main():
     json.dump(faces, open(f"{FIX}/blazeface/astronaut_faces.json", "w"), indent=1)
     print("astronaut faces:", faces)
     hostile()
+    prune_fixtures()
     int8_models()
 
 

@@ -123,11 +123,23 @@ pub struct CompressArgs {
     /// Quantize weights and activations to int8.
     #[arg(long)]
     pub int8: bool,
+    /// Prune this fraction (0 < RATIO < 1) of channels (structured) or weights (unstructured).
+    #[arg(long)]
+    pub prune: Option<f32>,
+    /// Remove whole channels from the graph (the default).
+    #[arg(long, conflicts_with = "unstructured")]
+    pub structured: bool,
+    /// Zero the smallest weights instead of removing channels.
+    #[arg(long)]
+    pub unstructured: bool,
+    /// After pruning, refit changed layers to the full model's activations (least squares).
+    #[arg(long)]
+    pub reconstruct: bool,
     /// Activation ranges: `minmax` or `percentile` (99.99%).
     #[arg(long, default_value = "percentile")]
     pub calibration: String,
-    /// At most this many calibration images.
-    #[arg(long, default_value_t = 256)]
+    /// At most this many calibration images (reconstruction uses them all; int8 calibration the first 512).
+    #[arg(long, default_value_t = 5000)]
     pub calib_count: usize,
     /// A layer whose quantization alone drops the output SQNR below this stays float (dB).
     #[arg(long, default_value_t = 30.0)]

@@ -134,3 +134,71 @@ fn bad_compress_input_is_refused_and_leaves_nothing() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn fashion_pruned_reconstructed_int8_is_small_fast_and_close() {
+    let dir = tmp("pruned");
+    let out = dir.join("fashion.p50.int8.onnx");
+    let report = dir.join("report.json");
+    let (out_s, report_s) = (out.display().to_string(), report.display().to_string());
+    ok(&[
+        "compress",
+        "models/fashion-cnn/model.onnx",
+        "--calib",
+        "fashion-mnist",
+        "--prune",
+        "0.5",
+        "--structured",
+        "--reconstruct",
+        "--int8",
+        "--out",
+        &out_s,
+        "--report",
+        &report_s,
+    ]);
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let names: Vec<&str> = r["passes"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["prune-channels", "reconstruct", "quantize-int8"]);
+    // Pruned layers really lost channels; layers that could not be pruned say why.
+    let prune = &r["passes"][0]["report"];
+    assert!(prune["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["channels_after"].as_u64() < l["channels_before"].as_u64()));
+    assert!(prune["skipped"].as_array().unwrap().iter().all(|s| !s["reason"].as_str().unwrap().is_empty()));
+    // Reconstruction brought the refit layers closer to the full model.
+    let rec = &r["passes"][1]["report"];
+    assert!(rec["output_sqnr_after_db"].as_f64() > rec["output_sqnr_before_db"].as_f64(), "{rec}");
+    // The graph really shrank: MACs and bytes, as `inspect` sees them.
+    let (macs_in, macs_out) = (r["macs_in"].as_f64().unwrap(), r["macs_out"].as_f64().unwrap());
+    assert!(macs_out <= 0.55 * macs_in, "MACs {macs_out} of {macs_in}");
+    let v: Value = serde_json::from_str(&ok(&["inspect", &out_s, "--json"])).unwrap();
+    assert_eq!(v["macs"].as_f64().unwrap(), macs_out);
+    assert!(r["bytes_out"].as_f64().unwrap() * 7.0 <= r["bytes_in"].as_f64().unwrap(), "{r}");
+    let (full, small) = (top1("models/fashion-cnn/model.onnx"), top1(&out_s));
+    assert!(small >= full - 0.015, "pruned+int8 {small} vs fp32 {full}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn pruning_blocked_by_structure_is_explained() {
+    let dir = tmp("blocked");
+    let out = dir.join("x.onnx").display().to_string();
+    let o = kestrel(&[
+        "compress",
+        "tests/fixtures/prune/softmax_head.onnx",
+        "--calib",
+        "models/blazeface/calib",
+        "--prune",
+        "0.5",
+        "--out",
+        &out,
+        "--config",
+        "models/blazeface/kestrel.toml",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("no layer can be pruned structurally") && err.contains("Softmax"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

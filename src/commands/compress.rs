@@ -7,7 +7,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
 use kestrel_compress::calibrate::RangeMethod;
+use kestrel_compress::passes::prune_channels::prune_channels;
+use kestrel_compress::passes::prune_magnitude::prune_magnitude;
 use kestrel_compress::passes::quantize_int8::{quantize_int8, QuantizeConfig};
+use kestrel_compress::passes::reconstruct::reconstruct;
 use kestrel_engine::Tensor;
 use kestrel_vision::{image_io, preprocess, ModelConfig};
 use serde_json::json;
@@ -61,8 +64,16 @@ fn calibration_samples(src: &str, config: &ModelConfig, count: usize) -> Result<
 }
 
 pub fn compress(args: &CompressArgs) -> Result<()> {
-    if !args.int8 {
-        bail!("nothing to do: choose a compression (--int8)");
+    if !args.int8 && args.prune.is_none() {
+        bail!("nothing to do: choose a compression (--int8 and/or --prune RATIO)");
+    }
+    if let Some(r) = args.prune {
+        if !(r > 0.0 && r < 1.0) {
+            bail!("--prune {r}: the ratio must be within (0, 1)");
+        }
+    }
+    if args.reconstruct && args.prune.is_none() {
+        bail!("--reconstruct refits layers changed by pruning: add --prune RATIO");
     }
     let method = match args.calibration.as_str() {
         "minmax" => RangeMethod::MinMax,
@@ -72,36 +83,113 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let config = load_config(&args.model, &model, args.config.as_deref())?;
     let samples = calibration_samples(&args.calib, &config, args.calib_count)?;
-    let bar = ProgressBar::new_spinner().with_message("calibrating and measuring each layer's sensitivity");
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let start = Instant::now();
-    let quant_config = QuantizeConfig {
-        method,
-        min_layer_sqnr_db: args.min_layer_sqnr,
-        // Detector heads carry rare, decisive values (a face's score) that calibration on
-        // mostly-background images does not cover; classifier heads are fine in int8.
-        keep_output_heads_float: matches!(config.decoder, kestrel_vision::config::Decoder::Blazeface { .. }),
-        ..Default::default()
-    };
-    let (mut quantized, report) = quantize_int8(&model, &samples, &quant_config).context("quantizing")?;
+    let mut current = model.clone();
+    let mut passes = Vec::new();
+    let mut lines = Vec::new();
+    let mut kept = std::collections::HashMap::new();
+    let bar = ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    if let Some(ratio) = args.prune {
+        if args.unstructured {
+            bar.set_message("pruning the smallest weights");
+            let (m, r) = prune_magnitude(&current, ratio)?;
+            let sparsity: Vec<String> =
+                r.layers.iter().map(|l| format!("{} {:.0}%", l.node, l.sparsity * 100.0)).collect();
+            lines.push(format!("prune-magnitude: sparsity per layer: {}", sparsity.join(", ")));
+            passes.push(json!({"name": "prune-magnitude", "report": r}));
+            current = m;
+        } else {
+            bar.set_message("scanning each layer's pruning sensitivity");
+            let (m, r) = prune_channels(&current, &samples, ratio).context("pruning channels")?;
+            lines.push(format!(
+                "prune-channels: parameters {} -> {}, output SQNR {:.1} dB",
+                r.parameters_before, r.parameters_after, r.output_sqnr_db
+            ));
+            for l in &r.layers {
+                lines.push(format!(
+                    "  {:<40} {:<7} channels {} -> {}",
+                    l.node, l.op, l.channels_before, l.channels_after
+                ));
+            }
+            for s in &r.skipped {
+                lines.push(format!("  {:<40} skipped: {}", s.node, s.reason));
+            }
+            kept = r.layers.iter().map(|l| (l.output.clone(), l.kept.clone())).collect();
+            passes.push(json!({"name": "prune-channels", "report": r}));
+            current = m;
+        }
+    }
+    if args.reconstruct {
+        bar.set_message("refitting changed layers to the full model");
+        let (m, r) = reconstruct(&model, &current, &samples, &kept).context("reconstructing")?;
+        lines.push(format!(
+            "reconstruct: output SQNR {:.1} dB -> {:.1} dB",
+            r.output_sqnr_before_db, r.output_sqnr_after_db
+        ));
+        for l in &r.layers {
+            lines.push(format!(
+                "  {:<40} {:<7} layer SQNR {:.1} dB -> {:.1} dB ({} rows)",
+                l.node, l.op, l.sqnr_before_db, l.sqnr_after_db, l.rows
+            ));
+        }
+        passes.push(json!({"name": "reconstruct", "report": r}));
+        current = m;
+    }
+    if args.int8 {
+        bar.set_message("calibrating and measuring each layer's int8 sensitivity");
+        let quant_config = QuantizeConfig {
+            method,
+            min_layer_sqnr_db: args.min_layer_sqnr,
+            // Detector heads carry rare, decisive values (a face's score) that calibration on
+            // mostly-background images does not cover; classifier heads are fine in int8.
+            keep_output_heads_float: matches!(config.decoder, kestrel_vision::config::Decoder::Blazeface { .. }),
+            ..Default::default()
+        };
+        let (m, r) = quantize_int8(&current, int8_subset(&samples), &quant_config).context("quantizing")?;
+        let int8 = r.layers.iter().filter(|l| l.quantized).count();
+        lines.push(format!(
+            "quantize-int8: {int8} of {} layers in int8, output SQNR {:.1} dB vs its input model",
+            r.layers.len(),
+            r.output_sqnr_db
+        ));
+        for l in &r.layers {
+            let verdict = if l.quantized {
+                "int8".to_string()
+            } else {
+                format!("float ({})", l.kept_float_because.clone().unwrap_or_default())
+            };
+            lines.push(format!("  {:<40} {:<7} alone {:>6.1} dB  {verdict}", l.node, l.op, l.isolated_sqnr_db));
+        }
+        if !r.float_ops.is_empty() {
+            let ops: Vec<String> = r.float_ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            lines.push(format!("  ops left in float: {}", ops.join(", ")));
+        }
+        passes.push(json!({"name": "quantize-int8", "report": r}));
+        current = m;
+    }
+    bar.finish_and_clear();
     // The output carries its preprocessing config, so `kestrel run` works on it anywhere.
-    quantized.proto.metadata_props.retain(|e| e.key != CONFIG_METADATA_KEY);
-    quantized.proto.metadata_props.push(kestrel_onnx::pb::StringStringEntryProto {
+    current.proto.metadata_props.retain(|e| e.key != CONFIG_METADATA_KEY);
+    current.proto.metadata_props.push(kestrel_onnx::pb::StringStringEntryProto {
         key: CONFIG_METADATA_KEY.into(),
         value: config_text(&args.model, &model, args.config.as_deref())?,
     });
-    bar.finish_and_clear();
-    kestrel_onnx::validate(&quantized, &kestrel_onnx::Limits::default())
-        .context("the quantized model failed validation (a bug)")?;
-    kestrel_onnx::save(&quantized.proto, &args.out)?;
+    kestrel_onnx::validate(&current, &kestrel_onnx::Limits::default())
+        .context("the compressed model failed validation (a bug)")?;
+    kestrel_onnx::save(&current.proto, &args.out)?;
+    let (bytes_in, bytes_out) = (std::fs::metadata(&args.model)?.len(), std::fs::metadata(&args.out)?.len());
+    let macs = |m: &kestrel_onnx::OnnxModel| kestrel_engine::count_macs(m, &[]).ok();
     let summary = json!({
         "model": args.model.display().to_string(),
         "out": args.out.display().to_string(),
-        "bytes_in": std::fs::metadata(&args.model)?.len(),
-        "bytes_out": std::fs::metadata(&args.out)?.len(),
+        "bytes_in": bytes_in,
+        "bytes_out": bytes_out,
+        "macs_in": macs(&model),
+        "macs_out": macs(&current),
         "calibration_samples": samples.iter().map(|t| t.shape[0]).sum::<usize>(),
         "seconds": start.elapsed().as_secs_f64(),
-        "passes": [{"name": "quantize-int8", "report": report}],
+        "passes": passes,
     });
     if let Some(path) = &args.report {
         let tmp = path.with_extension("json.tmp");
@@ -114,34 +202,30 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
         println!("{summary}");
         return Ok(());
     }
-    let quantized_layers = report.layers.iter().filter(|l| l.quantized).count();
     println!(
-        "{} -> {} ({} -> {} bytes, {:.2}x smaller) in {:.1} s",
+        "{} -> {} ({bytes_in} -> {bytes_out} bytes, {:.2}x smaller; MACs {} -> {}) in {:.1} s",
         args.model.display(),
         args.out.display(),
-        summary["bytes_in"],
-        summary["bytes_out"],
-        summary["bytes_in"].as_f64().unwrap_or(0.0) / summary["bytes_out"].as_f64().unwrap_or(1.0),
+        bytes_in as f64 / bytes_out as f64,
+        summary["macs_in"],
+        summary["macs_out"],
         start.elapsed().as_secs_f64()
     );
-    println!(
-        "int8 layers {quantized_layers} of {}; output SQNR {:.1} dB vs the float model",
-        report.layers.len(),
-        report.output_sqnr_db
-    );
-    for l in &report.layers {
-        let verdict = if l.quantized {
-            "int8".to_string()
-        } else {
-            format!("float ({})", l.kept_float_because.clone().unwrap_or_default())
-        };
-        println!("  {:<40} {:<7} alone {:>6.1} dB  {verdict}", l.node, l.op, l.isolated_sqnr_db);
-    }
-    if !report.float_ops.is_empty() {
-        let ops: Vec<String> = report.float_ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!("ops left in float: {}", ops.join(", "));
+    for l in lines {
+        println!("{l}");
     }
     Ok(())
+}
+
+/// Int8 ranges and sensitivity settle long before reconstruction's least squares do:
+/// the first 512 calibration images are enough for them.
+fn int8_subset(samples: &[Tensor]) -> &[Tensor] {
+    let mut images = 0;
+    let n = samples.iter().take_while(|t| {
+        images += t.shape[0];
+        images <= 512
+    });
+    &samples[..n.count().max(1)]
 }
 
 /// The TOML text of the config `load_config` would use.

@@ -27,6 +27,16 @@ pub fn observe(
     names: &[String],
     mut visit: impl FnMut(usize, &[f32]),
 ) -> Result<(), CompressError> {
+    observe_shaped(model, samples, names, |ix, _, values| visit(ix, values))
+}
+
+/// As [`observe`], also passing each tensor's shape: `visit(name index, shape, values)`.
+pub fn observe_shaped(
+    model: &OnnxModel,
+    samples: &[Tensor],
+    names: &[String],
+    mut visit: impl FnMut(usize, &[usize], &[f32]),
+) -> Result<(), CompressError> {
     let first = samples.first().ok_or_else(|| CompressError::Calibration("no calibration samples".into()))?;
     let mut probe = model.clone();
     let g = graph::graph_mut(&mut probe.proto)?;
@@ -51,11 +61,11 @@ pub fn observe(
             })
         };
         if let Some(ix) = names.iter().position(|n| Some(n) == input_name.as_ref()) {
-            visit(ix, &as_f32(sample, &names[ix])?);
+            visit(ix, &sample.shape, &as_f32(sample, &names[ix])?);
         }
         let outputs = engine.run(std::slice::from_ref(sample))?;
         for (t, &ix) in outputs.iter().zip(&exposed) {
-            visit(ix, &as_f32(t, &names[ix])?);
+            visit(ix, &t.shape, &as_f32(t, &names[ix])?);
         }
     }
     Ok(())

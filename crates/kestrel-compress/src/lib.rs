@@ -3,6 +3,7 @@
 pub mod calibrate;
 mod error;
 pub mod graph;
+mod linalg;
 pub mod passes;
 
 pub use error::CompressError;
