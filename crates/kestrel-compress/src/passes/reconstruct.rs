@@ -195,7 +195,7 @@ fn refit_conv(
             for oy in 0..oh {
                 for ox in 0..ow {
                     row += 1;
-                    if row % stride != 0 {
+                    if !row.is_multiple_of(stride) {
                         continue;
                     }
                     let mut i = 0;
@@ -277,7 +277,7 @@ fn refit_matmul(
         }
         for (xr, yr) in xv.chunks(kin).zip(yv.chunks(m)) {
             row += 1;
-            if row % stride != 0 {
+            if !row.is_multiple_of(stride) {
                 continue;
             }
             for (d, &s) in x.iter_mut().zip(xr) {
