@@ -258,7 +258,7 @@ fn rows(ms: &[Measurement]) -> Vec<Row> {
         .collect()
 }
 
-fn table(rows: &[Row]) -> String {
+pub fn table(rows: &[Row]) -> String {
     let mut t = format!(
         "{:<34} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}\n",
         "model", "size KB", "params", "MMACs", "load ms", "p50 ms", "p90 ms", "p99 ms", "per sec", "peak MB", "quality"
@@ -318,14 +318,19 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing `{}`", path.display()))
 }
 
-pub fn bench(args: &BenchArgs) -> Result<()> {
-    check_workload(&args.workload)?;
+/// Measures every model (the first is the full one) in its own process.
+pub fn compare(models: &[PathBuf], workload: &Workload) -> Result<Vec<Row>> {
+    check_workload(workload)?;
     let mut measured = Vec::new();
-    for (i, model) in args.models.iter().enumerate() {
-        eprintln!("[{}/{}] measuring {}", i + 1, args.models.len(), model.display());
-        measured.push(measure_in_child(model, &args.workload)?);
+    for (i, model) in models.iter().enumerate() {
+        eprintln!("[{}/{}] measuring {}", i + 1, models.len(), model.display());
+        measured.push(measure_in_child(model, workload)?);
     }
-    let rows = rows(&measured);
+    Ok(rows(&measured))
+}
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    let rows = compare(&args.models, &args.workload)?;
     print!("{}", table(&rows));
     if let Some(path) = &args.json {
         write_atomically(

@@ -64,6 +64,30 @@ fn calibration_samples(src: &str, config: &ModelConfig, count: usize) -> Result<
 }
 
 pub fn compress(args: &CompressArgs) -> Result<()> {
+    let (summary, lines) = run(args)?;
+    if args.json {
+        println!("{summary}");
+        return Ok(());
+    }
+    println!(
+        "{} -> {} ({} -> {} bytes, {:.2}x smaller; MACs {} -> {}) in {:.1} s",
+        args.model.display(),
+        args.out.display(),
+        summary["bytes_in"],
+        summary["bytes_out"],
+        summary["bytes_in"].as_f64().unwrap_or(0.0) / summary["bytes_out"].as_f64().unwrap_or(1.0),
+        summary["macs_in"],
+        summary["macs_out"],
+        summary["seconds"].as_f64().unwrap_or(0.0)
+    );
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+/// Runs the passes and writes the model (and report); returns the summary and report lines.
+pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
     if !args.int8 && args.prune.is_none() {
         bail!("nothing to do: choose a compression (--int8 and/or --prune RATIO)");
     }
@@ -198,23 +222,7 @@ pub fn compress(args: &CompressArgs) -> Result<()> {
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
     }
-    if args.json {
-        println!("{summary}");
-        return Ok(());
-    }
-    println!(
-        "{} -> {} ({bytes_in} -> {bytes_out} bytes, {:.2}x smaller; MACs {} -> {}) in {:.1} s",
-        args.model.display(),
-        args.out.display(),
-        bytes_in as f64 / bytes_out as f64,
-        summary["macs_in"],
-        summary["macs_out"],
-        start.elapsed().as_secs_f64()
-    );
-    for l in lines {
-        println!("{l}");
-    }
-    Ok(())
+    Ok((summary, lines))
 }
 
 /// Int8 ranges and sensitivity settle long before reconstruction's least squares do:

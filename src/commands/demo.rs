@@ -2,9 +2,10 @@
 
 use anyhow::{Context, Result};
 
+use super::bench::{compare, table};
 use super::eval::evaluate;
 use super::run::ImageModel;
-use crate::cli::{DemoArgs, EngineArgs, EvalArgs};
+use crate::cli::{CompressArgs, DemoArgs, EngineArgs, EvalArgs, Workload};
 use crate::models::models_dir;
 
 pub fn demo(args: &DemoArgs) -> Result<()> {
@@ -66,7 +67,63 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("  {}", report.describe());
-        println!("annotated images: {}", args.out.display());
     }
+
+    say("== Compression: int8, and 50% structured pruning + reconstruction + int8 ==");
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating `{}`", args.out.display()))?;
+    let fashion_full = models.join("fashion-cnn/model.onnx");
+    let faces_full = models.join("blazeface/model.onnx");
+    let fashion_int8 = args.out.join("fashion-cnn.int8.onnx");
+    let fashion_small = args.out.join("fashion-cnn.p50.int8.onnx");
+    let faces_int8 = args.out.join("blazeface.int8.onnx");
+    let calib_faces = models.join("blazeface/calib").display().to_string();
+    compress_quietly(&fashion_full, "fashion-mnist", &fashion_int8, false)?;
+    compress_quietly(&fashion_full, "fashion-mnist", &fashion_small, true)?;
+    compress_quietly(&faces_full, &calib_faces, &faces_int8, false)?;
+
+    say("== Full vs compressed (kestrel bench) ==");
+    let workload = |dataset: Option<&str>, images: Option<std::path::PathBuf>| Workload {
+        dataset: dataset.map(str::to_owned),
+        images,
+        limit: None,
+        runs: 100,
+        threads: args.engine.threads,
+    };
+    let tables = [
+        compare(&[fashion_full, fashion_int8, fashion_small], &workload(Some("fashion-mnist"), None))?,
+        compare(&[faces_full, faces_int8], &workload(None, Some(models.join("samples"))))?,
+    ];
+    for rows in &tables {
+        if args.json {
+            for r in rows {
+                println!("{}", serde_json::to_string(r)?);
+            }
+        } else {
+            print!("{}", table(rows));
+        }
+    }
+    say(&format!("annotated images and compressed models: {}", args.out.display()));
     Ok(())
+}
+
+/// `kestrel compress` with the demo's settings, reporting only on failure.
+fn compress_quietly(model: &std::path::Path, calib: &str, out: &std::path::Path, prune: bool) -> Result<()> {
+    eprintln!("compressing {} -> {}", model.display(), out.display());
+    super::compress::run(&CompressArgs {
+        model: model.to_path_buf(),
+        calib: calib.to_string(),
+        out: out.to_path_buf(),
+        int8: true,
+        prune: prune.then_some(0.5),
+        structured: prune,
+        unstructured: false,
+        reconstruct: prune,
+        calibration: "percentile".into(),
+        calib_count: 5000,
+        min_layer_sqnr: 30.0,
+        report: Some(out.with_extension("report.json")),
+        config: None,
+        json: true,
+    })
+    .map(|_| ())
 }
