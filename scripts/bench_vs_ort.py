@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""fp32 latency of the bundled models: Kestrel's CPU backend (tract) vs onnxruntime, 1 thread,
+"""Latency of the bundled models, fp32 and int8: Kestrel's CPU backend (tract) vs onnxruntime, 1 thread,
 side by side in one run (alternating rounds, median of N timed runs after warm-up).
 
 Venv: onnxruntime numpy pillow. Build first: cargo build --release
@@ -19,13 +19,15 @@ from make_blazeface import letterbox
 
 MODELS = [
     ("blazeface", "models/blazeface/model.onnx", "models/samples/astronaut.png"),
+    ("blazeface int8", "models/blazeface/model.int8.onnx", "models/samples/astronaut.png"),
     ("fashion-cnn", "models/fashion-cnn/model.onnx", "models/fashion-cnn/samples/00-ankle-boot.png"),
+    ("fashion int8", "models/fashion-cnn/model.int8.onnx", "models/fashion-cnn/samples/00-ankle-boot.png"),
 ]
 
 
 def ort_input(name, image):
     img = Image.open(image)
-    if name == "blazeface":
+    if name.startswith("blazeface"):
         return letterbox(img.convert("RGB"))
     return (np.asarray(img.convert("L"), np.float32) / 255.0)[None, :, :, None]
 
@@ -58,7 +60,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     print(f"onnxruntime {ort.__version__}; median of {args.runs} runs per round, best of {args.rounds} rounds, 1 thread")
-    print(f"{'model':<12} {'kestrel cpu (ms)':>17} {'onnxruntime (ms)':>17} {'kestrel / ort':>14}")
+    print(f"{'model':<16} {'kestrel cpu (ms)':>17} {'onnxruntime (ms)':>17} {'kestrel / ort':>14}")
     for name, path, image in MODELS:
         x = ort_input(name, image)
         ours, theirs = [], []
@@ -66,7 +68,7 @@ def main():
             ours.append(kestrel_median_ms(path, image, args.runs))
             theirs.append(ort_median_ms(path, x, args.runs))
         k, o = min(ours), min(theirs)
-        print(f"{name:<12} {k:>17.3f} {o:>17.3f} {k / o:>13.2f}x")
+        print(f"{name:<16} {k:>17.3f} {o:>17.3f} {k / o:>13.2f}x")
 
 
 if __name__ == "__main__":
