@@ -202,3 +202,41 @@ fn pruning_blocked_by_structure_is_explained() {
     assert!(err.contains("no layer can be pruned structurally") && err.contains("Softmax"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// BlazeFace's backbone is one residual stream (Adds, channel Pads, depthwise convolutions):
+/// it is pruned as one family, and the result is a consistent graph that loads and runs.
+#[test]
+fn residual_streams_are_pruned_jointly_into_a_consistent_graph() {
+    let dir = tmp("residual");
+    let out = dir.join("faces.p25.onnx");
+    let report = dir.join("report.json");
+    let (out_s, report_s) = (out.display().to_string(), report.display().to_string());
+    ok(&[
+        "compress",
+        "models/blazeface/model.onnx",
+        "--calib",
+        "models/blazeface/calib",
+        "--prune",
+        "0.25",
+        "--out",
+        &out_s,
+        "--report",
+        &report_s,
+    ]);
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let layers = r["passes"][0]["report"]["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "one family: {layers:?}");
+    assert!(layers[0]["producers"].as_array().unwrap().len() > 30);
+    assert_eq!(layers[0]["channels_after"], 72);
+    assert!(r["macs_out"].as_f64() < r["macs_in"].as_f64());
+    // The heads cannot lose channels (they feed Transposes into the outputs) and say so.
+    let skipped = r["passes"][0]["report"]["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 4);
+    assert!(skipped.iter().all(|s| s["reason"].as_str().unwrap().contains("Transpose")));
+    // Every shape lines up: tract plans and runs it, and inspect counts its MACs.
+    let v: Value = serde_json::from_str(&ok(&["run", &out_s, "models/samples/astronaut.png", "--json"])).unwrap();
+    assert!(v["detections"].is_array());
+    let v: Value = serde_json::from_str(&ok(&["inspect", &out_s, "--json"])).unwrap();
+    assert_eq!(v["macs"].as_f64(), r["macs_out"].as_f64());
+    std::fs::remove_dir_all(&dir).ok();
+}

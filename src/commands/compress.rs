@@ -131,15 +131,16 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
                 r.parameters_before, r.parameters_after, r.output_sqnr_db
             ));
             for l in &r.layers {
-                lines.push(format!(
-                    "  {:<40} {:<7} channels {} -> {}",
-                    l.node, l.op, l.channels_before, l.channels_after
-                ));
+                let who = match l.producers.as_slice() {
+                    [one] => one.clone(),
+                    many => format!("{} layers sharing channels ({} ...)", many.len(), many[0]),
+                };
+                lines.push(format!("  {who:<60} channels {} -> {}", l.channels_before, l.channels_after));
             }
             for s in &r.skipped {
                 lines.push(format!("  {:<40} skipped: {}", s.node, s.reason));
             }
-            kept = r.layers.iter().map(|l| (l.output.clone(), l.kept.clone())).collect();
+            kept = r.kept_channels.iter().map(|k| (k.tensor.clone(), k.kept.clone())).collect();
             passes.push(json!({"name": "prune-channels", "report": r}));
             current = m;
         }
