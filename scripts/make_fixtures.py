@@ -229,15 +229,21 @@ def int8_models():
     models, so tests can check that our engine and onnxruntime agree on what we emit."""
     import subprocess
     subprocess.check_call(["cargo", "build", "--release", "--quiet"])
-    for name, calib in [("fashion-cnn", "fashion-mnist"), ("blazeface", "models/blazeface/calib")]:
-        subprocess.check_call(["target/release/kestrel", "compress", f"models/{name}/model.onnx", "--int8",
-                               "--calib", calib, "--out", f"models/{name}/model.int8.onnx",
-                               "--report", f"models/{name}/model.int8.report.json"], stdout=subprocess.DEVNULL)
+    variants = [
+        ("fashion-cnn", "fashion-mnist", "int8", ["--int8"]),
+        ("fashion-cnn", "fashion-mnist", "p50.int8", ["--prune", "0.5", "--reconstruct", "--int8"]),
+        ("blazeface", "models/blazeface/calib", "int8", ["--int8"]),
+    ]
+    for name, calib, tag, flags in variants:
+        out = f"models/{name}/model.{tag}.onnx"
+        subprocess.check_call(["target/release/kestrel", "compress", f"models/{name}/model.onnx", *flags,
+                               "--calib", calib, "--out", out, "--report", f"models/{name}/model.{tag}.report.json"],
+                              stdout=subprocess.DEVNULL)
         d = os.path.join(FIX, name)
-        sess = ort.InferenceSession(f"models/{name}/model.int8.onnx", providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
         x = numpy_helper.to_array(onnx.load_tensor(f"{d}/input_0.pb"))
         for i, a in enumerate(sess.run(None, {sess.get_inputs()[0].name: x})):
-            open(f"{d}/int8_output_{i}.pb", "wb").write(numpy_helper.from_array(a).SerializeToString())
+            open(f"{d}/{tag.replace('.', '_')}_output_{i}.pb", "wb").write(numpy_helper.from_array(a).SerializeToString())
 
 
 def main():

@@ -55,6 +55,11 @@ fn int8_fashion_cnn_matches_onnxruntime() {
 }
 
 #[test]
+fn pruned_int8_fashion_cnn_matches_onnxruntime() {
+    check_outputs("models/fashion-cnn/model.p50.int8.onnx", "fashion-cnn", "p50_int8_output", ATOL_INT8_PROBS, 1e-3);
+}
+
+#[test]
 fn int8_blazeface_matches_onnxruntime() {
     let root = common::repo();
     let onnx = kestrel_onnx::load(&root.join("models/blazeface/model.int8.onnx"), &Limits::default()).unwrap();
