@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Rust components"
+step "Rust components and targets"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add thumbv7em-none-eabihf
 
 step "ONNX conformance data (onnx==1.22.0 wheel, cached in target/)"
 bash scripts/fetch-onnx-tests.sh
@@ -17,6 +18,10 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --release --workspace --all-targets -- -D warnings
+
+step "kestrel-micro builds for a Cortex-M4F (no std can creep in)"
+cargo build --release -p kestrel-micro --target thumbv7em-none-eabihf
+cargo build --release -p kestrel-micro --target thumbv7em-none-eabihf --features defmt
 
 step "cargo test"
 cargo test --release --workspace

@@ -1,0 +1,93 @@
+//! The runtime's error: a hand-written enum (no_std), each variant naming what is wrong.
+
+use core::fmt;
+
+/// Broad classes of [`Error`], stable for matching (the embedded-hal pattern).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ErrorKind {
+    /// The bytes are not a well-formed `.kmodel`.
+    Format,
+    /// A well-formed file this version cannot run.
+    Unsupported,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// The buffer ends before `what`.
+    Truncated {
+        what: &'static str,
+    },
+    BadMagic,
+    UnsupportedVersion {
+        version: u16,
+    },
+    /// The header's file length differs from the buffer's.
+    LengthMismatch {
+        header: u32,
+        buffer: u32,
+    },
+    Checksum {
+        stored: u32,
+        computed: u32,
+    },
+    /// `what` at `offset` is not aligned to `align` bytes.
+    Misaligned {
+        what: &'static str,
+        offset: u32,
+        align: u32,
+    },
+    /// `what` (number `index`) reaches outside its section.
+    OutOfBounds {
+        what: &'static str,
+        index: u32,
+    },
+    /// A field holds a value the format forbids.
+    Invalid {
+        what: &'static str,
+        index: u32,
+    },
+    UnknownOpcode {
+        op: u32,
+        opcode: u16,
+    },
+    /// Op `op` reads tensor `tensor` before anything wrote it.
+    ReadBeforeWrite {
+        op: u32,
+        tensor: u32,
+    },
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::UnsupportedVersion { .. } | Error::UnknownOpcode { .. } => ErrorKind::Unsupported,
+            _ => ErrorKind::Format,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Truncated { what } => write!(f, "the file ends inside the {what}"),
+            Error::BadMagic => write!(f, "not a .kmodel file (bad magic)"),
+            Error::UnsupportedVersion { version } => write!(f, ".kmodel version {version} is not supported"),
+            Error::LengthMismatch { header, buffer } => {
+                write!(f, "the header says {header} bytes but the file has {buffer}")
+            }
+            Error::Checksum { stored, computed } => {
+                write!(f, "checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupt")
+            }
+            Error::Misaligned { what, offset, align } => {
+                write!(f, "{what} at offset {offset} is not {align}-byte aligned")
+            }
+            Error::OutOfBounds { what, index } => write!(f, "{what} {index} reaches outside its section"),
+            Error::Invalid { what, index } => write!(f, "invalid {what} in entry {index}"),
+            Error::UnknownOpcode { op, opcode } => write!(f, "op {op} has unknown opcode {opcode}"),
+            Error::ReadBeforeWrite { op, tensor } => write!(f, "op {op} reads tensor {tensor} before it is written"),
+        }
+    }
+}

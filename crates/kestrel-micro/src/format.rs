@@ -1,0 +1,574 @@
+//! Parsing and validating a `.kmodel` (see the crate README for the layout).
+
+use crate::{crc32, Error};
+
+pub const MAGIC: [u8; 4] = *b"KMDL";
+pub const VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 64;
+pub(crate) const TENSOR_LEN: usize = 32;
+pub(crate) const OP_LEN: usize = 32;
+pub(crate) const NONE: u16 = 0xFFFF;
+pub(crate) const NO_EXTRA: u32 = u32::MAX;
+
+/// Element type of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum DType {
+    I8,
+    U8,
+    I32,
+    F32,
+}
+
+impl DType {
+    pub fn from_code(code: u8) -> Option<DType> {
+        Some(match code {
+            0 => DType::I8,
+            1 => DType::U8,
+            2 => DType::I32,
+            3 => DType::F32,
+            _ => return None,
+        })
+    }
+
+    pub fn code(self) -> u8 {
+        match self {
+            DType::I8 => 0,
+            DType::U8 => 1,
+            DType::I32 => 2,
+            DType::F32 => 3,
+        }
+    }
+
+    pub fn size(self) -> usize {
+        match self {
+            DType::I8 | DType::U8 => 1,
+            DType::I32 | DType::F32 => 4,
+        }
+    }
+}
+
+/// Where a tensor's bytes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Storage {
+    Arena,
+    Weights,
+}
+
+/// A validated tensor entry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TensorInfo {
+    pub dtype: DType,
+    pub rank: usize,
+    pub dims: [usize; 4],
+    pub storage: Storage,
+    pub offset: usize,
+    pub len: usize,
+    /// `None` when not quantized.
+    pub scale: Option<f32>,
+    pub zero_point: i32,
+    /// Weights offset of the per-channel scales (axis 0), if per-channel.
+    pub channel_scales: Option<usize>,
+}
+
+impl TensorInfo {
+    pub fn elements(&self) -> usize {
+        self.dims[..self.rank].iter().product()
+    }
+}
+
+/// Operation codes of format version 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum OpCode {
+    Conv,
+    FullyConnected,
+    MaxPool,
+    Quantize,
+    Dequantize,
+    Reshape,
+    Transpose,
+    Add,
+    Softmax,
+    Relu,
+}
+
+impl OpCode {
+    pub fn from_code(code: u16) -> Option<OpCode> {
+        Some(match code {
+            1 => OpCode::Conv,
+            2 => OpCode::FullyConnected,
+            3 => OpCode::MaxPool,
+            4 => OpCode::Quantize,
+            5 => OpCode::Dequantize,
+            6 => OpCode::Reshape,
+            7 => OpCode::Transpose,
+            8 => OpCode::Add,
+            9 => OpCode::Softmax,
+            10 => OpCode::Relu,
+            _ => return None,
+        })
+    }
+
+    pub fn code(self) -> u16 {
+        match self {
+            OpCode::Conv => 1,
+            OpCode::FullyConnected => 2,
+            OpCode::MaxPool => 3,
+            OpCode::Quantize => 4,
+            OpCode::Dequantize => 5,
+            OpCode::Reshape => 6,
+            OpCode::Transpose => 7,
+            OpCode::Add => 8,
+            OpCode::Softmax => 9,
+            OpCode::Relu => 10,
+        }
+    }
+
+    /// (inputs, outputs) the op takes: (min, max) inputs and exactly this many outputs.
+    fn arity(self) -> (usize, usize, usize) {
+        match self {
+            OpCode::Conv | OpCode::FullyConnected => (2, 3, 1),
+            OpCode::Add => (2, 2, 1),
+            _ => (1, 1, 1),
+        }
+    }
+}
+
+/// A validated op entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Op {
+    pub code: OpCode,
+    pub inputs: [u16; 4],
+    pub n_inputs: usize,
+    pub outputs: [u16; 2],
+    pub n_outputs: usize,
+    pub params: [u8; 12],
+    /// Weights offset of per-op data.
+    pub extra: Option<usize>,
+}
+
+/// A validated model, borrowing its bytes (zero-copy: weights are read in place).
+#[derive(Debug, Clone, Copy)]
+pub struct Model<'a> {
+    bytes: &'a [u8],
+    n_tensors: usize,
+    n_ops: usize,
+    n_inputs: usize,
+    n_outputs: usize,
+    tensors_at: usize,
+    ops_at: usize,
+    io_at: usize,
+    weights_at: usize,
+    weights_len: usize,
+    arena_len: usize,
+}
+
+fn u16_at(b: &[u8], at: usize, what: &'static str) -> Result<u16, Error> {
+    b.get(at..at + 2).map(|s| u16::from_le_bytes([s[0], s[1]])).ok_or(Error::Truncated { what })
+}
+
+fn u32_at(b: &[u8], at: usize, what: &'static str) -> Result<u32, Error> {
+    b.get(at..at + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]])).ok_or(Error::Truncated { what })
+}
+
+/// `[offset, offset + len)` within `0..limit`, with overflow-checked arithmetic.
+fn within(offset: usize, len: usize, limit: usize) -> bool {
+    offset.checked_add(len).is_some_and(|end| end <= limit)
+}
+
+impl<'a> Model<'a> {
+    /// Validates `bytes` completely; afterwards every accessor is infallible and in bounds.
+    pub fn parse(bytes: &'a [u8]) -> Result<Model<'a>, Error> {
+        let h = bytes.get(..HEADER_LEN).ok_or(Error::Truncated { what: "header" })?;
+        if h[..4] != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        let version = u16_at(h, 4, "header")?;
+        if version != VERSION {
+            return Err(Error::UnsupportedVersion { version });
+        }
+        if usize::from(u16_at(h, 6, "header")?) != HEADER_LEN {
+            return Err(Error::Invalid { what: "header length", index: 0 });
+        }
+        let file_len = u32_at(h, 8, "header")?;
+        if usize::try_from(file_len).ok() != Some(bytes.len()) {
+            return Err(Error::LengthMismatch {
+                header: file_len,
+                buffer: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+            });
+        }
+        let stored = u32_at(h, 12, "header")?;
+        let computed = crc32(&bytes[16..]);
+        if stored != computed {
+            return Err(Error::Checksum { stored, computed });
+        }
+        let field = |at: usize| u32_at(h, at, "header").map(|v| v as usize);
+        let m = Model {
+            bytes,
+            n_tensors: usize::from(u16_at(h, 16, "header")?),
+            n_ops: usize::from(u16_at(h, 18, "header")?),
+            n_inputs: usize::from(h[20]),
+            n_outputs: usize::from(h[21]),
+            tensors_at: field(24)?,
+            ops_at: field(28)?,
+            io_at: field(32)?,
+            weights_at: field(36)?,
+            weights_len: field(40)?,
+            arena_len: field(44)?,
+        };
+        if u16_at(h, 22, "header")? != 0 || h[48..64].iter().any(|&b| b != 0) {
+            return Err(Error::Invalid { what: "reserved header bytes", index: 0 });
+        }
+        if m.n_tensors == 0 || m.n_ops == 0 || !(1..=8).contains(&m.n_inputs) || !(1..=8).contains(&m.n_outputs) {
+            return Err(Error::Invalid { what: "header counts", index: 0 });
+        }
+        for (what, at) in [("tensor table", m.tensors_at), ("op table", m.ops_at), ("weights", m.weights_at)] {
+            if !at.is_multiple_of(16) {
+                return Err(Error::Misaligned { what, offset: at as u32, align: 16 });
+            }
+        }
+        let sections = [
+            ("tensor table", m.tensors_at, m.n_tensors * TENSOR_LEN),
+            ("op table", m.ops_at, m.n_ops * OP_LEN),
+            ("io table", m.io_at, (m.n_inputs + m.n_outputs) * 2),
+            ("weights", m.weights_at, m.weights_len),
+        ];
+        for (what, at, len) in sections {
+            if at < HEADER_LEN || !within(at, len, bytes.len()) {
+                return Err(Error::OutOfBounds { what, index: 0 });
+            }
+        }
+        for t in 0..m.n_tensors {
+            m.check_tensor(t)?;
+        }
+        for i in 0..m.n_inputs + m.n_outputs {
+            let t = usize::from(u16_at(bytes, m.io_at + 2 * i, "io table")?);
+            if t >= m.n_tensors {
+                return Err(Error::OutOfBounds { what: "io tensor", index: i as u32 });
+            }
+            if m.tensor(t).storage != Storage::Arena {
+                return Err(Error::Invalid { what: "io tensor storage", index: i as u32 });
+            }
+        }
+        // Every op reads only constants, model inputs and earlier ops' outputs. Quadratic in the
+        // op count but needs no memory (the parser runs on microcontrollers).
+        for o in 0..m.n_ops {
+            let op = m.check_op(o)?;
+            for &t in &op.inputs[..op.n_inputs] {
+                if !m.written_before(o, usize::from(t)) {
+                    return Err(Error::ReadBeforeWrite { op: o as u32, tensor: u32::from(t) });
+                }
+            }
+            for &t in &op.outputs[..op.n_outputs] {
+                if m.tensor(usize::from(t)).storage != Storage::Arena {
+                    return Err(Error::Invalid { what: "op output storage", index: o as u32 });
+                }
+            }
+        }
+        for i in 0..m.n_outputs {
+            if !m.written_before(m.n_ops, m.output(i)) || (0..m.n_inputs).any(|j| m.input(j) == m.output(i)) {
+                return Err(Error::Invalid { what: "model output never written", index: i as u32 });
+            }
+        }
+        Ok(m)
+    }
+
+    /// Is tensor `t` available to op `o`: a constant, a model input, or written by an earlier op?
+    fn written_before(&self, o: usize, t: usize) -> bool {
+        if self.tensor(t).storage == Storage::Weights || (0..self.n_inputs).any(|i| self.input(i) == t) {
+            return true;
+        }
+        (0..o).any(|p| {
+            let op = self.raw_op_outputs(p);
+            op.iter().any(|&x| usize::from(x) == t)
+        })
+    }
+
+    fn raw_op_outputs(&self, o: usize) -> [u16; 2] {
+        let at = self.ops_at + o * OP_LEN;
+        let e = &self.bytes[at..at + OP_LEN];
+        let n = usize::from(e[3]).min(2);
+        let mut out = [NONE; 2];
+        for (i, slot) in out.iter_mut().enumerate().take(n) {
+            *slot = u16::from_le_bytes([e[12 + 2 * i], e[13 + 2 * i]]);
+        }
+        out
+    }
+
+    fn check_tensor(&self, t: usize) -> Result<TensorInfo, Error> {
+        let at = self.tensors_at + t * TENSOR_LEN;
+        let e = &self.bytes[at..at + TENSOR_LEN];
+        let bad = |what| Error::Invalid { what, index: t as u32 };
+        let dtype = DType::from_code(e[0]).ok_or(bad("element type"))?;
+        let rank = usize::from(e[1]);
+        if !(1..=4).contains(&rank) {
+            return Err(bad("rank"));
+        }
+        let storage = match e[2] {
+            0 => Storage::Arena,
+            1 => Storage::Weights,
+            _ => return Err(bad("storage")),
+        };
+        let mut dims = [1usize; 4];
+        for (i, d) in dims.iter_mut().enumerate() {
+            *d = usize::from(u16::from_le_bytes([e[4 + 2 * i], e[5 + 2 * i]]));
+            if *d == 0 || (i >= rank && *d != 1) {
+                return Err(bad("dimension"));
+            }
+        }
+        let word = |i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
+        let (offset, len) = (word(12) as usize, word(16) as usize);
+        let elements: usize = dims.iter().product(); // ≤ 65535⁴ < 2⁶⁴
+        if elements.checked_mul(dtype.size()) != Some(len) {
+            return Err(bad("byte length"));
+        }
+        if !offset.is_multiple_of(dtype.size()) {
+            return Err(Error::Misaligned { what: "tensor data", offset: offset as u32, align: dtype.size() as u32 });
+        }
+        let limit = if storage == Storage::Arena { self.arena_len } else { self.weights_len };
+        if !within(offset, len, limit) {
+            return Err(Error::OutOfBounds { what: "tensor", index: t as u32 });
+        }
+        let scale = f32::from_le_bytes([e[20], e[21], e[22], e[23]]);
+        let zero_point = i32::from_le_bytes([e[24], e[25], e[26], e[27]]);
+        let per_channel = word(28);
+        let (scale, channel_scales) = match e[3] {
+            0 => (None, None),
+            1 | 2 => {
+                if !(scale.is_finite() && scale > 0.0) {
+                    return Err(bad("scale"));
+                }
+                let range = match dtype {
+                    DType::U8 => 0..=255,
+                    DType::I8 => -128..=127,
+                    _ => i32::MIN..=i32::MAX,
+                };
+                if !range.contains(&zero_point) {
+                    return Err(bad("zero point"));
+                }
+                let channels = if e[3] == 2 {
+                    let at = per_channel as usize;
+                    if !at.is_multiple_of(4) || !within(at, dims[0] * 4, self.weights_len) {
+                        return Err(Error::OutOfBounds { what: "per-channel scales of tensor", index: t as u32 });
+                    }
+                    let ok = (0..dims[0]).all(|c| {
+                        let s = self.f32_weight(at + 4 * c);
+                        s.is_finite() && s > 0.0
+                    });
+                    if !ok {
+                        return Err(bad("per-channel scale"));
+                    }
+                    Some(at)
+                } else {
+                    None
+                };
+                (Some(scale), channels)
+            }
+            _ => return Err(bad("quantization")),
+        };
+        if e[3] != 2 && per_channel != NO_EXTRA {
+            return Err(bad("per-channel offset"));
+        }
+        Ok(TensorInfo { dtype, rank, dims, storage, offset, len, scale, zero_point, channel_scales })
+    }
+
+    fn check_op(&self, o: usize) -> Result<Op, Error> {
+        let at = self.ops_at + o * OP_LEN;
+        let e = &self.bytes[at..at + OP_LEN];
+        let opcode = u16::from_le_bytes([e[0], e[1]]);
+        let code = OpCode::from_code(opcode).ok_or(Error::UnknownOpcode { op: o as u32, opcode })?;
+        let bad = |what| Error::Invalid { what, index: o as u32 };
+        let (n_inputs, n_outputs) = (usize::from(e[2]), usize::from(e[3]));
+        let (min_in, max_in, outs) = code.arity();
+        if !(min_in..=max_in).contains(&n_inputs) || n_outputs != outs {
+            return Err(bad("input or output count"));
+        }
+        let idx = |i: usize| u16::from_le_bytes([e[i], e[i + 1]]);
+        let mut inputs = [NONE; 4];
+        let mut outputs = [NONE; 2];
+        for (i, slot) in inputs.iter_mut().enumerate() {
+            *slot = idx(4 + 2 * i);
+            let used = i < n_inputs;
+            if (used && usize::from(*slot) >= self.n_tensors) || (!used && *slot != NONE) {
+                return Err(Error::OutOfBounds { what: "op input of op", index: o as u32 });
+            }
+        }
+        for (i, slot) in outputs.iter_mut().enumerate() {
+            *slot = idx(12 + 2 * i);
+            let used = i < n_outputs;
+            if (used && usize::from(*slot) >= self.n_tensors) || (!used && *slot != NONE) {
+                return Err(Error::OutOfBounds { what: "op output of op", index: o as u32 });
+            }
+        }
+        let mut params = [0u8; 12];
+        params.copy_from_slice(&e[16..28]);
+        let extra_raw = u32::from_le_bytes([e[28], e[29], e[30], e[31]]);
+        let extra = (extra_raw != NO_EXTRA).then_some(extra_raw as usize);
+        let op = Op { code, inputs, n_inputs, outputs, n_outputs, params, extra };
+        self.check_op_shapes(o, &op)?;
+        Ok(op)
+    }
+
+    /// Shape and type rules the kernels rely on to stay in bounds.
+    fn check_op_shapes(&self, o: usize, op: &Op) -> Result<(), Error> {
+        let bad = |what| Error::Invalid { what, index: o as u32 };
+        let t = |i: u16| self.tensor(usize::from(i));
+        match op.code {
+            OpCode::Conv => {
+                let (x, w, y) = (t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0]));
+                let p = &op.params;
+                let (kh, kw, sh, sw, dh, dw) = (p[0], p[1], p[2], p[3], p[4], p[5]);
+                let (pt, pl, pb, pr) = (usize::from(p[6]), usize::from(p[7]), usize::from(p[8]), usize::from(p[9]));
+                let groups = usize::from(u16::from_le_bytes([p[10], p[11]]));
+                if x.dtype != DType::U8 || w.dtype != DType::I8 || y.dtype != DType::U8 || w.storage != Storage::Weights
+                {
+                    return Err(bad("Conv element types"));
+                }
+                if x.rank != 4 || w.rank != 4 || y.rank != 4 || [kh, kw, sh, sw, dh, dw].contains(&0) || groups == 0 {
+                    return Err(bad("Conv parameters"));
+                }
+                let (c, m) = (x.dims[1], w.dims[0]);
+                if !c.is_multiple_of(groups) || !m.is_multiple_of(groups) || w.dims[1] != c / groups {
+                    return Err(bad("Conv channels"));
+                }
+                if w.dims[2] != usize::from(kh) || w.dims[3] != usize::from(kw) {
+                    return Err(bad("Conv kernel shape"));
+                }
+                let out = |size: usize, k: u8, s: u8, d: u8, pad: usize| {
+                    let span = usize::from(d) * (usize::from(k) - 1) + 1;
+                    (size + pad).checked_sub(span).map(|r| r / usize::from(s) + 1)
+                };
+                let oh = out(x.dims[2], kh, sh, dh, pt + pb);
+                let ow = out(x.dims[3], kw, sw, dw, pl + pr);
+                if y.dims != [x.dims[0], m, oh.unwrap_or(0), ow.unwrap_or(0)] {
+                    return Err(bad("Conv output shape"));
+                }
+                self.check_bias_and_multipliers(o, op, m)
+            }
+            OpCode::FullyConnected => {
+                let (x, w, y) = (t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0]));
+                if x.dtype != DType::U8 || w.dtype != DType::I8 || y.dtype != DType::U8 || w.storage != Storage::Weights
+                {
+                    return Err(bad("FullyConnected element types"));
+                }
+                if x.rank != 2
+                    || w.rank != 2
+                    || y.rank != 2
+                    || x.dims[1] != w.dims[0]
+                    || y.dims[..2] != [x.dims[0], w.dims[1]]
+                {
+                    return Err(bad("FullyConnected shapes"));
+                }
+                self.check_bias_and_multipliers(o, op, w.dims[1])
+            }
+            OpCode::Reshape | OpCode::Relu => {
+                let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
+                if x.len != y.len || x.dtype != y.dtype {
+                    return Err(bad("Reshape sizes"));
+                }
+                Ok(())
+            }
+            OpCode::Quantize | OpCode::Dequantize => {
+                let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
+                let (from, to) =
+                    if op.code == OpCode::Quantize { (DType::F32, DType::U8) } else { (DType::U8, DType::F32) };
+                let q = if op.code == OpCode::Quantize { y } else { x };
+                if x.dtype != from || y.dtype != to || x.elements() != y.elements() || q.scale.is_none() {
+                    return Err(bad("Quantize/Dequantize tensors"));
+                }
+                Ok(())
+            }
+            // Kernels for these arrive with the executor; their shape rules with them.
+            _ => Ok(()),
+        }
+    }
+
+    fn check_bias_and_multipliers(&self, o: usize, op: &Op, m: usize) -> Result<(), Error> {
+        let bad = |what| Error::Invalid { what, index: o as u32 };
+        if op.n_inputs == 3 {
+            let b = self.tensor(usize::from(op.inputs[2]));
+            if b.dtype != DType::I32 || b.storage != Storage::Weights || b.elements() != m {
+                return Err(bad("bias"));
+            }
+        }
+        let at = op.extra.ok_or(bad("requantization multipliers"))?;
+        if !at.is_multiple_of(4) || !within(at, m * 4, self.weights_len) {
+            return Err(Error::OutOfBounds { what: "multipliers of op", index: o as u32 });
+        }
+        if !(0..m).all(|c| self.f32_weight(at + 4 * c).is_finite()) {
+            return Err(bad("requantization multiplier"));
+        }
+        Ok(())
+    }
+
+    fn f32_weight(&self, at: usize) -> f32 {
+        let b = &self.bytes[self.weights_at + at..self.weights_at + at + 4];
+        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    pub fn tensor_count(&self) -> usize {
+        self.n_tensors
+    }
+
+    pub fn op_count(&self) -> usize {
+        self.n_ops
+    }
+
+    pub fn arena_len(&self) -> usize {
+        self.arena_len
+    }
+
+    /// Tensor `t` (< `tensor_count()`; validated by `parse`).
+    pub fn tensor(&self, t: usize) -> TensorInfo {
+        match self.check_tensor(t) {
+            Ok(info) => info,
+            // parse() validated every entry; the bytes are immutable.
+            Err(_) => unreachable!("validated tensor entry"),
+        }
+    }
+
+    /// Op `o` (< `op_count()`; validated by `parse`).
+    pub fn op(&self, o: usize) -> Op {
+        match self.check_op(o) {
+            Ok(op) => op,
+            Err(_) => unreachable!("validated op entry"),
+        }
+    }
+
+    pub fn input_count(&self) -> usize {
+        self.n_inputs
+    }
+
+    pub fn output_count(&self) -> usize {
+        self.n_outputs
+    }
+
+    pub fn input(&self, i: usize) -> usize {
+        self.io(i)
+    }
+
+    pub fn output(&self, i: usize) -> usize {
+        self.io(self.n_inputs + i)
+    }
+
+    fn io(&self, i: usize) -> usize {
+        let at = self.io_at + 2 * i;
+        usize::from(u16::from_le_bytes([self.bytes[at], self.bytes[at + 1]]))
+    }
+
+    /// The weights bytes of a constant tensor (empty for activations).
+    pub fn weights_of(&self, t: &TensorInfo) -> &'a [u8] {
+        if t.storage != Storage::Weights {
+            return &[];
+        }
+        &self.bytes[self.weights_at + t.offset..self.weights_at + t.offset + t.len]
+    }
+
+    /// `count` f32 values of per-op or per-channel data at a weights offset validated by `parse`.
+    pub fn f32s(&self, at: usize, count: usize) -> impl Iterator<Item = f32> + 'a {
+        let bytes = &self.bytes[self.weights_at + at..self.weights_at + at + 4 * count];
+        bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+}

@@ -1,0 +1,153 @@
+//! The `.kmodel` parser on valid files and on every kind of damage: it must return an error,
+//! never panic, never read out of bounds.
+
+use kestrel_micro::builder::{seal, Builder, TensorSpec};
+use kestrel_micro::{DType, Error, ErrorKind, Model, OpCode, Storage};
+
+/// A one-Conv model: x u8 [1,1,4,4] → 3×3 conv, 2 filters → y u8 [1,2,2,2].
+fn conv_model() -> Vec<u8> {
+    let mut b = Builder::new();
+    let w_at = b.weights(&[1u8; 18]);
+    let bias_at = b.weights(&[0u8; 8]);
+    let mult_at = b.f32_weights(&[0.01, 0.02]);
+    let scales_at = b.f32_weights(&[0.1, 0.2]);
+    let x = b.tensor(TensorSpec {
+        dtype: DType::U8,
+        dims: &[1, 1, 4, 4],
+        storage: Storage::Arena,
+        offset: 0,
+        scale: Some(0.5),
+        zero_point: 3,
+        channel_scales: None,
+    });
+    let w = b.tensor(TensorSpec {
+        dtype: DType::I8,
+        dims: &[2, 1, 3, 3],
+        storage: Storage::Weights,
+        offset: w_at,
+        scale: Some(0.1),
+        zero_point: 0,
+        channel_scales: Some(scales_at),
+    });
+    let bias = b.tensor(TensorSpec {
+        dtype: DType::I32,
+        dims: &[2],
+        storage: Storage::Weights,
+        offset: bias_at,
+        scale: None,
+        zero_point: 0,
+        channel_scales: None,
+    });
+    let y = b.tensor(TensorSpec {
+        dtype: DType::U8,
+        dims: &[1, 2, 2, 2],
+        storage: Storage::Arena,
+        offset: 16,
+        scale: Some(0.25),
+        zero_point: 0,
+        channel_scales: None,
+    });
+    // kh kw sh sw dh dw pt pl pb pr groups(u16)
+    b.op(OpCode::Conv, &[x, w, bias], &[y], [3, 3, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0], Some(mult_at));
+    b.input(x);
+    b.output(y);
+    b.arena(24);
+    b.finish()
+}
+
+#[test]
+fn a_valid_model_parses_zero_copy() {
+    let file = conv_model();
+    let m = Model::parse(&file).expect("valid");
+    assert_eq!((m.tensor_count(), m.op_count(), m.arena_len()), (4, 1, 24));
+    let w = m.tensor(1);
+    assert_eq!(w.dims, [2, 1, 3, 3]);
+    assert_eq!(m.weights_of(&w), &[1u8; 18][..]);
+    // Zero-copy: the weights slice points into the file.
+    let range = file.as_ptr_range();
+    assert!(range.contains(&m.weights_of(&w).as_ptr()));
+    let op = m.op(0);
+    assert_eq!(op.code, OpCode::Conv);
+    assert_eq!(m.f32s(op.extra.unwrap(), 2).collect::<Vec<_>>(), vec![0.01, 0.02]);
+    assert_eq!((m.input(0), m.output(0)), (0, 3));
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    let file = conv_model();
+    for len in 0..file.len() {
+        assert!(Model::parse(&file[..len]).is_err(), "length {len}");
+    }
+}
+
+#[test]
+fn corruption_without_a_matching_checksum_is_caught() {
+    let mut file = conv_model();
+    let last = file.len() - 1;
+    file[last] ^= 0x40;
+    assert!(matches!(Model::parse(&file), Err(Error::Checksum { .. })));
+}
+
+#[test]
+fn any_forged_byte_is_handled_without_panicking() {
+    // Every byte after the checksum, set to a handful of hostile values, checksum recomputed:
+    // the parser must answer (Ok or Err) and never panic or read out of bounds.
+    let file = conv_model();
+    let mut errors = 0;
+    for at in 16..file.len() {
+        for v in [0x00u8, 0x01, 0x7F, 0x80, 0xFE, 0xFF] {
+            let mut f = file.clone();
+            f[at] = v;
+            seal(&mut f);
+            if let Err(e) = Model::parse(&f) {
+                errors += 1;
+                assert!(!format!("{e}").is_empty());
+            }
+        }
+    }
+    assert!(errors > 100, "only {errors} forged files were refused");
+}
+
+#[test]
+fn random_bytes_are_refused() {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    for len in [0usize, 3, 64, 65, 200, 1000] {
+        let mut f: Vec<u8> = (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        if len >= 4 {
+            f[..4].copy_from_slice(b"KMDL");
+        }
+        assert!(Model::parse(&f).is_err());
+    }
+}
+
+#[test]
+fn specific_damage_gets_specific_errors() {
+    let good = conv_model();
+    let patch = |at: usize, bytes: &[u8]| {
+        let mut f = good.clone();
+        f[at..at + bytes.len()].copy_from_slice(bytes);
+        seal(&mut f);
+        Model::parse(&f).map(|_| ())
+    };
+    assert_eq!(patch(0, b"ONNX").unwrap_err(), Error::BadMagic);
+    let e = patch(4, &2u16.to_le_bytes()).unwrap_err();
+    assert_eq!((e, e.kind()), (Error::UnsupportedVersion { version: 2 }, ErrorKind::Unsupported));
+    // Tensor table starts at 64: tensor 1 (the weight) at 96; its offset field at +12.
+    assert!(matches!(patch(96 + 12, &0x7FFF_FFF0u32.to_le_bytes()), Err(Error::OutOfBounds { .. })));
+    // A zero dimension.
+    assert!(matches!(patch(64 + 4, &0u16.to_le_bytes()), Err(Error::Invalid { what: "dimension", .. })));
+    // The op (table at 64 + 4·32 = 192) reading its own output.
+    assert!(matches!(patch(192 + 4, &3u16.to_le_bytes()), Err(Error::Invalid { .. } | Error::ReadBeforeWrite { .. })));
+    assert!(matches!(patch(192, &99u16.to_le_bytes()), Err(Error::UnknownOpcode { opcode: 99, .. })));
+    // A stride of zero would divide by zero in the output-size arithmetic.
+    assert!(matches!(patch(192 + 16 + 2, &[0]), Err(Error::Invalid { what: "Conv parameters", .. })));
+    // The header's arena too small for the output activation.
+    assert!(matches!(patch(44, &20u32.to_le_bytes()), Err(Error::OutOfBounds { .. })));
+}
