@@ -24,6 +24,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Compress a model (int8 quantization) with calibration on real data.
     Compress(CompressArgs),
+    /// Export an int8 model to the integer runtime's .kmodel format (microcontrollers).
+    Export(ExportArgs),
     /// Compare a full model with compressed candidates: size, MACs, latency, memory, quality.
     Bench(BenchArgs),
     /// (internal) Measure one model in a fresh process for `bench`.
@@ -192,4 +194,18 @@ pub struct BenchWorkerArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub workload: Workload,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The int8 .onnx model (from `kestrel compress --int8`).
+    pub model: PathBuf,
+    /// Where the .kmodel goes (written atomically).
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Input shape, comma-separated (default: the declared one, batch 1).
+    #[arg(long, value_delimiter = ',')]
+    pub input_shape: Vec<usize>,
+    #[arg(long)]
+    pub json: bool,
 }

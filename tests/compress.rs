@@ -240,3 +240,36 @@ fn residual_streams_are_pruned_jointly_into_a_consistent_graph() {
     assert_eq!(v["macs"].as_f64(), r["macs_out"].as_f64());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `kestrel export` writes a .kmodel the micro backend runs; an op it cannot run is named.
+#[test]
+fn export_to_kmodel_and_run_on_the_integer_runtime() {
+    let dir = tmp("export");
+    let out = dir.join("fashion.kmodel");
+    let out_s = out.display().to_string();
+    let v: Value =
+        serde_json::from_str(&ok(&["export", "models/fashion-cnn/model.int8.onnx", "-o", &out_s, "--json"])).unwrap();
+    assert!(v["arena_bytes"].as_u64().unwrap() > 0);
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[..4], b"KMDL");
+    assert_eq!(bytes.len() as u64, v["bytes"].as_u64().unwrap());
+    // The whole test set on the integer runtime: same accuracy class as onnxruntime's int8.
+    let r: Value = serde_json::from_str(&ok(&[
+        "eval",
+        "models/fashion-cnn/model.int8.onnx",
+        "--dataset",
+        "fashion-mnist",
+        "--backend",
+        "micro",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(r["backend"], "micro");
+    assert!(r["top1"].as_f64().unwrap() >= 0.893, "{r}");
+    // A float model has no integer kernels: refused, naming the op and the node.
+    let o = kestrel(&["export", "models/fashion-cnn/model.onnx", "-o", &out_s]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("op `Conv` in node `sequential_1_1/conv2d_3_1/BiasAdd`"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

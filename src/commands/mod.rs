@@ -5,6 +5,7 @@ mod bench_html;
 mod compress;
 mod demo;
 mod eval;
+mod export;
 mod inspect;
 mod run;
 
@@ -22,6 +23,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(a) => run::run(&a),
         Command::Eval(a) => eval::eval(&a),
         Command::Compress(a) => compress::compress(&a),
+        Command::Export(a) => export::export(&a),
         Command::Bench(a) => bench::bench(&a),
         Command::BenchWorker(a) => bench::worker(&a),
         Command::Demo(a) => demo::demo(&a),

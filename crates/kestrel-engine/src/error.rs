@@ -6,6 +6,8 @@ pub enum EngineError {
     BackendUnavailable { backend: &'static str, reason: String },
     #[error("unknown backend `{0}` (choose cpu, cuda, micro or auto)")]
     UnknownBackend(String),
+    #[error("the {backend} backend cannot run op `{op}` in node `{node}`: {why}")]
+    UnsupportedOp { backend: &'static str, op: String, node: String, why: String },
     #[error("the model cannot be prepared: {0}")]
     Prepare(String),
     #[error("inference failed: {0}")]

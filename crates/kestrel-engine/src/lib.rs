@@ -3,6 +3,7 @@
 mod backend;
 pub mod backends;
 mod error;
+pub mod export_kmodel;
 mod tensor;
 
 use std::str::FromStr;
@@ -45,10 +46,7 @@ pub fn backend(kind: BackendKind) -> Box<dyn Backend> {
             name: "cuda",
             reason: "this build has no CUDA support (rebuild with `--features cuda`)",
         }),
-        BackendKind::Micro => Box::new(backends::unavailable::Unavailable {
-            name: "micro",
-            reason: "the integer runtime is not part of this build yet",
-        }),
+        BackendKind::Micro => Box::new(backends::micro::Micro),
         BackendKind::Auto => {
             let cuda = backend(BackendKind::Cuda);
             if cuda.check().is_ok() {

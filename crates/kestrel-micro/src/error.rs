@@ -58,6 +58,11 @@ pub enum Error {
         op: u32,
         tensor: u32,
     },
+    /// The caller's arena is smaller than the model's memory plan.
+    ArenaTooSmall {
+        need: u32,
+        have: u32,
+    },
 }
 
 impl Error {
@@ -88,6 +93,7 @@ impl fmt::Display for Error {
             Error::Invalid { what, index } => write!(f, "invalid {what} in entry {index}"),
             Error::UnknownOpcode { op, opcode } => write!(f, "op {op} has unknown opcode {opcode}"),
             Error::ReadBeforeWrite { op, tensor } => write!(f, "op {op} reads tensor {tensor} before it is written"),
+            Error::ArenaTooSmall { need, have } => write!(f, "the model needs a {need}-byte arena, got {have} bytes"),
         }
     }
 }

@@ -92,6 +92,7 @@ pub enum OpCode {
     Add,
     Softmax,
     Relu,
+    AddConstant,
 }
 
 impl OpCode {
@@ -107,6 +108,7 @@ impl OpCode {
             8 => OpCode::Add,
             9 => OpCode::Softmax,
             10 => OpCode::Relu,
+            11 => OpCode::AddConstant,
             _ => return None,
         })
     }
@@ -123,6 +125,7 @@ impl OpCode {
             OpCode::Add => 8,
             OpCode::Softmax => 9,
             OpCode::Relu => 10,
+            OpCode::AddConstant => 11,
         }
     }
 
@@ -130,7 +133,7 @@ impl OpCode {
     fn arity(self) -> (usize, usize, usize) {
         match self {
             OpCode::Conv | OpCode::FullyConnected => (2, 3, 1),
-            OpCode::Add => (2, 2, 1),
+            OpCode::Add | OpCode::AddConstant => (2, 2, 1),
             _ => (1, 1, 1),
         }
     }
@@ -408,10 +411,11 @@ impl<'a> Model<'a> {
         let extra = (extra_raw != NO_EXTRA).then_some(extra_raw as usize);
         let op = Op { code, inputs, n_inputs, outputs, n_outputs, params, extra };
         self.check_op_shapes(o, &op)?;
+        self.check_aliasing(o, &op)?;
         Ok(op)
     }
 
-    /// Shape and type rules the kernels rely on to stay in bounds.
+    /// Shape and type rules the kernels rely on to stay in bounds (one arm per op).
     fn check_op_shapes(&self, o: usize, op: &Op) -> Result<(), Error> {
         let bad = |what| Error::Invalid { what, index: o as u32 };
         let t = |i: u16| self.tensor(usize::from(i));
@@ -480,9 +484,97 @@ impl<'a> Model<'a> {
                 }
                 Ok(())
             }
-            // Kernels for these arrive with the executor; their shape rules with them.
-            _ => Ok(()),
+            OpCode::MaxPool => {
+                let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
+                let p = &op.params;
+                if x.dtype != DType::U8 || y.dtype != DType::U8 || x.rank != 4 || y.rank != 4 || p[..4].contains(&0) {
+                    return Err(bad("MaxPool tensors or parameters"));
+                }
+                let out = |size: usize, k: u8, s: u8, pad: usize| {
+                    (size + pad).checked_sub(usize::from(k)).map(|r| r / usize::from(s) + 1)
+                };
+                let oh = out(x.dims[2], p[0], p[2], usize::from(p[4]) + usize::from(p[6]));
+                let ow = out(x.dims[3], p[1], p[3], usize::from(p[5]) + usize::from(p[7]));
+                // A window must never lie entirely in the padding.
+                if usize::from(p[4]) >= usize::from(p[0]) || usize::from(p[5]) >= usize::from(p[1]) {
+                    return Err(bad("MaxPool padding"));
+                }
+                if y.dims != [x.dims[0], x.dims[1], oh.unwrap_or(0), ow.unwrap_or(0)] {
+                    return Err(bad("MaxPool output shape"));
+                }
+                Ok(())
+            }
+            OpCode::Transpose => {
+                let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
+                let perm = &op.params[..4];
+                let mut seen = [false; 4];
+                for &p in perm {
+                    if p > 3 || core::mem::replace(&mut seen[usize::from(p)], true) {
+                        return Err(bad("Transpose permutation"));
+                    }
+                }
+                let permuted = [
+                    x.dims[usize::from(perm[0])],
+                    x.dims[usize::from(perm[1])],
+                    x.dims[usize::from(perm[2])],
+                    x.dims[usize::from(perm[3])],
+                ];
+                if x.dtype != y.dtype || y.dims != permuted {
+                    return Err(bad("Transpose output shape"));
+                }
+                Ok(())
+            }
+            OpCode::Softmax => {
+                let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
+                if x.dtype != DType::F32
+                    || y.dtype != DType::F32
+                    || x.dims != y.dims
+                    || usize::from(op.params[0]) + 1 != x.rank
+                {
+                    return Err(bad("Softmax tensors (float, over the last axis)"));
+                }
+                Ok(())
+            }
+            OpCode::AddConstant => {
+                let (x, c, y) = (t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0]));
+                let last = x.dims[x.rank - 1];
+                if x.dtype != DType::F32
+                    || c.dtype != DType::F32
+                    || y.dtype != DType::F32
+                    || c.storage != Storage::Weights
+                {
+                    return Err(bad("AddConstant element types"));
+                }
+                if x.dims != y.dims || !(c.elements() == x.elements() || c.elements() == last) {
+                    return Err(bad("AddConstant shapes"));
+                }
+                Ok(())
+            }
+            OpCode::Add => {
+                let (a, b, y) = (t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0]));
+                if [a.dtype, b.dtype, y.dtype] != [DType::U8; 3] || a.dims != b.dims || a.dims != y.dims {
+                    return Err(bad("Add tensors (uint8, same shape)"));
+                }
+                if a.scale.is_none() || b.scale.is_none() || y.scale.is_none() {
+                    return Err(bad("Add quantization"));
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// An op's output region must not overlap any of its arena inputs (kernels read while writing).
+    fn check_aliasing(&self, o: usize, op: &Op) -> Result<(), Error> {
+        for &out in &op.outputs[..op.n_outputs] {
+            let y = self.tensor(usize::from(out));
+            for &inp in &op.inputs[..op.n_inputs] {
+                let x = self.tensor(usize::from(inp));
+                if x.storage == Storage::Arena && x.offset < y.offset + y.len && y.offset < x.offset + x.len {
+                    return Err(Error::Invalid { what: "op output overlapping its input", index: o as u32 });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_bias_and_multipliers(&self, o: usize, op: &Op, m: usize) -> Result<(), Error> {
@@ -564,6 +656,11 @@ impl<'a> Model<'a> {
             return &[];
         }
         &self.bytes[self.weights_at + t.offset..self.weights_at + t.offset + t.len]
+    }
+
+    /// `len` weights bytes at an offset `parse` validated (per-op data, per-channel scales).
+    pub fn weights_at_offset(&self, at: usize, len: usize) -> &'a [u8] {
+        &self.bytes[self.weights_at + at..self.weights_at + at + len]
     }
 
     /// `count` f32 values of per-op or per-channel data at a weights offset validated by `parse`.

@@ -108,38 +108,64 @@ pub fn count_macs(model: &OnnxModel, input_shapes: &[Vec<usize>]) -> Result<u64,
     .map_err(|e| e.into_prepare())
 }
 
+/// The element type and concrete shape of every named tensor of the ONNX graph, as tract infers
+/// them for the given input shapes.
+pub fn tensor_shapes(
+    model: &OnnxModel,
+    input_shapes: &[Vec<usize>],
+) -> Result<std::collections::HashMap<String, (&'static str, Vec<usize>)>, EngineError> {
+    let dir = model.dir.as_ref().and_then(|d| d.to_str().map(str::to_owned));
+    guard(|| {
+        let m = inference_model(model, dir.as_deref(), input_shapes)?.into_typed()?;
+        let mut out = std::collections::HashMap::new();
+        for node in m.nodes() {
+            for ix in 0..node.outputs.len() {
+                let outlet = OutletId::new(node.id, ix);
+                let fact = m.outlet_fact(outlet)?;
+                let Some(shape) = fact.shape.as_concrete() else { continue };
+                let name = m.outlet_label(outlet).map(str::to_owned).unwrap_or_else(|| node.name.clone());
+                out.insert(name, (dtype_name(fact.datum_type), shape.to_vec()));
+            }
+        }
+        Ok(out)
+    })
+    .map_err(|e| e.into_prepare())
+}
+
 /// Parses the validated proto with tract, fixes input shapes, and declutters.
 fn typed_model(model: &OnnxModel, input_shapes: &[Vec<usize>]) -> Result<TypedModel, EngineError> {
     let dir = model.dir.as_ref().and_then(|d| d.to_str().map(str::to_owned));
-    guard(|| {
-        let parsed = tract_onnx::onnx().parse(&model.proto, dir.as_deref())?;
-        if !parsed.unresolved_inputs.is_empty() {
-            bail!("inputs that nothing defines: {:?}", parsed.unresolved_inputs);
-        }
-        let mut m = parsed.model;
-        let count = m.inputs.len();
-        if !input_shapes.is_empty() && input_shapes.len() != count {
-            bail!("{} input shape(s) given for {count} model input(s)", input_shapes.len());
-        }
-        for ix in 0..count {
-            let fact = m.input_fact(ix)?.clone();
-            let name = m.node(m.inputs[ix].node).name.clone();
-            let dt = fact.datum_type.concretize().with_context(|| format!("input `{name}` has no element type"))?;
-            let shape: Vec<usize> = match input_shapes.get(ix) {
-                Some(s) => s.clone(),
-                None => {
-                    let dims = fact.shape.dims().collect::<Vec<_>>();
-                    if fact.shape.is_open() {
-                        bail!("input `{name}` has an unknown rank; give its shape explicitly");
-                    }
-                    dims.iter().map(|d| d.concretize().and_then(|d| d.to_usize().ok()).unwrap_or(1)).collect()
+    guard(|| inference_model(model, dir.as_deref(), input_shapes)?.into_typed()?.into_decluttered())
+        .map_err(|e| e.into_prepare())
+}
+
+/// tract's inference model of the proto with concrete input facts.
+fn inference_model(model: &OnnxModel, dir: Option<&str>, input_shapes: &[Vec<usize>]) -> TractResult<InferenceModel> {
+    let parsed = tract_onnx::onnx().parse(&model.proto, dir)?;
+    if !parsed.unresolved_inputs.is_empty() {
+        bail!("inputs that nothing defines: {:?}", parsed.unresolved_inputs);
+    }
+    let mut m = parsed.model;
+    let count = m.inputs.len();
+    if !input_shapes.is_empty() && input_shapes.len() != count {
+        bail!("{} input shape(s) given for {count} model input(s)", input_shapes.len());
+    }
+    for ix in 0..count {
+        let fact = m.input_fact(ix)?.clone();
+        let name = m.node(m.inputs[ix].node).name.clone();
+        let dt = fact.datum_type.concretize().with_context(|| format!("input `{name}` has no element type"))?;
+        let shape: Vec<usize> = match input_shapes.get(ix) {
+            Some(s) => s.clone(),
+            None => {
+                if fact.shape.is_open() {
+                    bail!("input `{name}` has an unknown rank; give its shape explicitly");
                 }
-            };
-            m.set_input_fact(ix, InferenceFact::dt_shape(dt, &shape))?;
-        }
-        m.into_typed()?.into_decluttered()
-    })
-    .map_err(|e| e.into_prepare())
+                fact.shape.dims().map(|d| d.concretize().and_then(|d| d.to_usize().ok()).unwrap_or(1)).collect()
+            }
+        };
+        m.set_input_fact(ix, InferenceFact::dt_shape(dt, &shape))?;
+    }
+    Ok(m)
 }
 
 fn specs(model: &TypedModel, outlets: &[OutletId]) -> TractResult<Vec<TensorSpec>> {

@@ -1,4 +1,5 @@
 //! One file per backend.
 
 pub mod cpu;
+pub mod micro;
 pub mod unavailable;

@@ -1,0 +1,498 @@
+//! ONNX (as `kestrel compress --int8` writes it) → `.kmodel` for the integer runtime.
+//!
+//! QLinearConv → Conv, QLinearMatMul → FullyConnected, Quantize/DequantizeLinear at the
+//! edges, MaxPool/Reshape/Flatten/Transpose/Relu/Softmax as they are, and a float Add of a
+//! constant (the bias after a dequantized MatMul) → AddConstant. Shape-only subgraphs (Shape →
+//! Gather → … → Reshape's shape) are folded away: shapes are fixed at export. Requantization
+//! multipliers are computed in f32 as onnxruntime does, `(x_scale · w_scale) / y_scale`, so the
+//! runtime's integers match onnxruntime's bit for bit. Activations get arena offsets from their
+//! live ranges (offsets reused once a tensor is dead).
+
+use std::collections::{HashMap, HashSet};
+
+use kestrel_micro::builder::{Builder, TensorSpec};
+use kestrel_micro::{DType, OpCode, Storage};
+use kestrel_onnx::{pb, OnnxModel};
+
+use crate::backends::cpu::tensor_shapes;
+use crate::EngineError;
+
+/// What the export produced.
+pub struct Exported {
+    pub bytes: Vec<u8>,
+    pub arena_len: usize,
+    pub ops: usize,
+}
+
+#[derive(Clone)]
+struct Tensor {
+    dtype: DType,
+    dims: Vec<usize>,
+    storage: Storage,
+    /// Weights offset (constants); arena offset is planned later.
+    offset: u32,
+    scale: Option<f32>,
+    zero_point: i32,
+    channel_scales: Option<u32>,
+    /// First and last op touching it (activations).
+    live: (usize, usize),
+}
+
+struct Op {
+    code: OpCode,
+    inputs: Vec<usize>,
+    output: usize,
+    params: [u8; 12],
+    extra: Option<u32>,
+}
+
+struct Exporter<'g> {
+    g: &'g pb::GraphProto,
+    shapes: HashMap<String, (&'static str, Vec<usize>)>,
+    b: Builder,
+    tensors: Vec<Tensor>,
+    by_name: HashMap<String, usize>,
+    ops: Vec<Op>,
+}
+
+fn unsupported(n: &pb::NodeProto, why: &str) -> EngineError {
+    let node = if n.name.is_empty() { n.output.first().cloned().unwrap_or_default() } else { n.name.clone() };
+    EngineError::UnsupportedOp { backend: "micro", op: n.op_type.clone(), node, why: why.to_string() }
+}
+
+fn raw(g: &pb::GraphProto, name: &str) -> Option<kestrel_onnx::RawTensor> {
+    g.initializer.iter().find(|t| t.name == name).and_then(|t| kestrel_onnx::tensor_raw_le(t).ok())
+}
+
+fn f32s(r: &kestrel_onnx::RawTensor) -> Vec<f32> {
+    r.bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+fn ints(n: &pb::NodeProto, name: &str) -> Option<Vec<i64>> {
+    n.attribute.iter().find(|a| a.name == name).map(|a| a.ints.clone())
+}
+
+fn small(v: i64, what: &str, n: &pb::NodeProto) -> Result<u8, EngineError> {
+    u8::try_from(v).map_err(|_| unsupported(n, &format!("{what} = {v} does not fit the format (0..=255)")))
+}
+
+impl<'g> Exporter<'g> {
+    /// A scalar f32 (scale) or u8/i8 (zero point) initializer.
+    fn scalar(&self, n: &pb::NodeProto, name: &str) -> Result<f32, EngineError> {
+        let r = raw(self.g, name).ok_or_else(|| unsupported(n, &format!("`{name}` is not a constant")))?;
+        match r.elem.code {
+            1 if r.bytes.len() == 4 => Ok(f32s(&r)[0]),
+            2 if r.bytes.len() == 1 => Ok(f32::from(r.bytes[0])),
+            3 if r.bytes.len() == 1 => Ok(f32::from(r.bytes[0] as i8)),
+            _ => Err(unsupported(n, &format!("`{name}` is not a scalar scale or zero point"))),
+        }
+    }
+
+    fn shape_of(&self, n: &pb::NodeProto, name: &str) -> Result<Vec<usize>, EngineError> {
+        self.shapes
+            .get(name)
+            .map(|s| s.1.clone())
+            .ok_or_else(|| unsupported(n, &format!("the shape of `{name}` is unknown")))
+    }
+
+    fn activation(&self, n: &pb::NodeProto, name: &str) -> Result<usize, EngineError> {
+        self.by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| unsupported(n, &format!("input `{name}` is not an activation the runtime holds")))
+    }
+
+    fn new_activation(&mut self, name: &str, dtype: DType, dims: Vec<usize>, quant: Option<(f32, i32)>) -> usize {
+        self.tensors.push(Tensor {
+            dtype,
+            dims,
+            storage: Storage::Arena,
+            offset: 0,
+            scale: quant.map(|q| q.0),
+            zero_point: quant.map_or(0, |q| q.1),
+            channel_scales: None,
+            live: (usize::MAX, 0),
+        });
+        self.by_name.insert(name.to_string(), self.tensors.len() - 1);
+        self.tensors.len() - 1
+    }
+
+    fn constant(
+        &mut self,
+        dtype: DType,
+        dims: Vec<usize>,
+        bytes: &[u8],
+        channel_scales: Option<(f32, Vec<f32>)>,
+    ) -> usize {
+        let offset = self.b.weights(bytes);
+        let (scale, channels) = match channel_scales {
+            Some((s, c)) => (Some(s), Some(self.b.f32_weights(&c))),
+            None => (None, None),
+        };
+        self.tensors.push(Tensor {
+            dtype,
+            dims,
+            storage: Storage::Weights,
+            offset,
+            scale,
+            zero_point: 0,
+            channel_scales: channels,
+            live: (0, 0),
+        });
+        self.tensors.len() - 1
+    }
+
+    /// The int8 weight of a QLinear op, checking it is symmetric (all zero points 0).
+    fn weight(
+        &mut self,
+        n: &pb::NodeProto,
+        w: &str,
+        scale: &str,
+        zp: &str,
+        channels: usize,
+    ) -> Result<(usize, Vec<f32>), EngineError> {
+        let wr = raw(self.g, w).ok_or_else(|| unsupported(n, "the weight is not a constant"))?;
+        if wr.elem.code != 3 {
+            return Err(unsupported(n, "weights must be int8"));
+        }
+        let sr = raw(self.g, scale).ok_or_else(|| unsupported(n, "the weight scale is not a constant"))?;
+        let mut scales = f32s(&sr);
+        if scales.len() == 1 {
+            scales = vec![scales[0]; channels];
+        }
+        if scales.len() != channels {
+            return Err(unsupported(n, "weight scales are neither per-tensor nor per output channel"));
+        }
+        let zr = raw(self.g, zp).ok_or_else(|| unsupported(n, "the weight zero point is not a constant"))?;
+        if zr.bytes.iter().any(|&b| b != 0) {
+            return Err(unsupported(n, "weight zero points must be 0 (symmetric weights)"));
+        }
+        let first = scales[0];
+        let t = self.constant(DType::I8, wr.dims.clone(), &wr.bytes, Some((first, scales.clone())));
+        Ok((t, scales))
+    }
+
+    fn bias(&mut self, n: &pb::NodeProto, channels: usize) -> Result<Option<usize>, EngineError> {
+        let Some(name) = n.input.get(8).filter(|b| !b.is_empty()) else { return Ok(None) };
+        let r = raw(self.g, name).ok_or_else(|| unsupported(n, "the bias is not a constant"))?;
+        if r.elem.code != 6 || r.bytes.len() != channels * 4 {
+            return Err(unsupported(n, "the bias must be int32 with one value per output channel"));
+        }
+        Ok(Some(self.constant(DType::I32, vec![channels], &r.bytes, None)))
+    }
+
+    fn node(&mut self, n: &pb::NodeProto) -> Result<(), EngineError> {
+        let out = n.output.first().cloned().unwrap_or_default();
+        match n.op_type.as_str() {
+            "QuantizeLinear" => {
+                let x = self.activation(n, &n.input[0])?;
+                let (s, z) = (self.scalar(n, &n.input[1])?, self.scalar(n, n.input.get(2).map_or("", |v| v))?);
+                let dims = self.tensors[x].dims.clone();
+                let y = self.new_activation(&out, DType::U8, dims, Some((s, z as i32)));
+                self.push(OpCode::Quantize, vec![x], y, [0; 12], None);
+            }
+            "DequantizeLinear" => {
+                let x = self.activation(n, &n.input[0])?;
+                let (s, z) = (self.scalar(n, &n.input[1])?, self.scalar(n, n.input.get(2).map_or("", |v| v))?);
+                let t = &self.tensors[x];
+                if t.scale != Some(s) || t.zero_point != z as i32 {
+                    return Err(unsupported(n, "it dequantizes with parameters other than its input's"));
+                }
+                let dims = t.dims.clone();
+                let y = self.new_activation(&out, DType::F32, dims, None);
+                self.push(OpCode::Dequantize, vec![x], y, [0; 12], None);
+            }
+            "QLinearConv" => {
+                let x = self.activation(n, &n.input[0])?;
+                let (xs, xz) = (self.scalar(n, &n.input[1])?, self.scalar(n, &n.input[2])?);
+                if self.tensors[x].scale != Some(xs) || self.tensors[x].zero_point != xz as i32 {
+                    return Err(unsupported(n, "its x_scale/x_zero_point differ from its input's"));
+                }
+                let wdims = raw(self.g, &n.input[3]).map(|r| r.dims).unwrap_or_default();
+                if wdims.len() != 4 {
+                    return Err(unsupported(n, "only 2-D convolutions are supported"));
+                }
+                let m = wdims[0];
+                let (w, ws) = self.weight(n, &n.input[3], &n.input[4], &n.input[5], m)?;
+                let (ys, yz) = (self.scalar(n, &n.input[6])?, self.scalar(n, &n.input[7])?);
+                let bias = self.bias(n, m)?;
+                if n.attribute.iter().any(|a| a.name == "auto_pad" && !a.s.is_empty() && a.s != b"NOTSET") {
+                    return Err(unsupported(n, "auto_pad"));
+                }
+                let strides = ints(n, "strides").unwrap_or(vec![1, 1]);
+                let dil = ints(n, "dilations").unwrap_or(vec![1, 1]);
+                let pads = ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]);
+                let group = n.attribute.iter().find(|a| a.name == "group").map_or(1, |a| a.i);
+                let mut p = [0u8; 12];
+                let vals = [
+                    wdims[2] as i64,
+                    wdims[3] as i64,
+                    strides[0],
+                    strides[1],
+                    dil[0],
+                    dil[1],
+                    pads[0],
+                    pads[1],
+                    pads[2],
+                    pads[3],
+                ];
+                for (slot, (v, what)) in
+                    p.iter_mut().zip(vals.iter().zip([
+                        "kernel", "kernel", "stride", "stride", "dilation", "dilation", "pad", "pad", "pad", "pad",
+                    ]))
+                {
+                    *slot = small(*v, what, n)?;
+                }
+                p[10..12].copy_from_slice(
+                    &u16::try_from(group).map_err(|_| unsupported(n, "group too large"))?.to_le_bytes(),
+                );
+                let mult: Vec<f32> = ws.iter().map(|&w| (xs * w) / ys).collect();
+                let extra = self.b.f32_weights(&mult);
+                let y = self.new_activation(&out, DType::U8, self.shape_of(n, &out)?, Some((ys, yz as i32)));
+                let mut inputs = vec![x, w];
+                inputs.extend(bias);
+                self.push(OpCode::Conv, inputs, y, p, Some(extra));
+            }
+            "QLinearMatMul" => {
+                let x = self.activation(n, &n.input[0])?;
+                let (xs, xz) = (self.scalar(n, &n.input[1])?, self.scalar(n, &n.input[2])?);
+                if self.tensors[x].scale != Some(xs)
+                    || self.tensors[x].zero_point != xz as i32
+                    || self.tensors[x].dims.len() != 2
+                {
+                    return Err(unsupported(n, "its input must be a 2-D uint8 activation with matching parameters"));
+                }
+                let wdims = raw(self.g, &n.input[3]).map(|r| r.dims).unwrap_or_default();
+                if wdims.len() != 2 {
+                    return Err(unsupported(n, "the weight must be a 2-D constant"));
+                }
+                let (w, ws) = self.weight(n, &n.input[3], &n.input[4], &n.input[5], wdims[1])?;
+                // Per-column scales live on the weight tensor as "channels"; the format's
+                // per-channel axis is 0, so record them only as multipliers.
+                self.tensors[w].channel_scales = None;
+                let (ys, yz) = (self.scalar(n, &n.input[6])?, self.scalar(n, &n.input[7])?);
+                let mult: Vec<f32> = ws.iter().map(|&w| (xs * w) / ys).collect();
+                let extra = self.b.f32_weights(&mult);
+                let y = self.new_activation(&out, DType::U8, self.shape_of(n, &out)?, Some((ys, yz as i32)));
+                self.push(OpCode::FullyConnected, vec![x, w], y, [0; 12], Some(extra));
+            }
+            "MaxPool" => {
+                let x = self.activation(n, &n.input[0])?;
+                if self.tensors[x].dtype != DType::U8 || n.output.len() > 1 && !n.output[1].is_empty() {
+                    return Err(unsupported(n, "only uint8 MaxPool without indices"));
+                }
+                if n.attribute.iter().any(|a| {
+                    (a.name == "ceil_mode" && a.i != 0) || (a.name == "dilations" && a.ints.iter().any(|&d| d != 1))
+                }) {
+                    return Err(unsupported(n, "ceil_mode and dilations"));
+                }
+                let k = ints(n, "kernel_shape").unwrap_or_default();
+                let s = ints(n, "strides").unwrap_or(vec![1, 1]);
+                let pads = ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]);
+                if k.len() != 2 {
+                    return Err(unsupported(n, "only 2-D pooling"));
+                }
+                let mut p = [0u8; 12];
+                for (slot, v) in p.iter_mut().zip([k[0], k[1], s[0], s[1], pads[0], pads[1], pads[2], pads[3]]) {
+                    *slot = small(v, "pooling parameter", n)?;
+                }
+                let quant = self.tensors[x].scale.map(|s| (s, self.tensors[x].zero_point));
+                let y = self.new_activation(&out, DType::U8, self.shape_of(n, &out)?, quant);
+                self.push(OpCode::MaxPool, vec![x], y, p, None);
+            }
+            "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
+                let x = self.activation(n, &n.input[0])?;
+                let t = self.tensors[x].clone();
+                let y = self.new_activation(&out, t.dtype, self.shape_of(n, &out)?, t.scale.map(|s| (s, t.zero_point)));
+                self.push(OpCode::Reshape, vec![x], y, [0; 12], None);
+            }
+            "Transpose" => {
+                let x = self.activation(n, &n.input[0])?;
+                let t = self.tensors[x].clone();
+                let perm = ints(n, "perm").unwrap_or_default();
+                if t.dims.len() != 4 || perm.len() != 4 {
+                    return Err(unsupported(n, "only 4-D transposes"));
+                }
+                let mut p = [0u8; 12];
+                for (slot, v) in p.iter_mut().zip(&perm) {
+                    *slot = small(*v, "permutation", n)?;
+                }
+                let y = self.new_activation(&out, t.dtype, self.shape_of(n, &out)?, t.scale.map(|s| (s, t.zero_point)));
+                self.push(OpCode::Transpose, vec![x], y, p, None);
+            }
+            "Add" => {
+                let (a, b) = (&n.input[0], &n.input[1]);
+                let (act, cst) = if raw(self.g, b).is_some() { (a, b) } else { (b, a) };
+                let c = raw(self.g, cst)
+                    .filter(|r| r.elem.code == 1)
+                    .ok_or_else(|| unsupported(n, "only a float Add of a constant"))?;
+                let x = self.activation(n, act)?;
+                if self.tensors[x].dtype != DType::F32 {
+                    return Err(unsupported(n, "only a float Add of a constant"));
+                }
+                let ct = self.constant(DType::F32, c.dims.clone(), &c.bytes, None);
+                if self.tensors[ct].dims.is_empty() {
+                    self.tensors[ct].dims = vec![1];
+                }
+                let dims = self.tensors[x].dims.clone();
+                let y = self.new_activation(&out, DType::F32, dims, None);
+                self.push(OpCode::AddConstant, vec![x, ct], y, [0; 12], None);
+            }
+            "Relu" => {
+                let x = self.activation(n, &n.input[0])?;
+                let t = self.tensors[x].clone();
+                let y = self.new_activation(&out, t.dtype, t.dims.clone(), t.scale.map(|s| (s, t.zero_point)));
+                self.push(OpCode::Relu, vec![x], y, [0; 12], None);
+            }
+            "Softmax" => {
+                let x = self.activation(n, &n.input[0])?;
+                let rank = self.tensors[x].dims.len() as i64;
+                let axis = n.attribute.iter().find(|a| a.name == "axis").map_or(-1, |a| a.i);
+                if self.tensors[x].dtype != DType::F32 || !(axis == -1 || axis == rank - 1) {
+                    return Err(unsupported(n, "only float Softmax over the last axis"));
+                }
+                let mut p = [0u8; 12];
+                p[0] = (rank - 1) as u8;
+                let dims = self.tensors[x].dims.clone();
+                let y = self.new_activation(&out, DType::F32, dims, None);
+                self.push(OpCode::Softmax, vec![x], y, p, None);
+            }
+            _ => return Err(unsupported(n, "the integer runtime has no kernel for it")),
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, code: OpCode, inputs: Vec<usize>, output: usize, params: [u8; 12], extra: Option<u32>) {
+        let at = self.ops.len();
+        for &i in &inputs {
+            let t = &mut self.tensors[i];
+            t.live = (t.live.0.min(at), t.live.1.max(at));
+        }
+        let t = &mut self.tensors[output];
+        t.live = (t.live.0.min(at), t.live.1.max(at));
+        self.ops.push(Op { code, inputs, output, params, extra });
+    }
+}
+
+/// Nodes whose every output only feeds shape computations (Reshape's shape input, directly
+/// or through other such nodes): folded away, the shapes being fixed at export.
+fn shape_only(g: &pb::GraphProto) -> HashSet<usize> {
+    let outputs: HashSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    let mut skip = HashSet::new();
+    loop {
+        let before = skip.len();
+        for (ix, n) in g.node.iter().enumerate().rev() {
+            if skip.contains(&ix) || n.output.iter().any(|o| outputs.contains(o.as_str())) {
+                continue;
+            }
+            let only_shapes = n.output.iter().all(|o| {
+                g.node.iter().enumerate().all(|(j, c)| {
+                    c.input
+                        .iter()
+                        .enumerate()
+                        .all(|(k, i)| i != o || skip.contains(&j) || (k == 1 && c.op_type == "Reshape"))
+                })
+            });
+            let used = n.output.iter().any(|o| g.node.iter().any(|c| c.input.contains(o)));
+            if only_shapes && used {
+                skip.insert(ix);
+            }
+        }
+        if skip.len() == before {
+            return skip;
+        }
+    }
+}
+
+/// Exports a quantized model for input shape `input_shape` (one float32 input).
+pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize]) -> Result<Exported, EngineError> {
+    let g = model.proto.graph.as_ref().ok_or(EngineError::Onnx(kestrel_onnx::OnnxError::NoGraph))?;
+    let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<&pb::ValueInfoProto> = g.input.iter().filter(|i| !inits.contains(i.name.as_str())).collect();
+    if inputs.len() != 1 || g.output.is_empty() {
+        return Err(EngineError::Prepare("micro export: the model must have one input and at least one output".into()));
+    }
+    let shapes = tensor_shapes(model, &[input_shape.to_vec()])?;
+    let mut ex = Exporter { g, shapes, b: Builder::new(), tensors: vec![], by_name: HashMap::new(), ops: vec![] };
+    let x = ex.new_activation(&inputs[0].name, DType::F32, input_shape.to_vec(), None);
+    ex.tensors[x].live = (0, 0);
+    let skip = shape_only(g);
+    for (ix, n) in g.node.iter().enumerate() {
+        if !skip.contains(&ix) {
+            ex.node(n)?;
+        }
+    }
+    let outs: Vec<usize> = g
+        .output
+        .iter()
+        .map(|o| {
+            ex.by_name
+                .get(&o.name)
+                .copied()
+                .ok_or_else(|| EngineError::Prepare(format!("micro export: output `{}` is not produced", o.name)))
+        })
+        .collect::<Result<_, _>>()?;
+    let last = ex.ops.len();
+    for &o in &outs {
+        ex.tensors[o].live.1 = last;
+    }
+    let arena_len = plan(&mut ex.tensors);
+    let mut ids = Vec::with_capacity(ex.tensors.len());
+    for t in &ex.tensors {
+        if t.dims.len() > 4 || t.dims.iter().any(|&d| d == 0 || d > usize::from(u16::MAX)) {
+            return Err(EngineError::Prepare(format!(
+                "micro export: tensor shape {:?} does not fit the format (rank ≤ 4, dims ≤ 65535)",
+                t.dims
+            )));
+        }
+        ids.push(ex.b.tensor(TensorSpec {
+            dtype: t.dtype,
+            dims: &t.dims,
+            storage: t.storage,
+            offset: t.offset,
+            scale: t.scale,
+            zero_point: t.zero_point,
+            channel_scales: t.channel_scales,
+        }));
+    }
+    for op in &ex.ops {
+        let inputs: Vec<u16> = op.inputs.iter().map(|&i| ids[i]).collect();
+        ex.b.op(op.code, &inputs, &[ids[op.output]], op.params, op.extra);
+    }
+    ex.b.input(ids[x]);
+    for o in outs {
+        ex.b.output(ids[o]);
+    }
+    ex.b.arena(arena_len as u32);
+    let bytes = ex.b.finish();
+    kestrel_micro::Model::parse(&bytes)
+        .map_err(|e| EngineError::Internal { backend: "micro export", message: e.to_string() })?;
+    Ok(Exported { bytes, arena_len, ops: ex.ops.len() })
+}
+
+/// Greedy arena plan: largest tensors first, each at the lowest 16-aligned offset that does not
+/// overlap a tensor alive at the same time. Returns the arena length.
+fn plan(tensors: &mut [Tensor]) -> usize {
+    let mut order: Vec<usize> = (0..tensors.len()).filter(|&i| tensors[i].storage == Storage::Arena).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(tensors[i].dims.iter().product::<usize>() * tensors[i].dtype.size()));
+    let mut placed: Vec<(usize, usize, (usize, usize))> = Vec::new();
+    let mut arena = 0;
+    for i in order {
+        let len = tensors[i].dims.iter().product::<usize>() * tensors[i].dtype.size();
+        let live = tensors[i].live;
+        let mut busy: Vec<(usize, usize)> =
+            placed.iter().filter(|(_, _, l)| l.0 <= live.1 && live.0 <= l.1).map(|&(o, n, _)| (o, o + n)).collect();
+        busy.sort_unstable();
+        let mut at = 0;
+        for (start, end) in busy {
+            if at + len <= start {
+                break;
+            }
+            at = at.max(end.div_ceil(16) * 16);
+        }
+        tensors[i].offset = at as u32;
+        placed.push((at, len, live));
+        arena = arena.max(at + len);
+    }
+    arena
+}

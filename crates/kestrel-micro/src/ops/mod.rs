@@ -1,0 +1,37 @@
+//! Reference kernels, one op per file. Each works on byte slices the executor has already
+//! bounds-checked (through `Model::parse`), and never allocates.
+
+pub mod add;
+pub mod add_constant;
+pub mod conv;
+pub mod fully_connected;
+pub mod max_pool;
+pub mod quantize;
+pub mod relu;
+pub mod softmax;
+pub mod transpose;
+
+pub(crate) fn f32_at(b: &[u8], i: usize) -> f32 {
+    f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+}
+
+pub(crate) fn i32_at(b: &[u8], i: usize) -> i32 {
+    i32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+}
+
+pub(crate) fn put_f32(b: &mut [u8], i: usize, v: f32) {
+    b[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Round half to even for |v| < 2²², the way the FPU rounds by default (and onnxruntime's MLAS).
+pub(crate) fn round_half_even(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2²³
+    (v + MAGIC) - MAGIC
+}
+
+/// onnxruntime's requantization: clamp to the output range around the zero point, round half
+/// to even, add the zero point.
+pub(crate) fn requantize(acc: i32, multiplier: f32, zero_point: i32) -> u8 {
+    let v = (acc as f32 * multiplier).clamp(-(zero_point as f32), 255.0 - zero_point as f32);
+    (round_half_even(v) as i32 + zero_point) as u8
+}

@@ -1,0 +1,60 @@
+//! Softmax over the last axis, in float32, with our own `exp` (no libm on microcontrollers).
+
+use super::{f32_at, put_f32};
+
+/// e^x for float32: range reduction by ln 2 and a degree-6 polynomial (relative error < 2e-7).
+pub fn exp(x: f32) -> f32 {
+    if x < -87.3 {
+        return 0.0;
+    }
+    if x > 88.7 {
+        return f32::INFINITY;
+    }
+    // Cody–Waite: ln 2 split in two so k·ln2 is subtracted without cancellation error.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let k = round(x * core::f32::consts::LOG2_E);
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    // Scale by 2^k in two steps so neither factor overflows or underflows early.
+    let k = k as i32;
+    let half = k / 2;
+    p * pow2(half) * pow2(k - half)
+}
+
+fn round(v: f32) -> f32 {
+    super::round_half_even(v)
+}
+
+fn pow2(k: i32) -> f32 {
+    f32::from_bits(((k + 127).clamp(1, 254) as u32) << 23)
+}
+
+pub fn softmax(x: &[u8], last: usize, y: &mut [u8]) {
+    let n = y.len() / 4;
+    for row in 0..n / last {
+        let at = row * last;
+        let max = (0..last).map(|i| f32_at(x, at + i)).fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for i in 0..last {
+            let e = exp(f32_at(x, at + i) - max);
+            put_f32(y, at + i, e);
+            sum += e;
+        }
+        for i in 0..last {
+            put_f32(y, at + i, f32_at(y, at + i) / sum);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exp_is_accurate() {
+        for i in -800..=800 {
+            let x = i as f32 / 10.0;
+            let (got, want) = (super::exp(x), (x as f64).exp() as f32);
+            assert!(((got - want) / want).abs() < 5e-7, "exp({x}) = {got}, want {want}");
+        }
+    }
+}
