@@ -10,6 +10,14 @@ step "Rust components and targets"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add thumbv7em-none-eabihf
 
+step "System packages (qemu-system-arm for the Cortex-M firmware test)"
+if ! command -v qemu-system-arm >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq qemu-system-arm
+fi
+
 step "ONNX conformance data (onnx==1.22.0 wheel, cached in target/)"
 bash scripts/fetch-onnx-tests.sh
 
@@ -18,6 +26,7 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --release --workspace --all-targets -- -D warnings
+(cd boards/mps2-an386 && cargo fmt -- --check && CARGO_TARGET_DIR=../../target/mcu cargo clippy --release -- -D warnings)
 
 step "kestrel-micro builds for a Cortex-M4F (no std can creep in)"
 cargo build --release -p kestrel-micro --target thumbv7em-none-eabihf
