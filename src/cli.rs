@@ -172,6 +172,9 @@ pub struct Workload {
     /// Worker threads for inference.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Backend for every model: cpu, micro (int8 models on the integer runtime) or auto.
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
 }
 
 #[derive(Debug, Args)]

@@ -105,7 +105,7 @@ fn peak_rss_kib() -> Option<u64> {
 /// Measures one model in this process.
 fn measure(path: &Path, w: &Workload) -> Result<Measurement> {
     check_workload(w)?;
-    let engine_args = EngineArgs { backend: "cpu".into(), threads: w.threads };
+    let engine_args = EngineArgs { backend: w.backend.clone(), threads: w.threads };
     let start = Instant::now();
     let onnx = load_model(path)?;
     let config = load_config(path, &onnx, None)?;
@@ -178,6 +178,7 @@ fn measure_in_child(model: &Path, w: &Workload) -> Result<Measurement> {
     let exe = std::env::current_exe().context("finding the kestrel executable")?;
     let mut cmd = Command::new(exe);
     cmd.arg("bench-worker").arg(model).args(["--runs", &w.runs.to_string(), "--threads", &w.threads.to_string()]);
+    cmd.args(["--backend", &w.backend]);
     if let Some(d) = &w.dataset {
         cmd.args(["--dataset", d]);
     }

@@ -88,6 +88,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         limit: None,
         runs: 100,
         threads: args.engine.threads,
+        backend: args.engine.backend.clone(),
     };
     let tables = [
         compare(&[fashion_full, fashion_int8, fashion_small], &workload(Some("fashion-mnist"), None))?,
