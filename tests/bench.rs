@@ -2,17 +2,7 @@
 
 mod common;
 
-use std::process::Command;
-
 use serde_json::Value;
-
-fn kestrel(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kestrel"))
-        .args(args)
-        .current_dir(common::repo())
-        .output()
-        .expect("running kestrel")
-}
 
 #[test]
 fn bench_compares_full_and_compressed_in_table_json_and_html() {
@@ -28,7 +18,7 @@ fn bench_compares_full_and_compressed_in_table_json_and_html() {
         let (json_s, html_s) = (json.display().to_string(), html.display().to_string());
         let mut args = vec!["bench", full, &int8, "--runs", "20", "--json", &json_s, "--html", &html_s];
         args.extend(workload);
-        let out = kestrel(&args);
+        let out = common::kestrel(&args);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.contains("p50 ms") && stdout.contains("smaller"), "{stdout}");
@@ -57,10 +47,10 @@ fn bench_compares_full_and_compressed_in_table_json_and_html() {
 
 #[test]
 fn bench_needs_a_workload() {
-    let out = kestrel(&["bench", "models/fashion-cnn/model.onnx"]);
+    let out = common::kestrel(&["bench", "models/fashion-cnn/model.onnx"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--dataset NAME or --images DIR"));
-    let out = kestrel(&[
+    let out = common::kestrel(&[
         "bench",
         "models/fashion-cnn/model.onnx",
         "no/such.onnx",

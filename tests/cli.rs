@@ -2,23 +2,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
 use serde_json::Value;
-
-fn kestrel(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kestrel"))
-        .args(args)
-        .current_dir(common::repo())
-        .output()
-        .expect("running kestrel")
-}
-
-fn stdout_ok(args: &[&str]) -> String {
-    let out = kestrel(args);
-    assert!(out.status.success(), "kestrel {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
 
 fn iou(a: &Value, b: &Value) -> f64 {
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
@@ -30,7 +14,7 @@ fn iou(a: &Value, b: &Value) -> f64 {
 
 #[test]
 fn blazeface_finds_the_astronauts_face() {
-    let out = stdout_ok(&["run", "models/blazeface/model.onnx", "models/samples/astronaut.png", "--json"]);
+    let out = common::kestrel_ok(&["run", "models/blazeface/model.onnx", "models/samples/astronaut.png", "--json"]);
     let result: Value = serde_json::from_str(out.trim()).expect("one JSON line");
     let dets = result["detections"].as_array().expect("detections");
     assert_eq!(dets.len(), 1, "{out}");
@@ -51,7 +35,7 @@ fn blazeface_finds_the_astronauts_face() {
 fn annotate_writes_pngs_of_the_source_size() {
     let dir = std::env::temp_dir().join(format!("kestrel-annotate-{}", std::process::id()));
     let dir_s = dir.display().to_string();
-    stdout_ok(&[
+    common::kestrel_ok(&[
         "run",
         "models/blazeface/model.onnx",
         "models/samples/astronaut.png",
@@ -71,7 +55,7 @@ fn annotate_writes_pngs_of_the_source_size() {
 
 #[test]
 fn fashion_cnn_reaches_89_percent_top1() {
-    let out = stdout_ok(&["eval", "models/fashion-cnn/model.onnx", "--dataset", "fashion-mnist", "--json"]);
+    let out = common::kestrel_ok(&["eval", "models/fashion-cnn/model.onnx", "--dataset", "fashion-mnist", "--json"]);
     let report: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(report["samples"], 10_000);
     let top1 = report["top1"].as_f64().unwrap();
@@ -89,7 +73,7 @@ fn fashion_samples_are_classified_as_labeled() {
         .chain(samples.iter().map(|p| p.display().to_string()))
         .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = stdout_ok(&args);
+    let out = common::kestrel_ok(&args);
     let labels = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"];
     let mut correct = 0;
     for (line, path) in out.lines().zip(&samples) {
@@ -109,7 +93,7 @@ fn inspect_reports_structure_and_cost() {
     for (model, input_shape) in
         [("models/blazeface/model.onnx", vec![1, 3, 128, 128]), ("models/fashion-cnn/model.onnx", vec![0, 28, 28, 1])]
     {
-        let v: Value = serde_json::from_str(stdout_ok(&["inspect", model, "--json"]).trim()).unwrap();
+        let v: Value = serde_json::from_str(common::kestrel_ok(&["inspect", model, "--json"]).trim()).unwrap();
         let shape: Vec<u64> =
             v["inputs"][0]["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap_or(0)).collect();
         assert_eq!(shape, input_shape, "{model}");
@@ -122,14 +106,16 @@ fn inspect_reports_structure_and_cost() {
     }
     // Fashion CNN MACs by hand: convs 26²·32·9 + 11²·64·288 + 3²·64·576, dense 576·64 + 64·10.
     let v: Value =
-        serde_json::from_str(stdout_ok(&["inspect", "models/fashion-cnn/model.onnx", "--json"]).trim()).unwrap();
+        serde_json::from_str(common::kestrel_ok(&["inspect", "models/fashion-cnn/model.onnx", "--json"]).trim())
+            .unwrap();
     let by_hand = 26 * 26 * 32 * 9 + 11 * 11 * 64 * 288 + 3 * 3 * 64 * 576 + 576 * 64 + 64 * 10;
     assert_eq!(v["macs"].as_u64().unwrap(), by_hand);
 }
 
 #[test]
 fn unavailable_backends_fail_in_one_line() {
-    let out = kestrel(&["run", "models/blazeface/model.onnx", "models/samples/astronaut.png", "--backend", "cuda"]);
+    let out =
+        common::kestrel(&["run", "models/blazeface/model.onnx", "models/samples/astronaut.png", "--backend", "cuda"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -140,7 +126,7 @@ fn unavailable_backends_fail_in_one_line() {
 fn demo_runs_on_the_bundled_defaults() {
     let dir = std::env::temp_dir().join(format!("kestrel-demo-{}", std::process::id()));
     let dir_s = dir.display().to_string();
-    let out = stdout_ok(&["demo", "--out", &dir_s, "--json"]);
+    let out = common::kestrel_ok(&["demo", "--out", &dir_s, "--json"]);
     let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
     let faces: usize = lines.iter().filter_map(|v| v["detections"].as_array()).map(Vec::len).sum();
     assert!(faces >= 1, "{out}");

@@ -4,23 +4,8 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn kestrel(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kestrel"))
-        .args(args)
-        .current_dir(common::repo())
-        .output()
-        .expect("running kestrel")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = kestrel(args);
-    assert!(out.status.success(), "kestrel {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kestrel-compress-{}-{name}", std::process::id()));
@@ -29,7 +14,8 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn top1(model: &str) -> f64 {
-    let v: Value = serde_json::from_str(&ok(&["eval", model, "--dataset", "fashion-mnist", "--json"])).unwrap();
+    let v: Value =
+        serde_json::from_str(&common::kestrel_ok(&["eval", model, "--dataset", "fashion-mnist", "--json"])).unwrap();
     v["top1"].as_f64().unwrap()
 }
 
@@ -39,7 +25,7 @@ fn fashion_int8_keeps_accuracy_within_half_a_point() {
     let out = dir.join("fashion.int8.onnx");
     let report = dir.join("report.json");
     let (out_s, report_s) = (out.display().to_string(), report.display().to_string());
-    ok(&[
+    common::kestrel_ok(&[
         "compress",
         "models/fashion-cnn/model.onnx",
         "--int8",
@@ -67,9 +53,19 @@ fn blazeface_int8_finds_the_same_face() {
     let dir = tmp("blazeface");
     let out = dir.join("faces.int8.onnx");
     let out_s = out.display().to_string();
-    ok(&["compress", "models/blazeface/model.onnx", "--int8", "--calib", "models/blazeface/calib", "--out", &out_s]);
+    common::kestrel_ok(&[
+        "compress",
+        "models/blazeface/model.onnx",
+        "--int8",
+        "--calib",
+        "models/blazeface/calib",
+        "--out",
+        &out_s,
+    ]);
     let face = |model: &str| -> Value {
-        let v: Value = serde_json::from_str(&ok(&["run", model, "models/samples/astronaut.png", "--json"])).unwrap();
+        let v: Value =
+            serde_json::from_str(&common::kestrel_ok(&["run", model, "models/samples/astronaut.png", "--json"]))
+                .unwrap();
         let dets = v["detections"].as_array().unwrap().clone();
         assert_eq!(dets.len(), 1, "{model}: {dets:?}");
         dets[0].clone()
@@ -102,20 +98,27 @@ fn bad_compress_input_is_refused_and_leaves_nothing() {
     for (extra, phrase) in cases {
         let mut args = vec!["compress", "models/fashion-cnn/model.onnx", "--out", &out_s];
         args.extend(extra);
-        let o = kestrel(&args);
+        let o = common::kestrel(&args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.starts_with("Error: ") && err.contains(phrase), "{args:?}: {err}");
         assert!(!out.exists());
     }
     // A model the loader refuses is refused here too, naming the op.
-    let o =
-        kestrel(&["compress", "tests/hostile/unknown_op.onnx", "--int8", "--calib", "fashion-mnist", "--out", &out_s]);
+    let o = common::kestrel(&[
+        "compress",
+        "tests/hostile/unknown_op.onnx",
+        "--int8",
+        "--calib",
+        "fashion-mnist",
+        "--out",
+        &out_s,
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("FrobnicateV9"));
     // An output folder that does not exist: a clear error, no temporary file left behind.
     let nowhere = dir.join("missing/out.onnx").display().to_string();
-    let o = kestrel(&[
+    let o = common::kestrel(&[
         "compress",
         "models/fashion-cnn/model.onnx",
         "--int8",
@@ -141,7 +144,7 @@ fn fashion_pruned_reconstructed_int8_is_small_fast_and_close() {
     let out = dir.join("fashion.p50.int8.onnx");
     let report = dir.join("report.json");
     let (out_s, report_s) = (out.display().to_string(), report.display().to_string());
-    ok(&[
+    common::kestrel_ok(&[
         "compress",
         "models/fashion-cnn/model.onnx",
         "--calib",
@@ -173,7 +176,7 @@ fn fashion_pruned_reconstructed_int8_is_small_fast_and_close() {
     // The graph really shrank: MACs and bytes, as `inspect` sees them.
     let (macs_in, macs_out) = (r["macs_in"].as_f64().unwrap(), r["macs_out"].as_f64().unwrap());
     assert!(macs_out <= 0.55 * macs_in, "MACs {macs_out} of {macs_in}");
-    let v: Value = serde_json::from_str(&ok(&["inspect", &out_s, "--json"])).unwrap();
+    let v: Value = serde_json::from_str(&common::kestrel_ok(&["inspect", &out_s, "--json"])).unwrap();
     assert_eq!(v["macs"].as_f64().unwrap(), macs_out);
     assert!(r["bytes_out"].as_f64().unwrap() * 7.0 <= r["bytes_in"].as_f64().unwrap(), "{r}");
     let (full, small) = (top1("models/fashion-cnn/model.onnx"), top1(&out_s));
@@ -185,7 +188,7 @@ fn fashion_pruned_reconstructed_int8_is_small_fast_and_close() {
 fn pruning_blocked_by_structure_is_explained() {
     let dir = tmp("blocked");
     let out = dir.join("x.onnx").display().to_string();
-    let o = kestrel(&[
+    let o = common::kestrel(&[
         "compress",
         "tests/fixtures/prune/softmax_head.onnx",
         "--calib",
@@ -211,7 +214,7 @@ fn residual_streams_are_pruned_jointly_into_a_consistent_graph() {
     let out = dir.join("faces.p25.onnx");
     let report = dir.join("report.json");
     let (out_s, report_s) = (out.display().to_string(), report.display().to_string());
-    ok(&[
+    common::kestrel_ok(&[
         "compress",
         "models/blazeface/model.onnx",
         "--calib",
@@ -234,9 +237,10 @@ fn residual_streams_are_pruned_jointly_into_a_consistent_graph() {
     assert_eq!(skipped.len(), 4);
     assert!(skipped.iter().all(|s| s["reason"].as_str().unwrap().contains("Transpose")));
     // Every shape lines up: tract plans and runs it, and inspect counts its MACs.
-    let v: Value = serde_json::from_str(&ok(&["run", &out_s, "models/samples/astronaut.png", "--json"])).unwrap();
+    let v: Value =
+        serde_json::from_str(&common::kestrel_ok(&["run", &out_s, "models/samples/astronaut.png", "--json"])).unwrap();
     assert!(v["detections"].is_array());
-    let v: Value = serde_json::from_str(&ok(&["inspect", &out_s, "--json"])).unwrap();
+    let v: Value = serde_json::from_str(&common::kestrel_ok(&["inspect", &out_s, "--json"])).unwrap();
     assert_eq!(v["macs"].as_f64(), r["macs_out"].as_f64());
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -247,14 +251,20 @@ fn export_to_kmodel_and_run_on_the_integer_runtime() {
     let dir = tmp("export");
     let out = dir.join("fashion.kmodel");
     let out_s = out.display().to_string();
-    let v: Value =
-        serde_json::from_str(&ok(&["export", "models/fashion-cnn/model.int8.onnx", "-o", &out_s, "--json"])).unwrap();
+    let v: Value = serde_json::from_str(&common::kestrel_ok(&[
+        "export",
+        "models/fashion-cnn/model.int8.onnx",
+        "-o",
+        &out_s,
+        "--json",
+    ]))
+    .unwrap();
     assert!(v["arena_bytes"].as_u64().unwrap() > 0);
     let bytes = std::fs::read(&out).unwrap();
     assert_eq!(&bytes[..4], b"KMDL");
     assert_eq!(bytes.len() as u64, v["bytes"].as_u64().unwrap());
     // The whole test set on the integer runtime: same accuracy class as onnxruntime's int8.
-    let r: Value = serde_json::from_str(&ok(&[
+    let r: Value = serde_json::from_str(&common::kestrel_ok(&[
         "eval",
         "models/fashion-cnn/model.int8.onnx",
         "--dataset",
@@ -267,7 +277,7 @@ fn export_to_kmodel_and_run_on_the_integer_runtime() {
     assert_eq!(r["backend"], "micro");
     assert!(r["top1"].as_f64().unwrap() >= 0.893, "{r}");
     // A float model has no integer kernels: refused, naming the op and the node.
-    let o = kestrel(&["export", "models/fashion-cnn/model.onnx", "-o", &out_s]);
+    let o = common::kestrel(&["export", "models/fashion-cnn/model.onnx", "-o", &out_s]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1));
     assert!(err.contains("op `Conv` in node `sequential_1_1/conv2d_3_1/BiasAdd`"), "{err}");

@@ -69,6 +69,25 @@ pub struct Row {
     pub latencies_ms: Vec<f64>,
 }
 
+impl Row {
+    /// The numbers of a row as shown (size KB, params, MMACs, load, p50, p90, p99, per second,
+    /// peak MB, quality): one formatting for the terminal table and the HTML page.
+    pub fn cells(&self) -> [String; 10] {
+        [
+            format!("{:.1}", self.file_bytes as f64 / 1024.0),
+            self.parameters.to_string(),
+            self.macs.map_or("-".into(), |m| format!("{:.2}", m as f64 / 1e6)),
+            format!("{:.1}", self.load_ms),
+            format!("{:.3}", self.p50_ms),
+            format!("{:.3}", self.p90_ms),
+            format!("{:.3}", self.p99_ms),
+            format!("{:.0}", self.throughput_per_s),
+            self.peak_rss_mib.map_or("-".into(), |m| format!("{m:.1}")),
+            self.quality.map_or("-".into(), |q| format!("{:.2}%", q * 100.0)),
+        ]
+    }
+}
+
 fn check_workload(w: &Workload) -> Result<()> {
     if w.dataset.is_none() && w.images.is_none() {
         bail!("give a workload: --dataset NAME or --images DIR");
@@ -266,21 +285,21 @@ pub fn table(rows: &[Row]) -> String {
     );
     let full = &rows[0];
     for r in rows {
-        let q = r.quality.map_or("-".into(), |q| format!("{:.2}%", q * 100.0));
+        let c = r.cells();
         let _ = writeln!(
             t,
-            "{:<34} {:>9.1} {:>9} {:>9} {:>8.1} {:>8.3} {:>8.3} {:>8.3} {:>9.0} {:>8} {:>9}",
+            "{:<34} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}",
             shorten(&r.model, 34),
-            r.file_bytes as f64 / 1024.0,
-            r.parameters,
-            r.macs.map_or("-".into(), |m| format!("{:.2}", m as f64 / 1e6)),
-            r.load_ms,
-            r.p50_ms,
-            r.p90_ms,
-            r.p99_ms,
-            r.throughput_per_s,
-            r.peak_rss_mib.map_or("-".into(), |m| format!("{m:.1}")),
-            q
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            c[5],
+            c[6],
+            c[7],
+            c[8],
+            c[9]
         );
     }
     let _ = writeln!(t, "quality: {}", full.quality_kind);

@@ -148,21 +148,11 @@ pub fn page(rows: &[Row], workload: &Workload) -> String {
         .unwrap_or_default();
     let mut table = String::from("<table><tr><th>model</th><th>size (KB)</th><th>parameters</th><th>MMACs</th><th>load (ms)</th><th>p50 (ms)</th><th>p90 (ms)</th><th>p99 (ms)</th><th>per second</th><th>peak memory (MB)</th><th>quality</th></tr>");
     for r in rows {
-        let _ = write!(
-            table,
-            "<tr><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.0}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.model),
-            r.file_bytes as f64 / 1024.0,
-            r.parameters,
-            r.macs.map_or("-".into(), |m| format!("{:.2}", m as f64 / 1e6)),
-            r.load_ms,
-            r.p50_ms,
-            r.p90_ms,
-            r.p99_ms,
-            r.throughput_per_s,
-            r.peak_rss_mib.map_or("-".into(), |m| format!("{m:.1}")),
-            r.quality.map_or("-".into(), |q| format!("{:.2}%", q * 100.0)),
-        );
+        let _ = write!(table, "<tr><td>{}</td>", esc(&r.model));
+        for c in r.cells() {
+            let _ = write!(table, "<td>{}</td>", esc(&c));
+        }
+        table.push_str("</tr>");
     }
     table.push_str("</table>");
     format!(

@@ -41,3 +41,19 @@ pub fn compare(got: &Tensor, want: &Tensor, atol: f64, rtol: f64) -> Result<(), 
     }
     Ok(())
 }
+
+/// Runs the `kestrel` binary from the repo root.
+pub fn kestrel(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("running kestrel")
+}
+
+/// Runs `kestrel`, requires success, returns stdout.
+pub fn kestrel_ok(args: &[&str]) -> String {
+    let out = kestrel(args);
+    assert!(out.status.success(), "kestrel {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
