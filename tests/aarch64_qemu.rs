@@ -1,0 +1,116 @@
+//! The Jetson's CPU: `kestrel` cross-built for aarch64-unknown-linux-gnu and run under
+//! qemu-aarch64 must give what the host gives — float results within 1e-4 (different SIMD
+//! kernels), integer (micro) results exactly — and pass a sample of the conformance suite.
+//! Needs gcc-aarch64-linux-gnu, qemu-user and the rustup target (scripts/test.sh installs them);
+//! without them this test fails and says so.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+const TRIPLE: &str = "aarch64-unknown-linux-gnu";
+
+fn cross_dir() -> PathBuf {
+    common::repo().join("target/cross")
+}
+
+fn cargo_cross(args: &[&str]) -> std::process::Output {
+    Command::new("cargo")
+        .args(args)
+        .args(["--release", "--target", TRIPLE])
+        .env("CARGO_TARGET_DIR", cross_dir())
+        .current_dir(common::repo())
+        .output()
+        .expect("running cargo")
+}
+
+fn qemu(binary: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let out = Command::new("qemu-aarch64")
+        .args(["-L", "/usr/aarch64-linux-gnu"])
+        .arg(binary)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(common::repo())
+        .output()
+        .expect("qemu-aarch64 is not installed (apt-get install qemu-user, or run scripts/test.sh)");
+    assert!(
+        out.status.success(),
+        "aarch64 {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn numbers(v: &Value, out: &mut Vec<f64>) {
+    match v {
+        Value::Number(n) => out.extend(n.as_f64()),
+        Value::Array(a) => a.iter().for_each(|x| numbers(x, out)),
+        Value::Object(o) => {
+            o.iter().filter(|(k, _)| *k != "latency_ms" && *k != "seconds").for_each(|(_, x)| numbers(x, out))
+        }
+        _ => {}
+    }
+}
+
+/// Every number in two JSON documents (timings aside), pairwise within `tol`.
+fn assert_close(host: &str, arm: &str, tol: f64) {
+    for (h, a) in host.lines().zip(arm.lines()) {
+        let (mut x, mut y) = (vec![], vec![]);
+        numbers(&serde_json::from_str(h).unwrap(), &mut x);
+        numbers(&serde_json::from_str(a).unwrap(), &mut y);
+        assert_eq!(x.len(), y.len(), "{h}\n{a}");
+        for (p, q) in x.iter().zip(&y) {
+            assert!((p - q).abs() <= tol, "{p} vs {q}:\nhost {h}\narm  {a}");
+        }
+    }
+    assert_eq!(host.lines().count(), arm.lines().count());
+}
+
+#[test]
+fn aarch64_build_matches_the_host_under_qemu() {
+    let build = cargo_cross(&["build", "--bin", "kestrel"]);
+    assert!(
+        build.status.success(),
+        "cross build failed (rustup target add {TRIPLE}; apt-get install gcc-aarch64-linux-gnu):\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let arm = cross_dir().join(TRIPLE).join("release/kestrel");
+    let samples: Vec<String> = std::fs::read_dir(common::repo().join("models/fashion-cnn/samples"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    let mut fashion = vec!["run", "models/fashion-cnn/model.onnx", "--json"];
+    fashion.extend(samples.iter().map(String::as_str));
+    let mut micro = vec!["run", "models/fashion-cnn/model.int8.onnx", "--json", "--backend", "micro"];
+    micro.extend(samples.iter().map(String::as_str));
+    let faces =
+        ["run", "models/blazeface/model.onnx", "models/samples/astronaut.png", "models/samples/person.jpg", "--json"];
+    // Float paths: tract's aarch64 kernels differ from x86's in summation order.
+    assert_close(&common::kestrel_ok(&faces), &qemu(&arm, &faces, &[]), 1e-3);
+    assert_close(&common::kestrel_ok(&fashion), &qemu(&arm, &fashion, &[]), 1e-5);
+    // The integer runtime: exactly the same numbers.
+    assert_close(&common::kestrel_ok(&micro), &qemu(&arm, &micro, &[]), 0.0);
+    let eval = ["eval", "models/fashion-cnn/model.onnx", "--dataset", "fashion-mnist", "--limit", "1000", "--json"];
+    let (h, a): (Value, Value) = (
+        serde_json::from_str(&common::kestrel_ok(&eval)).unwrap(),
+        serde_json::from_str(&qemu(&arm, &eval, &[])).unwrap(),
+    );
+    assert_eq!(h["correct"], a["correct"], "host {h}\narm {a}");
+
+    // A sample of the conformance suite (every 8th case), its listed cases must pass on aarch64.
+    let built = cargo_cross(&["test", "--test", "conformance", "--no-run", "--message-format", "short"]);
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    let exe = stderr
+        .lines()
+        .find_map(|l| l.split_once("tests/conformance.rs (").map(|(_, rest)| rest.trim_end_matches(')').to_string()))
+        .expect("the conformance test executable");
+    let out = qemu(std::path::Path::new(&exe), &[], &[("KESTREL_CONFORMANCE_EVERY", "8")]);
+    assert!(out.contains("conformance (aarch64)"), "{out}");
+    assert!(out.lines().any(|l| l.ends_with(" 0 failed")), "{out}");
+    println!("{}", out.lines().filter(|l| l.starts_with("conformance")).collect::<Vec<_>>().join("\n"));
+}
