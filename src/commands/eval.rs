@@ -104,7 +104,8 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
             data.height
         );
     }
-    let Decoder::Classifier { softmax, .. } = &config.decoder else {
+    // Top-1 needs only the argmax, the same before and after a softmax.
+    let Decoder::Classifier { .. } = &config.decoder else {
         bail!("eval measures classifiers; this model's decoder is not a classifier");
     };
     let total = args.limit.unwrap_or(data.len()).min(data.len());
@@ -132,7 +133,6 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
             bail!("output of {} values cannot be split over {n} images", scores.len());
         }
         for (i, row) in scores.chunks(classes).enumerate() {
-            let _ = softmax; // argmax is the same before and after softmax
             if argmax(row) == Some(usize::from(data.labels[at + i])) {
                 correct += 1;
             }

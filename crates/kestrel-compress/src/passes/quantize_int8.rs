@@ -135,11 +135,12 @@ pub fn quantize_int8(
         });
     }
     let mut output_sqnr = score(&chosen)?;
-    while output_sqnr < config.min_model_sqnr_db && !chosen.is_empty() {
-        let worst = *chosen
-            .iter()
-            .min_by(|&&a, &&b| layers[a].isolated_sqnr_db.total_cmp(&layers[b].isolated_sqnr_db))
-            .unwrap_or(&0);
+    while output_sqnr < config.min_model_sqnr_db {
+        let Some(&worst) =
+            chosen.iter().min_by(|&&a, &&b| layers[a].isolated_sqnr_db.total_cmp(&layers[b].isolated_sqnr_db))
+        else {
+            break;
+        };
         chosen.remove(&worst);
         layers[worst].quantized = false;
         layers[worst].kept_float_because =
