@@ -26,6 +26,7 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --release --workspace --all-targets -- -D warnings
+cargo clippy --release -p kestrel-engine --features cuda --all-targets -- -D warnings
 (cd boards/mps2-an386 && cargo fmt -- --check && CARGO_TARGET_DIR=../../target/mcu cargo clippy --release -- -D warnings)
 
 step "kestrel-micro builds for a Cortex-M4F (no std can creep in)"
@@ -34,3 +35,9 @@ cargo build --release -p kestrel-micro --target thumbv7em-none-eabihf --features
 
 step "cargo test"
 cargo test --release --workspace
+
+step "CUDA backend built in, on this GPU-less machine (clean errors, CPU reference of the kernel)"
+cargo test --release --features cuda -p kestrel-engine
+cargo test --release --features cuda --test cuda_backend
+# Put the default (CPU-only) binary back for whoever runs the demo next.
+cargo build --release

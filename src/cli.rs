@@ -28,6 +28,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Compare a full model with compressed candidates: size, MACs, latency, memory, quality.
     Bench(BenchArgs),
+    /// Check the GPU: list the device and compare the CUDA preprocessing kernel with its CPU
+    /// reference on random frames (builds with `--features cuda`).
+    GpuSelftest(GpuSelftestArgs),
     /// (internal) Measure one model in a fresh process for `bench`.
     #[command(hide = true)]
     BenchWorker(BenchWorkerArgs),
@@ -209,6 +212,12 @@ pub struct ExportArgs {
     /// Input shape, comma-separated (default: the declared one, batch 1).
     #[arg(long, value_delimiter = ',')]
     pub input_shape: Vec<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GpuSelftestArgs {
     #[arg(long)]
     pub json: bool,
 }

@@ -113,16 +113,6 @@ fn inspect_reports_structure_and_cost() {
 }
 
 #[test]
-fn unavailable_backends_fail_in_one_line() {
-    let out =
-        common::kestrel(&["run", "models/blazeface/model.onnx", "models/samples/astronaut.png", "--backend", "cuda"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("Error: ") && err.contains("cuda"), "{err}");
-}
-
-#[test]
 fn demo_runs_on_the_bundled_defaults() {
     let dir = std::env::temp_dir().join(format!("kestrel-demo-{}", std::process::id()));
     let dir_s = dir.display().to_string();

@@ -6,6 +6,7 @@ mod compress;
 mod demo;
 mod eval;
 mod export;
+mod gpu_selftest;
 mod inspect;
 mod run;
 
@@ -25,6 +26,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Compress(a) => compress::compress(&a),
         Command::Export(a) => export::export(&a),
         Command::Bench(a) => bench::bench(&a),
+        Command::GpuSelftest(a) => gpu_selftest::gpu_selftest(&a),
         Command::BenchWorker(a) => bench::worker(&a),
         Command::Demo(a) => demo::demo(&a),
     }

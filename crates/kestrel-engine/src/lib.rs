@@ -4,6 +4,7 @@ mod backend;
 pub mod backends;
 mod error;
 pub mod export_kmodel;
+pub mod preprocess_kernel;
 mod tensor;
 
 use std::str::FromStr;
@@ -42,6 +43,9 @@ impl FromStr for BackendKind {
 pub fn backend(kind: BackendKind) -> Box<dyn Backend> {
     match kind {
         BackendKind::Cpu => Box::new(backends::cpu::Cpu),
+        #[cfg(feature = "cuda-backend")]
+        BackendKind::Cuda => Box::new(backends::cuda::Cuda),
+        #[cfg(not(feature = "cuda-backend"))]
         BackendKind::Cuda => Box::new(backends::unavailable::Unavailable {
             name: "cuda",
             reason: "this build has no CUDA support (rebuild with `--features cuda`)",

@@ -133,7 +133,7 @@ pub fn tensor_shapes(
 }
 
 /// Parses the validated proto with tract, fixes input shapes, and declutters.
-fn typed_model(model: &OnnxModel, input_shapes: &[Vec<usize>]) -> Result<TypedModel, EngineError> {
+pub(crate) fn typed_model(model: &OnnxModel, input_shapes: &[Vec<usize>]) -> Result<TypedModel, EngineError> {
     let dir = model.dir.as_ref().and_then(|d| d.to_str().map(str::to_owned));
     guard(|| inference_model(model, dir.as_deref(), input_shapes)?.into_typed()?.into_decluttered())
         .map_err(|e| e.into_prepare())
@@ -168,7 +168,7 @@ fn inference_model(model: &OnnxModel, dir: Option<&str>, input_shapes: &[Vec<usi
     Ok(m)
 }
 
-fn specs(model: &TypedModel, outlets: &[OutletId]) -> TractResult<Vec<TensorSpec>> {
+pub(crate) fn specs(model: &TypedModel, outlets: &[OutletId]) -> TractResult<Vec<TensorSpec>> {
     outlets
         .iter()
         .map(|&o| {
@@ -209,7 +209,7 @@ pub(crate) fn show_shape(shape: &[Option<usize>]) -> String {
     format!("[{}]", dims.join(", "))
 }
 
-fn to_tract(t: &Tensor) -> TractResult<tract_onnx::prelude::Tensor> {
+pub(crate) fn to_tract(t: &Tensor) -> TractResult<tract_onnx::prelude::Tensor> {
     let s = &t.shape;
     match &t.data {
         TensorData::F32(v) => tract_onnx::prelude::Tensor::from_shape(s, v),
@@ -230,7 +230,7 @@ fn to_tract(t: &Tensor) -> TractResult<tract_onnx::prelude::Tensor> {
     }
 }
 
-fn from_tract(t: &tract_onnx::prelude::Tensor) -> TractResult<Tensor> {
+pub(crate) fn from_tract(t: &tract_onnx::prelude::Tensor) -> TractResult<Tensor> {
     fn plain<T: Datum + Copy>(t: &tract_onnx::prelude::Tensor) -> TractResult<Vec<T>> {
         Ok(t.to_plain_array_view::<T>()?.iter().copied().collect())
     }
@@ -254,19 +254,19 @@ fn from_tract(t: &tract_onnx::prelude::Tensor) -> TractResult<Tensor> {
 }
 
 /// What went wrong inside tract: an error, or a panic caught at the boundary.
-enum Failure {
+pub(crate) enum Failure {
     Error(String),
     Panic(String),
 }
 
 impl Failure {
-    fn into_prepare(self) -> EngineError {
+    pub(crate) fn into_prepare(self) -> EngineError {
         match self {
             Failure::Error(e) => EngineError::Prepare(e),
             Failure::Panic(message) => EngineError::Internal { backend: "tract", message },
         }
     }
-    fn into_run(self) -> EngineError {
+    pub(crate) fn into_run(self) -> EngineError {
         match self {
             Failure::Error(e) => EngineError::Run(e),
             Failure::Panic(message) => EngineError::Internal { backend: "tract", message },
@@ -276,7 +276,7 @@ impl Failure {
 
 /// Runs tract code, turning its errors into one line and its panics into errors:
 /// bad input must never take the process down.
-fn guard<T>(f: impl FnOnce() -> TractResult<T>) -> Result<T, Failure> {
+pub(crate) fn guard<T>(f: impl FnOnce() -> TractResult<T>) -> Result<T, Failure> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(Failure::Error(one_line(&e))),
