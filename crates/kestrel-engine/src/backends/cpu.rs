@@ -7,6 +7,7 @@ use tract_linalg::multithread::Executor;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{anyhow, bail, DimLike, TractErrorContext};
 use tract_onnx::tract_core::plan::SimpleState;
+use tract_onnx::tract_core::runtime::State;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::tensor::TensorData;
@@ -59,35 +60,40 @@ impl Prepared for CpuPrepared {
     }
 
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
-        if inputs.len() != self.inputs.len() {
+        run_state(&mut self.state, &self.inputs, inputs)
+    }
+}
+
+/// Checks `inputs` against the prepared specs, runs a tract state and converts its outputs;
+/// the CPU and CUDA backends share it.
+pub(crate) fn run_state(
+    state: &mut dyn State,
+    specs: &[TensorSpec],
+    inputs: &[Tensor],
+) -> Result<Vec<Tensor>, EngineError> {
+    if inputs.len() != specs.len() {
+        return Err(EngineError::Shape(format!("the model takes {} input(s), got {}", specs.len(), inputs.len())));
+    }
+    for (t, spec) in inputs.iter().zip(specs) {
+        let fits = t.shape.len() == spec.shape.len()
+            && t.shape.iter().zip(&spec.shape).all(|(&d, s)| s.is_none_or(|s| s == d));
+        if !fits || t.dtype_name() != spec.dtype {
             return Err(EngineError::Shape(format!(
-                "the model takes {} input(s), got {}",
-                self.inputs.len(),
-                inputs.len()
+                "input `{}` expects {} {}, got {} {:?}",
+                spec.name,
+                spec.dtype,
+                show_shape(&spec.shape),
+                t.dtype_name(),
+                t.shape
             )));
         }
-        for (t, spec) in inputs.iter().zip(&self.inputs) {
-            let fits = t.shape.len() == spec.shape.len()
-                && t.shape.iter().zip(&spec.shape).all(|(&d, s)| s.is_none_or(|s| s == d));
-            if !fits || t.dtype_name() != spec.dtype {
-                return Err(EngineError::Shape(format!(
-                    "input `{}` expects {} {}, got {} {:?}",
-                    spec.name,
-                    spec.dtype,
-                    show_shape(&spec.shape),
-                    t.dtype_name(),
-                    t.shape
-                )));
-            }
-        }
-        let state = &mut self.state;
-        guard(|| {
-            let values = inputs.iter().map(|t| Ok(to_tract(t)?.into_tvalue())).collect::<TractResult<TVec<_>>>()?;
-            let outputs = state.run(values)?;
-            outputs.iter().map(|t| from_tract(t)).collect::<TractResult<Vec<_>>>()
-        })
-        .map_err(|e| e.into_run())
     }
+    guard(|| {
+        let values = inputs.iter().map(|t| Ok(to_tract(t)?.into_tvalue())).collect::<TractResult<TVec<_>>>()?;
+        let outputs = state.run(values)?;
+        outputs.iter().map(|t| from_tract(t)).collect::<TractResult<Vec<_>>>()
+    })
+    .map_err(|e| e.into_run())
 }
 
 /// Multiply-accumulates of one inference, from tract's cost model of the decluttered graph.

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, LaunchConfig, PushKernelArg};
 use kestrel_onnx::OnnxModel;
-use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::TractErrorContext;
 use tract_onnx::tract_core::runtime::{runtime_for_name, State};
 
-use super::cpu::{from_tract, guard, specs, to_tract, typed_model};
+use super::cpu::{guard, run_state, specs, typed_model};
 use crate::preprocess_kernel::{FrameFormat, KERNEL_SOURCE};
 use crate::{Backend, EngineError, PrepareOptions, Prepared, Tensor, TensorSpec};
 
@@ -85,20 +84,7 @@ impl Prepared for CudaPrepared {
     }
 
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
-        if inputs.len() != self.inputs.len() {
-            return Err(EngineError::Shape(format!(
-                "the model takes {} input(s), got {}",
-                self.inputs.len(),
-                inputs.len()
-            )));
-        }
-        let state = &mut self.state;
-        guard(|| {
-            let values = inputs.iter().map(|t| Ok(to_tract(t)?.into_tvalue())).collect::<TractResult<TVec<_>>>()?;
-            let outputs = state.run(values)?;
-            outputs.iter().map(|t| from_tract(t)).collect::<TractResult<Vec<_>>>()
-        })
-        .map_err(|e| e.into_run())
+        run_state(self.state.as_mut(), &self.inputs, inputs)
     }
 }
 
