@@ -284,63 +284,80 @@ impl<'a> Model<'a> {
             return true;
         }
         (0..o).any(|p| {
-            let op = self.raw_op_outputs(p);
-            op.iter().any(|&x| usize::from(x) == t)
+            let op = self.decode_op(p);
+            op.outputs[..op.n_outputs].iter().any(|&x| usize::from(x) == t)
         })
     }
 
-    fn raw_op_outputs(&self, o: usize) -> [u16; 2] {
+    fn tensor_entry(&self, t: usize) -> &'a [u8] {
+        let at = self.tensors_at + t * TENSOR_LEN;
+        &self.bytes[at..at + TENSOR_LEN]
+    }
+
+    fn op_entry(&self, o: usize) -> &'a [u8] {
         let at = self.ops_at + o * OP_LEN;
-        let e = &self.bytes[at..at + OP_LEN];
-        let n = usize::from(e[3]).min(2);
-        let mut out = [NONE; 2];
-        for (i, slot) in out.iter_mut().enumerate().take(n) {
-            *slot = u16::from_le_bytes([e[12 + 2 * i], e[13 + 2 * i]]);
+        &self.bytes[at..at + OP_LEN]
+    }
+
+    /// Reads a tensor entry as it is; `check_tensor` says whether it is valid.
+    fn decode_tensor(&self, t: usize) -> TensorInfo {
+        let e = self.tensor_entry(t);
+        let word = |i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
+        let rank = usize::from(e[1]).clamp(1, 4);
+        let mut dims = [1usize; 4];
+        for (i, d) in dims.iter_mut().enumerate().take(rank) {
+            *d = usize::from(u16::from_le_bytes([e[4 + 2 * i], e[5 + 2 * i]]));
         }
-        out
+        TensorInfo {
+            dtype: DType::from_code(e[0]).unwrap_or(DType::U8),
+            rank,
+            dims,
+            storage: if e[2] == 1 { Storage::Weights } else { Storage::Arena },
+            offset: word(12) as usize,
+            len: word(16) as usize,
+            scale: (e[3] != 0).then(|| f32::from_le_bytes([e[20], e[21], e[22], e[23]])),
+            zero_point: i32::from_le_bytes([e[24], e[25], e[26], e[27]]),
+            channel_scales: (e[3] == 2).then(|| word(28) as usize),
+        }
     }
 
     fn check_tensor(&self, t: usize) -> Result<TensorInfo, Error> {
-        let at = self.tensors_at + t * TENSOR_LEN;
-        let e = &self.bytes[at..at + TENSOR_LEN];
+        let e = self.tensor_entry(t);
         let bad = |what| Error::Invalid { what, index: t as u32 };
+        let info = self.decode_tensor(t);
         let dtype = DType::from_code(e[0]).ok_or(bad("element type"))?;
-        let rank = usize::from(e[1]);
-        if !(1..=4).contains(&rank) {
+        if !(1..=4).contains(&usize::from(e[1])) {
             return Err(bad("rank"));
         }
-        let storage = match e[2] {
-            0 => Storage::Arena,
-            1 => Storage::Weights,
-            _ => return Err(bad("storage")),
-        };
-        let mut dims = [1usize; 4];
-        for (i, d) in dims.iter_mut().enumerate() {
-            *d = usize::from(u16::from_le_bytes([e[4 + 2 * i], e[5 + 2 * i]]));
-            if *d == 0 || (i >= rank && *d != 1) {
+        if e[2] > 1 {
+            return Err(bad("storage"));
+        }
+        for i in 0..4 {
+            let d = u16::from_le_bytes([e[4 + 2 * i], e[5 + 2 * i]]);
+            if d == 0 || (i >= info.rank && d != 1) {
                 return Err(bad("dimension"));
             }
         }
-        let word = |i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
-        let (offset, len) = (word(12) as usize, word(16) as usize);
-        let elements: usize = dims.iter().product(); // ≤ 65535⁴ < 2⁶⁴
-        if elements.checked_mul(dtype.size()) != Some(len) {
+        let elements: usize = info.dims.iter().product(); // ≤ 65535⁴ < 2⁶⁴
+        if elements.checked_mul(dtype.size()) != Some(info.len) {
             return Err(bad("byte length"));
         }
-        if !offset.is_multiple_of(dtype.size()) {
-            return Err(Error::Misaligned { what: "tensor data", offset: offset as u32, align: dtype.size() as u32 });
+        if !info.offset.is_multiple_of(dtype.size()) {
+            return Err(Error::Misaligned {
+                what: "tensor data",
+                offset: info.offset as u32,
+                align: dtype.size() as u32,
+            });
         }
-        let limit = if storage == Storage::Arena { self.arena_len } else { self.weights_len };
-        if !within(offset, len, limit) {
+        let limit = if info.storage == Storage::Arena { self.arena_len } else { self.weights_len };
+        if !within(info.offset, info.len, limit) {
             return Err(Error::OutOfBounds { what: "tensor", index: t as u32 });
         }
-        let scale = f32::from_le_bytes([e[20], e[21], e[22], e[23]]);
-        let zero_point = i32::from_le_bytes([e[24], e[25], e[26], e[27]]);
-        let per_channel = word(28);
-        let (scale, channel_scales) = match e[3] {
-            0 => (None, None),
+        let per_channel = u32::from_le_bytes([e[28], e[29], e[30], e[31]]);
+        match e[3] {
+            0 => {}
             1 | 2 => {
-                if !(scale.is_finite() && scale > 0.0) {
+                if !info.scale.is_some_and(|s| s.is_finite() && s > 0.0) {
                     return Err(bad("scale"));
                 }
                 let range = match dtype {
@@ -348,68 +365,67 @@ impl<'a> Model<'a> {
                     DType::I8 => -128..=127,
                     _ => i32::MIN..=i32::MAX,
                 };
-                if !range.contains(&zero_point) {
+                if !range.contains(&info.zero_point) {
                     return Err(bad("zero point"));
                 }
-                let channels = if e[3] == 2 {
-                    let at = per_channel as usize;
-                    if !at.is_multiple_of(4) || !within(at, dims[0] * 4, self.weights_len) {
+                if let Some(at) = info.channel_scales {
+                    if !at.is_multiple_of(4) || !within(at, info.dims[0] * 4, self.weights_len) {
                         return Err(Error::OutOfBounds { what: "per-channel scales of tensor", index: t as u32 });
                     }
-                    let ok = (0..dims[0]).all(|c| {
+                    let ok = (0..info.dims[0]).all(|c| {
                         let s = self.f32_weight(at + 4 * c);
                         s.is_finite() && s > 0.0
                     });
                     if !ok {
                         return Err(bad("per-channel scale"));
                     }
-                    Some(at)
-                } else {
-                    None
-                };
-                (Some(scale), channels)
+                }
             }
             _ => return Err(bad("quantization")),
-        };
+        }
         if e[3] != 2 && per_channel != NO_EXTRA {
             return Err(bad("per-channel offset"));
         }
-        Ok(TensorInfo { dtype, rank, dims, storage, offset, len, scale, zero_point, channel_scales })
+        Ok(info)
+    }
+
+    /// Reads an op entry as it is; `check_op` says whether it is valid.
+    fn decode_op(&self, o: usize) -> Op {
+        let e = self.op_entry(o);
+        let idx = |i: usize| u16::from_le_bytes([e[i], e[i + 1]]);
+        let mut params = [0u8; 12];
+        params.copy_from_slice(&e[16..28]);
+        let extra = u32::from_le_bytes([e[28], e[29], e[30], e[31]]);
+        Op {
+            code: OpCode::from_code(idx(0)).unwrap_or(OpCode::Reshape),
+            inputs: [idx(4), idx(6), idx(8), idx(10)],
+            n_inputs: usize::from(e[2]).min(4),
+            outputs: [idx(12), idx(14)],
+            n_outputs: usize::from(e[3]).min(2),
+            params,
+            extra: (extra != NO_EXTRA).then_some(extra as usize),
+        }
     }
 
     fn check_op(&self, o: usize) -> Result<Op, Error> {
-        let at = self.ops_at + o * OP_LEN;
-        let e = &self.bytes[at..at + OP_LEN];
+        let e = self.op_entry(o);
         let opcode = u16::from_le_bytes([e[0], e[1]]);
         let code = OpCode::from_code(opcode).ok_or(Error::UnknownOpcode { op: o as u32, opcode })?;
-        let bad = |what| Error::Invalid { what, index: o as u32 };
         let (n_inputs, n_outputs) = (usize::from(e[2]), usize::from(e[3]));
         let (min_in, max_in, outs) = code.arity();
         if !(min_in..=max_in).contains(&n_inputs) || n_outputs != outs {
-            return Err(bad("input or output count"));
+            return Err(Error::Invalid { what: "input or output count", index: o as u32 });
         }
-        let idx = |i: usize| u16::from_le_bytes([e[i], e[i + 1]]);
-        let mut inputs = [NONE; 4];
-        let mut outputs = [NONE; 2];
-        for (i, slot) in inputs.iter_mut().enumerate() {
-            *slot = idx(4 + 2 * i);
-            let used = i < n_inputs;
-            if (used && usize::from(*slot) >= self.n_tensors) || (!used && *slot != NONE) {
-                return Err(Error::OutOfBounds { what: "op input of op", index: o as u32 });
-            }
+        let op = self.decode_op(o);
+        let used = |slots: &[u16], n: usize| {
+            slots.iter().enumerate().all(|(i, &t)| if i < n { usize::from(t) < self.n_tensors } else { t == NONE })
+        };
+        if !used(&op.inputs, n_inputs) {
+            return Err(Error::OutOfBounds { what: "op input of op", index: o as u32 });
         }
-        for (i, slot) in outputs.iter_mut().enumerate() {
-            *slot = idx(12 + 2 * i);
-            let used = i < n_outputs;
-            if (used && usize::from(*slot) >= self.n_tensors) || (!used && *slot != NONE) {
-                return Err(Error::OutOfBounds { what: "op output of op", index: o as u32 });
-            }
+        if !used(&op.outputs, n_outputs) {
+            return Err(Error::OutOfBounds { what: "op output of op", index: o as u32 });
         }
-        let mut params = [0u8; 12];
-        params.copy_from_slice(&e[16..28]);
-        let extra_raw = u32::from_le_bytes([e[28], e[29], e[30], e[31]]);
-        let extra = (extra_raw != NO_EXTRA).then_some(extra_raw as usize);
-        let op = Op { code, inputs, n_inputs, outputs, n_outputs, params, extra };
         self.check_op_shapes(o, &op)?;
         self.check_aliasing(o, &op)?;
         Ok(op)
@@ -612,21 +628,14 @@ impl<'a> Model<'a> {
         self.arena_len
     }
 
-    /// Tensor `t` (< `tensor_count()`; validated by `parse`).
+    /// Tensor `t` (< `tensor_count()`): `parse` validated every entry once, so this only reads.
     pub fn tensor(&self, t: usize) -> TensorInfo {
-        match self.check_tensor(t) {
-            Ok(info) => info,
-            // parse() validated every entry; the bytes are immutable.
-            Err(_) => unreachable!("validated tensor entry"),
-        }
+        self.decode_tensor(t)
     }
 
-    /// Op `o` (< `op_count()`; validated by `parse`).
+    /// Op `o` (< `op_count()`): validated once by `parse`, read here on every run.
     pub fn op(&self, o: usize) -> Op {
-        match self.check_op(o) {
-            Ok(op) => op,
-            Err(_) => unreachable!("validated op entry"),
-        }
+        self.decode_op(o)
     }
 
     pub fn input_count(&self) -> usize {
