@@ -9,8 +9,7 @@ use crate::models::load_model;
 pub fn export(args: &ExportArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let shape = if args.input_shape.is_empty() {
-        let s = kestrel_onnx::summarize(&model.proto);
-        s.inputs.first().map(|i| i.shape.iter().map(|d| d.unwrap_or(1) as usize).collect()).unwrap_or_default()
+        kestrel_engine::export_kmodel::declared_input_shape(&model)
     } else {
         args.input_shape.clone()
     };

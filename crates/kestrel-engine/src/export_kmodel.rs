@@ -404,6 +404,12 @@ fn shape_only(g: &pb::GraphProto) -> HashSet<usize> {
     }
 }
 
+/// The model's declared input shape, symbolic dimensions (the batch) taken as 1.
+pub fn declared_input_shape(model: &OnnxModel) -> Vec<usize> {
+    let s = kestrel_onnx::summarize(&model.proto);
+    s.inputs.first().map(|i| i.shape.iter().map(|d| d.unwrap_or(1) as usize).collect()).unwrap_or_default()
+}
+
 /// Exports a quantized model for input shape `input_shape` (one float32 input).
 pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize]) -> Result<Exported, EngineError> {
     let g = model.proto.graph.as_ref().ok_or(EngineError::Onnx(kestrel_onnx::OnnxError::NoGraph))?;

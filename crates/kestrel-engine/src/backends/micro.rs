@@ -4,7 +4,7 @@
 use kestrel_micro::{DType, Interpreter, Model};
 use kestrel_onnx::OnnxModel;
 
-use crate::export_kmodel::export_kmodel;
+use crate::export_kmodel::{declared_input_shape, export_kmodel};
 use crate::tensor::TensorData;
 use crate::{Backend, EngineError, PrepareOptions, Prepared, Tensor, TensorSpec};
 
@@ -60,13 +60,7 @@ impl Backend for Micro {
 
     fn prepare(&self, model: &OnnxModel, options: &PrepareOptions) -> Result<Box<dyn Prepared>, EngineError> {
         let g = model.proto.graph.as_ref().ok_or(EngineError::Onnx(kestrel_onnx::OnnxError::NoGraph))?;
-        let shape = match options.input_shapes.first() {
-            Some(s) => s.clone(),
-            None => {
-                let s = kestrel_onnx::summarize(&model.proto);
-                s.inputs.first().map(|i| i.shape.iter().map(|d| d.unwrap_or(1) as usize).collect()).unwrap_or_default()
-            }
-        };
+        let shape = options.input_shapes.first().cloned().unwrap_or_else(|| declared_input_shape(model));
         let exported = export_kmodel(model, &shape)?;
         let bytes: *mut [u8] = Box::into_raw(exported.bytes.into_boxed_slice());
         // SAFETY: `bytes` is a valid, uniquely owned allocation that lives until `Drop` frees it,
