@@ -10,12 +10,13 @@ step "Rust components and targets"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add thumbv7em-none-eabihf aarch64-unknown-linux-gnu
 
-step "System packages (QEMU for the Cortex-M and aarch64 tests, the aarch64 cross linker)"
-if ! command -v qemu-system-arm >/dev/null || ! command -v qemu-aarch64 >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null; then
+step "System packages (QEMU for the Cortex-M and aarch64 tests, the aarch64 cross linker, OpenSSH for the deploy tests)"
+if ! command -v qemu-system-arm >/dev/null || ! command -v qemu-aarch64 >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null \
+    || [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq qemu-system-arm qemu-user gcc-aarch64-linux-gnu
+    $SUDO apt-get install -y -qq qemu-system-arm qemu-user gcc-aarch64-linux-gnu openssh-server openssh-client
 fi
 
 step "ONNX conformance data (onnx==1.22.0 wheel, cached in target/)"

@@ -36,6 +36,117 @@ pub enum Command {
     BenchWorker(BenchWorkerArgs),
     /// The main job on the bundled models and photos, no arguments needed.
     Demo(DemoArgs),
+    /// List the board definitions (boards/*.toml).
+    Boards(BoardsArgs),
+    /// Make a release bundle for a board: binary, models, health check, SHA-256 manifest.
+    Bundle(BundleArgs),
+    /// Deploy to a board over ssh: upload, verify, health check, atomic switch, restart
+    /// (automatic rollback if the service does not come up healthy); or --rollback, --status.
+    Deploy(DeployArgs),
+    /// (on the board) Check a release: run its health model on its health image and compare
+    /// the result with the one the host computed.
+    Health(HealthArgs),
+    /// (on the board) The service: a health check at start, then a result line for every image
+    /// put into STATE/inbox.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BoardsArgs {
+    /// Folder of board definitions (default: ./boards, else $KESTREL_BOARDS).
+    #[arg(long)]
+    pub boards_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleOptions {
+    /// Board name (a file in boards/) or path to a board .toml.
+    #[arg(long)]
+    pub board: String,
+    #[arg(long)]
+    pub boards_dir: Option<PathBuf>,
+    /// Models to ship (default: the bundled BlazeFace); the first one is health-checked.
+    #[arg(long = "model")]
+    pub models: Vec<PathBuf>,
+    /// The board's kestrel binary (default: cross-built here with cargo for the board's target).
+    #[arg(long)]
+    pub binary: Option<PathBuf>,
+    /// Image for the health check (default: the model folder's first sample, else astronaut.png).
+    #[arg(long)]
+    pub health_image: Option<PathBuf>,
+    /// Backend the service runs with (default: the board's runtime.backend).
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Install root on the board (default: the board's install.root).
+    #[arg(long)]
+    pub root: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    #[command(flatten)]
+    pub bundle: BundleOptions,
+    /// Folder the bundle is written into.
+    #[arg(long, default_value = "target/bundles")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub bundle: BundleOptions,
+    /// The board: USER@HOST (or an alias from ~/.ssh/config).
+    #[arg(long)]
+    pub host: String,
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Private key for ssh (key authentication only; ssh never prompts).
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    /// Extra ssh option KEY=VALUE (repeatable), e.g. UserKnownHostsFile=/path.
+    #[arg(long = "ssh-option")]
+    pub ssh_options: Vec<String>,
+    /// Deploy this bundle (from `kestrel bundle`) instead of making one.
+    #[arg(long, conflicts_with_all = ["rollback", "status"])]
+    pub bundle_file: Option<PathBuf>,
+    /// Switch the board back to its previous release and restart the service.
+    #[arg(long, conflicts_with = "status")]
+    pub rollback: bool,
+    /// Show the board's releases and service state.
+    #[arg(long)]
+    pub status: bool,
+    /// Upload at most this many KiB per second (slow radio links).
+    #[arg(long)]
+    pub rate_limit: Option<u64>,
+    /// Releases to keep besides current and previous (default: the board's install.keep).
+    #[arg(long)]
+    pub keep: Option<u32>,
+    /// Folder the bundle is written into.
+    #[arg(long, default_value = "target/bundles")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// An unpacked release (holding health.json).
+    pub release: PathBuf,
+    /// Backend (default: cpu, so a check never competes with the running service for the GPU).
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The release to serve (usually ROOT/current).
+    pub release: PathBuf,
+    /// Folder for the status file, the inbox, results.jsonl and processed images.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// How often the inbox is looked at, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub poll_ms: u64,
 }
 
 #[derive(Debug, Args)]

@@ -4,11 +4,13 @@ mod bench;
 mod bench_html;
 mod compress;
 mod demo;
+mod deploy;
 mod eval;
 mod export;
 mod gpu_selftest;
 mod inspect;
 mod run;
+mod serve;
 
 use anyhow::Result;
 
@@ -29,6 +31,11 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::GpuSelftest(a) => gpu_selftest::gpu_selftest(&a),
         Command::BenchWorker(a) => bench::worker(&a),
         Command::Demo(a) => demo::demo(&a),
+        Command::Boards(a) => deploy::boards(&a),
+        Command::Bundle(a) => deploy::bundle(&a),
+        Command::Deploy(a) => deploy::deploy(&a),
+        Command::Health(a) => serve::health(&a),
+        Command::Serve(a) => serve::serve(&a),
     }
 }
 

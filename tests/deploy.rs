@@ -1,0 +1,391 @@
+//! `kestrel deploy` against a real OpenSSH server: each test starts Debian's `sshd` on loopback
+//! on a free port, with a throw-away host key, user key and board root. The "board" is the
+//! emulated Orin Nano: the cross-built aarch64 `kestrel` runs under qemu-aarch64 for the health
+//! check and as the service. Needs openssh-server, openssh-client, qemu-user and the aarch64
+//! cross toolchain (scripts/test.sh installs them); without them these tests fail and say so.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const BOARD: &str = "emulated-orin-nano";
+const TRIPLE: &str = "aarch64-unknown-linux-gnu";
+
+/// The aarch64 binary, built once for all tests (the deploy's own cargo call then finds it fresh).
+fn cross_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = common::repo().join("target/cross");
+            let out = Command::new("cargo")
+                .args(["build", "--release", "--bin", "kestrel", "--target", TRIPLE])
+                .env("CARGO_TARGET_DIR", &dir)
+                .current_dir(common::repo())
+                .output()
+                .expect("running cargo");
+            assert!(out.status.success(), "cross build failed: {}", String::from_utf8_lossy(&out.stderr));
+            dir.join(TRIPLE).join("release/kestrel")
+        })
+        .clone()
+}
+
+/// A loopback sshd with its own keys, and the board root it deploys into.
+struct Board {
+    dir: PathBuf,
+    sshd: Child,
+    port: u16,
+}
+
+impl Board {
+    fn start(name: &str) -> Board {
+        let dir = common::repo().join(format!("target/tmp/deploy-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("root")).unwrap();
+        for key in ["host_key", "user_key"] {
+            let out = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(key))
+                .output()
+                .expect("ssh-keygen is not installed (apt-get install openssh-client, or run scripts/test.sh)");
+            assert!(out.status.success());
+        }
+        std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\n\
+             PermitRootLogin prohibit-password\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        let host_key = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
+        std::fs::write(dir.join("known_hosts"), format!("[127.0.0.1]:{port} {host_key}")).unwrap();
+        // sshd refuses to start as root without its privilege-separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        let sshd = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stderr(log)
+            .spawn()
+            .expect("/usr/sbin/sshd is not installed (apt-get install openssh-server, or run scripts/test.sh)");
+        let board = Board { dir, sshd, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not start: {}", board.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        board
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+    }
+
+    /// `kestrel deploy` against this board with `extra` arguments.
+    fn command(&self, extra: &[&str]) -> Command {
+        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kestrel"));
+        c.args(["deploy", "--board", BOARD, "--host", &format!("{}@127.0.0.1", user.trim())])
+            .args(["--port", &self.port.to_string(), "--identity"])
+            .arg(self.dir.join("user_key"))
+            .arg("--ssh-option")
+            .arg(format!("UserKnownHostsFile={}", self.dir.join("known_hosts").display()))
+            .arg("--root")
+            .arg(self.root())
+            .args(["--out"])
+            .arg(self.dir.join("bundles"))
+            .args(extra)
+            .current_dir(common::repo());
+        c
+    }
+
+    fn deploy(&self, extra: &[&str]) -> Output {
+        self.command(extra).output().unwrap()
+    }
+
+    fn deploy_ok(&self, extra: &[&str]) -> String {
+        let out = self.deploy(extra);
+        assert!(out.status.success(), "deploy {extra:?} failed: {}\nsshd: {}", text(&out.stderr), self.log());
+        text(&out.stdout)
+    }
+
+    fn link(&self, name: &str) -> Option<String> {
+        let target = std::fs::read_link(self.root().join(name)).ok()?;
+        Some(target.file_name()?.to_string_lossy().into_owned())
+    }
+
+    fn releases(&self) -> Vec<String> {
+        let mut r: Vec<String> = std::fs::read_dir(self.root().join("releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        r.sort();
+        r
+    }
+
+    fn service_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.root().join("run/kestrel.pid")).ok()?.trim().parse().ok()
+    }
+
+    /// The service's status file as (release, state).
+    fn service_status(&self) -> (String, String) {
+        let text = std::fs::read_to_string(self.root().join("state/status")).unwrap_or_default();
+        let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).unwrap_or_default().to_string();
+        (field("release="), field("state="))
+    }
+
+    fn assert_serving(&self, release: &str) {
+        assert_eq!(self.link("current").as_deref(), Some(release));
+        assert_eq!(self.service_status(), (release.to_string(), "ready".to_string()));
+        let pid = self.service_pid().expect("a service pid");
+        assert!(Path::new(&format!("/proc/{pid}")).exists(), "service {pid} is not running");
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        if let Some(pid) = self.service_pid() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        let _ = self.sshd.kill();
+        let _ = self.sshd.wait();
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn release_of(stdout: &str) -> String {
+    stdout.split_whitespace().nth(2).expect("deployed release ID …").to_string()
+}
+
+const FASHION: &str = "models/fashion-cnn/model.onnx";
+const FASHION_INT8: &str = "models/fashion-cnn/model.int8.onnx";
+
+#[test]
+fn deploys_serves_prunes_and_rolls_back() {
+    let binary = cross_binary();
+    let board = Board::start("clean");
+    // First deploy: the deploy builds the board binary itself (cargo finds it up to date).
+    let a = release_of(&board.deploy_ok(&["--model", FASHION]));
+    board.assert_serving(&a);
+    assert_eq!(board.link("previous"), None);
+
+    // The service answers: an image dropped into the inbox comes out as a result line.
+    let sample = common::repo().join("models/fashion-cnn/samples/00-ankle-boot.png");
+    std::fs::copy(&sample, board.root().join("state/inbox/boot.png")).unwrap();
+    let results = board.root().join("state/results.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&results).is_ok_and(|t| t.contains("Ankle boot")) {
+        assert!(Instant::now() < deadline, "no result for the inbox image");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(board.root().join("state/done/boot.png").exists());
+
+    let bin = binary.to_str().unwrap();
+    let b = release_of(&board.deploy_ok(&["--model", FASHION_INT8, "--binary", bin]));
+    board.assert_serving(&b);
+    assert_eq!(board.link("previous"), Some(a.clone()));
+
+    // A third deploy keeping one other release: A goes, B (previous) stays.
+    std::thread::sleep(Duration::from_secs(1)); // release IDs carry the second
+    let c = release_of(&board.deploy_ok(&["--model", FASHION, "--binary", bin, "--keep", "1"]));
+    board.assert_serving(&c);
+    assert_eq!(board.releases(), vec![b.clone(), c.clone()]);
+
+    let out = board.deploy_ok(&["--rollback"]);
+    assert!(out.contains(&format!("from {c} to {b}")), "{out}");
+    board.assert_serving(&b);
+
+    let status = board.deploy_ok(&["--status"]);
+    assert!(status.contains(&format!("current: {b}")) && status.contains("service.state: ready"), "{status}");
+    // Nothing older than B is left, so there is nothing to roll back to.
+    let out = board.deploy(&["--rollback"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("no previous release"), "{}", text(&out.stderr));
+    board.assert_serving(&b);
+}
+
+#[test]
+fn a_killed_upload_leaves_the_previous_release_running() {
+    let bin = cross_binary();
+    let board = Board::start("kill");
+    let a = release_of(&board.deploy_ok(&["--model", FASHION, "--binary", bin.to_str().unwrap()]));
+    let pid = board.service_pid();
+
+    // A slow link (1 MiB/s for a ~9 MB bundle): kill -9 the ssh copy once 1 MB has arrived.
+    let mut deploy = board
+        .command(&["--model", FASHION_INT8, "--binary", bin.to_str().unwrap(), "--rate-limit", "1024"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let incoming = board.root().join("incoming");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let arrived = || {
+        std::fs::read_dir(&incoming)
+            .ok()
+            .is_some_and(|rd| rd.filter_map(|e| e.ok()).any(|e| e.metadata().is_ok_and(|m| m.len() > 1_000_000)))
+    };
+    while !arrived() {
+        assert!(Instant::now() < deadline && deploy.try_wait().unwrap().is_none(), "upload never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let copy = ssh_copy_process(board.port).expect("the ssh process copying the bundle");
+    assert!(Command::new("kill").args(["-9", &copy.to_string()]).status().unwrap().success());
+    let status = deploy.wait().unwrap();
+    let mut stderr = String::new();
+    deploy.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(!status.success(), "the deploy must fail");
+    assert!(stderr.contains("broke off after"), "{stderr}");
+
+    board.assert_serving(&a);
+    assert_eq!(board.service_pid(), pid, "the service was not touched");
+    assert_eq!(board.releases(), vec![a.clone()]);
+
+    // The next deploy cleans up the partial upload and goes through.
+    let b = release_of(&board.deploy_ok(&["--model", FASHION_INT8, "--binary", bin.to_str().unwrap()]));
+    board.assert_serving(&b);
+    assert_eq!(std::fs::read_dir(&incoming).unwrap().count(), 0);
+}
+
+/// The pid of `ssh … -p PORT … receive …` (the bundle upload).
+fn ssh_copy_process(port: u16) -> Option<u32> {
+    let port = port.to_string();
+    std::fs::read_dir("/proc").ok()?.filter_map(|e| e.ok()).find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let is_copy = args[0] == "ssh" && args.contains(&port) && args.iter().any(|a| a.contains("'receive'"));
+        is_copy.then_some(pid)
+    })
+}
+
+#[test]
+fn a_tampered_bundle_is_refused() {
+    let bin = cross_binary();
+    let board = Board::start("tamper");
+    let a = release_of(&board.deploy_ok(&["--model", FASHION, "--binary", bin.to_str().unwrap()]));
+
+    let out = common::kestrel_ok(&[
+        "bundle",
+        "--board",
+        BOARD,
+        "--model",
+        FASHION_INT8,
+        "--binary",
+        bin.to_str().unwrap(),
+        "--out",
+        board.dir.join("made").to_str().unwrap(),
+    ]);
+    let bundle = PathBuf::from(out.split(':').next().unwrap());
+    flip_one_byte(&bundle, "models/fashion-cnn/model.int8.onnx");
+
+    let out = board.deploy(&["--bundle-file", bundle.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("manifest check failed") && stderr.contains("model.int8.onnx: FAILED"), "{stderr}");
+    board.assert_serving(&a);
+    assert_eq!(board.releases(), vec![a.clone()], "no trace of the refused release");
+}
+
+/// Rewrites the bundle with one byte of `member` changed (the manifest left as it was).
+fn flip_one_byte(bundle: &Path, member: &str) {
+    let file = std::fs::File::open(bundle).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut entries = vec![];
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let (header, name) = (e.header().clone(), e.path().unwrap().to_string_lossy().into_owned());
+        let mut data = vec![];
+        e.read_to_end(&mut data).unwrap();
+        if name == member {
+            let mid = data.len() / 2;
+            data[mid] ^= 0x01;
+        }
+        entries.push((header, name, data));
+    }
+    assert!(entries.iter().any(|(_, n, _)| n == member), "{member} not in the bundle");
+    let out = std::fs::File::create(bundle).unwrap();
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(out, flate2::Compression::fast()));
+    for (mut header, name, data) in entries {
+        builder.append_data(&mut header, name, &data[..]).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap();
+}
+
+#[test]
+fn a_service_that_fails_its_health_check_is_rolled_back() {
+    let bin = cross_binary();
+    let board = Board::start("health");
+    let a = release_of(&board.deploy_ok(&["--model", FASHION, "--binary", bin.to_str().unwrap()]));
+
+    // The release passes the pre-switch check (CPU), but its service is configured for CUDA,
+    // which this aarch64 build does not have: the service fails its start-up check.
+    let out = board.deploy(&["--model", FASHION_INT8, "--binary", bin.to_str().unwrap(), "--backend", "cuda"]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("rolled back to {a}")) && stderr.contains("backend `cuda`"), "{stderr}");
+    board.assert_serving(&a);
+    assert_eq!(board.releases(), vec![a.clone()], "the failed release is discarded");
+}
+
+#[test]
+fn unreachable_boards_and_bad_board_files_are_clear_errors() {
+    // Nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start = Instant::now();
+    let out = common::kestrel(&[
+        "deploy",
+        "--board",
+        BOARD,
+        "--host",
+        "nobody@127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--status",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("Error: status: ssh to nobody@127.0.0.1 failed") && stderr.contains("refused"),
+        "{stderr}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(20));
+
+    let listed = common::kestrel_ok(&["boards"]);
+    for name in ["jetson-orin-nano", "jetson-agx-orin", "jetson-xavier-nx", "jetson-nano", "x86-64-linux", BOARD] {
+        assert!(listed.contains(name), "{name} missing:\n{listed}");
+    }
+    let dir = common::repo().join(format!("target/tmp/boards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read_to_string(common::repo().join("boards/jetson-orin-nano.toml")).unwrap();
+    for (broken, field) in [
+        (good.replace("cores = 6", "cores = \"6\""), "cores"),
+        (good.replace("compute_capability = \"8.7\"", "compute_capability = \"sm87\""), "gpu.compute_capability"),
+        (good.replace("threads = 4 ", "threads = 9 "), "runtime.threads"),
+        (good.replace("[install]\n", "[install]\nowner = \"me\"\n"), "owner"),
+    ] {
+        std::fs::write(dir.join("jetson-orin-nano.toml"), broken).unwrap();
+        let out = common::kestrel(&["boards", "--boards-dir", dir.to_str().unwrap()]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{field}");
+        assert!(stderr.contains(field), "{field}: {stderr}");
+    }
+    let out = common::kestrel(&["deploy", "--board", "jetson-tx2", "--host", "a@b", "--status"]);
+    assert!(
+        text(&out.stderr).contains("unknown board `jetson-tx2` (known: emulated-orin-nano"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
