@@ -8,7 +8,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "Rust components and targets"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-rustup target add thumbv7em-none-eabihf aarch64-unknown-linux-gnu
+rustup target add thumbv7em-none-eabihf aarch64-unknown-linux-gnu aarch64-unknown-linux-musl
 
 step "System packages (QEMU for the Cortex-M and aarch64 tests, the aarch64 cross linker, OpenSSH for the deploy tests)"
 if ! command -v qemu-system-arm >/dev/null || ! command -v qemu-aarch64 >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null \

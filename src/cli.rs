@@ -82,6 +82,9 @@ pub struct BundleOptions {
     /// Install root on the board (default: the board's install.root).
     #[arg(long)]
     pub root: Option<String>,
+    /// User the systemd service runs as (default for deploy: USER of --host; else root).
+    #[arg(long)]
+    pub service_user: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -18,9 +18,13 @@ fn cross_dir() -> PathBuf {
 }
 
 fn cargo_cross(args: &[&str]) -> std::process::Output {
+    cargo_for(TRIPLE, args)
+}
+
+fn cargo_for(triple: &str, args: &[&str]) -> std::process::Output {
     Command::new("cargo")
         .args(args)
-        .args(["--release", "--target", TRIPLE])
+        .args(["--release", "--target", triple])
         .env("CARGO_TARGET_DIR", cross_dir())
         .current_dir(common::repo())
         .output()
@@ -113,4 +117,29 @@ fn aarch64_build_matches_the_host_under_qemu() {
     assert!(out.contains("conformance (aarch64)"), "{out}");
     assert!(out.lines().any(|l| l.ends_with(" 0 failed")), "{out}");
     println!("{}", out.lines().filter(|l| l.starts_with("conformance")).collect::<Vec<_>>().join("\n"));
+}
+
+/// JetPack 4 and 5 boards (Jetson Nano, Xavier NX) have glibc 2.27 / 2.31, older than the glibc
+/// build needs, so their board files use the static musl build: it must agree with the host too.
+#[test]
+fn static_musl_build_matches_the_host_under_qemu() {
+    const MUSL: &str = "aarch64-unknown-linux-musl";
+    let build = cargo_for(MUSL, &["build", "--bin", "kestrel"]);
+    assert!(
+        build.status.success(),
+        "musl cross build failed (rustup target add {MUSL}):\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let arm = cross_dir().join(MUSL).join("release/kestrel");
+    let faces = ["run", "models/blazeface/model.onnx", "models/samples/astronaut.png", "--json"];
+    assert_close(&common::kestrel_ok(&faces), &qemu(&arm, &faces, &[]), 1e-3);
+    let micro = [
+        "run",
+        "models/fashion-cnn/model.int8.onnx",
+        "models/fashion-cnn/samples/00-ankle-boot.png",
+        "--json",
+        "--backend",
+        "micro",
+    ];
+    assert_close(&common::kestrel_ok(&micro), &qemu(&arm, &micro, &[]), 0.0);
 }

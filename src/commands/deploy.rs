@@ -67,7 +67,7 @@ pub fn boards(args: &BoardsArgs) -> Result<()> {
 
 pub fn bundle(args: &BundleArgs) -> Result<()> {
     let board = Board::find(&args.bundle.board, &boards_dir(args.bundle.boards_dir.as_deref()))?;
-    let info = make_bundle(&board, &args.bundle, &args.out)?;
+    let info = make_bundle(&board, &args.bundle, args.bundle.service_user.clone(), &args.out)?;
     println!(
         "{}: release {} for {}, {} files, {:.1} MB, sha256 {}",
         info.path.display(),
@@ -136,7 +136,8 @@ pub fn deploy(args: &DeployArgs) -> Result<()> {
         }
         None => {
             progress(Event::Step("making the bundle"));
-            make_bundle(&board, &args.bundle, &args.out)?
+            let user = args.bundle.service_user.clone().or_else(|| Some(args.host.split_once('@')?.0.to_string()));
+            make_bundle(&board, &args.bundle, user, &args.out)?
         }
     };
     progress(Event::Note(format!(
@@ -160,7 +161,7 @@ pub fn deploy(args: &DeployArgs) -> Result<()> {
     Ok(())
 }
 
-fn make_bundle(board: &Board, opts: &BundleOptions, out: &Path) -> Result<BundleInfo> {
+fn make_bundle(board: &Board, opts: &BundleOptions, service_user: Option<String>, out: &Path) -> Result<BundleInfo> {
     let backend = opts.backend.clone().unwrap_or_else(|| board.runtime.backend.clone());
     let model_paths =
         if opts.models.is_empty() { vec![models_dir().join("blazeface/model.onnx")] } else { opts.models.clone() };
@@ -192,6 +193,7 @@ fn make_bundle(board: &Board, opts: &BundleOptions, out: &Path) -> Result<Bundle
         threads: board.runtime.threads,
         kestrel_version: env!("CARGO_PKG_VERSION").into(),
         root: opts.root.clone().unwrap_or_else(|| board.install.root.clone()),
+        service_user,
     };
     let info = bundle::create(&spec, out);
     let _ = std::fs::remove_dir_all(&scratch);

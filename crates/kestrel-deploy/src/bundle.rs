@@ -85,6 +85,8 @@ pub struct BundleSpec<'a> {
     pub kestrel_version: String,
     /// Install root on the board (the unit's paths), usually `board.install.root`.
     pub root: String,
+    /// User the systemd service runs as (it must own `root`); root when `None`.
+    pub service_user: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -285,9 +287,10 @@ fn check_path(p: &str) -> Result<(), BundleError> {
 
 fn unit(spec: &BundleSpec) -> String {
     let root = &spec.root;
+    let user = spec.service_user.as_ref().map(|u| format!("User={u}\n")).unwrap_or_default();
     format!(
         "[Unit]\nDescription=Kestrel perception service ({board})\nAfter=network.target\n\n\
-         [Service]\nExecStart={root}/current/bin/kestrel serve {root}/current --state {root}/state\n\
+         [Service]\n{user}ExecStart={root}/current/bin/kestrel serve {root}/current --state {root}/state\n\
          Restart=on-failure\nRestartSec=2\n\n[Install]\nWantedBy=multi-user.target\n",
         board = spec.board.name
     )

@@ -95,10 +95,11 @@ discard) # discard ID: remove a release that failed its checks (never the curren
     ;;
 restart) # stop the running service (if any) and start the one `current` points to
     if [ "$SERVICE" = systemd ]; then
-        if ! cmp -s current/$UNIT /etc/systemd/system/$UNIT; then
-            sudo_ install -m 644 current/$UNIT /etc/systemd/system/$UNIT
+        # Exactly these command lines, so sudoers can allow just them (README: Deploy to a Jetson).
+        if ! cmp -s "$ROOT/current/$UNIT" /etc/systemd/system/$UNIT; then
+            sudo_ install -m 644 "$ROOT/current/$UNIT" /etc/systemd/system/$UNIT
             sudo_ systemctl daemon-reload
-            sudo_ systemctl enable $UNIT >/dev/null 2>&1
+            sudo_ systemctl enable $UNIT
         fi
         sudo_ systemctl restart $UNIT
     else
