@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::Run;
 use criterion::{criterion_group, criterion_main, Criterion};
 use kestrel_engine::Tensor;
 use kestrel_vision::{image_io, preprocess, ModelConfig};
@@ -16,7 +17,7 @@ fn bench(c: &mut Criterion) {
     common::compare(
         c,
         "blazeface_cpu",
-        &[("fp32", "models/blazeface/model.onnx"), ("int8", "models/blazeface/model.int8.onnx")],
+        &[("fp32", "models/blazeface/model.onnx", Run::Cpu), ("int8", "models/blazeface/model.int8.onnx", Run::Cpu)],
         input,
     );
 }

@@ -1,8 +1,9 @@
-//! Fashion-MNIST CNN on the CPU backend: fp32 vs int8 (batch 1, 1 thread).
+//! Fashion-MNIST CNN: tract fp32 and int8, and the integer runtime (batch 1, 1 thread).
 //! `cargo bench --bench fashion_cnn_cpu`
 
 mod common;
 
+use common::Run;
 use criterion::{criterion_group, criterion_main, Criterion};
 use kestrel_engine::Tensor;
 
@@ -13,7 +14,12 @@ fn bench(c: &mut Criterion) {
     common::compare(
         c,
         "fashion_cnn_cpu",
-        &[("fp32", "models/fashion-cnn/model.onnx"), ("int8", "models/fashion-cnn/model.int8.onnx")],
+        &[
+            ("fp32", "models/fashion-cnn/model.onnx", Run::Cpu),
+            ("int8", "models/fashion-cnn/model.int8.onnx", Run::Cpu),
+            ("int8 micro", "models/fashion-cnn/model.int8.onnx", Run::Micro),
+            ("int8 micro portable", "models/fashion-cnn/model.int8.onnx", Run::MicroPortable),
+        ],
         input,
     );
 }

@@ -2,9 +2,14 @@
 """Latency of the bundled models, fp32 and int8: Kestrel's CPU backend (tract) vs onnxruntime, 1 thread,
 side by side in one run (alternating rounds, median of N timed runs after warm-up).
 
+Then the integer runtime's benchmark (scripts/make_conv_stack.py): `cargo bench --bench micro_conv_stack`
+(criterion: tract fp32/int8, micro int8 with and without its fast paths) and onnxruntime fp32/int8 on the
+same files and input, in the same run of this script.
+
 Venv: onnxruntime numpy pillow. Build first: cargo build --release
-Run from the repo root: python scripts/bench_vs_ort.py [--runs 300] [--rounds 3]
+Run from the repo root: python scripts/bench_vs_ort.py [--runs 300] [--rounds 3] [--skip-models]
 """
+import re
 import argparse
 import json
 import statistics
@@ -58,7 +63,35 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--skip-models", action="store_true", help="only the conv stack")
     args = ap.parse_args()
+    if not args.skip_models:
+        bundled_models(args)
+    conv_stack(args)
+
+
+def conv_stack(args):
+    """criterion's medians for our runtimes, onnxruntime's for the same two files, side by side."""
+    out = subprocess.run(["cargo", "bench", "--bench", "micro_conv_stack", "--", "--noplot"],
+                         capture_output=True, text=True, check=True).stdout
+    ours = {}
+    for label, median, unit in re.findall(r"micro_conv_stack/(.+?)\s+time:\s+\[\S+ \S+ (\S+) (\S+)", out):
+        ours[label] = float(median) * {"ms": 1.0, "µs": 1e-3, "s": 1e3}[unit]
+    n = 64 * 56 * 56
+    x = (np.arange(n, dtype=np.int64) * 7919 % 1009).astype(np.float32).reshape(1, 64, 56, 56) / 1008.0
+    base = "benches/models/conv-stack/"
+    theirs = {f"onnxruntime {kind}": min(ort_median_ms(base + f, x, max(args.runs // 10, 20)) for _ in range(args.rounds))
+              for kind, f in [("fp32", "model.onnx"), ("int8", "model.int8.onnx")]}
+    print("\nconv stack (6 x Conv3x3 64ch 56x56 + ReLU), 1 thread, ms:")
+    for label, ms in {**ours, **theirs}.items():
+        print(f"  {label:<22} {ms:>8.3f}")
+    if "micro int8" in ours:
+        m = ours["micro int8"]
+        print(f"  micro int8 / onnxruntime int8 = {m / theirs['onnxruntime int8']:.2f}x;"
+              f" tract fp32 / micro int8 = {ours.get('tract fp32', float('nan')) / m:.2f}x")
+
+
+def bundled_models(args):
     print(f"onnxruntime {ort.__version__}; median of {args.runs} runs per round, best of {args.rounds} rounds, 1 thread")
     print(f"{'model':<16} {'kestrel cpu (ms)':>17} {'onnxruntime (ms)':>17} {'kestrel / ort':>14}")
     for name, path, image in MODELS:

@@ -52,6 +52,27 @@ pub fn conv(
     y: &mut [u8],
     y_zero: i32,
 ) {
+    let k = s.c / s.groups * s.kh * s.kw;
+    #[cfg(target_arch = "x86_64")]
+    if k <= super::conv_x86::MAX_K && s.m <= super::conv_x86::MAX_M && super::conv_x86::vnni_available() {
+        // SAFETY: vnni_available() checked that this CPU and OS run AVX-512 F/BW/VNNI code.
+        return unsafe { super::conv_x86::conv_vnni(s, x, x_zero, w, bias, multipliers, y, y_zero) };
+    }
+    conv_portable(s, x, x_zero, w, bias, multipliers, y, y_zero)
+}
+
+/// The portable kernels (any CPU, the Cortex-M included): the reference the fast paths match.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_portable(
+    s: &ConvShape,
+    x: &[u8],
+    x_zero: i32,
+    w: &[u8],
+    bias: Option<&[u8]>,
+    multipliers: impl Fn(usize) -> f32,
+    y: &mut [u8],
+    y_zero: i32,
+) {
     let (cg, mg) = (s.c / s.groups, s.m / s.groups);
     let k = cg * s.kh * s.kw;
     if k <= PATCH {
