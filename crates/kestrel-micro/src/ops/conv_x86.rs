@@ -9,6 +9,8 @@
 //! reference's float operations in the reference's order. `dot` (depthwise and other narrow
 //! groups): one dot product per pixel and channel along the filter.
 //!
+//! The kernels keep their buffers on the stack (at most ~100 KiB, one kernel at a time).
+//!
 //! Every sum is an exact i32 and requantization rounds exactly as the reference does, so the
 //! output is bit-identical to the portable kernel (tested on random shapes).
 
@@ -101,7 +103,7 @@ pub unsafe fn conv_vnni(
             match mg.div_ceil(LANES) {
                 1 => conv_rows::<1>(s, x, x_zero, w, bias, multipliers, y, y_zero),
                 2 | 3 => conv_rows::<2>(s, x, x_zero, w, bias, multipliers, y, y_zero),
-                _ => conv_rows::<4>(s, x, x_zero, w, bias, multipliers, y, y_zero),
+                _ => conv_rows::<2>(s, x, x_zero, w, bias, multipliers, y, y_zero),
             }
         };
     }
@@ -115,13 +117,14 @@ pub unsafe fn conv_vnni(
 }
 
 /// Pixels per row-kernel step.
-const ROW_PIXELS: usize = 4;
+const ROW_PIXELS: usize = 8;
 
 /// Filters of at most 4 columns without horizontal dilation: each (channel, filter row) is one
 /// 4-byte run of an input row, broadcast straight from the input (no patch is gathered); the
 /// filters are packed with their rows padded to 4 taps (the extra tap's weight is 0).
 /// `NB` blocks of 16 output channels are computed together for `ROW_PIXELS` pixels of one output
 /// row, so each broadcast feeds `NB` multiply-adds and each filter load `ROW_PIXELS`.
+#[inline(never)] // one kernel's stack buffers live at a time
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn conv_rows<const NB: usize>(
@@ -138,6 +141,7 @@ unsafe fn conv_rows<const NB: usize>(
     let (k, steps) = (cg * s.kh * s.kw, cg * s.kh);
     let blocks = mg.div_ceil(LANES).next_multiple_of(NB);
     assert!(s.m <= MAX_M && w.len() >= s.m * k && blocks * LANES * steps * 4 <= PACKED);
+    assert!(x.len() >= s.n * s.c * s.h * s.w);
     let wsum = filter_sums(w, s.m, k);
     let plane = s.oh * s.ow;
     let pad4 = u32::from_ne_bytes([x_zero as u8; 4]) as i32;
@@ -171,43 +175,77 @@ unsafe fn conv_rows<const NB: usize>(
                     let ix = |i: usize| ((ox0 + i) * s.stride.1).wrapping_sub(s.pad.1);
                     // All 4-byte runs of these pixels inside their rows: read them directly.
                     let inside = ix(0) < s.w && ix(ROW_PIXELS - 1).wrapping_add(4) <= s.w;
+                    let iy0 = (oy * s.stride.0).wrapping_sub(s.pad.0);
+                    let rows_inside = iy0 < s.h && iy0 + (s.kh - 1) * s.dilation.0 < s.h;
                     let mut super0 = 0;
                     while super0 < blocks {
                         let mut acc = [[_mm512_setzero_si512(); NB]; ROW_PIXELS];
                         let mut filters = packed[super0 * steps * LANES * 4..].as_ptr();
-                        for ci in 0..cg {
-                            let plane_at = (b * s.c + g * cg + ci) * s.h * s.w;
-                            for ky in 0..s.kh {
-                                let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
-                                let mut runs = [pad4; ROW_PIXELS];
-                                if iy < s.h {
-                                    let row = &x[plane_at + iy * s.w..plane_at + (iy + 1) * s.w];
-                                    for (i, run) in runs.iter_mut().enumerate() {
-                                        let at = ix(i);
-                                        *run = if inside {
-                                            // SAFETY: at + 4 ≤ row.len() (`inside`).
-                                            unsafe { row.as_ptr().add(at).cast::<i32>().read_unaligned() }
-                                        } else {
-                                            let tap =
-                                                |t: usize| row.get(at.wrapping_add(t)).copied().unwrap_or(x_zero as u8);
-                                            i32::from_ne_bytes([tap(0), tap(1), tap(2), tap(3)])
-                                        };
+                        let load_filters = |filters: *const u8| {
+                            let mut f = [_mm512_setzero_si512(); NB];
+                            for (j, fj) in f.iter_mut().enumerate() {
+                                // SAFETY: block super0 + j < blocks and the step < steps, so the
+                                // 64 bytes lie within blocks·steps·64 ≤ PACKED.
+                                *fj = unsafe { _mm512_loadu_si512(filters.add(j * steps * LANES * 4).cast()) };
+                            }
+                            f
+                        };
+                        if inside && rows_inside {
+                            // Interior pixels: every run is read straight from `x`, no checks left.
+                            let base = ((b * s.c + g * cg) * s.h + iy0) * s.w + ix(0);
+                            for ci in 0..cg {
+                                // SAFETY: for ci < cg, ky < kh, i < ROW_PIXELS the 4 bytes at
+                                // base + ci·h·w + ky·dy·w + i·sx lie in x: the channel exists, the
+                                // row iy0 + ky·dy < h (`rows_inside`), the run ix(i)..+4 ≤ w
+                                // (`inside`), and x.len() ≥ n·c·h·w (asserted above).
+                                let mut row = unsafe { x.as_ptr().add(base + ci * s.h * s.w) };
+                                for _ in 0..s.kh {
+                                    let f = load_filters(filters);
+                                    for (i, a) in acc.iter_mut().enumerate() {
+                                        // SAFETY: see above.
+                                        let run = unsafe { row.add(i * s.stride.1).cast::<i32>().read_unaligned() };
+                                        let xv = _mm512_set1_epi32(run);
+                                        for (aj, &fj) in a.iter_mut().zip(&f) {
+                                            *aj = _mm512_dpbusd_epi32(*aj, xv, fj);
+                                        }
                                     }
+                                    // SAFETY: see above (one row on; the last step may point one past).
+                                    row = row.wrapping_add(s.dilation.0 * s.w);
+                                    // SAFETY: within the block's steps·64 bytes, or one past.
+                                    filters = unsafe { filters.add(LANES * 4) };
                                 }
-                                let mut f = [_mm512_setzero_si512(); NB];
-                                for (j, fj) in f.iter_mut().enumerate() {
-                                    // SAFETY: block super0 + j < blocks and step < steps, so the 64
-                                    // bytes lie within blocks·steps·64 ≤ PACKED.
-                                    *fj = unsafe { _mm512_loadu_si512(filters.add(j * steps * LANES * 4).cast()) };
-                                }
-                                for (a, &run) in acc.iter_mut().zip(&runs) {
-                                    let xv = _mm512_set1_epi32(run);
-                                    for (aj, &fj) in a.iter_mut().zip(&f) {
-                                        *aj = _mm512_dpbusd_epi32(*aj, xv, fj);
+                            }
+                        } else {
+                            for ci in 0..cg {
+                                let plane_at = (b * s.c + g * cg + ci) * s.h * s.w;
+                                for ky in 0..s.kh {
+                                    let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
+                                    let mut runs = [pad4; ROW_PIXELS];
+                                    if iy < s.h {
+                                        let row = &x[plane_at + iy * s.w..plane_at + (iy + 1) * s.w];
+                                        for (i, run) in runs.iter_mut().enumerate() {
+                                            let at = ix(i);
+                                            *run = if at < s.w && at + 4 <= s.w {
+                                                // SAFETY: at + 4 ≤ row.len().
+                                                unsafe { row.as_ptr().add(at).cast::<i32>().read_unaligned() }
+                                            } else {
+                                                let tap = |t: usize| {
+                                                    row.get(at.wrapping_add(t)).copied().unwrap_or(x_zero as u8)
+                                                };
+                                                i32::from_ne_bytes([tap(0), tap(1), tap(2), tap(3)])
+                                            };
+                                        }
                                     }
+                                    let f = load_filters(filters);
+                                    for (a, &run) in acc.iter_mut().zip(&runs) {
+                                        let xv = _mm512_set1_epi32(run);
+                                        for (aj, &fj) in a.iter_mut().zip(&f) {
+                                            *aj = _mm512_dpbusd_epi32(*aj, xv, fj);
+                                        }
+                                    }
+                                    // SAFETY: advances within the block's steps·64 bytes (or one past).
+                                    filters = unsafe { filters.add(LANES * 4) };
                                 }
-                                // SAFETY: advances within the block's steps·64 bytes (or one past).
-                                filters = unsafe { filters.add(LANES * 4) };
                             }
                         }
                         for (i, a) in acc[..count].iter().enumerate() {
@@ -255,6 +293,7 @@ fn filter_sums(w: &[u8], m: usize, k: usize) -> [i32; MAX_M] {
     wsum
 }
 
+#[inline(never)] // one kernel's stack buffers live at a time
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn conv_packed(
@@ -339,6 +378,7 @@ unsafe fn conv_packed(
     }
 }
 
+#[inline(never)] // one kernel's stack buffers live at a time
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn conv_dot(
