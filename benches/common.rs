@@ -38,6 +38,8 @@ pub fn compare(c: &mut Criterion, group: &str, models: &[(&str, &str, Run)], inp
 fn portable_only(on: bool) {
     #[cfg(target_arch = "x86_64")]
     kestrel_micro::ops::conv_x86::disable_fast_paths(on);
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    kestrel_micro::ops::conv_aarch64::disable_fast_paths(on);
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     let _ = on;
 }

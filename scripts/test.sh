@@ -34,6 +34,10 @@ step "kestrel-micro builds for a Cortex-M4F (no std can creep in)"
 cargo build --release -p kestrel-micro --target thumbv7em-none-eabihf
 cargo build --release -p kestrel-micro --target thumbv7em-none-eabihf --features defmt
 
+step "kestrel-micro on aarch64 under qemu (the NEON dot-product kernel against the portable one)"
+cargo clippy --release -p kestrel-micro --target aarch64-unknown-linux-gnu --all-targets -- -D warnings
+cargo test --release -p kestrel-micro --target aarch64-unknown-linux-gnu --lib
+
 step "cargo test"
 cargo test --release --workspace
 

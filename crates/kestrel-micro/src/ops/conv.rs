@@ -27,6 +27,28 @@ pub struct ConvShape {
     pub groups: usize,
 }
 
+/// Output channels per block of the SIMD row kernels' repacked filters.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) const LANES: usize = 16;
+
+/// One group's filters repacked for the SIMD row kernels (filters of ≤ 4 columns):
+/// `packed[block][step = ci·kh + ky][lane][4]` holds tap `kx` of filter row (ci, ky) of output
+/// channel `g·mg + block·16 + lane`; rows are padded to 4 taps, missing channels to 16, with zeros.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn pack_filter_rows(s: &ConvShape, w: &[u8], g: usize, blocks: usize, packed: &mut [u8]) {
+    let (mg, steps) = (s.m / s.groups, s.c / s.groups * s.kh);
+    let k = steps * s.kw;
+    packed[..blocks * LANES * steps * 4].fill(0);
+    for m in 0..mg {
+        let (block, lane) = (m / LANES, m % LANES);
+        for step in 0..steps {
+            for kx in 0..s.kw {
+                packed[((block * steps + step) * LANES + lane) * 4 + kx] = w[(g * mg + m) * k + step * s.kw + kx];
+            }
+        }
+    }
+}
+
 /// i32 accumulators kept on the stack (2 KiB).
 const TILE: usize = 512;
 /// Largest filter (C/groups · kh · kw) gathered as a patch on the stack (8 KiB of i16).
@@ -52,11 +74,18 @@ pub fn conv(
     y: &mut [u8],
     y_zero: i32,
 ) {
-    let k = s.c / s.groups * s.kh * s.kw;
     #[cfg(target_arch = "x86_64")]
-    if k <= super::conv_x86::MAX_K && s.m <= super::conv_x86::MAX_M && super::conv_x86::vnni_available() {
+    if s.c / s.groups * s.kh * s.kw <= super::conv_x86::MAX_K
+        && s.m <= super::conv_x86::MAX_M
+        && super::conv_x86::vnni_available()
+    {
         // SAFETY: vnni_available() checked that this CPU and OS run AVX-512 F/BW/VNNI code.
         return unsafe { super::conv_x86::conv_vnni(s, x, x_zero, w, bias, multipliers, y, y_zero) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    if super::conv_aarch64::supports(s) && super::conv_aarch64::dotprod_available() {
+        // SAFETY: dotprod_available() checked that this CPU has the dot-product instructions.
+        return unsafe { super::conv_aarch64::conv_rows_sdot(s, x, x_zero, w, bias, multipliers, y, y_zero) };
     }
     conv_portable(s, x, x_zero, w, bias, multipliers, y, y_zero)
 }

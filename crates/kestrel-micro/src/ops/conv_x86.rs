@@ -17,7 +17,7 @@
 use core::arch::x86_64::*;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use super::conv::ConvShape;
+use super::conv::{pack_filter_rows, ConvShape};
 use super::{i32_at, requantize};
 
 /// Output pixels computed together (their patches share each weight load).
@@ -73,8 +73,7 @@ unsafe fn xgetbv0() -> u64 {
 
 /// Bytes of repacked filters on the stack (one group's, all its output channels).
 const PACKED: usize = 64 * 1024;
-/// Output channels per packed block: the 16 i32 lanes of a register.
-const LANES: usize = 16;
+use super::conv::LANES;
 /// Pixels per packed step (their patches share each filter load).
 const PACKED_PIXELS: usize = 8;
 
@@ -150,16 +149,7 @@ unsafe fn conv_rows<const NB: usize>(
     let (magic, zp) = (_mm512_set1_ps(12_582_912.0), _mm512_set1_epi32(y_zero));
     for g in 0..s.groups {
         // packed[block][step = ci·kh + ky][lane][4 taps]
-        packed[..blocks * LANES * steps * 4].fill(0);
-        for m in 0..mg {
-            let (block, lane) = (m / LANES, m % LANES);
-            for step in 0..steps {
-                for kx in 0..s.kw {
-                    let v = w[(g * mg + m) * k + step * s.kw + kx];
-                    packed[((block * steps + step) * LANES + lane) * 4 + kx] = v;
-                }
-            }
-        }
+        pack_filter_rows(s, w, g, blocks, &mut packed);
         let mut offsets = [0i32; MAX_M];
         let mut mults = [0f32; MAX_M];
         for m in 0..mg {

@@ -4,6 +4,8 @@
 pub mod add;
 pub mod add_constant;
 pub mod conv;
+#[cfg(target_arch = "aarch64")]
+pub mod conv_aarch64;
 #[cfg(target_arch = "x86_64")]
 pub mod conv_x86;
 pub mod fully_connected;
