@@ -12,10 +12,9 @@
 
 use core::arch::aarch64::*;
 use core::arch::asm;
-use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::conv::{pack_filter_rows, ConvShape, LANES};
-use super::i32_at;
+use super::{i32_at, CpuFeature};
 
 /// Most output channels handled (their offsets and multipliers live on the stack).
 pub const MAX_M: usize = 1024;
@@ -24,24 +23,16 @@ const PACKED: usize = 64 * 1024;
 /// Output pixels per step (one per `sdot` index).
 const PIXELS: usize = 4;
 
-static LEVEL: AtomicU8 = AtomicU8::new(0);
-const UNKNOWN: u8 = 0;
-const NONE: u8 = 1;
-const DOTPROD: u8 = 2;
+static FEATURE: CpuFeature = CpuFeature::new();
 
 /// Whether this CPU has the dot-product instructions. Checked once.
 pub fn dotprod_available() -> bool {
-    let mut level = LEVEL.load(Ordering::Relaxed);
-    if level == UNKNOWN {
-        level = if detect() { DOTPROD } else { NONE };
-        LEVEL.store(level, Ordering::Relaxed);
-    }
-    level == DOTPROD
+    FEATURE.get(detect)
 }
 
 /// Turns the fast path off (benchmarks and tests compare it with the portable kernel).
 pub fn disable_fast_paths(off: bool) {
-    LEVEL.store(if off { NONE } else { UNKNOWN }, Ordering::Relaxed);
+    FEATURE.disable(off);
 }
 
 #[cfg(target_os = "linux")]

@@ -2,12 +2,13 @@
 //! 64 uint8 × int8 multiply-adds per instruction) on raw uint8 patches, with the zero point
 //! folded out afterwards: Σ (x − x_zp)·w = Σ x·w − x_zp·Σ w (padding holds x_zp, so it cancels).
 //!
-//! Two kernels. `packed` (at least 8 output channels per group): the group's filters are
-//! repacked on the stack so that one 64-byte load holds 4 filter taps of 16 output channels;
-//! each pixel's 4 patch bytes are broadcast against it, 8 pixels at a time, and the 16 channel
-//! sums of a pixel come out in one register, requantized with vector instructions doing the
-//! reference's float operations in the reference's order. `dot` (depthwise and other narrow
-//! groups): one dot product per pixel and channel along the filter.
+//! Two kernels. `rows` (filters of ≤ 4 columns, at least 8 output channels per group): the
+//! group's filters are repacked on the stack so that one 64-byte load holds 4 taps of 16 output
+//! channels, and each (channel, filter row) is a 4-byte run of an input row broadcast against it;
+//! the 16 channel sums of a pixel come out in one register, requantized with vector instructions
+//! doing the reference's float operations in the reference's order. `dot` (everything else:
+//! depthwise, wide filters, dilated columns): one dot product per pixel and channel along the
+//! gathered patch.
 //!
 //! The kernels keep their buffers on the stack (at most ~100 KiB, one kernel at a time).
 //!
@@ -15,10 +16,9 @@
 //! output is bit-identical to the portable kernel (tested on random shapes).
 
 use core::arch::x86_64::*;
-use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::conv::{pack_filter_rows, ConvShape};
-use super::{i32_at, requantize};
+use super::{i32_at, requantize, CpuFeature};
 
 /// Output pixels computed together (their patches share each weight load).
 const PIXELS: usize = 4;
@@ -27,25 +27,16 @@ pub const MAX_K: usize = 4096;
 /// Most output channels handled (their Σ w live on the stack).
 pub const MAX_M: usize = 1024;
 
-static LEVEL: AtomicU8 = AtomicU8::new(0);
-const UNKNOWN: u8 = 0;
-const NONE: u8 = 1;
-const VNNI: u8 = 2;
+static FEATURE: CpuFeature = CpuFeature::new();
 
-/// Whether this CPU and OS run AVX-512 VNNI code (CPUID + XGETBV, as `std` would check; this
-/// crate has no `std`). Checked once.
+/// Whether this CPU and OS run AVX-512 VNNI code (CPUID + XGETBV, as `std` would check). Checked once.
 pub fn vnni_available() -> bool {
-    let mut level = LEVEL.load(Ordering::Relaxed);
-    if level == UNKNOWN {
-        level = if detect_vnni() { VNNI } else { NONE };
-        LEVEL.store(level, Ordering::Relaxed);
-    }
-    level == VNNI
+    FEATURE.get(detect_vnni)
 }
 
 /// Turns the fast path off (benchmarks and tests compare it with the portable kernel).
 pub fn disable_fast_paths(off: bool) {
-    LEVEL.store(if off { NONE } else { UNKNOWN }, Ordering::Relaxed);
+    FEATURE.disable(off);
 }
 
 fn detect_vnni() -> bool {
@@ -74,8 +65,6 @@ unsafe fn xgetbv0() -> u64 {
 /// Bytes of repacked filters on the stack (one group's, all its output channels).
 const PACKED: usize = 64 * 1024;
 use super::conv::LANES;
-/// Pixels per packed step (their patches share each filter load).
-const PACKED_PIXELS: usize = 8;
 
 /// The convolution with VNNI. Callers check [`vnni_available`], `k ≤ MAX_K` and `m ≤ MAX_M`.
 ///
@@ -94,25 +83,18 @@ pub unsafe fn conv_vnni(
     y_zero: i32,
 ) {
     let (cg, mg) = (s.c / s.groups, s.m / s.groups);
-    let kp = (cg * s.kh * s.kw).next_multiple_of(4);
     let row_steps = cg * s.kh;
     if mg >= 8 && s.kw <= 4 && s.dilation.1 == 1 && mg.next_multiple_of(LANES) * row_steps * 4 <= PACKED {
         // SAFETY: same CPU requirement as this function's.
         return unsafe {
             match mg.div_ceil(LANES) {
                 1 => conv_rows::<1>(s, x, x_zero, w, bias, multipliers, y, y_zero),
-                2 | 3 => conv_rows::<2>(s, x, x_zero, w, bias, multipliers, y, y_zero),
                 _ => conv_rows::<2>(s, x, x_zero, w, bias, multipliers, y, y_zero),
             }
         };
     }
-    if mg >= 8 && mg.next_multiple_of(LANES) * kp <= PACKED {
-        // SAFETY: same CPU requirement as this function's.
-        unsafe { conv_packed(s, x, x_zero, w, bias, multipliers, y, y_zero) }
-    } else {
-        // SAFETY: same CPU requirement as this function's.
-        unsafe { conv_dot(s, x, x_zero, w, bias, multipliers, y, y_zero) }
-    }
+    // SAFETY: same CPU requirement as this function's.
+    unsafe { conv_dot(s, x, x_zero, w, bias, multipliers, y, y_zero) }
 }
 
 /// Pixels per row-kernel step.
@@ -281,91 +263,6 @@ fn filter_sums(w: &[u8], m: usize, k: usize) -> [i32; MAX_M] {
         *sum = w[i * k..(i + 1) * k].iter().map(|&b| i32::from(b as i8)).sum();
     }
     wsum
-}
-
-#[inline(never)] // one kernel's stack buffers live at a time
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn conv_packed(
-    s: &ConvShape,
-    x: &[u8],
-    x_zero: i32,
-    w: &[u8],
-    bias: Option<&[u8]>,
-    multipliers: impl Fn(usize) -> f32,
-    y: &mut [u8],
-    y_zero: i32,
-) {
-    let (cg, mg) = (s.c / s.groups, s.m / s.groups);
-    let k = cg * s.kh * s.kw;
-    let (steps, blocks) = (k.div_ceil(4), mg.div_ceil(LANES));
-    assert!(k <= MAX_K && s.m <= MAX_M && w.len() >= s.m * k && blocks * LANES * steps * 4 <= PACKED);
-    let wsum = filter_sums(w, s.m, k);
-    let plane = s.oh * s.ow;
-    let mut packed = [0u8; PACKED];
-    // Patches padded to whole 4-byte steps with zeros (which add nothing).
-    let mut patches = [[0u8; MAX_K]; PACKED_PIXELS];
-    let (lo, hi) = (_mm512_set1_ps(-(y_zero as f32)), _mm512_set1_ps(255.0 - y_zero as f32));
-    let (magic, zp) = (_mm512_set1_ps(12_582_912.0), _mm512_set1_epi32(y_zero));
-    for g in 0..s.groups {
-        // packed[block][step][lane][4]: taps 4·step.. of channel g·mg + block·16 + lane.
-        packed[..blocks * LANES * steps * 4].fill(0);
-        for m in 0..mg {
-            let (block, lane) = (m / LANES, m % LANES);
-            for (t, &v) in w[(g * mg + m) * k..(g * mg + m + 1) * k].iter().enumerate() {
-                packed[((block * steps + t / 4) * LANES + lane) * 4 + t % 4] = v;
-            }
-        }
-        let mut offsets = [0i32; MAX_M];
-        let mut mults = [0f32; MAX_M];
-        for m in 0..mg {
-            let c = g * mg + m;
-            offsets[m] = bias.map_or(0, |bb| i32_at(bb, c)) - x_zero * wsum[c];
-            mults[m] = multipliers(c);
-        }
-        for b in 0..s.n {
-            let mut p0 = 0;
-            while p0 < plane {
-                let count = PACKED_PIXELS.min(plane - p0);
-                for (i, patch) in patches[..count].iter_mut().enumerate() {
-                    gather(s, x, x_zero as u8, b, g * cg, cg, (p0 + i) / s.ow, (p0 + i) % s.ow, &mut patch[..k]);
-                }
-                for block in 0..blocks {
-                    let filters = packed[block * steps * LANES * 4..].as_ptr();
-                    let mut acc = [_mm512_setzero_si512(); PACKED_PIXELS];
-                    for t in 0..steps {
-                        // SAFETY: (block·steps + t)·64 + 64 ≤ blocks·16·steps·4 ≤ PACKED.
-                        let wv = unsafe { _mm512_loadu_si512(filters.add(t * LANES * 4).cast()) };
-                        for (a, patch) in acc.iter_mut().zip(&patches) {
-                            // SAFETY: 4·t + 4 ≤ 4·steps ≤ MAX_K (k ≤ MAX_K, a multiple of 4).
-                            let four = unsafe { patch.as_ptr().add(4 * t).cast::<i32>().read_unaligned() };
-                            *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(four), wv);
-                        }
-                    }
-                    let m0 = block * LANES;
-                    let lanes = LANES.min(mg - m0);
-                    // SAFETY: m0 + 16 ≤ blocks·16 ≤ MAX_M entries of both arrays.
-                    let (offset, mult) = unsafe {
-                        (_mm512_loadu_si512(offsets.as_ptr().add(m0).cast()), _mm512_loadu_ps(mults.as_ptr().add(m0)))
-                    };
-                    for (i, a) in acc[..count].iter().enumerate() {
-                        // The reference's requantize, 16 channels at once, same float operations.
-                        let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(*a, offset)), mult);
-                        let v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-                        let v = _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
-                        let q = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvttps_epi32(v), zp));
-                        let mut bytes = [0u8; LANES];
-                        // SAFETY: 16 bytes into a 16-byte array.
-                        unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), q) };
-                        for (j, &q) in bytes[..lanes].iter().enumerate() {
-                            y[(b * s.m + g * mg + m0 + j) * plane + p0 + i] = q;
-                        }
-                    }
-                }
-                p0 += count;
-            }
-        }
-    }
 }
 
 #[inline(never)] // one kernel's stack buffers live at a time

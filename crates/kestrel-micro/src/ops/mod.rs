@@ -39,3 +39,34 @@ pub(crate) fn requantize(acc: i32, multiplier: f32, zero_point: i32) -> u8 {
     let v = (acc as f32 * multiplier).clamp(-(zero_point as f32), 255.0 - zero_point as f32);
     (round_half_even(v) as i32 + zero_point) as u8
 }
+
+/// A CPU feature a fast path needs, detected once (no `std` here to ask; each path reads the CPU).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) struct CpuFeature(core::sync::atomic::AtomicU8);
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+impl CpuFeature {
+    const UNKNOWN: u8 = 0;
+    const ABSENT: u8 = 1;
+    const PRESENT: u8 = 2;
+
+    pub(crate) const fn new() -> CpuFeature {
+        CpuFeature(core::sync::atomic::AtomicU8::new(Self::UNKNOWN))
+    }
+
+    pub(crate) fn get(&self, detect: fn() -> bool) -> bool {
+        use core::sync::atomic::Ordering::Relaxed;
+        let mut state = self.0.load(Relaxed);
+        if state == Self::UNKNOWN {
+            state = if detect() { Self::PRESENT } else { Self::ABSENT };
+            self.0.store(state, Relaxed);
+        }
+        state == Self::PRESENT
+    }
+
+    /// `true`: report the feature absent (benchmarks compare with the portable kernels);
+    /// `false`: detect again.
+    pub(crate) fn disable(&self, off: bool) {
+        self.0.store(if off { Self::ABSENT } else { Self::UNKNOWN }, core::sync::atomic::Ordering::Relaxed);
+    }
+}
