@@ -65,6 +65,7 @@ pub struct BundleOptions {
     /// Board name (a file in boards/) or path to a board .toml.
     #[arg(long)]
     pub board: String,
+    /// Folder of board definitions (default: ./boards, else $KESTREL_BOARDS).
     #[arg(long)]
     pub boards_dir: Option<PathBuf>,
     /// Models to ship (default: the bundled BlazeFace); the first one is health-checked.
@@ -103,6 +104,7 @@ pub struct DeployArgs {
     /// The board: USER@HOST (or an alias from ~/.ssh/config).
     #[arg(long)]
     pub host: String,
+    /// ssh port on the board (default: 22, or what ~/.ssh/config says).
     #[arg(long)]
     pub port: Option<u16>,
     /// Private key for ssh (key authentication only; ssh never prompts).
@@ -123,7 +125,7 @@ pub struct DeployArgs {
     /// Upload at most this many KiB per second (slow radio links).
     #[arg(long)]
     pub rate_limit: Option<u64>,
-    /// Releases to keep besides current and previous (default: the board's install.keep).
+    /// Releases to keep besides the current one; previous is always kept (default: the board's install.keep).
     #[arg(long)]
     pub keep: Option<u32>,
     /// Folder the bundle is written into.

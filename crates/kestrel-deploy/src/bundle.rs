@@ -285,11 +285,14 @@ fn check_path(p: &str) -> Result<(), BundleError> {
     }
 }
 
+/// The systemd unit; a service that keeps failing its start-up check stops after 3 tries a minute
+/// (a first deploy has nothing to roll back to) instead of restarting forever.
 fn unit(spec: &BundleSpec) -> String {
     let root = &spec.root;
     let user = spec.service_user.as_ref().map(|u| format!("User={u}\n")).unwrap_or_default();
     format!(
-        "[Unit]\nDescription=Kestrel perception service ({board})\nAfter=network.target\n\n\
+        "[Unit]\nDescription=Kestrel perception service ({board})\nAfter=network.target\n\
+         StartLimitIntervalSec=60\nStartLimitBurst=3\n\n\
          [Service]\n{user}ExecStart={root}/current/bin/kestrel serve {root}/current --state {root}/state\n\
          Restart=on-failure\nRestartSec=2\n\n[Install]\nWantedBy=multi-user.target\n",
         board = spec.board.name

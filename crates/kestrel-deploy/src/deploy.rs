@@ -43,7 +43,7 @@ pub struct Target {
     pub launcher: String,
     /// `systemd` or `pidfile`.
     pub service: String,
-    /// Releases kept besides current and previous.
+    /// Releases kept besides the current one (the previous one is never pruned).
     pub keep: u32,
     pub health_budget_s: u32,
     /// Upload rate limit in bytes per second.
