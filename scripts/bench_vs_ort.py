@@ -27,6 +27,7 @@ MODELS = [
     ("blazeface int8", "models/blazeface/model.int8.onnx", "models/samples/astronaut.png"),
     ("fashion-cnn", "models/fashion-cnn/model.onnx", "models/fashion-cnn/samples/00-ankle-boot.png"),
     ("fashion int8", "models/fashion-cnn/model.int8.onnx", "models/fashion-cnn/samples/00-ankle-boot.png"),
+    ("fashion int8 micro", "models/fashion-cnn/model.int8.onnx", "models/fashion-cnn/samples/00-ankle-boot.png"),
 ]
 
 
@@ -53,8 +54,8 @@ def ort_median_ms(path, x, runs):
     return statistics.median(times)
 
 
-def kestrel_median_ms(path, image, runs):
-    out = subprocess.check_output(["target/release/kestrel", "run", path, image, "--json",
+def kestrel_median_ms(path, image, runs, backend="cpu"):
+    out = subprocess.check_output(["target/release/kestrel", "run", path, image, "--json", "--backend", backend,
                                    "--threads", "1", "--repeat", str(runs)])
     return json.loads(out)["latency_ms"]
 
@@ -93,15 +94,15 @@ def conv_stack(args):
 
 def bundled_models(args):
     print(f"onnxruntime {ort.__version__}; median of {args.runs} runs per round, best of {args.rounds} rounds, 1 thread")
-    print(f"{'model':<16} {'kestrel cpu (ms)':>17} {'onnxruntime (ms)':>17} {'kestrel / ort':>14}")
+    print(f"{'model':<20} {'kestrel (ms)':>13} {'onnxruntime (ms)':>17} {'kestrel / ort':>14}")
     for name, path, image in MODELS:
         x = ort_input(name, image)
         ours, theirs = [], []
         for _ in range(args.rounds):
-            ours.append(kestrel_median_ms(path, image, args.runs))
+            ours.append(kestrel_median_ms(path, image, args.runs, "micro" if name.endswith("micro") else "cpu"))
             theirs.append(ort_median_ms(path, x, args.runs))
         k, o = min(ours), min(theirs)
-        print(f"{name:<16} {k:>17.3f} {o:>17.3f} {k / o:>13.2f}x")
+        print(f"{name:<20} {k:>13.3f} {o:>17.3f} {k / o:>13.2f}x")
 
 
 if __name__ == "__main__":
