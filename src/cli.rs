@@ -68,7 +68,7 @@ pub struct BundleOptions {
     /// Folder of board definitions (default: ./boards, else $KESTREL_BOARDS).
     #[arg(long)]
     pub boards_dir: Option<PathBuf>,
-    /// Models to ship (default: the bundled BlazeFace); the first one is health-checked.
+    /// Models to ship (default: the bundled BlazeFace); the first one is health-checked and served.
     #[arg(long = "model")]
     pub models: Vec<PathBuf>,
     /// The board's kestrel binary (default: cross-built here with cargo for the board's target).

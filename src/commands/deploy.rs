@@ -59,8 +59,10 @@ pub fn boards(args: &BoardsArgs) -> Result<()> {
             b.install.root
         );
     }
-    for b in boards.iter().filter_map(|b| b.gpu.as_ref().filter(|g| !g.supported).map(|g| (b, g))) {
-        println!("note: {}: {}", b.0.name, b.1.note.as_deref().unwrap_or_default());
+    for b in &boards {
+        if let Some(gpu) = b.gpu.as_ref().filter(|g| !g.supported) {
+            println!("note: {}: {}", b.name, gpu.note.as_deref().unwrap_or_default());
+        }
     }
     Ok(())
 }
@@ -185,7 +187,7 @@ fn make_bundle(board: &Board, opts: &BundleOptions, service_user: Option<String>
     }
     let spec = BundleSpec {
         board,
-        binary: stripped.clone().unwrap_or(binary),
+        binary: stripped.unwrap_or(binary),
         models,
         health_image,
         health_expected: expected,
@@ -214,7 +216,7 @@ fn bundle_model(path: &Path) -> Result<BundleModel> {
     if config.is_file() {
         files.push(config);
     }
-    for t in &onnx.proto.graph.as_ref().map(|g| g.initializer.clone()).unwrap_or_default() {
+    for t in onnx.proto.graph.iter().flat_map(|g| &g.initializer) {
         if let Some(loc) = t.external_data.iter().find(|e| e.key == "location") {
             let f = dir.join(&loc.value);
             if !files.contains(&f) {

@@ -36,6 +36,8 @@ pub enum BundleError {
     NotABundle(PathBuf, String),
     #[error("bundle path `{0}` must be relative, without `..`")]
     BadPath(String),
+    #[error("a bundle needs at least one model")]
+    NoModel,
     #[error("`{tool}` failed on `{path}`: {detail}")]
     Strip { tool: String, path: PathBuf, detail: String },
 }
@@ -132,8 +134,7 @@ pub fn create(spec: &BundleSpec, out_dir: &Path) -> Result<BundleInfo, BundleErr
             entries.push(Entry { path, source: Source::File(f.clone()), executable: false });
         }
     }
-    let first =
-        spec.models.first().and_then(|m| m.files.first()).ok_or_else(|| BundleError::BadPath("no model".into()))?;
+    let first = spec.models.first().and_then(|m| m.files.first()).ok_or(BundleError::NoModel)?;
     let health_image = format!("health/{}", file_name(&spec.health_image));
     entries.push(Entry {
         path: health_image.clone(),
@@ -152,9 +153,18 @@ pub fn create(spec: &BundleSpec, out_dir: &Path) -> Result<BundleInfo, BundleErr
         source: Source::Bytes(unit(spec).into_bytes()),
         executable: false,
     });
-    for e in &entries {
+    // Two models from one folder share its kestrel.toml: it goes in once. Two different files
+    // for one path would make the manifest ambiguous.
+    let mut unique: Vec<Entry> = Vec::with_capacity(entries.len());
+    for e in entries {
         check_path(&e.path)?;
+        match unique.iter().find(|u| u.path == e.path) {
+            None => unique.push(e),
+            Some(u) if matches!((&u.source, &e.source), (Source::File(a), Source::File(b)) if a == b) => {}
+            Some(_) => return Err(BundleError::BadPath(format!("{} (two different files for it)", e.path))),
+        }
     }
+    let mut entries = unique;
 
     // Content digests first: the release id is derived from them, and release.json holds the id.
     let mut manifest = String::new();
@@ -333,6 +343,67 @@ mod tests {
         assert_eq!(utc_stamp(0), "19700101T000000Z");
         assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
         assert_eq!(utc_stamp(1_795_944_612), "20261129T093012Z");
+    }
+
+    /// Two models from one folder: their kestrel.toml goes in once; the manifest covers every
+    /// file; release.json reads back.
+    #[test]
+    fn a_bundle_lists_each_file_once_in_its_manifest() {
+        let dir = std::env::temp_dir().join(format!("kestrel-bundle-test-{}", std::process::id()));
+        let models = dir.join("m");
+        std::fs::create_dir_all(&models).unwrap();
+        for (name, text) in [("a.onnx", "A"), ("b.onnx", "B"), ("kestrel.toml", "cfg"), ("face.png", "png")] {
+            std::fs::write(models.join(name), text).unwrap();
+        }
+        std::fs::write(dir.join("kestrel"), "binary").unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../boards/x86-64-linux.toml");
+        let board = Board::load(&root).unwrap();
+        let config = models.join("kestrel.toml");
+        let spec = BundleSpec {
+            board: &board,
+            binary: dir.join("kestrel"),
+            models: vec![
+                BundleModel { name: "m".into(), files: vec![models.join("a.onnx"), config.clone()] },
+                BundleModel { name: "m".into(), files: vec![models.join("b.onnx"), config] },
+            ],
+            health_image: models.join("face.png"),
+            health_expected: serde_json::json!({ "classes": [] }),
+            backend: "cpu".into(),
+            threads: 1,
+            kestrel_version: "0".into(),
+            root: "/opt/kestrel".into(),
+            service_user: Some("robot".into()),
+        };
+        let info = create(&spec, &dir.join("out")).unwrap();
+        let back = open(&info.path).unwrap();
+        assert_eq!(
+            (back.release.id.as_str(), back.files, back.sha256.as_str()),
+            (info.release.id.as_str(), 9, info.sha256.as_str())
+        );
+        let file = std::fs::File::open(&info.path).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        let mut manifest = String::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_str() == Some(MANIFEST) {
+                e.read_to_string(&mut manifest).unwrap();
+            }
+        }
+        let listed: Vec<&str> = manifest.lines().filter_map(|l| l.split("  ").nth(1)).collect();
+        assert_eq!(
+            listed,
+            [
+                "bin/kestrel",
+                "models/m/a.onnx",
+                "models/m/kestrel.toml",
+                "models/m/b.onnx",
+                "health/face.png",
+                "health.json",
+                "kestrel.service",
+                RELEASE
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
