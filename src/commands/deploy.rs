@@ -84,6 +84,9 @@ pub fn bundle(args: &BundleArgs) -> Result<()> {
 
 pub fn deploy(args: &DeployArgs) -> Result<()> {
     let board = Board::find(&args.bundle.board, &boards_dir(args.bundle.boards_dir.as_deref()))?;
+    if args.bundle.root.as_deref().is_some_and(|r| !r.starts_with('/')) {
+        bail!("--root must be an absolute path on the board");
+    }
     let target = Target {
         ssh: Ssh {
             destination: args.host.clone(),

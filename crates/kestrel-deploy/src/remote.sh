@@ -94,6 +94,8 @@ discard) # discard ID: remove a release that failed its checks (never the curren
     rm -rf "releases/$1"
     ;;
 restart) # stop the running service (if any) and start the one `current` points to
+    # A stale status must not pass for the new service's report.
+    rm -f state/status
     if [ "$SERVICE" = systemd ]; then
         # Exactly these command lines, so sudoers can allow just them (README: Deploy to a Jetson).
         if ! cmp -s "$ROOT/current/$UNIT" /etc/systemd/system/$UNIT; then
