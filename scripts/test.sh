@@ -41,6 +41,10 @@ cargo test --release -p kestrel-micro --target aarch64-unknown-linux-gnu --lib
 step "cargo test"
 cargo test --release --workspace
 
+step "The benches cross-built for aarch64 run once each under qemu (speed there means nothing)"
+CARGO_TARGET_DIR=target/cross cargo bench --target aarch64-unknown-linux-gnu \
+    --bench micro_conv_stack --bench fashion_cnn_cpu --bench blazeface_cpu -- --test
+
 step "CUDA backend built in, on this GPU-less machine (clean errors, CPU reference of the kernel)"
 cargo test --release --features cuda -p kestrel-engine
 cargo test --release --features cuda --test cuda_backend
