@@ -49,6 +49,34 @@ pub(crate) fn pack_filter_rows(s: &ConvShape, w: &[u8], g: usize, blocks: usize,
     }
 }
 
+/// Most output channels the SIMD kernels handle (their per-channel constants live on the stack).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) const FAST_MAX_M: usize = 1024;
+
+/// Per output channel of group `g` (index `m − g·mg`), for the SIMD kernels, which sum raw or
+/// shifted inputs and fold the zero point out afterwards: the bias minus `zero·Σw` (`zero` is the
+/// input zero point as those kernels see it), and the requantization multiplier.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn group_constants(
+    s: &ConvShape,
+    w: &[u8],
+    bias: Option<&[u8]>,
+    multipliers: &impl Fn(usize) -> f32,
+    g: usize,
+    zero: i32,
+) -> ([i32; FAST_MAX_M], [f32; FAST_MAX_M]) {
+    let (mg, k) = (s.m / s.groups, s.c / s.groups * s.kh * s.kw);
+    let mut offsets = [0i32; FAST_MAX_M];
+    let mut mults = [0f32; FAST_MAX_M];
+    for m in 0..mg {
+        let c = g * mg + m;
+        let wsum: i32 = w[c * k..(c + 1) * k].iter().map(|&b| i32::from(b as i8)).sum();
+        offsets[m] = bias.map_or(0, |bb| i32_at(bb, c)) - zero * wsum;
+        mults[m] = multipliers(c);
+    }
+    (offsets, mults)
+}
+
 /// i32 accumulators kept on the stack (2 KiB).
 const TILE: usize = 512;
 /// Largest filter (C/groups · kh · kw) gathered as a patch on the stack (8 KiB of i16).

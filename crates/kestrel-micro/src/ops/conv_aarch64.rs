@@ -13,11 +13,11 @@
 use core::arch::aarch64::*;
 use core::arch::asm;
 
-use super::conv::{pack_filter_rows, ConvShape, LANES};
-use super::{i32_at, CpuFeature};
+use super::conv::{group_constants, pack_filter_rows, ConvShape, FAST_MAX_M, LANES};
+use super::CpuFeature;
 
-/// Most output channels handled (their offsets and multipliers live on the stack).
-pub const MAX_M: usize = 1024;
+/// Most output channels handled.
+pub const MAX_M: usize = FAST_MAX_M;
 /// Bytes of repacked filters on the stack (one group's).
 const PACKED: usize = 64 * 1024;
 /// Output pixels per step (one per `sdot` index).
@@ -100,14 +100,8 @@ pub unsafe fn conv_rows_sdot(
     let (magic, zp, flip) = (vdupq_n_f32(12_582_912.0), vdupq_n_s32(y_zero), vdupq_n_u8(0x80));
     for g in 0..s.groups {
         pack_filter_rows(s, w, g, blocks, &mut packed);
-        let mut offsets = [0i32; MAX_M];
-        let mut mults = [0f32; MAX_M];
-        for m in 0..mg {
-            let c = g * mg + m;
-            let wsum: i32 = w[c * k..(c + 1) * k].iter().map(|&b| i32::from(b as i8)).sum();
-            offsets[m] = bias.map_or(0, |bb| i32_at(bb, c)) - (x_zero - 128) * wsum;
-            mults[m] = multipliers(c);
-        }
+        // The kernel sums x − 128, so the zero point it sees is x_zp − 128.
+        let (offsets, mults) = group_constants(s, w, bias, &multipliers, g, x_zero - 128);
         for b in 0..s.n {
             for oy in 0..s.oh {
                 let mut ox0 = 0;

@@ -17,15 +17,15 @@
 
 use core::arch::x86_64::*;
 
-use super::conv::{pack_filter_rows, ConvShape};
-use super::{i32_at, requantize, CpuFeature};
+use super::conv::{group_constants, pack_filter_rows, ConvShape, FAST_MAX_M};
+use super::{requantize, CpuFeature};
 
 /// Output pixels computed together (their patches share each weight load).
 const PIXELS: usize = 4;
 /// Largest filter handled (C/groups · kh · kw), rounded to whole 64-byte chunks.
 pub const MAX_K: usize = 4096;
-/// Most output channels handled (their Σ w live on the stack).
-pub const MAX_M: usize = 1024;
+/// Most output channels handled.
+pub const MAX_M: usize = FAST_MAX_M;
 
 static FEATURE: CpuFeature = CpuFeature::new();
 
@@ -123,7 +123,6 @@ unsafe fn conv_rows<const NB: usize>(
     let blocks = mg.div_ceil(LANES).next_multiple_of(NB);
     assert!(s.m <= MAX_M && w.len() >= s.m * k && blocks * LANES * steps * 4 <= PACKED);
     assert!(x.len() >= s.n * s.c * s.h * s.w);
-    let wsum = filter_sums(w, s.m, k);
     let plane = s.oh * s.ow;
     let pad4 = u32::from_ne_bytes([x_zero as u8; 4]) as i32;
     let mut packed = [0u8; PACKED];
@@ -132,13 +131,7 @@ unsafe fn conv_rows<const NB: usize>(
     for g in 0..s.groups {
         // packed[block][step = ci·kh + ky][lane][4 taps]
         pack_filter_rows(s, w, g, blocks, &mut packed);
-        let mut offsets = [0i32; MAX_M];
-        let mut mults = [0f32; MAX_M];
-        for m in 0..mg {
-            let c = g * mg + m;
-            offsets[m] = bias.map_or(0, |bb| i32_at(bb, c)) - x_zero * wsum[c];
-            mults[m] = multipliers(c);
-        }
+        let (offsets, mults) = group_constants(s, w, bias, &multipliers, g, x_zero);
         for b in 0..s.n {
             for oy in 0..s.oh {
                 let mut ox0 = 0;
@@ -256,15 +249,6 @@ unsafe fn conv_rows<const NB: usize>(
     }
 }
 
-/// Σ w of each output channel (the zero-point correction), on the stack.
-fn filter_sums(w: &[u8], m: usize, k: usize) -> [i32; MAX_M] {
-    let mut wsum = [0i32; MAX_M];
-    for (i, sum) in wsum[..m].iter_mut().enumerate() {
-        *sum = w[i * k..(i + 1) * k].iter().map(|&b| i32::from(b as i8)).sum();
-    }
-    wsum
-}
-
 #[inline(never)] // one kernel's stack buffers live at a time
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[allow(clippy::too_many_arguments)]
@@ -284,12 +268,12 @@ unsafe fn conv_dot(
     let chunks = k.div_ceil(64);
     let tail = k - (chunks - 1) * 64;
     let tail_mask: __mmask64 = if tail == 64 { !0 } else { (1u64 << tail) - 1 };
-    let wsum = filter_sums(w, s.m, k);
     // Patches padded to whole chunks with zeros (which add nothing).
     let mut patches = [[0u8; MAX_K]; PIXELS];
     let plane = s.oh * s.ow;
     for b in 0..s.n {
         for g in 0..s.groups {
+            let (offsets, mults) = group_constants(s, w, bias, &multipliers, g, x_zero);
             let mut p0 = 0;
             while p0 < plane {
                 let count = PIXELS.min(plane - p0);
@@ -316,10 +300,9 @@ unsafe fn conv_dot(
                             *a = _mm512_dpbusd_epi32(*a, xv, wv);
                         }
                     }
-                    let bias_m = bias.map_or(0, |bb| i32_at(bb, m)) - x_zero * wsum[m];
-                    let mult = multipliers(m);
+                    let (offset, mult) = (offsets[m - g * mg], mults[m - g * mg]);
                     for (i, a) in acc[..count].iter().enumerate() {
-                        let v = _mm512_reduce_add_epi32(*a) + bias_m;
+                        let v = _mm512_reduce_add_epi32(*a) + offset;
                         y[(b * s.m + m) * plane + p0 + i] = requantize(v, mult, y_zero);
                     }
                 }
