@@ -1,5 +1,11 @@
 //! ONNX (as `kestrel compress --int8` writes it) → `.kmodel` for the integer runtime.
 //!
+//! Layout: Conv and MaxPool run channels-last (NHWC, weights OHWI), everything else on ONNX's
+//! own layout. Each 4-D activation remembers which one it is stored in; a conversion (a
+//! Transpose op, or a Reshape when the bytes do not move) is inserted only where an op needs the
+//! other one, and remembered, so a chain of convolutions converts once at each end. An ONNX
+//! Transpose between NHWC and NCHW (tf2onnx's) usually becomes a Reshape.
+//!
 //! QLinearConv → Conv, QLinearMatMul → FullyConnected, Quantize/DequantizeLinear at the
 //! edges, MaxPool/Reshape/Flatten/Transpose/Relu/Softmax as they are, and a float Add of a
 //! constant (the bias after a dequantized MatMul) → AddConstant. Shape-only subgraphs (Shape →
@@ -36,6 +42,8 @@ struct Tensor {
     channel_scales: Option<u32>,
     /// First and last op touching it (activations).
     live: (usize, usize),
+    /// A 4-D activation stored channels-last: `dims` are [N, H, W, C] of the ONNX tensor [N, C, H, W].
+    nhwc: bool,
 }
 
 struct Op {
@@ -53,6 +61,8 @@ struct Exporter<'g> {
     tensors: Vec<Tensor>,
     by_name: HashMap<String, usize>,
     ops: Vec<Op>,
+    /// The same activation in the other layout, once converted (both directions).
+    converted: HashMap<usize, usize>,
 }
 
 fn unsupported(n: &pb::NodeProto, why: &str) -> EngineError {
@@ -112,9 +122,81 @@ impl<'g> Exporter<'g> {
             zero_point: quant.map_or(0, |q| q.1),
             channel_scales: None,
             live: (usize::MAX, 0),
+            nhwc: false,
         });
         self.by_name.insert(name.to_string(), self.tensors.len() - 1);
         self.tensors.len() - 1
+    }
+
+    /// A new activation like `x` (type, quantization) with other dims and layout.
+    fn like(&mut self, x: usize, dims: Vec<usize>, nhwc: bool) -> usize {
+        let t =
+            Tensor { dims, storage: Storage::Arena, offset: 0, live: (usize::MAX, 0), nhwc, ..self.tensors[x].clone() };
+        self.tensors.push(t);
+        self.tensors.len() - 1
+    }
+
+    /// `x` stored with `perm` applied to its stored axes: a Reshape when no byte moves (only
+    /// axes of size 1 change places), else a Transpose.
+    fn permuted(&mut self, x: usize, perm: [usize; 4], nhwc: bool) -> usize {
+        let d = self.tensors[x].dims.clone();
+        let y = self.like(x, perm.iter().map(|&a| d[a]).collect(), nhwc);
+        let moving: Vec<usize> = perm.iter().copied().filter(|&a| d[a] != 1).collect();
+        if moving.windows(2).all(|w| w[0] < w[1]) {
+            self.push(OpCode::Reshape, vec![x], y, [0; 12], None);
+        } else {
+            let mut p = [0u8; 12];
+            for (slot, &a) in p.iter_mut().zip(&perm) {
+                *slot = a as u8;
+            }
+            self.push(OpCode::Transpose, vec![x], y, p, None);
+        }
+        y
+    }
+
+    /// `x` channels-last, for Conv and MaxPool (converted once, then reused).
+    fn channels_last(&mut self, n: &pb::NodeProto, x: usize) -> Result<usize, EngineError> {
+        if self.tensors[x].dims.len() != 4 {
+            return Err(unsupported(n, "its input must be 4-D (N, C, H, W)"));
+        }
+        if self.tensors[x].nhwc {
+            return Ok(x);
+        }
+        if let Some(&y) = self.converted.get(&x) {
+            return Ok(y);
+        }
+        let y = self.permuted(x, [0, 2, 3, 1], true);
+        self.converted.extend([(x, y), (y, x)]);
+        Ok(y)
+    }
+
+    /// `x` in ONNX's layout, for every op but Conv, MaxPool and the elementwise ones.
+    fn onnx_layout(&mut self, x: usize) -> usize {
+        if !self.tensors[x].nhwc {
+            return x;
+        }
+        if let Some(&y) = self.converted.get(&x) {
+            return y;
+        }
+        let y = self.permuted(x, [0, 3, 1, 2], false);
+        self.converted.extend([(x, y), (y, x)]);
+        y
+    }
+
+    /// The ONNX shape of `name` ([N, C, H, W]) as stored channels-last.
+    fn nhwc_shape_of(&self, n: &pb::NodeProto, name: &str) -> Result<Vec<usize>, EngineError> {
+        match self.shape_of(n, name)?[..] {
+            [b, c, h, w] => Ok(vec![b, h, w, c]),
+            _ => Err(unsupported(n, "its output must be 4-D")),
+        }
+    }
+
+    /// An activation produced by an elementwise op on `x`: same stored dims and layout.
+    fn elementwise(&mut self, name: &str, x: usize, dtype: DType, quant: Option<(f32, i32)>) -> usize {
+        let (dims, nhwc) = (self.tensors[x].dims.clone(), self.tensors[x].nhwc);
+        let y = self.new_activation(name, dtype, dims, quant);
+        self.tensors[y].nhwc = nhwc;
+        y
     }
 
     fn constant(
@@ -138,6 +220,7 @@ impl<'g> Exporter<'g> {
             zero_point: 0,
             channel_scales: channels,
             live: (0, 0),
+            nhwc: false,
         });
         self.tensors.len() - 1
     }
@@ -151,7 +234,17 @@ impl<'g> Exporter<'g> {
         zp: &str,
         channels: usize,
     ) -> Result<(usize, Vec<f32>), EngineError> {
-        let wr = raw(self.g, w).ok_or_else(|| unsupported(n, "the weight is not a constant"))?;
+        let mut wr = raw(self.g, w).ok_or_else(|| unsupported(n, "the weight is not a constant"))?;
+        if let [m, c, kh, kw] = wr.dims[..] {
+            // Convolution filters [M, C/g, kh, kw] → [M, kh, kw, C/g] (channels-last).
+            let mut ohwi = vec![0u8; wr.bytes.len()];
+            for (i, &v) in wr.bytes.iter().enumerate() {
+                let (o, ci, ky, kx) = (i / (c * kh * kw), i / (kh * kw) % c, i / kw % kh, i % kw);
+                ohwi[((o * kh + ky) * kw + kx) * c + ci] = v;
+            }
+            wr.bytes = ohwi;
+            wr.dims = vec![m, kh, kw, c];
+        }
         if wr.elem.code != 3 {
             return Err(unsupported(n, "weights must be int8"));
         }
@@ -187,8 +280,7 @@ impl<'g> Exporter<'g> {
             "QuantizeLinear" => {
                 let x = self.activation(n, &n.input[0])?;
                 let (s, z) = (self.scalar(n, &n.input[1])?, self.scalar(n, n.input.get(2).map_or("", |v| v))?);
-                let dims = self.tensors[x].dims.clone();
-                let y = self.new_activation(&out, DType::U8, dims, Some((s, z as i32)));
+                let y = self.elementwise(&out, x, DType::U8, Some((s, z as i32)));
                 self.push(OpCode::Quantize, vec![x], y, [0; 12], None);
             }
             "DequantizeLinear" => {
@@ -198,12 +290,12 @@ impl<'g> Exporter<'g> {
                 if t.scale != Some(s) || t.zero_point != z as i32 {
                     return Err(unsupported(n, "it dequantizes with parameters other than its input's"));
                 }
-                let dims = t.dims.clone();
-                let y = self.new_activation(&out, DType::F32, dims, None);
+                let y = self.elementwise(&out, x, DType::F32, None);
                 self.push(OpCode::Dequantize, vec![x], y, [0; 12], None);
             }
             "QLinearConv" => {
                 let x = self.activation(n, &n.input[0])?;
+                let x = self.channels_last(n, x)?;
                 let (xs, xz) = (self.scalar(n, &n.input[1])?, self.scalar(n, &n.input[2])?);
                 if self.tensors[x].scale != Some(xs) || self.tensors[x].zero_point != xz as i32 {
                     return Err(unsupported(n, "its x_scale/x_zero_point differ from its input's"));
@@ -248,13 +340,15 @@ impl<'g> Exporter<'g> {
                 );
                 let mult: Vec<f32> = ws.iter().map(|&w| (xs * w) / ys).collect();
                 let extra = self.b.f32_weights(&mult);
-                let y = self.new_activation(&out, DType::U8, self.shape_of(n, &out)?, Some((ys, yz as i32)));
+                let y = self.new_activation(&out, DType::U8, self.nhwc_shape_of(n, &out)?, Some((ys, yz as i32)));
+                self.tensors[y].nhwc = true;
                 let mut inputs = vec![x, w];
                 inputs.extend(bias);
                 self.push(OpCode::Conv, inputs, y, p, Some(extra));
             }
             "QLinearMatMul" => {
                 let x = self.activation(n, &n.input[0])?;
+                let x = self.onnx_layout(x);
                 let (xs, xz) = (self.scalar(n, &n.input[1])?, self.scalar(n, &n.input[2])?);
                 if self.tensors[x].scale != Some(xs)
                     || self.tensors[x].zero_point != xz as i32
@@ -278,6 +372,7 @@ impl<'g> Exporter<'g> {
             }
             "MaxPool" => {
                 let x = self.activation(n, &n.input[0])?;
+                let x = self.channels_last(n, x)?;
                 if self.tensors[x].dtype != DType::U8 || n.output.len() > 1 && !n.output[1].is_empty() {
                     return Err(unsupported(n, "only uint8 MaxPool without indices"));
                 }
@@ -297,11 +392,13 @@ impl<'g> Exporter<'g> {
                     *slot = small(v, "pooling parameter", n)?;
                 }
                 let quant = self.tensors[x].scale.map(|s| (s, self.tensors[x].zero_point));
-                let y = self.new_activation(&out, DType::U8, self.shape_of(n, &out)?, quant);
+                let y = self.new_activation(&out, DType::U8, self.nhwc_shape_of(n, &out)?, quant);
+                self.tensors[y].nhwc = true;
                 self.push(OpCode::MaxPool, vec![x], y, p, None);
             }
             "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
                 let x = self.activation(n, &n.input[0])?;
+                let x = self.onnx_layout(x);
                 let t = self.tensors[x].clone();
                 let y = self.new_activation(&out, t.dtype, self.shape_of(n, &out)?, t.scale.map(|s| (s, t.zero_point)));
                 self.push(OpCode::Reshape, vec![x], y, [0; 12], None);
@@ -310,15 +407,31 @@ impl<'g> Exporter<'g> {
                 let x = self.activation(n, &n.input[0])?;
                 let t = self.tensors[x].clone();
                 let perm = ints(n, "perm").unwrap_or_default();
-                if t.dims.len() != 4 || perm.len() != 4 {
-                    return Err(unsupported(n, "only 4-D transposes"));
+                let mut seen = [false; 4];
+                if t.dims.len() != 4
+                    || perm.len() != 4
+                    || perm.iter().any(|&a| !(0..4).contains(&a) || std::mem::replace(&mut seen[a as usize], true))
+                {
+                    return Err(unsupported(n, "only 4-D transposes with a permutation of 0..4"));
                 }
-                let mut p = [0u8; 12];
-                for (slot, v) in p.iter_mut().zip(&perm) {
-                    *slot = small(*v, "permutation", n)?;
+                // Logical axis a of an NHWC-stored tensor is stored at axis `stored[a]`.
+                let stored = if t.nhwc { [0, 3, 1, 2] } else { [0, 1, 2, 3] };
+                let q = [
+                    stored[perm[0] as usize],
+                    stored[perm[1] as usize],
+                    stored[perm[2] as usize],
+                    stored[perm[3] as usize],
+                ];
+                let y = self.permuted(x, q, false);
+                if self.tensors[y].dims != self.shape_of(n, &out)? {
+                    return Err(unsupported(n, "the transposed shape differs from the model's"));
                 }
-                let y = self.new_activation(&out, t.dtype, self.shape_of(n, &out)?, t.scale.map(|s| (s, t.zero_point)));
-                self.push(OpCode::Transpose, vec![x], y, p, None);
+                if q == [0, 3, 1, 2] {
+                    // NHWC → NCHW (tf2onnx's): x's bytes are y's channels-last form (one way
+                    // only: x itself is no NCHW tensor's conversion).
+                    self.converted.insert(y, x);
+                }
+                self.by_name.insert(out.clone(), y);
             }
             "Add" => {
                 let (a, b) = (&n.input[0], &n.input[1]);
@@ -327,6 +440,7 @@ impl<'g> Exporter<'g> {
                     .filter(|r| r.elem.code == 1)
                     .ok_or_else(|| unsupported(n, "only a float Add of a constant"))?;
                 let x = self.activation(n, act)?;
+                let x = self.onnx_layout(x);
                 if self.tensors[x].dtype != DType::F32 {
                     return Err(unsupported(n, "only a float Add of a constant"));
                 }
@@ -341,11 +455,12 @@ impl<'g> Exporter<'g> {
             "Relu" => {
                 let x = self.activation(n, &n.input[0])?;
                 let t = self.tensors[x].clone();
-                let y = self.new_activation(&out, t.dtype, t.dims.clone(), t.scale.map(|s| (s, t.zero_point)));
+                let y = self.elementwise(&out, x, t.dtype, t.scale.map(|s| (s, t.zero_point)));
                 self.push(OpCode::Relu, vec![x], y, [0; 12], None);
             }
             "Softmax" => {
                 let x = self.activation(n, &n.input[0])?;
+                let x = self.onnx_layout(x);
                 let rank = self.tensors[x].dims.len() as i64;
                 let axis = n.attribute.iter().find(|a| a.name == "axis").map_or(-1, |a| a.i);
                 if self.tensors[x].dtype != DType::F32 || !(axis == -1 || axis == rank - 1) {
@@ -419,7 +534,15 @@ pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize]) -> Result<Exporte
         return Err(EngineError::Prepare("micro export: the model must have one input and at least one output".into()));
     }
     let shapes = tensor_shapes(model, &[input_shape.to_vec()])?;
-    let mut ex = Exporter { g, shapes, b: Builder::new(), tensors: vec![], by_name: HashMap::new(), ops: vec![] };
+    let mut ex = Exporter {
+        g,
+        shapes,
+        b: Builder::new(),
+        tensors: vec![],
+        by_name: HashMap::new(),
+        ops: vec![],
+        converted: HashMap::new(),
+    };
     let x = ex.new_activation(&inputs[0].name, DType::F32, input_shape.to_vec(), None);
     ex.tensors[x].live = (0, 0);
     let skip = shape_only(g);
@@ -432,9 +555,8 @@ pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize]) -> Result<Exporte
         .output
         .iter()
         .map(|o| {
-            ex.by_name
-                .get(&o.name)
-                .copied()
+            let t = ex.by_name.get(&o.name).copied();
+            t.map(|t| ex.onnx_layout(t))
                 .ok_or_else(|| EngineError::Prepare(format!("micro export: output `{}` is not produced", o.name)))
         })
         .collect::<Result<_, _>>()?;

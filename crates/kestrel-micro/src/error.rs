@@ -63,6 +63,11 @@ pub enum Error {
         need: u32,
         have: u32,
     },
+    /// The buffer for the fast kernels' constants has the wrong length.
+    PreparedLength {
+        need: u32,
+        have: u32,
+    },
 }
 
 impl Error {
@@ -79,7 +84,11 @@ impl fmt::Display for Error {
         match self {
             Error::Truncated { what } => write!(f, "the file ends inside the {what}"),
             Error::BadMagic => write!(f, "not a .kmodel file (bad magic)"),
-            Error::UnsupportedVersion { version } => write!(f, ".kmodel version {version} is not supported"),
+            Error::UnsupportedVersion { version } => write!(
+                f,
+                ".kmodel version {version} is not supported (this runtime reads version {}: export the model again)",
+                crate::format::VERSION
+            ),
             Error::LengthMismatch { header, buffer } => {
                 write!(f, "the header says {header} bytes but the file has {buffer}")
             }
@@ -94,6 +103,9 @@ impl fmt::Display for Error {
             Error::UnknownOpcode { op, opcode } => write!(f, "op {op} has unknown opcode {opcode}"),
             Error::ReadBeforeWrite { op, tensor } => write!(f, "op {op} reads tensor {tensor} before it is written"),
             Error::ArenaTooSmall { need, have } => write!(f, "the model needs a {need}-byte arena, got {have} bytes"),
+            Error::PreparedLength { need, have } => {
+                write!(f, "the fast kernels' constants take {need} bytes here, got a {have}-byte buffer")
+            }
         }
     }
 }

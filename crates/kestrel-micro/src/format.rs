@@ -3,7 +3,7 @@
 use crate::{crc32, Error};
 
 pub const MAGIC: [u8; 4] = *b"KMDL";
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 64;
 pub(crate) const TENSOR_LEN: usize = 32;
 pub(crate) const OP_LEN: usize = 32;
@@ -449,20 +449,21 @@ impl<'a> Model<'a> {
                 if x.rank != 4 || w.rank != 4 || y.rank != 4 || [kh, kw, sh, sw, dh, dw].contains(&0) || groups == 0 {
                     return Err(bad("Conv parameters"));
                 }
-                let (c, m) = (x.dims[1], w.dims[0]);
-                if !c.is_multiple_of(groups) || !m.is_multiple_of(groups) || w.dims[1] != c / groups {
+                // x [n, h, w, c], w [m, kh, kw, c/groups], y [n, oh, ow, m].
+                let (c, m) = (x.dims[3], w.dims[0]);
+                if !c.is_multiple_of(groups) || !m.is_multiple_of(groups) || w.dims[3] != c / groups {
                     return Err(bad("Conv channels"));
                 }
-                if w.dims[2] != usize::from(kh) || w.dims[3] != usize::from(kw) {
+                if w.dims[1] != usize::from(kh) || w.dims[2] != usize::from(kw) {
                     return Err(bad("Conv kernel shape"));
                 }
                 let out = |size: usize, k: u8, s: u8, d: u8, pad: usize| {
                     let span = usize::from(d) * (usize::from(k) - 1) + 1;
                     (size + pad).checked_sub(span).map(|r| r / usize::from(s) + 1)
                 };
-                let oh = out(x.dims[2], kh, sh, dh, pt + pb);
-                let ow = out(x.dims[3], kw, sw, dw, pl + pr);
-                if y.dims != [x.dims[0], m, oh.unwrap_or(0), ow.unwrap_or(0)] {
+                let oh = out(x.dims[1], kh, sh, dh, pt + pb);
+                let ow = out(x.dims[2], kw, sw, dw, pl + pr);
+                if y.dims != [x.dims[0], oh.unwrap_or(0), ow.unwrap_or(0), m] {
                     return Err(bad("Conv output shape"));
                 }
                 self.check_bias_and_multipliers(o, op, m)
@@ -509,13 +510,14 @@ impl<'a> Model<'a> {
                 let out = |size: usize, k: u8, s: u8, pad: usize| {
                     (size + pad).checked_sub(usize::from(k)).map(|r| r / usize::from(s) + 1)
                 };
-                let oh = out(x.dims[2], p[0], p[2], usize::from(p[4]) + usize::from(p[6]));
-                let ow = out(x.dims[3], p[1], p[3], usize::from(p[5]) + usize::from(p[7]));
+                // x [n, h, w, c], y [n, oh, ow, c].
+                let oh = out(x.dims[1], p[0], p[2], usize::from(p[4]) + usize::from(p[6]));
+                let ow = out(x.dims[2], p[1], p[3], usize::from(p[5]) + usize::from(p[7]));
                 // A window must never lie entirely in the padding.
                 if usize::from(p[4]) >= usize::from(p[0]) || usize::from(p[5]) >= usize::from(p[1]) {
                     return Err(bad("MaxPool padding"));
                 }
-                if y.dims != [x.dims[0], x.dims[1], oh.unwrap_or(0), ow.unwrap_or(0)] {
+                if y.dims != [x.dims[0], oh.unwrap_or(0), ow.unwrap_or(0), x.dims[3]] {
                     return Err(bad("MaxPool output shape"));
                 }
                 Ok(())

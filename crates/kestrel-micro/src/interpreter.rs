@@ -8,15 +8,89 @@ use crate::Error;
 pub struct Interpreter<'m, 'a> {
     model: Model<'m>,
     arena: &'a mut [u8],
+    /// This CPU's fast kernels' constants ([`Interpreter::prepare`]), if any.
+    prepared: &'m [u8],
+}
+
+/// The convolution geometry of Conv op `op` (x, y: [n, h, w, c]; checked by `Model::parse`).
+fn conv_shape(m: &Model<'_>, op: &crate::format::Op) -> ops::conv::ConvShape {
+    let (x, w, y) = (
+        m.tensor(usize::from(op.inputs[0])),
+        m.tensor(usize::from(op.inputs[1])),
+        m.tensor(usize::from(op.outputs[0])),
+    );
+    let p = &op.params;
+    ops::conv::ConvShape {
+        n: x.dims[0],
+        h: x.dims[1],
+        w: x.dims[2],
+        c: x.dims[3],
+        m: w.dims[0],
+        oh: y.dims[1],
+        ow: y.dims[2],
+        kh: usize::from(p[0]),
+        kw: usize::from(p[1]),
+        stride: (usize::from(p[2]), usize::from(p[3])),
+        dilation: (usize::from(p[4]), usize::from(p[5])),
+        pad: (usize::from(p[6]), usize::from(p[7])),
+        groups: usize::from(u16::from_le_bytes([p[10], p[11]])),
+    }
+}
+
+/// Op `o`'s share of the prepared constants when the shares before it end at `at` (each share
+/// starts on a 64-byte step, a cache line): its range, and where the next share starts.
+fn prepared_range(m: &Model<'_>, o: usize, at: usize) -> (core::ops::Range<usize>, usize) {
+    let op = m.op(o);
+    let len = if op.code == OpCode::Conv { ops::conv::prepared_len(&conv_shape(m, &op)) } else { 0 };
+    (at..at + len, at + len.next_multiple_of(64))
 }
 
 impl<'m, 'a> Interpreter<'m, 'a> {
-    /// Binds `model` to `arena`, which must hold at least `model.arena_len()` bytes.
+    /// Binds `model` to `arena`, which must hold at least `model.arena_len()` bytes. Every op
+    /// runs on the portable kernels; [`Interpreter::with_prepared`] adds the fast ones.
     pub fn new(model: Model<'m>, arena: &'a mut [u8]) -> Result<Self, Error> {
+        Self::with_prepared(model, arena, &[])
+    }
+
+    /// Like [`Interpreter::new`], with this CPU's fast kernels running on `prepared` (filled by
+    /// [`Interpreter::prepare`] for this model; a buffer of another length is ignored).
+    pub fn with_prepared(model: Model<'m>, arena: &'a mut [u8], prepared: &'m [u8]) -> Result<Self, Error> {
         if arena.len() < model.arena_len() {
             return Err(Error::ArenaTooSmall { need: model.arena_len() as u32, have: arena.len() as u32 });
         }
-        Ok(Interpreter { model, arena })
+        let prepared = if prepared.len() == Self::prepared_len(&model) { prepared } else { &[] };
+        Ok(Interpreter { model, arena, prepared })
+    }
+
+    /// Bytes of constants this CPU's fast kernels want for `model` (0: none apply here). On a
+    /// microcontroller this is 0: the portable kernels need nothing beyond the model.
+    pub fn prepared_len(model: &Model<'_>) -> usize {
+        (0..model.op_count()).fold(0, |at, o| prepared_range(model, o, at).1)
+    }
+
+    /// Computes the fast kernels' constants (repacked filters, folded zero points) into `out`,
+    /// [`Interpreter::prepared_len`] bytes: once per model, so that `run` does not.
+    pub fn prepare(model: &Model<'_>, out: &mut [u8]) -> Result<(), Error> {
+        let need = Self::prepared_len(model);
+        if out.len() != need {
+            return Err(Error::PreparedLength { need: need as u32, have: out.len() as u32 });
+        }
+        let mut at = 0;
+        for o in 0..model.op_count() {
+            let (range, next) = prepared_range(model, o, at);
+            at = next;
+            let op = model.op(o);
+            if range.is_empty() {
+                continue;
+            }
+            let s = conv_shape(model, &op);
+            let x = model.tensor(usize::from(op.inputs[0]));
+            let w = model.weights_of(&model.tensor(usize::from(op.inputs[1])));
+            let bias = (op.n_inputs == 3).then(|| model.weights_of(&model.tensor(usize::from(op.inputs[2]))));
+            let mult = model.weights_at_offset(op.extra.unwrap_or(0), s.m * 4);
+            ops::conv::prepare(&s, w, x.zero_point, bias, |c| ops::f32_at(mult, c), &mut out[range]);
+        }
+        Ok(())
     }
 
     pub fn model(&self) -> &Model<'m> {
@@ -43,13 +117,16 @@ impl<'m, 'a> Interpreter<'m, 'a> {
 
     /// Runs every op in order.
     pub fn run(&mut self) -> Result<(), Error> {
+        let mut at = 0;
         for o in 0..self.model.op_count() {
-            self.step(o)?;
+            let (range, next) = prepared_range(&self.model, o, at);
+            at = next;
+            self.step(o, self.prepared.get(range))?;
         }
         Ok(())
     }
 
-    fn step(&mut self, o: usize) -> Result<(), Error> {
+    fn step(&mut self, o: usize, prepared: Option<&[u8]>) -> Result<(), Error> {
         let m = self.model;
         let op = m.op(o);
         let info = |i: usize| m.tensor(usize::from(op.inputs[i]));
@@ -73,22 +150,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         match op.code {
             OpCode::Conv => {
                 let w = info(1);
-                let p = &op.params;
-                let shape = ops::conv::ConvShape {
-                    n: x.dims[0],
-                    c: x.dims[1],
-                    h: x.dims[2],
-                    w: x.dims[3],
-                    m: w.dims[0],
-                    oh: y.dims[2],
-                    ow: y.dims[3],
-                    kh: usize::from(p[0]),
-                    kw: usize::from(p[1]),
-                    stride: (usize::from(p[2]), usize::from(p[3])),
-                    dilation: (usize::from(p[4]), usize::from(p[5])),
-                    pad: (usize::from(p[6]), usize::from(p[7])),
-                    groups: usize::from(u16::from_le_bytes([p[10], p[11]])),
-                };
+                let shape = conv_shape(&m, &op);
                 let bias = (op.n_inputs == 3).then(|| read(&info(2)));
                 let mult = m.weights_at_offset(op.extra.unwrap_or(0), shape.m * 4);
                 ops::conv::conv(
@@ -98,6 +160,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                     read(&w),
                     bias,
                     |c| ops::f32_at(mult, c),
+                    prepared.filter(|p| !p.is_empty()),
                     out,
                     y.zero_point,
                 );
@@ -122,7 +185,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 let p = &op.params;
                 ops::max_pool::max_pool(
                     (x.dims[0], x.dims[1], x.dims[2], x.dims[3]),
-                    (y.dims[2], y.dims[3]),
+                    (y.dims[1], y.dims[2]),
                     (usize::from(p[0]), usize::from(p[1])),
                     (usize::from(p[2]), usize::from(p[3])),
                     (usize::from(p[4]), usize::from(p[5])),

@@ -4,7 +4,7 @@
 use kestrel_micro::builder::{seal, Builder, TensorSpec};
 use kestrel_micro::{DType, Error, ErrorKind, Model, OpCode, Storage};
 
-/// A one-Conv model: x u8 [1,1,4,4] → 3×3 conv, 2 filters → y u8 [1,2,2,2].
+/// A one-Conv model: x u8 [1,4,4,1] (NHWC) → 3×3 conv, 2 filters [2,3,3,1] → y u8 [1,2,2,2].
 fn conv_model() -> Vec<u8> {
     let mut b = Builder::new();
     let w_at = b.weights(&[1u8; 18]);
@@ -13,7 +13,7 @@ fn conv_model() -> Vec<u8> {
     let scales_at = b.f32_weights(&[0.1, 0.2]);
     let x = b.tensor(TensorSpec {
         dtype: DType::U8,
-        dims: &[1, 1, 4, 4],
+        dims: &[1, 4, 4, 1],
         storage: Storage::Arena,
         offset: 0,
         scale: Some(0.5),
@@ -22,7 +22,7 @@ fn conv_model() -> Vec<u8> {
     });
     let w = b.tensor(TensorSpec {
         dtype: DType::I8,
-        dims: &[2, 1, 3, 3],
+        dims: &[2, 3, 3, 1],
         storage: Storage::Weights,
         offset: w_at,
         scale: Some(0.1),
@@ -61,7 +61,7 @@ fn a_valid_model_parses_zero_copy() {
     let m = Model::parse(&file).expect("valid");
     assert_eq!((m.tensor_count(), m.op_count(), m.arena_len()), (4, 1, 24));
     let w = m.tensor(1);
-    assert_eq!(w.dims, [2, 1, 3, 3]);
+    assert_eq!(w.dims, [2, 3, 3, 1]);
     assert_eq!(m.weights_of(&w), &[1u8; 18][..]);
     // Zero-copy: the weights slice points into the file.
     let range = file.as_ptr_range();
@@ -137,8 +137,9 @@ fn specific_damage_gets_specific_errors() {
         Model::parse(&f).map(|_| ())
     };
     assert_eq!(patch(0, b"ONNX").unwrap_err(), Error::BadMagic);
-    let e = patch(4, &2u16.to_le_bytes()).unwrap_err();
-    assert_eq!((e, e.kind()), (Error::UnsupportedVersion { version: 2 }, ErrorKind::Unsupported));
+    // Version 1 (channels-first) files are refused by name.
+    let e = patch(4, &1u16.to_le_bytes()).unwrap_err();
+    assert_eq!((e, e.kind()), (Error::UnsupportedVersion { version: 1 }, ErrorKind::Unsupported));
     // Tensor table starts at 64: tensor 1 (the weight) at 96; its offset field at +12.
     assert!(matches!(patch(96 + 12, &0x7FFF_FFF0u32.to_le_bytes()), Err(Error::OutOfBounds { .. })));
     // A zero dimension.

@@ -18,6 +18,8 @@ struct MicroPrepared {
     model: Model<'static>,
     bytes: *mut [u8],
     arena: Vec<u8>,
+    /// This CPU's fast kernels' constants (repacked filters), computed once here.
+    prepared: Vec<u8>,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
 }
@@ -77,7 +79,12 @@ impl Backend for Micro {
         let inputs = vec![spec(&m, m.input(0), &g.input[0].name)];
         let outputs = (0..m.output_count()).map(|i| spec(&m, m.output(i), &g.output[i].name)).collect();
         let arena = vec![0u8; m.arena_len()];
-        Ok(Box::new(MicroPrepared { model: m, bytes, arena, inputs, outputs }))
+        let prepared = vec![0u8; Interpreter::prepared_len(&m)];
+        // Built first, so that an error below frees the model bytes (in `Drop`).
+        let mut p = MicroPrepared { model: m, bytes, arena, prepared, inputs, outputs };
+        Interpreter::prepare(&p.model, &mut p.prepared)
+            .map_err(|e| EngineError::Internal { backend: "micro", message: e.to_string() })?;
+        Ok(Box::new(p))
     }
 }
 
@@ -103,7 +110,7 @@ impl Prepared for MicroPrepared {
             )));
         };
         let err = |e: kestrel_micro::Error| EngineError::Run(e.to_string());
-        let mut it = Interpreter::new(self.model, &mut self.arena).map_err(err)?;
+        let mut it = Interpreter::with_prepared(self.model, &mut self.arena, &self.prepared).map_err(err)?;
         let slot = it.input_mut(0).ok_or_else(|| EngineError::Run("no input 0".into()))?;
         for (dst, v) in slot.chunks_exact_mut(4).zip(values) {
             dst.copy_from_slice(&v.to_le_bytes());

@@ -1,14 +1,17 @@
-//! QLinearConv: uint8 activations, int8 symmetric per-channel weights, int32 bias.
+//! QLinearConv: uint8 activations (NHWC), int8 symmetric per-channel weights (OHWI), int32 bias.
 //!
-//! Two loop orders, both without a heap. Usually (a filter of at most `PATCH` values): per
-//! output pixel, its input patch is gathered once as i16 `x − x_zp` on the stack, then every
-//! output channel is one contiguous dot product with its filter (i16 × i16 → i32, which
-//! vectorizes to multiply-add pairs). Larger filters: per output channel, a tile of output rows
-//! accumulates in i32 on the stack, each weight applied to a row segment at once.
+//! Channels-last, as the SIMD kernels want it: the input channels of one position are
+//! contiguous, so 4 of them form each 4-byte group the dot-product instructions (`vpdpbusd`,
+//! `sdot`) multiply at once, and a filter row `[kh][kw][C/g]` is one contiguous run.
+//!
+//! The portable kernel (any CPU, the Cortex-M included, and the reference the fast paths
+//! match): per output pixel, its input patch is gathered once on the stack in the filter's
+//! order, then every output channel is one contiguous dot product with its filter row.
 
 use super::{i32_at, requantize};
 
-/// Geometry of one convolution (NCHW).
+/// Geometry of one convolution. x is `[n][h][w][c]`, the weights `[m][kh][kw][c/groups]`,
+/// y `[n][oh][ow][m]`.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvShape {
     pub n: usize,
@@ -27,70 +30,96 @@ pub struct ConvShape {
     pub groups: usize,
 }
 
-/// Output channels per block of the SIMD row kernels' repacked filters.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) const LANES: usize = 16;
+impl ConvShape {
+    /// Input channels and output channels per group, and the filter length `kh·kw·C/g`.
+    pub fn per_group(&self) -> (usize, usize, usize) {
+        let cg = self.c / self.groups;
+        (cg, self.m / self.groups, cg * self.kh * self.kw)
+    }
 
-/// One group's filters repacked for the SIMD row kernels (filters of ≤ 4 columns):
-/// `packed[block][step = ci·kh + ky][lane][4]` holds tap `kx` of filter row (ci, ky) of output
-/// channel `g·mg + block·16 + lane`; rows are padded to 4 taps, missing channels to 16, with zeros.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) fn pack_filter_rows(s: &ConvShape, w: &[u8], g: usize, blocks: usize, packed: &mut [u8]) {
-    let (mg, steps) = (s.m / s.groups, s.c / s.groups * s.kh);
-    let k = steps * s.kw;
-    packed[..blocks * LANES * steps * 4].fill(0);
-    for m in 0..mg {
-        let (block, lane) = (m / LANES, m % LANES);
-        for step in 0..steps {
-            for kx in 0..s.kw {
-                packed[((block * steps + step) * LANES + lane) * 4 + kx] = w[(g * mg + m) * k + step * s.kw + kx];
+    /// Where tap (ky, kx) of output pixel (oy, ox) reads: the input position, or `None` in the padding.
+    #[inline(always)]
+    pub(crate) fn input_at(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+        let iy = (oy * self.stride.0 + ky * self.dilation.0).wrapping_sub(self.pad.0);
+        let ix = (ox * self.stride.1 + kx * self.dilation.1).wrapping_sub(self.pad.1);
+        (iy < self.h && ix < self.w).then_some((iy, ix))
+    }
+}
+
+/// Largest filter (`kh·kw·C/g`) whose patch the portable kernel gathers on the stack; longer
+/// filters are computed tap by tap ([`pixel`]).
+const PATCH: usize = 4096;
+
+/// The raw uint8 patch of output pixel (oy, ox) of image `b`, group `g`, in the filter's
+/// `[kh][kw][C/g]` order; taps in the padding hold `pad` (the input zero point).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn gather_patch(s: &ConvShape, x: &[u8], pad: u8, b: usize, g: usize, oy: usize, ox: usize, out: &mut [u8]) {
+    let cg = s.c / s.groups;
+    let row_len = s.kw * cg;
+    let ix0 = (ox * s.stride.1).wrapping_sub(s.pad.1);
+    // A filter row lies inside the input row: its taps are one contiguous run (channels-last).
+    let whole_rows = s.dilation.1 == 1 && s.groups == 1 && ix0 < s.w && ix0 + s.kw <= s.w;
+    for ky in 0..s.kh {
+        let dst = &mut out[ky * row_len..(ky + 1) * row_len];
+        let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
+        if whole_rows && iy < s.h {
+            let at = ((b * s.h + iy) * s.w + ix0) * s.c;
+            dst.copy_from_slice(&x[at..at + row_len]);
+            continue;
+        }
+        for kx in 0..s.kw {
+            let dst = &mut dst[kx * cg..(kx + 1) * cg];
+            match s.input_at(oy, ox, ky, kx) {
+                Some((iy, ix)) => {
+                    let at = ((b * s.h + iy) * s.w + ix) * s.c + g * cg;
+                    dst.copy_from_slice(&x[at..at + cg]);
+                }
+                None => dst.fill(pad),
             }
         }
     }
 }
 
-/// Most output channels the SIMD kernels handle (their per-channel constants live on the stack).
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) const FAST_MAX_M: usize = 1024;
+/// Bytes of this CPU's fast kernel's prepared constants for the convolution (0: it runs on the
+/// portable kernel).
+pub fn prepared_len(s: &ConvShape) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if super::conv_x86::supports(s) && super::conv_x86::vnni_available() {
+        return super::conv_x86::layout(s).total;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if super::conv_aarch64::supports(s) && super::conv_aarch64::dotprod_available() {
+        return super::conv_aarch64::layout(s).total;
+    }
+    let _ = s;
+    0
+}
 
-/// Per output channel of group `g` (index `m − g·mg`), for the SIMD kernels, which sum raw or
-/// shifted inputs and fold the zero point out afterwards: the bias minus `zero·Σw` (`zero` is the
-/// input zero point as those kernels see it), and the requantization multiplier.
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) fn group_constants(
+/// Fills `out` (`prepared_len(s)` bytes) with the fast kernel's constants: per-channel offsets
+/// and multipliers, and the filters repacked (done once per model, not per run).
+pub fn prepare(
     s: &ConvShape,
     w: &[u8],
+    x_zero: i32,
     bias: Option<&[u8]>,
-    multipliers: &impl Fn(usize) -> f32,
-    g: usize,
-    zero: i32,
-) -> ([i32; FAST_MAX_M], [f32; FAST_MAX_M]) {
-    let (mg, k) = (s.m / s.groups, s.c / s.groups * s.kh * s.kw);
-    let mut offsets = [0i32; FAST_MAX_M];
-    let mut mults = [0f32; FAST_MAX_M];
-    for m in 0..mg {
-        let c = g * mg + m;
-        let wsum: i32 = w[c * k..(c + 1) * k].iter().map(|&b| i32::from(b as i8)).sum();
-        offsets[m] = bias.map_or(0, |bb| i32_at(bb, c)) - zero * wsum;
-        mults[m] = multipliers(c);
+    multipliers: impl Fn(usize) -> f32,
+    out: &mut [u8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if super::conv_x86::supports(s) && super::conv_x86::vnni_available() {
+        return prepare_constants(s, w, bias, &multipliers, x_zero, super::conv_x86::layout(s), out);
     }
-    (offsets, mults)
+    #[cfg(target_arch = "aarch64")]
+    if super::conv_aarch64::supports(s) && super::conv_aarch64::dotprod_available() {
+        // The kernel sums x − 128, so the zero point it sees is x_zp − 128.
+        return prepare_constants(s, w, bias, &multipliers, x_zero - 128, super::conv_aarch64::layout(s), out);
+    }
+    let _ = (s, w, x_zero, bias, multipliers, out);
 }
 
-/// i32 accumulators kept on the stack (2 KiB).
-const TILE: usize = 512;
-/// Largest filter (C/groups · kh · kw) gathered as a patch on the stack (8 KiB of i16).
-const PATCH: usize = 4096;
-
-/// Output columns `ox` whose input column `ox·stride + k·dilation − pad` lies in `0..width`.
-fn valid_columns(ow: usize, width: usize, stride: usize, offset: usize, pad: usize) -> (usize, usize) {
-    // ix = ox·stride + offset − pad ≥ 0  ⇔  ox ≥ ceil((pad − offset) / stride)
-    let lo = pad.saturating_sub(offset).div_ceil(stride);
-    // ix < width  ⇔  ox·stride < width + pad − offset
-    let hi = if width + pad > offset { (width + pad - offset).div_ceil(stride).min(ow) } else { 0 };
-    (lo.min(hi), hi)
-}
-
+/// The convolution: on this CPU's fast kernel when `prepared` holds its constants (from
+/// [`prepare`], `prepared_len(s)` bytes), else on the portable kernel.
 #[allow(clippy::too_many_arguments)]
 pub fn conv(
     s: &ConvShape,
@@ -99,26 +128,26 @@ pub fn conv(
     w: &[u8],
     bias: Option<&[u8]>,
     multipliers: impl Fn(usize) -> f32,
+    prepared: Option<&[u8]>,
     y: &mut [u8],
     y_zero: i32,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if s.c / s.groups * s.kh * s.kw <= super::conv_x86::MAX_K
-        && s.m <= super::conv_x86::MAX_M
-        && super::conv_x86::vnni_available()
-    {
-        // SAFETY: vnni_available() checked that this CPU and OS run AVX-512 F/BW/VNNI code.
-        return unsafe { super::conv_x86::conv_vnni(s, x, x_zero, w, bias, multipliers, y, y_zero) };
+    if let Some(p) = prepared.filter(|p| !p.is_empty() && p.len() == prepared_len(s)) {
+        // SAFETY: a non-zero prepared_len means supports(s) and vnni_available(): this CPU and
+        // OS run AVX-512 F/BW/VNNI code.
+        return unsafe { super::conv_x86::conv_vnni(s, x, x_zero, p, y, y_zero) };
     }
     #[cfg(target_arch = "aarch64")]
-    if super::conv_aarch64::supports(s) && super::conv_aarch64::dotprod_available() {
-        // SAFETY: dotprod_available() checked that this CPU has the dot-product instructions.
-        return unsafe { super::conv_aarch64::conv_rows_sdot(s, x, x_zero, w, bias, multipliers, y, y_zero) };
+    if let Some(p) = prepared.filter(|p| !p.is_empty() && p.len() == prepared_len(s)) {
+        // SAFETY: a non-zero prepared_len means supports(s) and dotprod_available().
+        return unsafe { super::conv_aarch64::conv_sdot(s, x, x_zero, p, y, y_zero) };
     }
+    let _ = prepared;
     conv_portable(s, x, x_zero, w, bias, multipliers, y, y_zero)
 }
 
-/// The portable kernels (any CPU, the Cortex-M included): the reference the fast paths match.
+/// The portable kernel: the reference the fast paths match.
 #[allow(clippy::too_many_arguments)]
 pub fn conv_portable(
     s: &ConvShape,
@@ -130,116 +159,31 @@ pub fn conv_portable(
     y: &mut [u8],
     y_zero: i32,
 ) {
-    let (cg, mg) = (s.c / s.groups, s.m / s.groups);
-    let k = cg * s.kh * s.kw;
-    if k <= PATCH {
-        return conv_patches(s, x, x_zero, w, bias, multipliers, y, y_zero);
-    }
-    let rows_per_tile = (TILE / s.ow.max(1)).max(1);
-    let mut acc = [0i32; TILE];
+    let (_, mg, k) = s.per_group();
+    let mut patch = [0u8; PATCH];
+    let mut centred = [0i16; PATCH];
     for b in 0..s.n {
-        for m in 0..s.m {
-            let g = m / mg;
-            let mult = multipliers(m);
-            let bias_m = bias.map_or(0, |bb| i32_at(bb, m));
-            let mut row0 = 0;
-            while row0 < s.oh {
-                let rows = rows_per_tile.min(s.oh - row0);
-                if s.ow > TILE {
-                    // One output row does not fit the tile: fall back to one pixel at a time.
-                    for oy in row0..row0 + rows {
-                        for ox in 0..s.ow {
-                            let v = pixel(s, x, x_zero, w, b, m, g, cg, oy, ox);
-                            y[((b * s.m + m) * s.oh + oy) * s.ow + ox] = requantize(v + bias_m, mult, y_zero);
+        for oy in 0..s.oh {
+            for ox in 0..s.ow {
+                let out = ((b * s.oh + oy) * s.ow + ox) * s.m;
+                for g in 0..s.groups {
+                    if k <= PATCH {
+                        gather_patch(s, x, x_zero as u8, b, g, oy, ox, &mut patch[..k]);
+                        // x − x_zp once per patch, as i16: the dot products below vectorize
+                        // to 16-bit multiply-adds.
+                        for (c, &p) in centred.iter_mut().zip(&patch[..k]) {
+                            *c = (i32::from(p) - x_zero) as i16;
                         }
                     }
-                    row0 += rows;
-                    continue;
-                }
-                let acc = &mut acc[..rows * s.ow];
-                acc.fill(bias_m);
-                for ci in 0..cg {
-                    let c = g * cg + ci;
-                    let plane = &x[(b * s.c + c) * s.h * s.w..(b * s.c + c + 1) * s.h * s.w];
-                    let wk = &w[(m * cg + ci) * s.kh * s.kw..(m * cg + ci + 1) * s.kh * s.kw];
-                    for ky in 0..s.kh {
-                        for kx in 0..s.kw {
-                            let wv = i32::from(wk[ky * s.kw + kx] as i8);
-                            if wv == 0 {
-                                continue;
-                            }
-                            let (lo, hi) = valid_columns(s.ow, s.w, s.stride.1, kx * s.dilation.1, s.pad.1);
-                            for r in 0..rows {
-                                let iy = ((row0 + r) * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
-                                if iy >= s.h || lo >= hi {
-                                    continue;
-                                }
-                                let row = &plane[iy * s.w..(iy + 1) * s.w];
-                                let out = &mut acc[r * s.ow + lo..r * s.ow + hi];
-                                let ix0 = lo * s.stride.1 + kx * s.dilation.1 - s.pad.1;
-                                if s.stride.1 == 1 {
-                                    for (a, &xv) in out.iter_mut().zip(&row[ix0..ix0 + (hi - lo)]) {
-                                        *a += (i32::from(xv) - x_zero) * wv;
-                                    }
-                                } else {
-                                    for (j, a) in out.iter_mut().enumerate() {
-                                        *a += (i32::from(row[ix0 + j * s.stride.1]) - x_zero) * wv;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                let base = ((b * s.m + m) * s.oh + row0) * s.ow;
-                for (o, &a) in y[base..base + rows * s.ow].iter_mut().zip(acc.iter()) {
-                    *o = requantize(a, mult, y_zero);
-                }
-                row0 += rows;
-            }
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn conv_patches(
-    s: &ConvShape,
-    x: &[u8],
-    x_zero: i32,
-    w: &[u8],
-    bias: Option<&[u8]>,
-    multipliers: impl Fn(usize) -> f32,
-    y: &mut [u8],
-    y_zero: i32,
-) {
-    let (cg, mg) = (s.c / s.groups, s.m / s.groups);
-    let k = cg * s.kh * s.kw;
-    let mut patch = [0i16; PATCH];
-    let plane = s.oh * s.ow;
-    for b in 0..s.n {
-        for g in 0..s.groups {
-            for oy in 0..s.oh {
-                for ox in 0..s.ow {
-                    let mut i = 0;
-                    for ci in 0..cg {
-                        let base = (b * s.c + g * cg + ci) * s.h * s.w;
-                        for ky in 0..s.kh {
-                            let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
-                            for kx in 0..s.kw {
-                                let ix = (ox * s.stride.1 + kx * s.dilation.1).wrapping_sub(s.pad.1);
-                                // Padding holds x_zero, i.e. 0 after the subtraction.
-                                patch[i] = if iy < s.h && ix < s.w {
-                                    (i32::from(x[base + iy * s.w + ix]) - x_zero) as i16
-                                } else {
-                                    0
-                                };
-                                i += 1;
-                            }
-                        }
-                    }
-                    let patch = &patch[..k];
                     for m in g * mg..(g + 1) * mg {
-                        let acc = dot(patch, &w[m * k..(m + 1) * k]) + bias.map_or(0, |bb| i32_at(bb, m));
-                        y[(b * s.m + m) * plane + oy * s.ow + ox] = requantize(acc, multipliers(m), y_zero);
+                        let filter = &w[m * k..(m + 1) * k];
+                        let acc = if k <= PATCH {
+                            dot16(&centred[..k], filter)
+                        } else {
+                            pixel(s, x, x_zero, filter, b, g, oy, ox)
+                        };
+                        let acc = acc + bias.map_or(0, |bb| i32_at(bb, m));
+                        y[out + m] = requantize(acc, multipliers(m), y_zero);
                     }
                 }
             }
@@ -247,43 +191,142 @@ fn conv_patches(
     }
 }
 
-/// Σ a·b in i32, b being int8 weights as bytes (|a·b| ≤ 255·128: no pair overflows).
-fn dot(a: &[i16], b: &[u8]) -> i32 {
-    a.iter().zip(b).map(|(&p, &q)| i32::from(p) * i32::from(q as i8)).sum()
+/// Σ c·w in i32 for a patch already centred on the zero point (|c·w| ≤ 255·128).
+fn dot16(centred: &[i16], filter: &[u8]) -> i32 {
+    centred.iter().zip(filter).map(|(&c, &q)| i32::from(c) * i32::from(q as i8)).sum()
 }
 
-/// One output value without the tile (very wide rows); the reference definition.
+/// Σ (x − x_zp)·w in i32 (|x − x_zp| ≤ 255, |w| ≤ 128: no product overflows, and a filter of
+/// k ≤ 2¹⁶ taps cannot overflow the sum).
+fn dot(patch: &[u8], x_zero: i32, filter: &[u8]) -> i32 {
+    patch.iter().zip(filter).map(|(&p, &q)| (i32::from(p) - x_zero) * i32::from(q as i8)).sum()
+}
+
+/// One output value of one output channel, tap by tap: the reference definition.
 #[allow(clippy::too_many_arguments)]
-fn pixel(
-    s: &ConvShape,
-    x: &[u8],
-    x_zero: i32,
-    w: &[u8],
-    b: usize,
-    m: usize,
-    g: usize,
-    cg: usize,
-    oy: usize,
-    ox: usize,
-) -> i32 {
+fn pixel(s: &ConvShape, x: &[u8], x_zero: i32, filter: &[u8], b: usize, g: usize, oy: usize, ox: usize) -> i32 {
+    let cg = s.c / s.groups;
     let mut acc = 0i32;
-    for ci in 0..cg {
-        let c = g * cg + ci;
-        for ky in 0..s.kh {
-            let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
-            if iy >= s.h {
-                continue;
-            }
-            for kx in 0..s.kw {
-                let ix = (ox * s.stride.1 + kx * s.dilation.1).wrapping_sub(s.pad.1);
-                if ix < s.w {
-                    let xv = i32::from(x[((b * s.c + c) * s.h + iy) * s.w + ix]) - x_zero;
-                    acc += xv * i32::from(w[((m * cg + ci) * s.kh + ky) * s.kw + kx] as i8);
-                }
+    for ky in 0..s.kh {
+        for kx in 0..s.kw {
+            if let Some((iy, ix)) = s.input_at(oy, ox, ky, kx) {
+                let at = ((b * s.h + iy) * s.w + ix) * s.c + g * cg;
+                let taps = &filter[(ky * s.kw + kx) * cg..(ky * s.kw + kx + 1) * cg];
+                acc += dot(&x[at..at + cg], x_zero, taps);
             }
         }
     }
     acc
+}
+
+/// Most taps (kh·kw) the SIMD kernels read in place (their pointers live on the stack).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) const MAX_TAPS: usize = 64;
+
+/// How the SIMD kernels read one group's patches, in 4-byte groups ("quads") that each
+/// dot-product instruction multiplies with 4 filter bytes.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quads {
+    /// Each tap (ky, kx) read where it lies in x (C/g is a multiple of 4, at most `MAX_TAPS`
+    /// taps); otherwise the patch is gathered first and read as one tap.
+    pub direct: bool,
+    pub taps: usize,
+    /// Elements of one tap, and its quads (the last one padded with zero weights).
+    pub len: usize,
+    pub quads: usize,
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+impl Quads {
+    pub(crate) fn of(s: &ConvShape) -> Quads {
+        let (cg, _, k) = s.per_group();
+        let direct = cg.is_multiple_of(4) && s.kh * s.kw <= MAX_TAPS;
+        let (taps, len) = if direct { (s.kh * s.kw, cg) } else { (1, k) };
+        Quads { direct, taps, len, quads: len.div_ceil(4) }
+    }
+
+    /// Where tap `t` of output pixel (oy, ox) of image `b`, group `g` starts: in x, or `pad` (a
+    /// run of the input zero point) when it lies in the padding. Direct reads only.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(crate) fn tap(
+        &self,
+        s: &ConvShape,
+        x: *const u8,
+        pad: *const u8,
+        b: usize,
+        g: usize,
+        (oy, ox): (usize, usize),
+        (ky, kx): (usize, usize),
+    ) -> *const u8 {
+        match s.input_at(oy, ox, ky, kx) {
+            Some((iy, ix)) => x.wrapping_add(((b * s.h + iy) * s.w + ix) * s.c + g * self.len),
+            None => pad,
+        }
+    }
+}
+
+/// Where a fast kernel finds its prepared constants: i32 offsets and f32 multipliers of every
+/// output channel (16 spare entries, so a block of 16 never reads past them), then the filters
+/// of each group's blocks of `width` output channels, `block` bytes each, packed
+/// `[tap][quad][channel][4]` (one quad of all `width` channels is `4·width` contiguous bytes).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    pub quads: Quads,
+    pub width: usize,
+    pub mults_at: usize,
+    pub filters_at: usize,
+    pub block: usize,
+    pub total: usize,
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+impl Layout {
+    pub(crate) fn new(s: &ConvShape, width: usize) -> Layout {
+        let (_, mg, _) = s.per_group();
+        let quads = Quads::of(s);
+        let mults_at = 4 * (s.m + 16);
+        let filters_at = 2 * mults_at;
+        let block = quads.taps * quads.quads * width * 4;
+        let total = filters_at + s.groups * mg.div_ceil(width) * block;
+        Layout { quads, width, mults_at, filters_at, block, total }
+    }
+}
+
+/// Writes `layout`'s constants into `out` for a kernel that sums inputs as they are minus
+/// `zero`: offsets = bias − zero·Σw (the zero point folded out), multipliers, packed filters
+/// (channels past a group's and elements past a tap's are zero).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn prepare_constants(
+    s: &ConvShape,
+    w: &[u8],
+    bias: Option<&[u8]>,
+    multipliers: &impl Fn(usize) -> f32,
+    zero: i32,
+    layout: Layout,
+    out: &mut [u8],
+) {
+    let (_, mg, k) = s.per_group();
+    let (q, width) = (layout.quads, layout.width);
+    let out = &mut out[..layout.total];
+    out.fill(0);
+    for c in 0..s.m {
+        let filter = &w[c * k..(c + 1) * k];
+        let wsum: i32 = filter.iter().map(|&b| i32::from(b as i8)).sum();
+        let offset = bias.map_or(0, |bb| i32_at(bb, c)) - zero * wsum;
+        out[4 * c..4 * c + 4].copy_from_slice(&offset.to_le_bytes());
+        out[layout.mults_at + 4 * c..layout.mults_at + 4 * c + 4].copy_from_slice(&multipliers(c).to_le_bytes());
+        let (g, m) = (c / mg, c % mg);
+        let packed = &mut out[layout.filters_at + (g * mg.div_ceil(width) + m / width) * layout.block..];
+        let ch = m % width;
+        for t in 0..q.taps {
+            for (e, &v) in filter[t * q.len..(t + 1) * q.len].iter().enumerate() {
+                packed[((t * q.quads + e / 4) * width + ch) * 4 + e % 4] = v;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -291,8 +334,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tiled_conv_equals_the_pixel_definition() {
-        // Stride 2, padding, dilation, groups: every path of the tiled loop against `pixel`.
+    fn patch_kernel_equals_the_tap_by_tap_definition() {
+        // Stride 2, padding, dilation, groups: the gathered patch against `pixel`.
         let s = ConvShape {
             n: 1,
             c: 4,
@@ -300,23 +343,24 @@ mod tests {
             w: 11,
             m: 4,
             oh: 5,
-            ow: 6,
+            ow: 5,
             kh: 3,
             kw: 3,
             stride: (2, 2),
-            dilation: (1, 1),
+            dilation: (1, 2),
             pad: (1, 1),
             groups: 2,
         };
-        let x: [u8; 4 * 9 * 11] = core::array::from_fn(|i| ((i * 37) % 256) as u8);
-        let w: [u8; 4 * 2 * 9] = core::array::from_fn(|i| ((i * 53) % 256) as u8);
-        let mut y = [0u8; 4 * 5 * 6];
-        conv(&s, &x, 7, &w, None, |_| 0.01, &mut y, 128);
-        for m in 0..4 {
-            for oy in 0..5 {
-                for ox in 0..6 {
-                    let want = requantize(pixel(&s, &x, 7, &w, 0, m, m / 2, 2, oy, ox), 0.01, 128);
-                    assert_eq!(y[(m * 5 + oy) * 6 + ox], want, "m {m} oy {oy} ox {ox}");
+        let x: [u8; 9 * 11 * 4] = core::array::from_fn(|i| ((i * 37) % 256) as u8);
+        let w: [u8; 4 * 3 * 3 * 2] = core::array::from_fn(|i| ((i * 53) % 256) as u8);
+        let mut y = [0u8; 5 * 5 * 4];
+        conv_portable(&s, &x, 7, &w, None, |_| 0.01, &mut y, 128);
+        for oy in 0..5 {
+            for ox in 0..5 {
+                for m in 0..4 {
+                    let filter = &w[m * 18..(m + 1) * 18];
+                    let want = requantize(pixel(&s, &x, 7, filter, 0, m / 2, oy, ox), 0.01, 128);
+                    assert_eq!(y[(oy * 5 + ox) * 4 + m], want, "oy {oy} ox {ox} m {m}");
                 }
             }
         }

@@ -1,27 +1,31 @@
-//! aarch64 fast path of the convolution (filters of ≤ 4 columns, at least 8 output channels per
-//! group): the Armv8.2 dot product (`sdot`, Jetson Orin's Cortex-A78AE), chosen at run time.
+//! aarch64 fast path of the convolution: the Armv8.2 dot product (`sdot`, Jetson Orin's
+//! Cortex-A78AE), chosen at run time.
 //!
-//! The same row kernel as on x86-64: each (channel, filter row) is a 4-byte run of an input row
-//! against filters repacked so that 64 bytes hold 4 taps of 16 output channels. `sdot` multiplies
-//! signed bytes, so inputs are shifted to `x − 128` (a flip of the top bit) and the zero point
-//! folded out afterwards: Σ(x − x_zp)·w = Σ(x − 128)·w − (x_zp − 128)·Σw. Requantization runs the
-//! reference's float operations in the reference's order, so outputs are bit-identical to the
-//! portable kernel (the unit test runs under qemu-aarch64 in CI).
+//! The x86-64 kernel's scheme on 128-bit registers: filters of 16 output channels packed once
+//! per model (`conv::prepare`) `[tap][quad][channel][4]` (one quad of 16 channels is four 16-byte registers), the quads of 4
+//! pixels in one register, and `sdot … .4b[i]` multiplies pixel i's quad with 4 channels at once
+//! (16 accumulators: 4 pixels × 16 channels). `sdot` multiplies signed bytes, so inputs are
+//! shifted to `x − 128` (a flip of the top bit) and the zero point folded out afterwards:
+//! Σ(x − x_zp)·w = Σ(x − 128)·w − (x_zp − 128)·Σw. Requantization runs the reference's float
+//! operations in the reference's order, so outputs are bit-identical to the portable kernel (the
+//! unit test runs under qemu-aarch64 in CI).
 //!
 //! `sdot` is written as inline assembly: its Rust intrinsics are not stable yet.
 
 use core::arch::aarch64::*;
 use core::arch::asm;
 
-use super::conv::{group_constants, pack_filter_rows, ConvShape, FAST_MAX_M, LANES};
+use super::conv::{gather_patch, ConvShape, Layout, MAX_TAPS};
 use super::CpuFeature;
 
-/// Most output channels handled.
-pub const MAX_M: usize = FAST_MAX_M;
-/// Bytes of repacked filters on the stack (one group's).
-const PACKED: usize = 64 * 1024;
+/// Output channels per step (four registers of 4).
+const WIDTH: usize = 16;
 /// Output pixels per step (one per `sdot` index).
 const PIXELS: usize = 4;
+/// Most channels per group read directly (the zero-point run standing for padding).
+const MAX_DIRECT: usize = 4096;
+/// Longest filter gathered as a patch (channels per group not a multiple of 4).
+const MAX_PATCH: usize = 2048;
 
 static FEATURE: CpuFeature = CpuFeature::new();
 
@@ -49,11 +53,16 @@ fn detect() -> bool {
     cfg!(target_feature = "dotprod")
 }
 
-/// Whether [`conv_rows_sdot`] handles this shape.
+/// Whether [`conv_sdot`] handles this shape (at least 4 output channels per group).
 pub fn supports(s: &ConvShape) -> bool {
-    let mg = s.m / s.groups;
-    let steps = s.c / s.groups * s.kh;
-    mg >= 8 && s.kw <= 4 && s.dilation.1 == 1 && s.m <= MAX_M && mg.div_ceil(LANES) * LANES * steps * 4 <= PACKED
+    let (cg, mg, k) = s.per_group();
+    let reads = if cg.is_multiple_of(4) && s.kh * s.kw <= MAX_TAPS { cg <= MAX_DIRECT } else { k <= MAX_PATCH };
+    mg >= 4 && reads
+}
+
+/// Where the kernel finds its prepared constants.
+pub(crate) fn layout(s: &ConvShape) -> Layout {
+    Layout::new(s, WIDTH)
 }
 
 /// acc += the dot product of each 4 filter bytes with the 4 bytes of element `I` of `runs`.
@@ -73,101 +82,110 @@ macro_rules! sdot_lane {
     };
 }
 
-/// The row kernel with `sdot`. Callers check [`dotprod_available`] and [`supports`].
+/// `Σ_tap Σ_quad (x(pixel i, tap, quad) − 128) · filters(tap, quad, channels 4v..4v+4)`.
+///
+/// # Safety
+/// The dot-product extension; `4·quads` bytes readable at every `ptrs[t][i]` and
+/// `ptrs.len()·quads·64` at `filters`.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn accumulate(ptrs: &[[*const u8; PIXELS]], quads: usize, filters: *const u8) -> [[int32x4_t; 4]; PIXELS] {
+    let flip = vdupq_n_u8(0x80);
+    let mut acc = [[vdupq_n_s32(0); 4]; PIXELS];
+    for (t, ptrs) in ptrs.iter().enumerate() {
+        // SAFETY: tap t's filters lie within the caller's ptrs.len()·quads·64 bytes.
+        let filters = unsafe { filters.add(t * quads * 64) };
+        for qd in 0..quads {
+            // SAFETY: 4·qd + 4 ≤ 4·quads bytes at each pointer (the caller's promise).
+            let runs: [u32; PIXELS] =
+                core::array::from_fn(|i| unsafe { ptrs[i].add(4 * qd).cast::<u32>().read_unaligned() });
+            // SAFETY: a 16-byte load from a 4-element u32 array.
+            let r = unsafe { vreinterpretq_s8_u8(veorq_u8(vld1q_u8(runs.as_ptr().cast()), flip)) };
+            // SAFETY: qd·64 + 64 ≤ quads·64 bytes at `filters` (the caller's promise).
+            let f: [int8x16_t; 4] = core::array::from_fn(|v| unsafe { vld1q_s8(filters.add(qd * 64 + v * 16).cast()) });
+            for (v, &fv) in f.iter().enumerate() {
+                sdot_lane!(acc[0][v], fv, r, "0");
+                sdot_lane!(acc[1][v], fv, r, "1");
+                sdot_lane!(acc[2][v], fv, r, "2");
+                sdot_lane!(acc[3][v], fv, r, "3");
+            }
+        }
+    }
+    acc
+}
+
+/// The convolution with `sdot`, on constants from `conv::prepare` (`layout(s).total` bytes).
 ///
 /// # Safety
 /// The CPU must have the dot-product extension ([`dotprod_available`]).
 #[target_feature(enable = "neon")]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn conv_rows_sdot(
-    s: &ConvShape,
-    x: &[u8],
-    x_zero: i32,
-    w: &[u8],
-    bias: Option<&[u8]>,
-    multipliers: impl Fn(usize) -> f32,
-    y: &mut [u8],
-    y_zero: i32,
-) {
-    let (cg, mg) = (s.c / s.groups, s.m / s.groups);
-    let (k, steps) = (cg * s.kh * s.kw, cg * s.kh);
-    let blocks = mg.div_ceil(LANES);
-    assert!(supports(s) && w.len() >= s.m * k && x.len() >= s.n * s.c * s.h * s.w);
+pub unsafe fn conv_sdot(s: &ConvShape, x: &[u8], x_zero: i32, prepared: &[u8], y: &mut [u8], y_zero: i32) {
+    let (_, mg, k) = s.per_group();
+    let l = layout(s);
+    let q = l.quads;
     let plane = s.oh * s.ow;
-    let pad4 = u32::from_ne_bytes([x_zero as u8; 4]);
-    let mut packed = [0u8; PACKED];
+    assert!(prepared.len() == l.total && supports(s));
+    assert!(x.len() >= s.n * s.h * s.w * s.c && y.len() >= s.n * plane * s.m);
+    let pad = [x_zero as u8; MAX_DIRECT];
+    // Gathered patches, padded with zeros to whole quads (their weights are zero).
+    let mut patches = [[0u8; MAX_PATCH]; PIXELS];
     let (lo, hi) = (vdupq_n_f32(-(y_zero as f32)), vdupq_n_f32(255.0 - y_zero as f32));
-    let (magic, zp, flip) = (vdupq_n_f32(12_582_912.0), vdupq_n_s32(y_zero), vdupq_n_u8(0x80));
+    let (magic, zp) = (vdupq_n_f32(12_582_912.0), vdupq_n_s32(y_zero));
+    let mut ptrs = [[x.as_ptr(); PIXELS]; MAX_TAPS];
     for g in 0..s.groups {
-        pack_filter_rows(s, w, g, blocks, &mut packed);
-        // The kernel sums x − 128, so the zero point it sees is x_zp − 128.
-        let (offsets, mults) = group_constants(s, w, bias, &multipliers, g, x_zero - 128);
-        for b in 0..s.n {
-            for oy in 0..s.oh {
-                let mut ox0 = 0;
-                while ox0 < s.ow {
-                    let count = PIXELS.min(s.ow - ox0);
-                    for block in 0..blocks {
-                        let filters = &packed[block * steps * LANES * 4..(block + 1) * steps * LANES * 4];
-                        let mut acc = [[vdupq_n_s32(0); 4]; PIXELS];
-                        for step in 0..steps {
-                            let (ci, ky) = (step / s.kh, step % s.kh);
-                            let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
-                            let mut runs = [pad4; PIXELS];
-                            if iy < s.h {
-                                let at_row = ((b * s.c + g * cg + ci) * s.h + iy) * s.w;
-                                let row = &x[at_row..at_row + s.w];
-                                for (i, run) in runs.iter_mut().enumerate() {
-                                    let at = ((ox0 + i) * s.stride.1).wrapping_sub(s.pad.1);
-                                    let tap = |t: usize| row.get(at.wrapping_add(t)).copied().unwrap_or(x_zero as u8);
-                                    *run = u32::from_ne_bytes([tap(0), tap(1), tap(2), tap(3)]);
-                                }
-                            }
-                            // SAFETY: a 16-byte load from a 4-element u32 array.
-                            let r = unsafe { vreinterpretq_s8_u8(veorq_u8(vld1q_u8(runs.as_ptr().cast()), flip)) };
-                            let f64s = &filters[step * 64..step * 64 + 64];
-                            // SAFETY: four 16-byte loads from a 64-byte slice.
-                            let f = unsafe {
-                                [
-                                    vld1q_s8(f64s.as_ptr().cast()),
-                                    vld1q_s8(f64s.as_ptr().add(16).cast()),
-                                    vld1q_s8(f64s.as_ptr().add(32).cast()),
-                                    vld1q_s8(f64s.as_ptr().add(48).cast()),
-                                ]
-                            };
-                            for (v, &fv) in f.iter().enumerate() {
-                                sdot_lane!(acc[0][v], fv, r, "0");
-                                sdot_lane!(acc[1][v], fv, r, "1");
-                                sdot_lane!(acc[2][v], fv, r, "2");
-                                sdot_lane!(acc[3][v], fv, r, "3");
-                            }
+        for (sb, m0) in (0..mg).step_by(WIDTH).enumerate() {
+            let filters = &prepared[l.filters_at + (g * mg.div_ceil(WIDTH) + sb) * l.block..][..l.block];
+            for b in 0..s.n {
+                for p0 in (0..plane).step_by(PIXELS) {
+                    let count = PIXELS.min(plane - p0);
+                    // Slots past the last pixel repeat it (computed, never stored).
+                    let pixels: [(usize, usize); PIXELS] = core::array::from_fn(|i| {
+                        let p = p0 + i.min(count - 1);
+                        (p / s.ow, p % s.ow)
+                    });
+                    if q.direct {
+                        for (t, tap) in ptrs[..q.taps].iter_mut().enumerate() {
+                            let kyx = (t / s.kw, t % s.kw);
+                            *tap = core::array::from_fn(|i| q.tap(s, x.as_ptr(), pad.as_ptr(), b, g, pixels[i], kyx));
                         }
-                        let m0 = block * LANES;
-                        for (i, a) in acc[..count].iter().enumerate() {
-                            for (v, &av) in a.iter().enumerate() {
-                                let c0 = m0 + 4 * v;
-                                if c0 >= mg {
-                                    break;
-                                }
-                                // SAFETY: c0 + 4 ≤ blocks·16 ≤ MAX_M entries of both arrays.
-                                let (offset, mult) =
-                                    unsafe { (vld1q_s32(offsets.as_ptr().add(c0)), vld1q_f32(mults.as_ptr().add(c0))) };
-                                // The reference's requantize, 4 channels at once, same float operations.
-                                let f = vmulq_f32(vcvtq_f32_s32(vaddq_s32(av, offset)), mult);
-                                let f = vminq_f32(vmaxq_f32(f, lo), hi);
-                                let f = vsubq_f32(vaddq_f32(f, magic), magic);
-                                let q = vaddq_s32(vcvtq_s32_f32(f), zp);
-                                let mut out = [0i32; 4];
-                                // SAFETY: 16 bytes into a 4-element i32 array.
-                                unsafe { vst1q_s32(out.as_mut_ptr(), q) };
-                                let p = oy * s.ow + ox0 + i;
-                                for (l, &q) in out[..4.min(mg - c0)].iter().enumerate() {
-                                    y[(b * s.m + g * mg + c0 + l) * plane + p] = q as u8;
-                                }
+                    } else {
+                        for (patch, &(oy, ox)) in patches.iter_mut().zip(&pixels) {
+                            gather_patch(s, x, x_zero as u8, b, g, oy, ox, &mut patch[..k]);
+                        }
+                        ptrs[0] = core::array::from_fn(|i| patches[i].as_ptr());
+                    }
+                    // SAFETY: direct: each pointer is a tap inside x (cg = 4·quads bytes of group
+                    // g at one position; x.len() asserted) or the zero-point run (MAX_DIRECT ≥
+                    // cg). Patches: 4·quads ≤ MAX_PATCH bytes. `filters` is one block:
+                    // taps·quads·64 bytes.
+                    let acc = unsafe { accumulate(&ptrs[..q.taps], q.quads, filters.as_ptr()) };
+                    for (i, a) in acc[..count].iter().enumerate() {
+                        let row = (b * plane + p0 + i) * s.m + g * mg;
+                        for (v, &av) in a.iter().enumerate() {
+                            let c0 = m0 + 4 * v;
+                            if c0 >= mg {
+                                break;
+                            }
+                            // 4 channels' constants: the layout keeps 16 spare entries past the last.
+                            let at = 4 * (g * mg + c0);
+                            let (offset, mult) =
+                                (&prepared[at..at + 16], &prepared[l.mults_at + at..l.mults_at + at + 16]);
+                            // SAFETY: two 16-byte loads from 16-byte slices.
+                            let (offset, mult) =
+                                unsafe { (vld1q_s32(offset.as_ptr().cast()), vld1q_f32(mult.as_ptr().cast())) };
+                            // The reference's requantize, 4 channels at once, same float operations.
+                            let f = vmulq_f32(vcvtq_f32_s32(vaddq_s32(av, offset)), mult);
+                            let f = vminq_f32(vmaxq_f32(f, lo), hi);
+                            let f = vsubq_f32(vaddq_f32(f, magic), magic);
+                            let qv = vaddq_s32(vcvtq_s32_f32(f), zp);
+                            let mut out = [0i32; 4];
+                            // SAFETY: 16 bytes into a 4-element i32 array.
+                            unsafe { vst1q_s32(out.as_mut_ptr(), qv) };
+                            for (l, &qb) in out[..4.min(mg - c0)].iter().enumerate() {
+                                y[row + c0 + l] = qb as u8;
                             }
                         }
                     }
-                    ox0 += count;
                 }
             }
         }
@@ -179,10 +197,10 @@ mod tests {
     extern crate std;
     use std::vec::Vec;
 
-    use super::super::conv::{conv_portable, ConvShape};
+    use super::super::conv::{conv, conv_portable, prepare, prepared_len, ConvShape};
     use super::*;
 
-    /// Random convolutions the row kernel takes: byte for byte the portable kernel's output.
+    /// Random convolutions the kernel takes: byte for byte the portable kernel's output.
     #[test]
     fn sdot_equals_the_portable_kernel_on_random_shapes() {
         if !dotprod_available() {
@@ -200,11 +218,12 @@ mod tests {
         for case in 0..200 {
             let (kh, kw) = (1 + next(4), 1 + next(4));
             let groups = 1 + next(2);
-            let (cg, mg) = (1 + next(if case % 8 == 0 { 100 } else { 20 }), 8 + next(40));
+            let cg = if next(2) == 0 { 4 * (1 + next(12)) } else { 1 + next(if case % 8 == 0 { 100 } else { 20 }) };
+            let mg = 4 + next(40);
             let (h, w) = (1 + next(12), 1 + next(12));
-            let (stride, pad, dy) = ((1 + next(2), 1 + next(2)), (next(2), next(2)), 1 + next(2));
+            let (stride, pad, dil) = ((1 + next(2), 1 + next(2)), (next(2), next(2)), (1 + next(2), 1 + next(2)));
             let span = |n: usize, k: usize, d: usize, p: usize| (n + 2 * p).checked_sub((k - 1) * d + 1);
-            let (Some(sh), Some(sw)) = (span(h, kh, dy, pad.0), span(w, kw, 1, pad.1)) else { continue };
+            let (Some(sh), Some(sw)) = (span(h, kh, dil.0, pad.0), span(w, kw, dil.1, pad.1)) else { continue };
             let s = ConvShape {
                 n: 1 + next(2),
                 c: cg * groups,
@@ -216,7 +235,7 @@ mod tests {
                 kh,
                 kw,
                 stride,
-                dilation: (dy, 1),
+                dilation: dil,
                 pad,
                 groups,
             };
@@ -231,8 +250,9 @@ mod tests {
             let mut want = std::vec![0u8; s.n * s.m * s.oh * s.ow];
             let mut got = want.clone();
             conv_portable(&s, &x, xz, &wt, Some(&bias), |i| mults[i], &mut want, yz);
-            // SAFETY: dotprod_available() was checked above.
-            unsafe { conv_rows_sdot(&s, &x, xz, &wt, Some(&bias), |i| mults[i], &mut got, yz) };
+            let mut prepared = std::vec![0u8; prepared_len(&s)];
+            prepare(&s, &wt, xz, Some(&bias), |i| mults[i], &mut prepared);
+            conv(&s, &x, xz, &wt, Some(&bias), |i| mults[i], Some(&prepared), &mut got, yz);
             assert_eq!(got, want, "case {case}: {s:?}");
             tested += 1;
         }
