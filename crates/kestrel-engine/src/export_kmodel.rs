@@ -284,7 +284,9 @@ impl<'g> Exporter<'g> {
                 self.push(OpCode::Quantize, vec![x], y, [0; 12], None);
             }
             "DequantizeLinear" => {
+                // Float ops all work on ONNX's layout: convert the (4× smaller) uint8 side.
                 let x = self.activation(n, &n.input[0])?;
+                let x = self.onnx_layout(x);
                 let (s, z) = (self.scalar(n, &n.input[1])?, self.scalar(n, n.input.get(2).map_or("", |v| v))?);
                 let t = &self.tensors[x];
                 if t.scale != Some(s) || t.zero_point != z as i32 {

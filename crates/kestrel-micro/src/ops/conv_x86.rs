@@ -157,60 +157,116 @@ unsafe fn conv_blocks<const NB: usize, const P: usize>(
     // Gathered patches, padded with zeros to whole quads (their weights are zero).
     let mut patches = [[0u8; MAX_PATCH]; P];
     let (lo, hi) = (_mm512_set1_ps(-(y_zero as f32)), _mm512_set1_ps(255.0 - y_zero as f32));
-    let (magic, zp) = (_mm512_set1_ps(12_582_912.0), _mm512_set1_epi32(y_zero));
+    let zp = _mm512_set1_epi32(y_zero);
     let mut ptrs = [[x.as_ptr(); P]; MAX_TAPS];
+    // Where each tap reads relative to a pixel's first tap, for pixels whose taps all lie inside.
+    let mut tap_offsets = [0usize; MAX_TAPS];
+    for (t, off) in tap_offsets[..q.taps].iter_mut().enumerate() {
+        *off = ((t / s.kw * s.dilation.0) * s.w + t % s.kw * s.dilation.1) * s.c;
+    }
+    let (span_y, span_x) = ((s.kh - 1) * s.dilation.0, (s.kw - 1) * s.dilation.1);
+    let row_runs = q.direct && s.groups == 1 && s.dilation.1 == 1 && s.kw * s.c <= MAX_DIRECT;
     for g in 0..s.groups {
         for (sb, m0) in (0..mg).step_by(l.width).enumerate() {
             let filters = &prepared[l.filters_at + (g * mg.div_ceil(l.width) + sb) * l.block..][..l.block];
+            // The block's per-channel offsets and multipliers, 16 channels per register (the
+            // layout keeps 16 spare entries past the last channel).
+            let consts: [(__m512i, __m512); NB] = core::array::from_fn(|j| {
+                let at = 4 * (g * mg + m0 + j * LANES).min(s.m);
+                let (offset, mult) = (&prepared[at..at + 64], &prepared[l.mults_at + at..l.mults_at + at + 64]);
+                // SAFETY: two 64-byte loads from 64-byte slices.
+                unsafe { (_mm512_loadu_si512(offset.as_ptr().cast()), _mm512_loadu_ps(mult.as_ptr().cast())) }
+            });
             for b in 0..s.n {
                 for p0 in (0..plane).step_by(P) {
                     let count = P.min(plane - p0);
                     // Slots past the last pixel repeat it (computed, never stored).
+                    let (mut oy, mut ox) = (p0 / s.ow, p0 % s.ow);
                     let pixels: [(usize, usize); P] = core::array::from_fn(|i| {
-                        let p = p0 + i.min(count - 1);
-                        (p / s.ow, p % s.ow)
-                    });
-                    if q.direct {
-                        for (t, tap) in ptrs[..q.taps].iter_mut().enumerate() {
-                            let kyx = (t / s.kw, t % s.kw);
-                            *tap = core::array::from_fn(|i| q.tap(s, x.as_ptr(), pad.as_ptr(), b, g, pixels[i], kyx));
+                        let here = (oy, ox);
+                        if i + 1 < count {
+                            ox += 1;
+                            if ox == s.ow {
+                                (oy, ox) = (oy + 1, 0);
+                            }
                         }
+                        here
+                    });
+                    let x_inside = |&(_, ox): &(usize, usize)| {
+                        let ix = (ox * s.stride.1).wrapping_sub(s.pad.1);
+                        ix < s.w && ix + span_x < s.w
+                    };
+                    // (taps read, quads per tap)
+                    let reads = if row_runs && pixels.iter().all(x_inside) {
+                        // A filter row's kw taps are one run of kw·c bytes (channels-last, one
+                        // group, no horizontal dilation): kh long taps; rows in the padding read
+                        // the zero-point run.
+                        for (i, &(oy, ox)) in pixels.iter().enumerate() {
+                            let ix = ox * s.stride.1 - s.pad.1;
+                            for (ky, tap) in ptrs[..s.kh].iter_mut().enumerate() {
+                                let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
+                                tap[i] = if iy < s.h {
+                                    x.as_ptr().wrapping_add(((b * s.h + iy) * s.w + ix) * s.c)
+                                } else {
+                                    pad.as_ptr()
+                                };
+                            }
+                        }
+                        (s.kh, s.kw * q.quads)
+                    } else if q.direct {
+                        for (i, &(oy, ox)) in pixels.iter().enumerate() {
+                            let (iy, ix) =
+                                ((oy * s.stride.0).wrapping_sub(s.pad.0), (ox * s.stride.1).wrapping_sub(s.pad.1));
+                            if iy < s.h && iy + span_y < s.h && ix < s.w && ix + span_x < s.w {
+                                // All taps inside: fixed offsets from the first.
+                                let first = x.as_ptr().wrapping_add(((b * s.h + iy) * s.w + ix) * s.c + g * q.len);
+                                for (tap, &off) in ptrs[..q.taps].iter_mut().zip(&tap_offsets) {
+                                    tap[i] = first.wrapping_add(off);
+                                }
+                            } else {
+                                for (t, tap) in ptrs[..q.taps].iter_mut().enumerate() {
+                                    tap[i] = q.tap(s, x.as_ptr(), pad.as_ptr(), b, g, (oy, ox), (t / s.kw, t % s.kw));
+                                }
+                            }
+                        }
+                        (q.taps, q.quads)
                     } else {
                         for (patch, &(oy, ox)) in patches.iter_mut().zip(&pixels) {
                             gather_patch(s, x, x_zero as u8, b, g, oy, ox, &mut patch[..k]);
                         }
                         ptrs[0] = core::array::from_fn(|i| patches[i].as_ptr());
-                    }
-                    // SAFETY: direct: each pointer is a tap inside x (its cg = 4·quads bytes of
-                    // group g at one position; x.len() asserted) or the zero-point run
-                    // (MAX_DIRECT ≥ cg bytes). Patches: 4·quads ≤ MAX_PATCH bytes (k ≤ MAX_PATCH,
-                    // a multiple of 4). `filters` is one block: taps·quads·NB·64 bytes.
-                    let acc: [[__m512i; NB]; P] = unsafe { accumulate(&ptrs[..q.taps], q.quads, filters.as_ptr()) };
+                        (1, q.quads)
+                    };
+                    // SAFETY: row runs: each pointer starts kw·c = 4·(kw·quads) bytes of one input
+                    // row inside x (x.len() asserted; ix..ix + kw inside the row) or the
+                    // zero-point run (MAX_DIRECT ≥ kw·c, `row_runs`). Direct: each pointer is a tap
+                    // inside x (cg = 4·quads bytes of group g at one position) or the zero-point
+                    // run (MAX_DIRECT ≥ cg). Patches: 4·quads ≤ MAX_PATCH bytes (k ≤ MAX_PATCH, a
+                    // multiple of 4). Either way taps·quads·NB·64 bytes = one block of `filters`
+                    // (the filters of a row's taps follow each other).
+                    let acc: [[__m512i; NB]; P] = unsafe { accumulate(&ptrs[..reads.0], reads.1, filters.as_ptr()) };
                     for (i, a) in acc[..count].iter().enumerate() {
                         let row = (b * plane + p0 + i) * s.m + g * mg;
-                        for (j, &aj) in a.iter().enumerate() {
+                        for (j, (&aj, &(offset, mult))) in a.iter().zip(&consts).enumerate() {
                             let c0 = m0 + j * LANES;
                             if c0 >= mg {
                                 break;
                             }
-                            // 16 channels' constants: the layout keeps 16 spare entries past the last.
-                            let at = 4 * (g * mg + c0);
-                            let (offset, mult) =
-                                (&prepared[at..at + 64], &prepared[l.mults_at + at..l.mults_at + at + 64]);
-                            // SAFETY: two 64-byte loads from 64-byte slices.
-                            let (offset, mult) = unsafe {
-                                (_mm512_loadu_si512(offset.as_ptr().cast()), _mm512_loadu_ps(mult.as_ptr().cast()))
-                            };
                             // The reference's requantize, 16 channels at once, same float operations.
                             let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(aj, offset)), mult);
                             let v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-                            let v = _mm512_sub_ps(_mm512_add_ps(v, magic), magic);
-                            let q8 = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvttps_epi32(v), zp));
-                            let mut bytes = [0u8; LANES];
-                            // SAFETY: 16 bytes into a 16-byte array.
-                            unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), q8) };
-                            let n = LANES.min(mg - c0);
-                            y[row + c0..row + c0 + n].copy_from_slice(&bytes[..n]);
+                            // Rounds half to even (the default rounding mode), as the reference does.
+                            let q8 = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp));
+                            if c0 + LANES <= mg {
+                                let out = &mut y[row + c0..row + c0 + LANES];
+                                // SAFETY: 16 bytes into a 16-byte slice.
+                                unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), q8) };
+                            } else {
+                                let mut bytes = [0u8; LANES];
+                                // SAFETY: 16 bytes into a 16-byte array.
+                                unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), q8) };
+                                y[row + c0..row + mg].copy_from_slice(&bytes[..mg - c0]);
+                            }
                         }
                     }
                 }
