@@ -16,6 +16,9 @@ pub enum Run {
     Micro,
     /// The integer runtime's portable kernels only (what a CPU without the fast paths runs).
     MicroPortable,
+    /// The integer runtime with AVX2 but not AVX-512 VNNI (what most x86-64 CPUs of 2013–2021
+    /// run); on other architectures the same as `Micro`.
+    MicroAvx2,
 }
 
 /// Benchmarks `models` (label, path, how) on `input` in one criterion group, so they share a run.
@@ -26,20 +29,25 @@ pub fn compare(c: &mut Criterion, group: &str, models: &[(&str, &str, Run)], inp
         let model = kestrel_onnx::load(&root.join(path), &Limits::default()).expect("bundled model");
         let options = PrepareOptions { threads: 1, input_shapes: vec![input.shape.clone()] };
         let kind = if matches!(run, Run::Cpu) { BackendKind::Cpu } else { BackendKind::Micro };
+        // Before preparing: the prepared constants are those of the kernels in use.
+        fast_paths(run);
         let mut engine = Engine::new(kind, &model, &options).expect("prepare");
         let inputs = [input.clone()];
-        portable_only(matches!(run, Run::MicroPortable));
         g.bench_function(label, |b| b.iter(|| engine.run(&inputs).expect("run")));
-        portable_only(false);
+        fast_paths(Run::Micro);
     }
     g.finish();
 }
 
-fn portable_only(on: bool) {
+/// Turns the integer runtime's fast paths on or off for `run`.
+fn fast_paths(run: Run) {
+    let (no_vnni, portable) = (matches!(run, Run::MicroAvx2 | Run::MicroPortable), matches!(run, Run::MicroPortable));
     #[cfg(target_arch = "x86_64")]
-    kestrel_micro::ops::conv_x86::disable_fast_paths(on);
+    {
+        kestrel_micro::ops::conv_x86::disable_fast_paths(no_vnni);
+        kestrel_micro::ops::conv_avx2::disable_fast_paths(portable);
+    }
     #[cfg(target_arch = "aarch64")]
-    kestrel_micro::ops::conv_aarch64::disable_fast_paths(on);
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let _ = on;
+    kestrel_micro::ops::conv_aarch64::disable_fast_paths(portable);
+    let _ = (no_vnni, portable);
 }

@@ -18,6 +18,7 @@ fn bench(c: &mut Criterion) {
             ("fp32", "models/fashion-cnn/model.onnx", Run::Cpu),
             ("int8", "models/fashion-cnn/model.int8.onnx", Run::Cpu),
             ("int8 micro", "models/fashion-cnn/model.int8.onnx", Run::Micro),
+            ("int8 micro avx2", "models/fashion-cnn/model.int8.onnx", Run::MicroAvx2),
             ("int8 micro portable", "models/fashion-cnn/model.int8.onnx", Run::MicroPortable),
         ],
         input,

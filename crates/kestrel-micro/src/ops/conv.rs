@@ -88,6 +88,10 @@ pub fn prepared_len(s: &ConvShape) -> usize {
     if super::conv_x86::supports(s) && super::conv_x86::vnni_available() {
         return super::conv_x86::layout(s).total;
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::conv_avx2::supports(s) && super::conv_avx2::avx2_available() {
+        return super::conv_avx2::layout(s).total;
+    }
     #[cfg(target_arch = "aarch64")]
     if super::conv_aarch64::supports(s) && super::conv_aarch64::dotprod_available() {
         return super::conv_aarch64::layout(s).total;
@@ -109,6 +113,10 @@ pub fn prepare(
     #[cfg(target_arch = "x86_64")]
     if super::conv_x86::supports(s) && super::conv_x86::vnni_available() {
         return prepare_constants(s, w, bias, &multipliers, x_zero, super::conv_x86::layout(s), out);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::conv_avx2::supports(s) && super::conv_avx2::avx2_available() {
+        return prepare_constants(s, w, bias, &multipliers, x_zero, super::conv_avx2::layout(s), out);
     }
     #[cfg(target_arch = "aarch64")]
     if super::conv_aarch64::supports(s) && super::conv_aarch64::dotprod_available() {
@@ -134,9 +142,16 @@ pub fn conv(
 ) {
     #[cfg(target_arch = "x86_64")]
     if let Some(p) = prepared.filter(|p| !p.is_empty() && p.len() == prepared_len(s)) {
-        // SAFETY: a non-zero prepared_len means supports(s) and vnni_available(): this CPU and
-        // OS run AVX-512 F/BW/VNNI code.
-        return unsafe { super::conv_x86::conv_vnni(s, x, x_zero, p, y, y_zero) };
+        use super::{conv_avx2, conv_x86};
+        // SAFETY: a non-zero prepared_len is the layout of the first kernel whose shape check and
+        // CPU check pass, the same checks in the same order as here.
+        return unsafe {
+            if conv_x86::supports(s) && conv_x86::vnni_available() {
+                conv_x86::conv_vnni(s, x, x_zero, p, y, y_zero)
+            } else {
+                conv_avx2::conv_avx2(s, x, x_zero, p, y, y_zero)
+            }
+        };
     }
     #[cfg(target_arch = "aarch64")]
     if let Some(p) = prepared.filter(|p| !p.is_empty() && p.len() == prepared_len(s)) {
@@ -267,6 +282,126 @@ impl Quads {
     }
 }
 
+/// Most channels per group the SIMD kernels read in place (the zero-point run standing for
+/// padding is this long).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) const MAX_DIRECT: usize = 4096;
+/// Longest filter the SIMD kernels gather as a patch (channels per group not a multiple of 4).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) const MAX_PATCH: usize = 2048;
+
+/// Whether the SIMD kernels handle this shape (at least 4 output channels per group:
+/// depthwise convolutions stay on the portable kernel).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn simd_supports(s: &ConvShape) -> bool {
+    let (cg, mg, k) = s.per_group();
+    let q = Quads::of(s);
+    mg >= 4 && if q.direct { cg <= MAX_DIRECT } else { k <= MAX_PATCH }
+}
+
+/// Where the SIMD kernels read `P` output pixels at a time: a pointer per (tap, pixel) to
+/// `4·quads` bytes. Three ways, from cheapest: a filter row's `kw` taps as one run of `kw·C`
+/// bytes (one group, no horizontal dilation, every pixel's row inside the input); each tap
+/// where it lies (channels per group a multiple of 4); or the gathered patch as one tap.
+/// Taps in the padding read a run of the zero point.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) struct Reads<const P: usize> {
+    s: ConvShape,
+    q: Quads,
+    x: *const u8,
+    pad: [u8; MAX_DIRECT],
+    /// Gathered patches, padded with zeros to whole quads (their weights are zero).
+    patches: [[u8; MAX_PATCH]; P],
+    /// Where each tap reads relative to a pixel's first tap, for pixels whose taps all lie inside.
+    tap_offsets: [usize; MAX_TAPS],
+    row_runs: bool,
+    pub ptrs: [[*const u8; P]; MAX_TAPS],
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+impl<const P: usize> Reads<P> {
+    /// For `s` on input `x` (at least n·h·w·c bytes, checked) with zero point `x_zero`; the
+    /// shape must pass [`simd_supports`] (checked).
+    pub(crate) fn new(s: &ConvShape, x: &[u8], x_zero: i32) -> Self {
+        assert!(simd_supports(s) && x.len() >= s.n * s.h * s.w * s.c);
+        let q = Quads::of(s);
+        let mut tap_offsets = [0usize; MAX_TAPS];
+        for (t, off) in tap_offsets[..q.taps].iter_mut().enumerate() {
+            *off = ((t / s.kw * s.dilation.0) * s.w + t % s.kw * s.dilation.1) * s.c;
+        }
+        Reads {
+            s: *s,
+            q,
+            x: x.as_ptr(),
+            pad: [x_zero as u8; MAX_DIRECT],
+            patches: [[0u8; MAX_PATCH]; P],
+            tap_offsets,
+            row_runs: q.direct && s.groups == 1 && s.dilation.1 == 1 && s.kw * s.c <= MAX_DIRECT,
+            ptrs: [[x.as_ptr(); P]; MAX_TAPS],
+        }
+    }
+
+    /// Points `ptrs` at the reads of output pixels `p0..p0 + count` (flat over oh·ow; slots past
+    /// the last repeat it) of image `b`, group `g`; returns (taps, quads per tap). Every pointer
+    /// then has `4·quads` readable bytes (inside x, the zero-point run or a patch) until the next
+    /// call, and the filters of the taps read follow each other in the packed order.
+    pub(crate) fn step(&mut self, x: &[u8], b: usize, g: usize, p0: usize, count: usize) -> (usize, usize) {
+        let (s, q) = (&self.s, self.q);
+        let (span_y, span_x) = ((s.kh - 1) * s.dilation.0, (s.kw - 1) * s.dilation.1);
+        let (mut oy, mut ox) = (p0 / s.ow, p0 % s.ow);
+        let pixels: [(usize, usize); P] = core::array::from_fn(|i| {
+            let here = (oy, ox);
+            if i + 1 < count {
+                ox += 1;
+                if ox == s.ow {
+                    (oy, ox) = (oy + 1, 0);
+                }
+            }
+            here
+        });
+        let x_inside = |&(_, ox): &(usize, usize)| {
+            let ix = (ox * s.stride.1).wrapping_sub(s.pad.1);
+            ix < s.w && ix + span_x < s.w
+        };
+        if self.row_runs && pixels.iter().all(x_inside) {
+            for (i, &(oy, ox)) in pixels.iter().enumerate() {
+                let ix = ox * s.stride.1 - s.pad.1;
+                for (ky, tap) in self.ptrs[..s.kh].iter_mut().enumerate() {
+                    let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
+                    tap[i] = if iy < s.h {
+                        self.x.wrapping_add(((b * s.h + iy) * s.w + ix) * s.c)
+                    } else {
+                        self.pad.as_ptr()
+                    };
+                }
+            }
+            (s.kh, s.kw * q.quads)
+        } else if q.direct {
+            for (i, &(oy, ox)) in pixels.iter().enumerate() {
+                let (iy, ix) = ((oy * s.stride.0).wrapping_sub(s.pad.0), (ox * s.stride.1).wrapping_sub(s.pad.1));
+                if iy < s.h && iy + span_y < s.h && ix < s.w && ix + span_x < s.w {
+                    let first = self.x.wrapping_add(((b * s.h + iy) * s.w + ix) * s.c + g * q.len);
+                    for (tap, &off) in self.ptrs[..q.taps].iter_mut().zip(&self.tap_offsets) {
+                        tap[i] = first.wrapping_add(off);
+                    }
+                } else {
+                    for (t, tap) in self.ptrs[..q.taps].iter_mut().enumerate() {
+                        tap[i] = q.tap(s, self.x, self.pad.as_ptr(), b, g, (oy, ox), (t / s.kw, t % s.kw));
+                    }
+                }
+            }
+            (q.taps, q.quads)
+        } else {
+            let k = q.len;
+            for (patch, &(oy, ox)) in self.patches.iter_mut().zip(&pixels) {
+                gather_patch(s, x, self.pad[0], b, g, oy, ox, &mut patch[..k]);
+            }
+            self.ptrs[0] = core::array::from_fn(|i| self.patches[i].as_ptr());
+            (1, q.quads)
+        }
+    }
+}
+
 /// Where a fast kernel finds its prepared constants: i32 offsets and f32 multipliers of every
 /// output channel (16 spare entries, so a block of 16 never reads past them), then the filters
 /// of each group's blocks of `width` output channels, `block` bytes each, packed
@@ -276,6 +411,7 @@ impl Quads {
 pub(crate) struct Layout {
     pub quads: Quads,
     pub width: usize,
+    pub elem: usize,
     pub mults_at: usize,
     pub filters_at: usize,
     pub block: usize,
@@ -284,14 +420,16 @@ pub(crate) struct Layout {
 
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 impl Layout {
-    pub(crate) fn new(s: &ConvShape, width: usize) -> Layout {
+    /// `width` output channels per block, weights of `elem` bytes (1: int8 quads for the
+    /// dot-product instructions; 2: int16 pairs for `pmaddwd`, each quad as two pairs).
+    pub(crate) fn new(s: &ConvShape, width: usize, elem: usize) -> Layout {
         let (_, mg, _) = s.per_group();
         let quads = Quads::of(s);
         let mults_at = 4 * (s.m + 16);
         let filters_at = 2 * mults_at;
-        let block = quads.taps * quads.quads * width * 4;
+        let block = quads.taps * quads.quads * width * 4 * elem;
         let total = filters_at + s.groups * mg.div_ceil(width) * block;
-        Layout { quads, width, mults_at, filters_at, block, total }
+        Layout { quads, width, elem, mults_at, filters_at, block, total }
     }
 }
 
@@ -323,7 +461,14 @@ pub(crate) fn prepare_constants(
         let ch = m % width;
         for t in 0..q.taps {
             for (e, &v) in filter[t * q.len..(t + 1) * q.len].iter().enumerate() {
-                packed[((t * q.quads + e / 4) * width + ch) * 4 + e % 4] = v;
+                let quad = t * q.quads + e / 4;
+                if layout.elem == 1 {
+                    packed[(quad * width + ch) * 4 + e % 4] = v;
+                } else {
+                    // Pair (e % 4) / 2 of the quad, lane e % 2, as a little-endian i16.
+                    let at = 2 * (((quad * 2 + e % 4 / 2) * width + ch) * 2 + e % 2);
+                    packed[at..at + 2].copy_from_slice(&i16::from(v as i8).to_le_bytes());
+                }
             }
         }
     }

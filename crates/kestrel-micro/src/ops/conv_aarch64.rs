@@ -15,18 +15,13 @@
 use core::arch::aarch64::*;
 use core::arch::asm;
 
-use super::conv::{gather_patch, ConvShape, Layout, MAX_TAPS};
+use super::conv::{simd_supports, ConvShape, Layout, Reads};
 use super::CpuFeature;
 
 /// Output channels per step (four registers of 4).
 const WIDTH: usize = 16;
 /// Output pixels per step (one per `sdot` index).
 const PIXELS: usize = 4;
-/// Most channels per group read directly (the zero-point run standing for padding).
-const MAX_DIRECT: usize = 4096;
-/// Longest filter gathered as a patch (channels per group not a multiple of 4).
-const MAX_PATCH: usize = 2048;
-
 static FEATURE: CpuFeature = CpuFeature::new();
 
 /// Whether this CPU has the dot-product instructions. Checked once.
@@ -53,16 +48,14 @@ fn detect() -> bool {
     cfg!(target_feature = "dotprod")
 }
 
-/// Whether [`conv_sdot`] handles this shape (at least 4 output channels per group).
+/// Whether [`conv_sdot`] handles this shape.
 pub fn supports(s: &ConvShape) -> bool {
-    let (cg, mg, k) = s.per_group();
-    let reads = if cg.is_multiple_of(4) && s.kh * s.kw <= MAX_TAPS { cg <= MAX_DIRECT } else { k <= MAX_PATCH };
-    mg >= 4 && reads
+    simd_supports(s)
 }
 
 /// Where the kernel finds its prepared constants.
 pub(crate) fn layout(s: &ConvShape) -> Layout {
-    Layout::new(s, WIDTH)
+    Layout::new(s, WIDTH, 1)
 }
 
 /// acc += the dot product of each 4 filter bytes with the 4 bytes of element `I` of `runs`.
@@ -120,45 +113,23 @@ unsafe fn accumulate(ptrs: &[[*const u8; PIXELS]], quads: usize, filters: *const
 /// The CPU must have the dot-product extension ([`dotprod_available`]).
 #[target_feature(enable = "neon")]
 pub unsafe fn conv_sdot(s: &ConvShape, x: &[u8], x_zero: i32, prepared: &[u8], y: &mut [u8], y_zero: i32) {
-    let (_, mg, k) = s.per_group();
+    let (_, mg, _) = s.per_group();
     let l = layout(s);
-    let q = l.quads;
     let plane = s.oh * s.ow;
-    assert!(prepared.len() == l.total && supports(s));
-    assert!(x.len() >= s.n * s.h * s.w * s.c && y.len() >= s.n * plane * s.m);
-    let pad = [x_zero as u8; MAX_DIRECT];
-    // Gathered patches, padded with zeros to whole quads (their weights are zero).
-    let mut patches = [[0u8; MAX_PATCH]; PIXELS];
+    assert!(prepared.len() == l.total && y.len() >= s.n * plane * s.m);
+    let mut reads = Reads::<PIXELS>::new(s, x, x_zero);
     let (lo, hi) = (vdupq_n_f32(-(y_zero as f32)), vdupq_n_f32(255.0 - y_zero as f32));
     let (magic, zp) = (vdupq_n_f32(12_582_912.0), vdupq_n_s32(y_zero));
-    let mut ptrs = [[x.as_ptr(); PIXELS]; MAX_TAPS];
     for g in 0..s.groups {
         for (sb, m0) in (0..mg).step_by(WIDTH).enumerate() {
             let filters = &prepared[l.filters_at + (g * mg.div_ceil(WIDTH) + sb) * l.block..][..l.block];
             for b in 0..s.n {
                 for p0 in (0..plane).step_by(PIXELS) {
                     let count = PIXELS.min(plane - p0);
-                    // Slots past the last pixel repeat it (computed, never stored).
-                    let pixels: [(usize, usize); PIXELS] = core::array::from_fn(|i| {
-                        let p = p0 + i.min(count - 1);
-                        (p / s.ow, p % s.ow)
-                    });
-                    if q.direct {
-                        for (t, tap) in ptrs[..q.taps].iter_mut().enumerate() {
-                            let kyx = (t / s.kw, t % s.kw);
-                            *tap = core::array::from_fn(|i| q.tap(s, x.as_ptr(), pad.as_ptr(), b, g, pixels[i], kyx));
-                        }
-                    } else {
-                        for (patch, &(oy, ox)) in patches.iter_mut().zip(&pixels) {
-                            gather_patch(s, x, x_zero as u8, b, g, oy, ox, &mut patch[..k]);
-                        }
-                        ptrs[0] = core::array::from_fn(|i| patches[i].as_ptr());
-                    }
-                    // SAFETY: direct: each pointer is a tap inside x (cg = 4·quads bytes of group
-                    // g at one position; x.len() asserted) or the zero-point run (MAX_DIRECT ≥
-                    // cg). Patches: 4·quads ≤ MAX_PATCH bytes. `filters` is one block:
-                    // taps·quads·64 bytes.
-                    let acc = unsafe { accumulate(&ptrs[..q.taps], q.quads, filters.as_ptr()) };
+                    let (taps, quads) = reads.step(x, b, g, p0, count);
+                    // SAFETY: `step` leaves 4·quads readable bytes at every pointer of the taps
+                    // read, whose filters are taps·quads·64 bytes: one block of `filters`.
+                    let acc = unsafe { accumulate(&reads.ptrs[..taps], quads, filters.as_ptr()) };
                     for (i, a) in acc[..count].iter().enumerate() {
                         let row = (b * plane + p0 + i) * s.m + g * mg;
                         for (v, &av) in a.iter().enumerate() {

@@ -17,15 +17,11 @@
 
 use core::arch::x86_64::*;
 
-use super::conv::{gather_patch, ConvShape, Layout, MAX_TAPS};
+use super::conv::{simd_supports, ConvShape, Layout, Reads};
 use super::CpuFeature;
 
 /// Output channels per register.
 const LANES: usize = 16;
-/// Most channels per group read directly (the zero-point run standing for padding).
-const MAX_DIRECT: usize = 4096;
-/// Longest filter gathered as a patch (channels per group not a multiple of 4).
-const MAX_PATCH: usize = 2048;
 
 static FEATURE: CpuFeature = CpuFeature::new();
 
@@ -57,17 +53,14 @@ fn detect_vnni() -> bool {
 /// # Safety
 /// The CPU must support XGETBV (CPUID.1:ECX.OSXSAVE).
 #[target_feature(enable = "xsave")]
-unsafe fn xgetbv0() -> u64 {
+pub(crate) unsafe fn xgetbv0() -> u64 {
     // SAFETY: the caller checked OSXSAVE; XCR0 always exists when XGETBV does.
     unsafe { _xgetbv(0) }
 }
 
-/// Whether [`conv_vnni`] handles this shape (at least 4 output channels per group: depthwise
-/// convolutions stay on the portable kernel).
+/// Whether [`conv_vnni`] handles this shape.
 pub fn supports(s: &ConvShape) -> bool {
-    let (cg, mg, k) = s.per_group();
-    let reads = if cg.is_multiple_of(4) && s.kh * s.kw <= MAX_TAPS { cg <= MAX_DIRECT } else { k <= MAX_PATCH };
-    mg >= 4 && reads
+    simd_supports(s)
 }
 
 /// Registers of 16 output channels per step, and pixels per step (24 accumulators for 64 or
@@ -83,7 +76,7 @@ fn blocking(s: &ConvShape) -> (usize, usize) {
 
 /// Where the kernel finds its prepared constants.
 pub(crate) fn layout(s: &ConvShape) -> Layout {
-    Layout::new(s, blocking(s).0 * LANES)
+    Layout::new(s, blocking(s).0 * LANES, 1)
 }
 
 /// The convolution with VNNI, on constants from `conv::prepare` (`layout(s).total` bytes).
@@ -147,25 +140,14 @@ unsafe fn conv_blocks<const NB: usize, const P: usize>(
     y: &mut [u8],
     y_zero: i32,
 ) {
-    let (_, mg, k) = s.per_group();
+    let (_, mg, _) = s.per_group();
     let l = layout(s);
-    let q = l.quads;
     let plane = s.oh * s.ow;
-    assert!(l.width == NB * LANES && prepared.len() == l.total && supports(s));
-    assert!(x.len() >= s.n * s.h * s.w * s.c && y.len() >= s.n * plane * s.m);
-    let pad = [x_zero as u8; MAX_DIRECT];
-    // Gathered patches, padded with zeros to whole quads (their weights are zero).
-    let mut patches = [[0u8; MAX_PATCH]; P];
+    assert!(l.width == NB * LANES && prepared.len() == l.total);
+    assert!(y.len() >= s.n * plane * s.m);
+    let mut reads = Reads::<P>::new(s, x, x_zero);
     let (lo, hi) = (_mm512_set1_ps(-(y_zero as f32)), _mm512_set1_ps(255.0 - y_zero as f32));
     let zp = _mm512_set1_epi32(y_zero);
-    let mut ptrs = [[x.as_ptr(); P]; MAX_TAPS];
-    // Where each tap reads relative to a pixel's first tap, for pixels whose taps all lie inside.
-    let mut tap_offsets = [0usize; MAX_TAPS];
-    for (t, off) in tap_offsets[..q.taps].iter_mut().enumerate() {
-        *off = ((t / s.kw * s.dilation.0) * s.w + t % s.kw * s.dilation.1) * s.c;
-    }
-    let (span_y, span_x) = ((s.kh - 1) * s.dilation.0, (s.kw - 1) * s.dilation.1);
-    let row_runs = q.direct && s.groups == 1 && s.dilation.1 == 1 && s.kw * s.c <= MAX_DIRECT;
     for g in 0..s.groups {
         for (sb, m0) in (0..mg).step_by(l.width).enumerate() {
             let filters = &prepared[l.filters_at + (g * mg.div_ceil(l.width) + sb) * l.block..][..l.block];
@@ -180,71 +162,10 @@ unsafe fn conv_blocks<const NB: usize, const P: usize>(
             for b in 0..s.n {
                 for p0 in (0..plane).step_by(P) {
                     let count = P.min(plane - p0);
-                    // Slots past the last pixel repeat it (computed, never stored).
-                    let (mut oy, mut ox) = (p0 / s.ow, p0 % s.ow);
-                    let pixels: [(usize, usize); P] = core::array::from_fn(|i| {
-                        let here = (oy, ox);
-                        if i + 1 < count {
-                            ox += 1;
-                            if ox == s.ow {
-                                (oy, ox) = (oy + 1, 0);
-                            }
-                        }
-                        here
-                    });
-                    let x_inside = |&(_, ox): &(usize, usize)| {
-                        let ix = (ox * s.stride.1).wrapping_sub(s.pad.1);
-                        ix < s.w && ix + span_x < s.w
-                    };
-                    // (taps read, quads per tap)
-                    let reads = if row_runs && pixels.iter().all(x_inside) {
-                        // A filter row's kw taps are one run of kw·c bytes (channels-last, one
-                        // group, no horizontal dilation): kh long taps; rows in the padding read
-                        // the zero-point run.
-                        for (i, &(oy, ox)) in pixels.iter().enumerate() {
-                            let ix = ox * s.stride.1 - s.pad.1;
-                            for (ky, tap) in ptrs[..s.kh].iter_mut().enumerate() {
-                                let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
-                                tap[i] = if iy < s.h {
-                                    x.as_ptr().wrapping_add(((b * s.h + iy) * s.w + ix) * s.c)
-                                } else {
-                                    pad.as_ptr()
-                                };
-                            }
-                        }
-                        (s.kh, s.kw * q.quads)
-                    } else if q.direct {
-                        for (i, &(oy, ox)) in pixels.iter().enumerate() {
-                            let (iy, ix) =
-                                ((oy * s.stride.0).wrapping_sub(s.pad.0), (ox * s.stride.1).wrapping_sub(s.pad.1));
-                            if iy < s.h && iy + span_y < s.h && ix < s.w && ix + span_x < s.w {
-                                // All taps inside: fixed offsets from the first.
-                                let first = x.as_ptr().wrapping_add(((b * s.h + iy) * s.w + ix) * s.c + g * q.len);
-                                for (tap, &off) in ptrs[..q.taps].iter_mut().zip(&tap_offsets) {
-                                    tap[i] = first.wrapping_add(off);
-                                }
-                            } else {
-                                for (t, tap) in ptrs[..q.taps].iter_mut().enumerate() {
-                                    tap[i] = q.tap(s, x.as_ptr(), pad.as_ptr(), b, g, (oy, ox), (t / s.kw, t % s.kw));
-                                }
-                            }
-                        }
-                        (q.taps, q.quads)
-                    } else {
-                        for (patch, &(oy, ox)) in patches.iter_mut().zip(&pixels) {
-                            gather_patch(s, x, x_zero as u8, b, g, oy, ox, &mut patch[..k]);
-                        }
-                        ptrs[0] = core::array::from_fn(|i| patches[i].as_ptr());
-                        (1, q.quads)
-                    };
-                    // SAFETY: row runs: each pointer starts kw·c = 4·(kw·quads) bytes of one input
-                    // row inside x (x.len() asserted; ix..ix + kw inside the row) or the
-                    // zero-point run (MAX_DIRECT ≥ kw·c, `row_runs`). Direct: each pointer is a tap
-                    // inside x (cg = 4·quads bytes of group g at one position) or the zero-point
-                    // run (MAX_DIRECT ≥ cg). Patches: 4·quads ≤ MAX_PATCH bytes (k ≤ MAX_PATCH, a
-                    // multiple of 4). Either way taps·quads·NB·64 bytes = one block of `filters`
-                    // (the filters of a row's taps follow each other).
-                    let acc: [[__m512i; NB]; P] = unsafe { accumulate(&ptrs[..reads.0], reads.1, filters.as_ptr()) };
+                    let (taps, quads) = reads.step(x, b, g, p0, count);
+                    // SAFETY: `step` leaves 4·quads readable bytes at every pointer of the taps
+                    // read, whose filters are taps·quads·NB·64 bytes: one block of `filters`.
+                    let acc: [[__m512i; NB]; P] = unsafe { accumulate(&reads.ptrs[..taps], quads, filters.as_ptr()) };
                     for (i, a) in acc[..count].iter().enumerate() {
                         let row = (b * plane + p0 + i) * s.m + g * mg;
                         for (j, (&aj, &(offset, mult))) in a.iter().zip(&consts).enumerate() {

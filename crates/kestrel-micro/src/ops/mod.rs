@@ -7,6 +7,8 @@ pub mod conv;
 #[cfg(target_arch = "aarch64")]
 pub mod conv_aarch64;
 #[cfg(target_arch = "x86_64")]
+pub mod conv_avx2;
+#[cfg(target_arch = "x86_64")]
 pub mod conv_x86;
 pub mod fully_connected;
 pub mod max_pool;
