@@ -265,6 +265,10 @@ pub struct CompressArgs {
     /// A layer whose quantization alone drops the output SQNR below this stays float (dB).
     #[arg(long, default_value_t = 30.0)]
     pub min_layer_sqnr: f64,
+    /// With --int8: no float layers (every Conv/MatMul in int8, residual Adds, Pads and pools on
+    /// the integers) — what the integer runtime (`kestrel export`) needs; only the edges stay float.
+    #[arg(long, requires = "int8")]
+    pub integer_only: bool,
     /// Write the pass reports as JSON here.
     #[arg(long)]
     pub report: Option<PathBuf>,

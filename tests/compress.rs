@@ -245,6 +245,40 @@ fn residual_streams_are_pruned_jointly_into_a_consistent_graph() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `--integer-only` leaves no float layer: the result is the bundled
+/// models/blazeface/model.integer.int8.onnx byte for byte (so that file and its onnxruntime
+/// fixture are current), `kestrel export` takes all of it, and the integer runtime finds the face.
+#[test]
+fn blazeface_integer_only_exports_whole_and_finds_the_face() {
+    let dir = tmp("integer-only");
+    let (out, kmodel) = (dir.join("faces.onnx"), dir.join("faces.kmodel"));
+    let (out_s, kmodel_s) = (out.display().to_string(), kmodel.display().to_string());
+    let args = ["compress", "models/blazeface/model.onnx", "--int8", "--integer-only", "--calib"];
+    common::kestrel_ok(&[&args[..], &["models/blazeface/calib", "--out", &out_s]].concat());
+    let bundled = common::repo().join("models/blazeface/model.integer.int8.onnx");
+    assert!(
+        std::fs::read(&out).unwrap() == std::fs::read(bundled).unwrap(),
+        "models/blazeface/model.integer.int8.onnx is stale: python scripts/make_fixtures.py int8 integer.int8"
+    );
+    common::kestrel_ok(&["export", &out_s, "-o", &kmodel_s]);
+    let v: Value = serde_json::from_str(&common::kestrel_ok(&[
+        "run",
+        &out_s,
+        "models/samples/astronaut.png",
+        "--backend",
+        "micro",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(v["detections"].as_array().map(Vec::len), Some(1), "{v}");
+    // Without --int8 the flag means nothing: refused.
+    let o = common::kestrel(
+        &[&args[..2], &["--integer-only", "--calib", "models/blazeface/calib", "--out", &out_s]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// `kestrel export` writes a .kmodel the micro backend runs; an op it cannot run is named.
 #[test]
 fn export_to_kmodel_and_run_on_the_integer_runtime() {

@@ -168,7 +168,9 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
             min_layer_sqnr_db: args.min_layer_sqnr,
             // Detector heads carry rare, decisive values (a face's score) that calibration on
             // mostly-background images does not cover; classifier heads are fine in int8.
-            keep_output_heads_float: matches!(config.decoder, kestrel_vision::config::Decoder::Blazeface { .. }),
+            keep_output_heads_float: !args.integer_only
+                && matches!(config.decoder, kestrel_vision::config::Decoder::Blazeface { .. }),
+            integer_only: args.integer_only,
             ..Default::default()
         };
         let (m, r) = quantize_int8(&current, int8_subset(&samples), &quant_config).context("quantizing")?;

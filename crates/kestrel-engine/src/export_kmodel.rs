@@ -7,8 +7,10 @@
 //! Transpose between NHWC and NCHW (tf2onnx's) usually becomes a Reshape.
 //!
 //! QLinearConv → Conv, QLinearMatMul → FullyConnected, Quantize/DequantizeLinear at the
-//! edges, MaxPool/Reshape/Flatten/Transpose/Relu/Softmax as they are, and a float Add of a
-//! constant (the bias after a dequantized MatMul) → AddConstant. Shape-only subgraphs (Shape →
+//! edges, MaxPool/Reshape/Flatten/Transpose/Relu/Softmax/Concat/Pad as they are, a float Add of a
+//! constant (the bias after a dequantized MatMul) → AddConstant, and the QDQ form of an integer
+//! Add (`Quantize(Relu?(Add(Dequantize(a), Dequantize(b))))`, as `kestrel compress
+//! --integer-only` writes residual connections) → one requantizing Add on the integers. Shape-only subgraphs (Shape →
 //! Gather → … → Reshape's shape) are folded away: shapes are fixed at export. Requantization
 //! multipliers are computed in f32 as onnxruntime does, `(x_scale · w_scale) / y_scale`, so the
 //! runtime's integers match onnxruntime's bit for bit. Activations get arena offsets from their
@@ -63,6 +65,50 @@ struct Exporter<'g> {
     ops: Vec<Op>,
     /// The same activation in the other layout, once converted (both directions).
     converted: HashMap<usize, usize>,
+}
+
+/// A residual Add in QDQ form, fused into one integer Add at its Quantize node.
+struct FusedAdd {
+    /// The two DequantizeLinear nodes.
+    dq: [usize; 2],
+    relu: bool,
+}
+
+/// Finds the QDQ integer Adds: Quantize ← (Relu ←) Add ← two Dequantize, each intermediate read
+/// by nothing else. Returns them by Quantize node, and every node they absorb.
+fn fused_adds(g: &pb::GraphProto) -> (HashMap<usize, FusedAdd>, HashSet<usize>) {
+    let producer = |t: &str| g.node.iter().position(|n| n.output.first().is_some_and(|o| o == t));
+    let readers = |t: &str| {
+        g.node.iter().filter(|n| n.input.iter().any(|i| i == t)).count()
+            + g.output.iter().filter(|o| o.name == t).count()
+    };
+    let mut fused = HashMap::new();
+    let mut absorbed = HashSet::new();
+    for (qi, q) in g.node.iter().enumerate().filter(|(_, n)| n.op_type == "QuantizeLinear") {
+        let Some(mut p) = producer(&q.input[0]) else { continue };
+        let mut chain = vec![];
+        let relu = g.node[p].op_type == "Relu";
+        if relu {
+            chain.push(p);
+            match producer(&g.node[p].input[0]) {
+                Some(a) => p = a,
+                None => continue,
+            }
+        }
+        let add = &g.node[p];
+        if add.op_type != "Add" || add.input.len() != 2 {
+            continue;
+        }
+        chain.push(p);
+        let dq: Vec<usize> = add.input.iter().filter_map(|i| producer(i)).collect();
+        let all_dq = dq.len() == 2 && dq.iter().all(|&d| g.node[d].op_type == "DequantizeLinear");
+        let private = chain.iter().chain(&dq).all(|&c| readers(&g.node[c].output[0]) == 1);
+        if all_dq && private {
+            absorbed.extend(chain.iter().chain(&dq).copied());
+            fused.insert(qi, FusedAdd { dq: [dq[0], dq[1]], relu });
+        }
+    }
+    (fused, absorbed)
 }
 
 fn unsupported(n: &pb::NodeProto, why: &str) -> EngineError {
@@ -274,6 +320,34 @@ impl<'g> Exporter<'g> {
         Ok(Some(self.constant(DType::I32, vec![channels], &r.bytes, None)))
     }
 
+    /// The integer Add for the QuantizeLinear `q` that closes a QDQ Add.
+    fn fused_add(&mut self, q: &pb::NodeProto, f: &FusedAdd) -> Result<(), EngineError> {
+        let mut inputs = [0; 2];
+        for (slot, &d) in inputs.iter_mut().zip(&f.dq) {
+            let dq = &self.g.node[d];
+            let x = self.activation(dq, &dq.input[0])?;
+            let (s, z) = (self.scalar(dq, &dq.input[1])?, self.scalar(dq, dq.input.get(2).map_or("", |v| v))?);
+            let t = &self.tensors[x];
+            if t.dtype != DType::U8 || t.scale != Some(s) || t.zero_point != z as i32 {
+                return Err(unsupported(dq, "it dequantizes with parameters other than its input's"));
+            }
+            *slot = x;
+        }
+        let [mut a, mut b] = inputs;
+        if self.tensors[a].nhwc != self.tensors[b].nhwc {
+            (a, b) = (self.channels_last(q, a)?, self.channels_last(q, b)?);
+        }
+        if self.tensors[a].dims != self.tensors[b].dims {
+            return Err(unsupported(q, "the Add's operands differ in shape (no broadcasting)"));
+        }
+        let (s, z) = (self.scalar(q, &q.input[1])?, self.scalar(q, q.input.get(2).map_or("", |v| v))?);
+        let y = self.elementwise(&q.output[0], a, DType::U8, Some((s, z as i32)));
+        let mut p = [0u8; 12];
+        p[0] = u8::from(f.relu);
+        self.push(OpCode::Add, vec![a, b], y, p, None);
+        Ok(())
+    }
+
     fn node(&mut self, n: &pb::NodeProto) -> Result<(), EngineError> {
         let out = n.output.first().cloned().unwrap_or_default();
         match n.op_type.as_str() {
@@ -454,6 +528,55 @@ impl<'g> Exporter<'g> {
                 let y = self.new_activation(&out, DType::F32, dims, None);
                 self.push(OpCode::AddConstant, vec![x, ct], y, [0; 12], None);
             }
+            "Pad" => {
+                let x = self.activation(n, &n.input[0])?;
+                let t = self.tensors[x].clone();
+                let mode_constant = n.attribute.iter().all(|a| a.name != "mode" || a.s == b"constant");
+                let pads = n.input.get(1).and_then(|p| raw(self.g, p)).filter(|r| r.elem.code == 7);
+                let value = match n.input.get(2).filter(|v| !v.is_empty()) {
+                    None => Some(0u8),
+                    Some(v) => raw(self.g, v).filter(|r| r.elem.code == 2 && r.bytes.len() == 1).map(|r| r.bytes[0]),
+                };
+                let (Some(pads), Some(value), true, 4, 1) = (pads, value, mode_constant, t.dims.len(), t.dtype.size())
+                else {
+                    return Err(unsupported(n, "only constant 4-D padding of uint8 with constant pads"));
+                };
+                let pads: Vec<i64> =
+                    pads.bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+                if pads.len() != 8 {
+                    return Err(unsupported(n, "pads must hold 8 values"));
+                }
+                // Logical axis a of an NHWC-stored tensor is stored at stored axis s = ….
+                let logical = if t.nhwc { [0, 2, 3, 1] } else { [0, 1, 2, 3] };
+                let mut p = [0u8; 12];
+                for s in 0..4 {
+                    p[s] = small(pads[logical[s]], "pad", n)?;
+                    p[4 + s] = small(pads[4 + logical[s]], "pad", n)?;
+                }
+                p[8] = value;
+                let dims: Vec<usize> = (0..4).map(|s| t.dims[s] + usize::from(p[s]) + usize::from(p[4 + s])).collect();
+                let y = self.like(x, dims, t.nhwc);
+                self.by_name.insert(out.clone(), y);
+                self.push(OpCode::Pad, vec![x], y, p, None);
+            }
+            "Concat" => {
+                let xs: Vec<usize> = n
+                    .input
+                    .iter()
+                    .map(|i| self.activation(n, i).map(|x| self.onnx_layout(x)))
+                    .collect::<Result<_, _>>()?;
+                let rank = self.tensors[xs[0]].dims.len() as i64;
+                let axis = n.attribute.iter().find(|a| a.name == "axis").map_or(0, |a| a.i);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                if !(2..=4).contains(&xs.len()) || !(0..rank).contains(&axis) {
+                    return Err(unsupported(n, "2 to 4 inputs, an axis within the rank"));
+                }
+                let y = self.like(xs[0], self.shape_of(n, &out)?, false);
+                self.by_name.insert(out.clone(), y);
+                let mut p = [0u8; 12];
+                p[0] = axis as u8;
+                self.push(OpCode::Concat, xs, y, p, None);
+            }
             "Relu" => {
                 let x = self.activation(n, &n.input[0])?;
                 let t = self.tensors[x].clone();
@@ -547,9 +670,13 @@ pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize]) -> Result<Exporte
     };
     let x = ex.new_activation(&inputs[0].name, DType::F32, input_shape.to_vec(), None);
     ex.tensors[x].live = (0, 0);
-    let skip = shape_only(g);
+    let mut skip = shape_only(g);
+    let (fused, absorbed) = fused_adds(g);
+    skip.extend(absorbed);
     for (ix, n) in g.node.iter().enumerate() {
-        if !skip.contains(&ix) {
+        if let Some(f) = fused.get(&ix) {
+            ex.fused_add(n, f)?;
+        } else if !skip.contains(&ix) {
             ex.node(n)?;
         }
     }

@@ -78,7 +78,7 @@ impl TensorInfo {
     }
 }
 
-/// Operation codes of format version 1.
+/// Operation codes of format version 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum OpCode {
@@ -93,6 +93,8 @@ pub enum OpCode {
     Softmax,
     Relu,
     AddConstant,
+    Pad,
+    Concat,
 }
 
 impl OpCode {
@@ -109,6 +111,8 @@ impl OpCode {
             9 => OpCode::Softmax,
             10 => OpCode::Relu,
             11 => OpCode::AddConstant,
+            12 => OpCode::Pad,
+            13 => OpCode::Concat,
             _ => return None,
         })
     }
@@ -126,6 +130,8 @@ impl OpCode {
             OpCode::Softmax => 9,
             OpCode::Relu => 10,
             OpCode::AddConstant => 11,
+            OpCode::Pad => 12,
+            OpCode::Concat => 13,
         }
     }
 
@@ -134,6 +140,7 @@ impl OpCode {
         match self {
             OpCode::Conv | OpCode::FullyConnected => (2, 3, 1),
             OpCode::Add | OpCode::AddConstant => (2, 2, 1),
+            OpCode::Concat => (2, 4, 1),
             _ => (1, 1, 1),
         }
     }
@@ -573,8 +580,44 @@ impl<'a> Model<'a> {
                 if [a.dtype, b.dtype, y.dtype] != [DType::U8; 3] || a.dims != b.dims || a.dims != y.dims {
                     return Err(bad("Add tensors (uint8, same shape)"));
                 }
-                if a.scale.is_none() || b.scale.is_none() || y.scale.is_none() {
+                if a.scale.is_none() || b.scale.is_none() || y.scale.is_none() || op.params[0] > 1 {
                     return Err(bad("Add quantization"));
+                }
+                Ok(())
+            }
+            OpCode::Pad => {
+                let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
+                let p = &op.params;
+                if x.dtype != y.dtype || x.dtype.size() != 1 || x.rank != 4 || y.rank != 4 {
+                    return Err(bad("Pad tensors (4-D, 1-byte elements)"));
+                }
+                let padded = (0..4).all(|i| y.dims[i] == x.dims[i] + usize::from(p[i]) + usize::from(p[4 + i]));
+                if !padded || x.scale != y.scale || x.zero_point != y.zero_point {
+                    return Err(bad("Pad output shape"));
+                }
+                Ok(())
+            }
+            OpCode::Concat => {
+                let y = t(op.outputs[0]);
+                let axis = usize::from(op.params[0]);
+                if axis >= y.rank {
+                    return Err(bad("Concat axis"));
+                }
+                let mut along = 0;
+                for &i in &op.inputs[..op.n_inputs] {
+                    let x = t(i);
+                    let same_but_axis = (0..4).all(|d| d == axis || x.dims[d] == y.dims[d]);
+                    if x.dtype != y.dtype || x.rank != y.rank || !same_but_axis {
+                        return Err(bad("Concat inputs"));
+                    }
+                    // Quantized inputs must share the output's parameters (no requantization).
+                    if x.scale != y.scale || x.zero_point != y.zero_point {
+                        return Err(bad("Concat quantization"));
+                    }
+                    along += x.dims[axis];
+                }
+                if along != y.dims[axis] {
+                    return Err(bad("Concat output shape"));
                 }
                 Ok(())
             }

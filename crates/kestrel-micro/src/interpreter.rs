@@ -208,7 +208,22 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             OpCode::Add => {
                 let b = info(1);
                 let q = |t: &TensorInfo| (t.scale.unwrap_or(1.0), t.zero_point);
-                ops::add::add(read(&x), q(&x), read(&b), q(&b), out, q(&y));
+                ops::add::add(read(&x), q(&x), read(&b), q(&b), op.params[0] == 1, out, q(&y));
+            }
+            OpCode::Pad => {
+                let p = &op.params;
+                let (begin, end) =
+                    ([p[0], p[1], p[2], p[3]].map(usize::from), [p[4], p[5], p[6], p[7]].map(usize::from));
+                ops::pad::pad(read(&x), x.dims, begin, end, p[8], out);
+            }
+            OpCode::Concat => {
+                let axis = usize::from(op.params[0]);
+                let outer: usize = y.dims[..axis].iter().product();
+                let inner: usize = y.dims[axis + 1..y.rank].iter().product::<usize>() * y.dtype.size();
+                let n = op.n_inputs;
+                let inputs: [&[u8]; 4] = core::array::from_fn(|i| if i < n { read(&info(i)) } else { &[] });
+                let chunks: [usize; 4] = core::array::from_fn(|i| if i < n { info(i).dims[axis] * inner } else { 0 });
+                ops::concat::concat(&inputs[..n], &chunks[..n], outer, out);
             }
         }
         Ok(())

@@ -10,6 +10,12 @@
 //! Sensitive-layer guard: each candidate is quantized alone and the model's output SQNR measured
 //! against the float model on the calibration data; layers below the threshold stay float, and
 //! while the whole model is below it the worst remaining layer is reverted.
+//!
+//! Integer-only (`integer_only`, for the integer runtime): every candidate is quantized, and
+//! every other reader of a quantized layer input reads it through Dequantize(Quantize(·)) too, so
+//! residual branches (MaxPool, channel Pad) run on the integers and each residual Add sees two
+//! dequantized uint8 tensors and is followed by a Quantize: the QDQ form of an integer Add. Only
+//! the model's edges stay float.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -35,6 +41,8 @@ pub struct QuantizeConfig {
     /// Keep layers that feed a model output without another quantizable layer in between in
     /// float (detector box/score heads: rare, decisive values that calibration rarely covers).
     pub keep_output_heads_float: bool,
+    /// No float layers at all (see the module doc): the guard and the head rule do not apply.
+    pub integer_only: bool,
 }
 
 impl Default for QuantizeConfig {
@@ -44,6 +52,7 @@ impl Default for QuantizeConfig {
             min_layer_sqnr_db: 30.0,
             min_model_sqnr_db: 20.0,
             keep_output_heads_float: false,
+            integer_only: false,
         }
     }
 }
@@ -108,7 +117,7 @@ pub fn quantize_int8(
     let ranges = calibrate::ranges(model, samples, &names, config.method)?;
     let reference = calibrate::reference_outputs(model, samples)?;
     let score = |set: &HashSet<usize>| -> Result<f64, CompressError> {
-        let q = build(model, &cands, set, &ranges)?;
+        let q = build(model, &cands, set, &ranges, config.integer_only)?;
         let got = calibrate::reference_outputs(&q, samples)?;
         Ok(reference.iter().zip(&got).map(|(r, t)| calibrate::sqnr_db(r, t)).fold(f64::INFINITY, f64::min))
     };
@@ -118,7 +127,10 @@ pub fn quantize_int8(
     let mut chosen = HashSet::new();
     for (i, c) in cands.iter().enumerate() {
         let alone = score(&HashSet::from([i]))?;
-        let why = if config.keep_output_heads_float && heads.contains(&i) {
+        let why = if config.integer_only {
+            chosen.insert(i);
+            None
+        } else if config.keep_output_heads_float && heads.contains(&i) {
             Some("output head (feeds a model output directly)".to_string())
         } else if alone < config.min_layer_sqnr_db {
             Some(format!("alone it drops the output to {alone:.1} dB (< {} dB)", config.min_layer_sqnr_db))
@@ -135,7 +147,7 @@ pub fn quantize_int8(
         });
     }
     let mut output_sqnr = score(&chosen)?;
-    while output_sqnr < config.min_model_sqnr_db {
+    while output_sqnr < config.min_model_sqnr_db && !config.integer_only {
         let Some(&worst) =
             chosen.iter().min_by(|&&a, &&b| layers[a].isolated_sqnr_db.total_cmp(&layers[b].isolated_sqnr_db))
         else {
@@ -147,15 +159,38 @@ pub fn quantize_int8(
             Some(format!("reverted: the whole model was at {output_sqnr:.1} dB (< {} dB)", config.min_model_sqnr_db));
         output_sqnr = score(&chosen)?;
     }
-    let quantized = build(model, &cands, &chosen, &ranges)?;
+    let quantized = build(model, &cands, &chosen, &ranges, config.integer_only)?;
     let in_candidates: HashSet<usize> = cands.iter().flat_map(|c| std::iter::once(c.node).chain(c.relu)).collect();
     let mut float_ops = BTreeMap::new();
+    let qg = graph::graph(&quantized.proto)?;
+    let producers = graph::producers(qg);
+    // A float op left: one that reads a float tensor other than through a Dequantize.
     for (ix, n) in g.node.iter().enumerate() {
-        if !in_candidates.contains(&ix) && !PASSTHROUGH.contains(&n.op_type.as_str()) {
+        let integer = in_candidates.contains(&ix)
+            || PASSTHROUGH.contains(&n.op_type.as_str())
+            || (config.integer_only && qdq_integer(qg, &producers, n));
+        if !integer {
             *float_ops.entry(n.op_type.clone()).or_default() += 1;
         }
     }
     Ok((quantized, QuantizeReport { config: config.clone(), layers, float_ops, output_sqnr_db: output_sqnr }))
+}
+
+/// Whether `n` (a node of the float model) runs on integers in the integer-only model `qg`: a
+/// Pad or MaxPool hoisted onto uint8, or an Add (and its Relu) between Dequantize and Quantize.
+fn qdq_integer(qg: &pb::GraphProto, producers: &HashMap<String, usize>, n: &pb::NodeProto) -> bool {
+    let Some(out) = n.output.first() else { return false };
+    let q_node = qg.node.iter().find(|m| m.output.first() == Some(out));
+    match (n.op_type.as_str(), q_node) {
+        // Hoisted: its output is now a Dequantize's.
+        ("Pad", Some(m)) => m.op_type == "DequantizeLinear",
+        ("Add", Some(m)) => {
+            m.input.iter().all(|i| producers.get(i).is_some_and(|&p| qg.node[p].op_type == "DequantizeLinear"))
+        }
+        ("Relu", Some(m)) => producers.get(&m.input[0]).is_some_and(|&p| qg.node[p].op_type == "Add"),
+        ("Concat", _) => true, // data movement at the edge, after the heads' Dequantize
+        _ => false,
+    }
 }
 
 fn candidates(g: &pb::GraphProto) -> Vec<Candidate> {
@@ -262,6 +297,7 @@ fn build(
     cands: &[Candidate],
     set: &HashSet<usize>,
     ranges: &HashMap<String, (f32, f32)>,
+    integer_only: bool,
 ) -> Result<OnnxModel, CompressError> {
     let mut out = model.clone();
     graph::require_opset(&mut out.proto, 13);
@@ -278,6 +314,37 @@ fn build(
     for &i in set {
         let (lo, hi) = range(&cands[i].output)?;
         params.insert(cands[i].output.clone(), activation_params(lo, hi));
+    }
+    if integer_only {
+        // The layers concatenated into one tensor (a detector's heads) share one quantization,
+        // the union of their ranges: one output, one scale — and a head that calibration never
+        // saw fire keeps the range its siblings saw.
+        for n in g.node.iter().filter(|n| n.op_type == "Concat") {
+            let sources: Vec<&String> = n
+                .input
+                .iter()
+                .filter_map(|t| {
+                    let mut cur = t.clone();
+                    loop {
+                        if let Some(i) = set.iter().find(|&&i| cands[i].output == cur) {
+                            return Some(&cands[*i].output);
+                        }
+                        cur = passthrough_input(g, &cur)?;
+                    }
+                })
+                .collect();
+            if sources.len() < 2 {
+                continue;
+            }
+            let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+            for t in &sources {
+                let (l, h) = range(t)?;
+                (lo, hi) = (lo.min(l), hi.max(h));
+            }
+            for t in sources {
+                params.insert(t.clone(), activation_params(lo, hi));
+            }
+        }
     }
     let input_params = |t: &str, g: &pb::GraphProto| -> Result<(f32, u8), CompressError> {
         let mut cur = t.to_string();
@@ -298,7 +365,8 @@ fn build(
     let skip: HashSet<usize> = set.iter().filter_map(|&i| cands[i].relu).collect();
     let mut nodes = Vec::new();
     let mut inits = Vec::new();
-    let mut quantized_inputs: HashMap<String, String> = HashMap::new();
+    // Float layer input → its Quantize's output, scale and zero point.
+    let mut quantized_inputs: HashMap<String, (String, String, String)> = HashMap::new();
     for (ix, n) in g.node.iter().enumerate() {
         if skip.contains(&ix) {
             continue;
@@ -310,7 +378,7 @@ fn build(
         let (xs, xz) = input_params(&c.input, g)?;
         let (ys, yz) = params[&c.output];
         let x_q = match quantized_inputs.get(&c.input) {
-            Some(q) => q.clone(),
+            Some(q) => q.0.clone(),
             None => {
                 let q = names.fresh(&format!("{}_quantized", c.input));
                 let (s, z) = (names.fresh(&format!("{q}_scale")), names.fresh(&format!("{q}_zero_point")));
@@ -322,7 +390,7 @@ fn build(
                     &[&c.input, &s, &z],
                     &[&q],
                 ));
-                quantized_inputs.insert(c.input.clone(), q.clone());
+                quantized_inputs.insert(c.input.clone(), (q.clone(), s, z));
                 q
             }
         };
@@ -388,22 +456,41 @@ fn build(
             &[&c.output],
         ));
     }
+    if integer_only {
+        // Every other reader of a quantized layer input reads Dequantize(Quantize(input)).
+        let outputs: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
+        for (float, (q, s, z)) in &quantized_inputs {
+            let dq = names.fresh(&format!("{float}_dequantized"));
+            let mut used = false;
+            for n in nodes.iter_mut().filter(|n| n.output.first() != Some(q)) {
+                for i in n.input.iter_mut().filter(|i| *i == float) {
+                    *i = dq.clone();
+                    used = true;
+                }
+            }
+            if used && !outputs.contains(float) {
+                nodes.push(graph::node("DequantizeLinear", &names.fresh(&format!("{dq}_node")), &[q, s, z], &[&dq]));
+            }
+        }
+    }
     g.node = nodes;
     g.initializer.extend(inits);
     g.value_info.clear();
-    hoist_passthrough(g, &mut names);
+    hoist_passthrough(g, &mut names, integer_only);
     cancel_requantization(g);
     remove_dead(g);
     sort_topologically(g)?;
     Ok(out)
 }
 
-/// `op(DequantizeLinear(q))` → `DequantizeLinear(op(q))` for ops that commute with it.
-fn hoist_passthrough(g: &mut pb::GraphProto, names: &mut Names) {
+/// `op(DequantizeLinear(q))` → `DequantizeLinear(op(q))` for ops that commute with it; with
+/// `pad_too`, also a constant Pad of zeros, which pads the integers with the zero point.
+fn hoist_passthrough(g: &mut pb::GraphProto, names: &mut Names, pad_too: bool) {
     loop {
         let producers = graph::producers(g);
         let found = g.node.iter().enumerate().find_map(|(ix, n)| {
-            if !PASSTHROUGH.contains(&n.op_type.as_str()) || n.output.len() != 1 {
+            let ok = PASSTHROUGH.contains(&n.op_type.as_str()) || (pad_too && zero_pad(g, n));
+            if !ok || n.output.len() != 1 {
                 return None;
             }
             let d = *producers.get(n.input.first()?)?;
@@ -416,9 +503,26 @@ fn hoist_passthrough(g: &mut pb::GraphProto, names: &mut Names) {
         let out_q = names.fresh(&format!("{out}_quantized"));
         op.input[0] = dq.input[0].clone();
         op.output[0] = out_q.clone();
+        if op.op_type == "Pad" {
+            // 0.0 is the zero point on the integers.
+            op.input.resize(2, String::new());
+            op.input.push(dq.input[2].clone());
+        }
         let name = names.fresh(&format!("{out}_dequantize"));
         g.node.insert(ix + 1, graph::node("DequantizeLinear", &name, &[&out_q, &dq.input[1], &dq.input[2]], &[&out]));
     }
+}
+
+/// A Pad in constant mode whose value is 0 (absent, or a zero float constant).
+fn zero_pad(g: &pb::GraphProto, n: &pb::NodeProto) -> bool {
+    let constant_mode = n.attribute.iter().all(|a| a.name != "mode" || a.s == b"constant");
+    let zero = match n.input.get(2).filter(|v| !v.is_empty()) {
+        None => true,
+        Some(v) => graph::initializer(g, v)
+            .and_then(|t| graph::f32_values(t).ok())
+            .is_some_and(|(_, values)| values.iter().all(|&x| x == 0.0)),
+    };
+    n.op_type == "Pad" && n.input.len() >= 2 && constant_mode && zero
 }
 
 /// `QuantizeLinear(DequantizeLinear(q, s, z), s, z)` is `q`.

@@ -175,6 +175,9 @@ pub fn conv_portable(
     y_zero: i32,
 ) {
     let (_, mg, k) = s.per_group();
+    if s.groups == s.c && s.m == s.c && s.c <= DEPTHWISE_C && s.c * s.kh * s.kw <= DEPTHWISE_W {
+        return conv_depthwise(s, x, x_zero, w, bias, multipliers, y, y_zero);
+    }
     let mut patch = [0u8; PATCH];
     let mut centred = [0i16; PATCH];
     for b in 0..s.n {
@@ -204,6 +207,61 @@ pub fn conv_portable(
             }
         }
     }
+}
+
+/// Most channels, and most weights, of a depthwise convolution run channels-parallel.
+const DEPTHWISE_C: usize = 1024;
+const DEPTHWISE_W: usize = 8192;
+
+/// Depthwise (one filter per channel): per output pixel, each tap adds a whole row of channels
+/// (contiguous in NHWC) times that tap's weights, also laid out by channel — a loop that
+/// vectorizes, where the patch kernel would gather and dot one channel at a time.
+#[allow(clippy::too_many_arguments)]
+fn conv_depthwise(
+    s: &ConvShape,
+    x: &[u8],
+    x_zero: i32,
+    w: &[u8],
+    bias: Option<&[u8]>,
+    multipliers: impl Fn(usize) -> f32,
+    y: &mut [u8],
+    y_zero: i32,
+) {
+    let (c, taps) = (s.c, s.kh * s.kw);
+    // Weights [tap][channel] (the file has [channel][tap]).
+    let mut by_tap = [0i16; DEPTHWISE_W];
+    for ch in 0..c {
+        for t in 0..taps {
+            by_tap[t * c + ch] = i16::from(w[ch * taps + t] as i8);
+        }
+    }
+    let (mut biases, mut mults) = ([0i32; DEPTHWISE_C], [0f32; DEPTHWISE_C]);
+    for ch in 0..c {
+        (biases[ch], mults[ch]) = (bias.map_or(0, |bb| i32_at(bb, ch)), multipliers(ch));
+    }
+    let mut acc = [0i32; DEPTHWISE_C];
+    let acc = &mut acc[..c];
+    super::widest(|| {
+        for b in 0..s.n {
+            for oy in 0..s.oh {
+                for ox in 0..s.ow {
+                    acc.copy_from_slice(&biases[..c]);
+                    for t in 0..taps {
+                        // Taps in the padding hold x_zp: they add nothing.
+                        if let Some((iy, ix)) = s.input_at(oy, ox, t / s.kw, t % s.kw) {
+                            let at = ((b * s.h + iy) * s.w + ix) * c;
+                            let (xs, ws) = (&x[at..at + c], &by_tap[t * c..(t + 1) * c]);
+                            for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {
+                                *a += (i32::from(xv) - x_zero) * i32::from(wv);
+                            }
+                        }
+                    }
+                    let out = ((b * s.oh + oy) * s.ow + ox) * c;
+                    super::requantize_row(acc, &mults[..c], y_zero, &mut y[out..out + c]);
+                }
+            }
+        }
+    })
 }
 
 /// Σ c·w in i32 for a patch already centred on the zero point (|c·w| ≤ 255·128).
@@ -477,6 +535,42 @@ pub(crate) fn prepare_constants(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn depthwise_kernel_equals_the_tap_by_tap_definition() {
+        // 8 channels, stride 2, asymmetric padding: every tap in and out of the padding.
+        let s = ConvShape {
+            n: 2,
+            c: 8,
+            h: 7,
+            w: 6,
+            m: 8,
+            oh: 4,
+            ow: 3,
+            kh: 3,
+            kw: 3,
+            stride: (2, 2),
+            dilation: (1, 1),
+            pad: (1, 0),
+            groups: 8,
+        };
+        let x: [u8; 2 * 7 * 6 * 8] = core::array::from_fn(|i| ((i * 37) % 256) as u8);
+        let w: [u8; 8 * 9] = core::array::from_fn(|i| ((i * 53) % 256) as u8);
+        let bias: [u8; 32] = core::array::from_fn(|i| if i % 4 == 0 { (i * 11) as u8 } else { 0 });
+        let mut y = [0u8; 2 * 4 * 3 * 8];
+        conv_portable(&s, &x, 9, &w, Some(&bias), |c| 0.001 * (c + 1) as f32, &mut y, 100);
+        for b in 0..2 {
+            for oy in 0..4 {
+                for ox in 0..3 {
+                    for c in 0..8 {
+                        let acc = pixel(&s, &x, 9, &w[c * 9..(c + 1) * 9], b, c, oy, ox) + i32_at(&bias, c);
+                        let want = requantize(acc, 0.001 * (c + 1) as f32, 100);
+                        assert_eq!(y[((b * 4 + oy) * 3 + ox) * 8 + c], want, "b {b} oy {oy} ox {ox} c {c}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn patch_kernel_equals_the_tap_by_tap_definition() {

@@ -3,6 +3,7 @@
 
 pub mod add;
 pub mod add_constant;
+pub mod concat;
 pub mod conv;
 #[cfg(target_arch = "aarch64")]
 pub mod conv_aarch64;
@@ -12,6 +13,7 @@ pub mod conv_avx2;
 pub mod conv_x86;
 pub mod fully_connected;
 pub mod max_pool;
+pub mod pad;
 pub mod quantize;
 pub mod relu;
 pub mod softmax;
@@ -38,8 +40,50 @@ pub(crate) fn round_half_even(v: f32) -> f32 {
 /// onnxruntime's requantization: clamp to the output range around the zero point, round half
 /// to even, add the zero point.
 pub(crate) fn requantize(acc: i32, multiplier: f32, zero_point: i32) -> u8 {
-    let v = (acc as f32 * multiplier).clamp(-(zero_point as f32), 255.0 - zero_point as f32);
+    // min/max rather than `clamp`, whose NaN check would pull float formatting into a
+    // microcontroller's binary (the product is never NaN: the multiplier is finite).
+    let v = (acc as f32 * multiplier).max(-(zero_point as f32)).min(255.0 - zero_point as f32);
     (round_half_even(v) as i32 + zero_point) as u8
+}
+
+/// `requantize` over a row: `out[i] = requantize(acc[i], mults[i], zero_point)`, written so
+/// that it vectorizes (min/max instead of clamp, no saturating float→int conversion).
+#[inline(always)]
+pub(crate) fn requantize_row(acc: &[i32], mults: &[f32], zero_point: i32, out: &mut [u8]) {
+    let (lo, hi) = (-(zero_point as f32), 255.0 - zero_point as f32);
+    for ((o, &a), &m) in out.iter_mut().zip(acc).zip(mults) {
+        let v = (a as f32 * m).max(lo).min(hi);
+        let v = if v.is_nan() { 0.0 } else { v };
+        // SAFETY: v is a number within [−zp, 255 − zp] (zp is 0..=255): finite, within i32.
+        let r: i32 = unsafe { round_half_even(v).to_int_unchecked() };
+        *o = (r + zero_point) as u8;
+    }
+}
+
+/// Runs `body` compiled for the widest vector unit this CPU has (AVX-512, AVX2, or the
+/// baseline): loops written to vectorize get 16 or 8 lanes instead of 4, same results.
+#[inline(always)]
+pub(crate) fn widest<R>(body: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw")]
+        unsafe fn avx512<R>(body: impl FnOnce() -> R) -> R {
+            body()
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<R>(body: impl FnOnce() -> R) -> R {
+            body()
+        }
+        if conv_x86::vnni_available() {
+            // SAFETY: vnni_available() checked that this CPU and OS run AVX-512 F/BW code.
+            return unsafe { avx512(body) };
+        }
+        if conv_avx2::avx2_available() {
+            // SAFETY: avx2_available() checked that this CPU and OS run AVX2 code.
+            return unsafe { avx2(body) };
+        }
+    }
+    body()
 }
 
 /// A CPU feature a fast path needs, detected once (no `std` here to ask; each path reads the CPU).
