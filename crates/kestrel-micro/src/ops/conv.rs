@@ -175,8 +175,8 @@ pub fn conv_portable(
     y_zero: i32,
 ) {
     let (_, mg, k) = s.per_group();
-    if s.groups == s.c && s.m == s.c && s.c <= DEPTHWISE_C && s.c * s.kh * s.kw <= DEPTHWISE_W {
-        return conv_depthwise(s, x, x_zero, w, bias, multipliers, y, y_zero);
+    if super::depthwise::supports(s) {
+        return super::depthwise::depthwise(s, x, x_zero, w, bias, multipliers, y, y_zero);
     }
     let mut patch = [0u8; PATCH];
     let mut centred = [0i16; PATCH];
@@ -207,61 +207,6 @@ pub fn conv_portable(
             }
         }
     }
-}
-
-/// Most channels, and most weights, of a depthwise convolution run channels-parallel.
-const DEPTHWISE_C: usize = 1024;
-const DEPTHWISE_W: usize = 8192;
-
-/// Depthwise (one filter per channel): per output pixel, each tap adds a whole row of channels
-/// (contiguous in NHWC) times that tap's weights, also laid out by channel — a loop that
-/// vectorizes, where the patch kernel would gather and dot one channel at a time.
-#[allow(clippy::too_many_arguments)]
-fn conv_depthwise(
-    s: &ConvShape,
-    x: &[u8],
-    x_zero: i32,
-    w: &[u8],
-    bias: Option<&[u8]>,
-    multipliers: impl Fn(usize) -> f32,
-    y: &mut [u8],
-    y_zero: i32,
-) {
-    let (c, taps) = (s.c, s.kh * s.kw);
-    // Weights [tap][channel] (the file has [channel][tap]).
-    let mut by_tap = [0i16; DEPTHWISE_W];
-    for ch in 0..c {
-        for t in 0..taps {
-            by_tap[t * c + ch] = i16::from(w[ch * taps + t] as i8);
-        }
-    }
-    let (mut biases, mut mults) = ([0i32; DEPTHWISE_C], [0f32; DEPTHWISE_C]);
-    for ch in 0..c {
-        (biases[ch], mults[ch]) = (bias.map_or(0, |bb| i32_at(bb, ch)), multipliers(ch));
-    }
-    let mut acc = [0i32; DEPTHWISE_C];
-    let acc = &mut acc[..c];
-    super::widest(|| {
-        for b in 0..s.n {
-            for oy in 0..s.oh {
-                for ox in 0..s.ow {
-                    acc.copy_from_slice(&biases[..c]);
-                    for t in 0..taps {
-                        // Taps in the padding hold x_zp: they add nothing.
-                        if let Some((iy, ix)) = s.input_at(oy, ox, t / s.kw, t % s.kw) {
-                            let at = ((b * s.h + iy) * s.w + ix) * c;
-                            let (xs, ws) = (&x[at..at + c], &by_tap[t * c..(t + 1) * c]);
-                            for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {
-                                *a += (i32::from(xv) - x_zero) * i32::from(wv);
-                            }
-                        }
-                    }
-                    let out = ((b * s.oh + oy) * s.ow + ox) * c;
-                    super::requantize_row(acc, &mults[..c], y_zero, &mut y[out..out + c]);
-                }
-            }
-        }
-    })
 }
 
 /// Σ c·w in i32 for a patch already centred on the zero point (|c·w| ≤ 255·128).
@@ -301,9 +246,7 @@ pub(crate) const MAX_TAPS: usize = 64;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Quads {
-    /// Each tap (ky, kx) read where it lies in x (C/g is a multiple of 4, at most `MAX_TAPS`
-    /// taps); otherwise the patch is gathered first and read as one tap.
-    pub direct: bool,
+    pub mode: Mode,
     pub taps: usize,
     /// Elements of one tap, and its quads (the last one padded with zero weights).
     pub len: usize,
@@ -314,9 +257,14 @@ pub(crate) struct Quads {
 impl Quads {
     pub(crate) fn of(s: &ConvShape) -> Quads {
         let (cg, _, k) = s.per_group();
-        let direct = cg.is_multiple_of(4) && s.kh * s.kw <= MAX_TAPS;
-        let (taps, len) = if direct { (s.kh * s.kw, cg) } else { (1, k) };
-        Quads { direct, taps, len, quads: len.div_ceil(4) }
+        let (mode, taps, len) = if cg.is_multiple_of(4) && s.kh * s.kw <= MAX_TAPS {
+            (Mode::Taps, s.kh * s.kw, cg)
+        } else if s.groups == 1 && s.dilation.1 == 1 && s.kh <= MAX_TAPS && s.kw * cg + 3 <= MAX_DIRECT {
+            (Mode::Rows, s.kh, s.kw * cg)
+        } else {
+            (Mode::Patch, 1, k)
+        };
+        Quads { mode, taps, len, quads: len.div_ceil(4) }
     }
 
     /// Where tap `t` of output pixel (oy, ox) of image `b`, group `g` starts: in x, or `pad` (a
@@ -340,6 +288,20 @@ impl Quads {
     }
 }
 
+/// How the SIMD kernels' taps map onto the filter.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// One tap per (ky, kx), its C/g channels a whole number of quads, read where it lies in x.
+    Taps,
+    /// One tap per filter row: kw·C bytes, contiguous in x when the row lies inside (one group,
+    /// no horizontal dilation); the last quad takes a byte or three of the next pixel (its
+    /// weights are zero). First layers with 1 or 3 channels.
+    Rows,
+    /// The whole patch gathered and read as one tap.
+    Patch,
+}
+
 /// Most channels per group the SIMD kernels read in place (the zero-point run standing for
 /// padding is this long).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -354,14 +316,20 @@ pub(crate) const MAX_PATCH: usize = 2048;
 pub(crate) fn simd_supports(s: &ConvShape) -> bool {
     let (cg, mg, k) = s.per_group();
     let q = Quads::of(s);
-    mg >= 4 && if q.direct { cg <= MAX_DIRECT } else { k <= MAX_PATCH }
+    mg >= 4
+        && match q.mode {
+            Mode::Taps => cg <= MAX_DIRECT,
+            Mode::Rows => q.taps * 4 * q.quads <= MAX_PATCH,
+            Mode::Patch => k <= MAX_PATCH,
+        }
 }
 
 /// Where the SIMD kernels read `P` output pixels at a time: a pointer per (tap, pixel) to
-/// `4·quads` bytes. Three ways, from cheapest: a filter row's `kw` taps as one run of `kw·C`
-/// bytes (one group, no horizontal dilation, every pixel's row inside the input); each tap
-/// where it lies (channels per group a multiple of 4); or the gathered patch as one tap.
-/// Taps in the padding read a run of the zero point.
+/// `4·quads` bytes. From cheapest: a filter row's `kw` taps as one run of `kw·C` bytes (one
+/// group, no horizontal dilation, every pixel's row inside the input); each tap where it lies
+/// (channels per group a multiple of 4); filter rows where they lie, the others gathered
+/// (`Mode::Rows`); or the gathered patch as one tap. Taps in the padding read a run of the zero
+/// point.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) struct Reads<const P: usize> {
     s: ConvShape,
@@ -394,7 +362,7 @@ impl<const P: usize> Reads<P> {
             pad: [x_zero as u8; MAX_DIRECT],
             patches: [[0u8; MAX_PATCH]; P],
             tap_offsets,
-            row_runs: q.direct && s.groups == 1 && s.dilation.1 == 1 && s.kw * s.c <= MAX_DIRECT,
+            row_runs: q.mode == Mode::Taps && s.groups == 1 && s.dilation.1 == 1 && s.kw * s.c <= MAX_DIRECT,
             ptrs: [[x.as_ptr(); P]; MAX_TAPS],
         }
     }
@@ -434,7 +402,36 @@ impl<const P: usize> Reads<P> {
                 }
             }
             (s.kh, s.kw * q.quads)
-        } else if q.direct {
+        } else if q.mode == Mode::Rows {
+            let run = 4 * q.quads;
+            for (i, (&(oy, ox), patch)) in pixels.iter().zip(self.patches.iter_mut()).enumerate() {
+                let ix = (ox * s.stride.1).wrapping_sub(s.pad.1);
+                let row_inside = ix < s.w && ix + s.kw <= s.w;
+                for (ky, tap) in self.ptrs[..s.kh].iter_mut().enumerate() {
+                    let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
+                    let at = ((b * s.h + iy) * s.w + ix) * s.c;
+                    tap[i] = if iy >= s.h {
+                        self.pad.as_ptr()
+                    } else if row_inside && at + run <= x.len() {
+                        self.x.wrapping_add(at)
+                    } else {
+                        // Partly in the padding, or the run's last quad would pass x's end.
+                        let dst = &mut patch[ky * run..ky * run + q.len];
+                        for (kx, d) in dst.chunks_exact_mut(s.c).enumerate() {
+                            let column = ix.wrapping_add(kx);
+                            if column < s.w {
+                                let from = ((b * s.h + iy) * s.w + column) * s.c;
+                                d.copy_from_slice(&x[from..from + s.c]);
+                            } else {
+                                d.fill(self.pad[0]);
+                            }
+                        }
+                        patch[ky * run..].as_ptr()
+                    };
+                }
+            }
+            (s.kh, q.quads)
+        } else if q.mode == Mode::Taps {
             for (i, &(oy, ox)) in pixels.iter().enumerate() {
                 let (iy, ix) = ((oy * s.stride.0).wrapping_sub(s.pad.0), (ox * s.stride.1).wrapping_sub(s.pad.1));
                 if iy < s.h && iy + span_y < s.h && ix < s.w && ix + span_x < s.w {
@@ -535,42 +532,6 @@ pub(crate) fn prepare_constants(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn depthwise_kernel_equals_the_tap_by_tap_definition() {
-        // 8 channels, stride 2, asymmetric padding: every tap in and out of the padding.
-        let s = ConvShape {
-            n: 2,
-            c: 8,
-            h: 7,
-            w: 6,
-            m: 8,
-            oh: 4,
-            ow: 3,
-            kh: 3,
-            kw: 3,
-            stride: (2, 2),
-            dilation: (1, 1),
-            pad: (1, 0),
-            groups: 8,
-        };
-        let x: [u8; 2 * 7 * 6 * 8] = core::array::from_fn(|i| ((i * 37) % 256) as u8);
-        let w: [u8; 8 * 9] = core::array::from_fn(|i| ((i * 53) % 256) as u8);
-        let bias: [u8; 32] = core::array::from_fn(|i| if i % 4 == 0 { (i * 11) as u8 } else { 0 });
-        let mut y = [0u8; 2 * 4 * 3 * 8];
-        conv_portable(&s, &x, 9, &w, Some(&bias), |c| 0.001 * (c + 1) as f32, &mut y, 100);
-        for b in 0..2 {
-            for oy in 0..4 {
-                for ox in 0..3 {
-                    for c in 0..8 {
-                        let acc = pixel(&s, &x, 9, &w[c * 9..(c + 1) * 9], b, c, oy, ox) + i32_at(&bias, c);
-                        let want = requantize(acc, 0.001 * (c + 1) as f32, 100);
-                        assert_eq!(y[((b * 4 + oy) * 3 + ox) * 8 + c], want, "b {b} oy {oy} ox {ox} c {c}");
-                    }
-                }
-            }
-        }
-    }
 
     #[test]
     fn patch_kernel_equals_the_tap_by_tap_definition() {

@@ -11,6 +11,7 @@ pub mod conv_aarch64;
 pub mod conv_avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod conv_x86;
+pub mod depthwise;
 pub mod fully_connected;
 pub mod max_pool;
 pub mod pad;
@@ -60,31 +61,42 @@ pub(crate) fn requantize_row(acc: &[i32], mults: &[f32], zero_point: i32, out: &
     }
 }
 
-/// Runs `body` compiled for the widest vector unit this CPU has (AVX-512, AVX2, or the
-/// baseline): loops written to vectorize get 16 or 8 lanes instead of 4, same results.
-#[inline(always)]
-pub(crate) fn widest<R>(body: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512bw")]
-        unsafe fn avx512<R>(body: impl FnOnce() -> R) -> R {
-            body()
+/// Defines `fn name(args) -> ret { body }` compiled three times on x86-64 — for AVX-512, AVX2
+/// and the baseline — and run as the widest this CPU has: loops written to vectorize get 16 or 8
+/// lanes instead of 4, with the same results (the same operations, only wider). Elsewhere, once.
+macro_rules! widest {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn inner($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512($($arg: $ty),*) {
+                    inner($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) {
+                    inner($($arg),*)
+                }
+                if $crate::ops::conv_x86::vnni_available() {
+                    // SAFETY: vnni_available() checked that this CPU and OS run AVX-512 F/BW code.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if $crate::ops::conv_avx2::avx2_available() {
+                    // SAFETY: avx2_available() checked that this CPU and OS run AVX2 code.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            inner($($arg),*)
         }
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2<R>(body: impl FnOnce() -> R) -> R {
-            body()
-        }
-        if conv_x86::vnni_available() {
-            // SAFETY: vnni_available() checked that this CPU and OS run AVX-512 F/BW code.
-            return unsafe { avx512(body) };
-        }
-        if conv_avx2::avx2_available() {
-            // SAFETY: avx2_available() checked that this CPU and OS run AVX2 code.
-            return unsafe { avx2(body) };
-        }
-    }
-    body()
+    };
 }
+pub(crate) use widest;
 
 /// A CPU feature a fast path needs, detected once (no `std` here to ask; each path reads the CPU).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]

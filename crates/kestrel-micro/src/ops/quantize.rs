@@ -1,30 +1,10 @@
 //! The model's edges: float32 ↔ uint8, exactly as onnxruntime's QuantizeLinear/DequantizeLinear.
 
-use super::round_half_even;
+use super::{round_half_even, widest};
 
+widest! {
 /// `q = saturate(round_half_even(x / scale) + zp)`: a division, as onnxruntime computes it.
 pub fn quantize(x: &[u8], scale: f32, zero_point: i32, y: &mut [u8]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::conv_x86::vnni_available() {
-        // SAFETY: vnni_available() checked that this CPU and OS run AVX-512 F/BW code.
-        return unsafe { quantize_avx512(x, scale, zero_point, y) };
-    }
-    quantize_loop(x, scale, zero_point, y)
-}
-
-/// The same loop compiled for AVX-512: 16 divisions per instruction instead of 4 (IEEE
-/// division either way, so the bytes are the same).
-///
-/// # Safety
-/// The CPU must support AVX-512 F and BW.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn quantize_avx512(x: &[u8], scale: f32, zero_point: i32, y: &mut [u8]) {
-    quantize_loop(x, scale, zero_point, y)
-}
-
-#[inline(always)]
-fn quantize_loop(x: &[u8], scale: f32, zero_point: i32, y: &mut [u8]) {
     let (lo, hi) = (-(zero_point as f32), 255.0 - zero_point as f32);
     for (q, b) in y.iter_mut().zip(x.chunks_exact(4)) {
         let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]) / scale;
@@ -36,6 +16,7 @@ fn quantize_loop(x: &[u8], scale: f32, zero_point: i32, y: &mut [u8]) {
         let r: i32 = unsafe { round_half_even(v).to_int_unchecked() };
         *q = (r + zero_point) as u8;
     }
+}
 }
 
 /// `x = (q − zp) · scale`.

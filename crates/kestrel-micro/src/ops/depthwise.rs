@@ -1,0 +1,218 @@
+//! Depthwise convolution (one filter per channel, channels-last), the portable kernel for every
+//! CPU: instead of gathering and dotting one channel at a time, each tap adds a run of channels
+//! times that tap's weights, laid out by channel — loops that vectorize. With stride 1 a tap's
+//! inputs for a whole output row are one contiguous run, worked in chunks of `p` pixels (`p·C` a
+//! multiple of 16) against the tap's weights repeated `p` times. Integer sums, so the result is
+//! the patch kernel's exactly (tested against the tap-by-tap definition).
+
+use super::conv::ConvShape;
+use super::{i32_at, requantize_row, widest};
+
+/// Most channels handled, and most weights (`kh·kw·C`, or `kh·kw·p·C` repeated for rows).
+const MAX_C: usize = 1024;
+const MAX_W: usize = 8192;
+/// Most accumulators of one output row (`ow·C`) for the row-wise path.
+const MAX_ROW: usize = 4096;
+
+/// Whether this is a depthwise convolution this kernel takes (multiplier 1).
+pub fn supports(s: &ConvShape) -> bool {
+    s.groups == s.c && s.m == s.c && s.c <= MAX_C && s.c * s.kh * s.kw <= MAX_W
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// The convolution; callers check [`supports`].
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise(
+    s: &ConvShape,
+    x: &[u8],
+    x_zero: i32,
+    w: &[u8],
+    bias: Option<&[u8]>,
+    multipliers: impl Fn(usize) -> f32,
+    y: &mut [u8],
+    y_zero: i32,
+) {
+    let (c, taps) = (s.c, s.kh * s.kw);
+    // Pixels per chunk, so that a chunk (p·C values) is a whole number of 16-lane vectors.
+    let p = 16 / gcd(c, 16);
+    let chunk = p * c;
+    // Weights [tap][chunk] (the file has [channel][tap]), each tap's repeated p times; biases
+    // and multipliers repeated the same way.
+    let mut tiled = [0i16; MAX_W];
+    let (mut biases, mut mults) = ([0i32; MAX_C], [0f32; MAX_C]);
+    let rows = s.stride.1 == 1 && s.ow * c <= MAX_ROW && taps * chunk <= MAX_W;
+    let reps = if rows { p } else { 1 };
+    for t in 0..taps {
+        for j in 0..reps * c {
+            tiled[t * reps * c + j] = i16::from(w[(j % c) * taps + t] as i8);
+        }
+    }
+    for ch in 0..c {
+        (biases[ch], mults[ch]) = (bias.map_or(0, |bb| i32_at(bb, ch)), multipliers(ch));
+    }
+    if rows {
+        by_rows(s, x, x_zero, &tiled[..taps * chunk], (&biases[..c], &mults[..c]), p, y, y_zero)
+    } else {
+        by_pixels(s, x, x_zero, &tiled[..taps * c], (&biases[..c], &mults[..c]), y, y_zero)
+    }
+}
+
+/// acc += (x − x_zp)·w element-wise.
+#[inline(always)]
+fn mac(acc: &mut [i32], x: &[u8], x_zero: i32, w: &[i16]) {
+    for ((a, &xv), &wv) in acc.iter_mut().zip(x).zip(w) {
+        *a += (i32::from(xv) - x_zero) * i32::from(wv);
+    }
+}
+
+widest! {
+/// Any stride: per output pixel, per tap inside the input, one run of C channels.
+fn by_pixels(
+    s: &ConvShape,
+    x: &[u8],
+    x_zero: i32,
+    by_tap: &[i16],
+    consts: (&[i32], &[f32]),
+    y: &mut [u8],
+    y_zero: i32,
+) {
+    let (biases, mults) = consts;
+    let c = s.c;
+    let mut acc = [0i32; MAX_C];
+    let acc = &mut acc[..c];
+    for b in 0..s.n {
+        for oy in 0..s.oh {
+            for ox in 0..s.ow {
+                acc.copy_from_slice(biases);
+                for t in 0..s.kh * s.kw {
+                    // Taps in the padding hold x_zp: they add nothing.
+                    if let Some((iy, ix)) = s.input_at(oy, ox, t / s.kw, t % s.kw) {
+                        let at = ((b * s.h + iy) * s.w + ix) * c;
+                        mac(acc, &x[at..at + c], x_zero, &by_tap[t * c..(t + 1) * c]);
+                    }
+                }
+                let out = ((b * s.oh + oy) * s.ow + ox) * c;
+                requantize_row(acc, mults, y_zero, &mut y[out..out + c]);
+            }
+        }
+    }
+}
+}
+
+widest! {
+/// Stride 1: per output row, per tap, the run of output pixels whose input lies inside is one
+/// contiguous run of inputs, worked `p` pixels at a time against the repeated weights.
+#[allow(clippy::too_many_arguments)]
+fn by_rows(
+    s: &ConvShape,
+    x: &[u8],
+    x_zero: i32,
+    tiled: &[i16],
+    consts: (&[i32], &[f32]),
+    p: usize,
+    y: &mut [u8],
+    y_zero: i32,
+) {
+    let (biases, mults) = consts;
+    let (c, chunk) = (s.c, p * s.c);
+    let mut acc = [0i32; MAX_ROW];
+    let acc = &mut acc[..s.ow * c];
+    for b in 0..s.n {
+        for oy in 0..s.oh {
+            for px in acc.chunks_exact_mut(c) {
+                px.copy_from_slice(biases);
+            }
+            for t in 0..s.kh * s.kw {
+                let (ky, kx) = (t / s.kw, t % s.kw);
+                let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
+                if iy >= s.h {
+                    continue;
+                }
+                // Output columns whose input column ox + kx·dw − pad lies in 0..w.
+                let shift = kx * s.dilation.1;
+                let lo = s.pad.1.saturating_sub(shift);
+                let hi = (s.w + s.pad.1).saturating_sub(shift).min(s.ow);
+                if lo >= hi {
+                    continue;
+                }
+                let at = ((b * s.h + iy) * s.w + lo + shift - s.pad.1) * c;
+                let (xs, acc) = (&x[at..at + (hi - lo) * c], &mut acc[lo * c..hi * c]);
+                let w = &tiled[t * chunk..(t + 1) * chunk];
+                let mut xi = xs.chunks_exact(chunk);
+                let mut ai = acc.chunks_exact_mut(chunk);
+                for (a, xv) in (&mut ai).zip(&mut xi) {
+                    mac(a, xv, x_zero, w);
+                }
+                // The last pixels (fewer than p): each starts at channel 0 of the pattern.
+                mac(ai.into_remainder(), xi.remainder(), x_zero, w);
+            }
+            let out = (b * s.oh + oy) * s.ow * c;
+            for (o, a) in y[out..out + s.ow * c].chunks_mut(c).zip(acc.chunks(c)) {
+                requantize_row(a, mults, y_zero, o);
+            }
+        }
+    }
+}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stride 1 (rows) and 2 (pixels), padding and dilation: the tap-by-tap definition, exactly.
+    #[test]
+    fn depthwise_equals_the_tap_by_tap_definition() {
+        for (c, stride, dilation, pad) in [(8, 2, 1, (1, 0)), (24, 1, 1, (1, 1)), (12, 1, 2, (2, 1)), (5, 1, 1, (0, 2))]
+        {
+            let (h, w, k) = (7, 9, 3);
+            let span = (k - 1) * dilation + 1;
+            let (oh, ow) = ((h + 2 * pad.0 - span) / stride + 1, (w + 2 * pad.1 - span) / stride + 1);
+            let s = ConvShape {
+                n: 2,
+                c,
+                h,
+                w,
+                m: c,
+                oh,
+                ow,
+                kh: k,
+                kw: k,
+                stride: (stride, stride),
+                dilation: (dilation, dilation),
+                pad,
+                groups: c,
+            };
+            let x: [u8; 2 * 7 * 9 * 24] = core::array::from_fn(|i| ((i * 37) % 256) as u8);
+            let wt: [u8; 24 * 9] = core::array::from_fn(|i| ((i * 53) % 256) as u8);
+            let bias: [u8; 96] = core::array::from_fn(|i| if i % 4 == 0 { (i * 11) as u8 } else { 0 });
+            let mut y = [0u8; 2 * 9 * 11 * 24];
+            let mult = |ch: usize| 0.001 * (ch + 1) as f32;
+            depthwise(&s, &x[..2 * h * w * c], 9, &wt[..c * 9], Some(&bias), mult, &mut y[..2 * oh * ow * c], 100);
+            for b in 0..2 {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        for ch in 0..c {
+                            let mut acc = i32_at(&bias, ch);
+                            for t in 0..9 {
+                                if let Some((iy, ix)) = s.input_at(oy, ox, t / 3, t % 3) {
+                                    let xv = i32::from(x[((b * h + iy) * w + ix) * c + ch]) - 9;
+                                    acc += xv * i32::from(wt[ch * 9 + t] as i8);
+                                }
+                            }
+                            let want = super::super::requantize(acc, mult(ch), 100);
+                            let got = y[((b * oh + oy) * ow + ox) * c + ch];
+                            assert_eq!(got, want, "c {c} stride {stride} b {b} oy {oy} ox {ox} ch {ch}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
