@@ -28,6 +28,8 @@ MODELS = [
     ("fashion-cnn", "models/fashion-cnn/model.onnx", "models/fashion-cnn/samples/00-ankle-boot.png"),
     ("fashion int8", "models/fashion-cnn/model.int8.onnx", "models/fashion-cnn/samples/00-ankle-boot.png"),
     ("fashion int8 micro", "models/fashion-cnn/model.int8.onnx", "models/fashion-cnn/samples/00-ankle-boot.png"),
+    ("blazeface integer int8", "models/blazeface/model.integer.int8.onnx", "models/samples/astronaut.png"),
+    ("blazeface integer int8 micro", "models/blazeface/model.integer.int8.onnx", "models/samples/astronaut.png"),
 ]
 
 
@@ -94,7 +96,7 @@ def conv_stack(args):
 
 def bundled_models(args):
     print(f"onnxruntime {ort.__version__}; median of {args.runs} runs per round, best of {args.rounds} rounds, 1 thread")
-    print(f"{'model':<20} {'kestrel (ms)':>13} {'onnxruntime (ms)':>17} {'kestrel / ort':>14}")
+    print(f"{'model':<30} {'kestrel (ms)':>13} {'onnxruntime (ms)':>17} {'kestrel / ort':>14}")
     for name, path, image in MODELS:
         x = ort_input(name, image)
         ours, theirs = [], []
@@ -102,7 +104,7 @@ def bundled_models(args):
             ours.append(kestrel_median_ms(path, image, args.runs, "micro" if name.endswith("micro") else "cpu"))
             theirs.append(ort_median_ms(path, x, args.runs))
         k, o = min(ours), min(theirs)
-        print(f"{name:<20} {k:>13.3f} {o:>17.3f} {k / o:>13.2f}x")
+        print(f"{name:<30} {k:>13.3f} {o:>17.3f} {k / o:>13.2f}x")
 
 
 if __name__ == "__main__":
