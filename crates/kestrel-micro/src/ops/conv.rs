@@ -529,6 +529,75 @@ pub(crate) fn prepare_constants(
     }
 }
 
+/// The SIMD kernels' test: random convolutions (groups, stride, dilation, padding, channels per
+/// group a multiple of 4 or not, partial blocks of output channels, sometimes long filters),
+/// each one `supports` takes run through `run` and compared byte for byte with the portable
+/// kernel. Returns how many were compared.
+#[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[allow(clippy::type_complexity)]
+pub(crate) fn check_random_shapes(
+    seed: u64,
+    supports: impl Fn(&ConvShape) -> bool,
+    run: impl Fn(&ConvShape, &[u8], i32, &[u8], &[u8], &[f32], &mut [u8], i32),
+) -> usize {
+    extern crate std;
+    use std::vec::Vec;
+    let mut state = seed;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut tested = 0;
+    for case in 0..400 {
+        let (kh, kw) = (1 + next(5), 1 + next(5));
+        let (stride, dilation) = ((1 + next(3), 1 + next(3)), (1 + next(2), 1 + next(2)));
+        let pad = (next(3), next(3));
+        let groups = 1 + next(3);
+        let cg = match next(2) {
+            0 => 4 * (1 + next(if case % 10 == 0 { 50 } else { 8 })),
+            _ => 1 + next(if case % 10 == 0 { 200 } else { 24 }),
+        };
+        let mg = 1 + next(if case % 3 == 0 { 70 } else { 20 });
+        let (h, w) = (1 + next(14), 1 + next(14));
+        let span = |n: usize, k: usize, d: usize, p: usize| (n + 2 * p).checked_sub((k - 1) * d + 1);
+        let (Some(sh), Some(sw)) = (span(h, kh, dilation.0, pad.0), span(w, kw, dilation.1, pad.1)) else {
+            continue;
+        };
+        let s = ConvShape {
+            n: 1 + next(2),
+            c: cg * groups,
+            h,
+            w,
+            m: mg * groups,
+            oh: sh / stride.0 + 1,
+            ow: sw / stride.1 + 1,
+            kh,
+            kw,
+            stride,
+            dilation,
+            pad,
+            groups,
+        };
+        if !supports(&s) {
+            continue;
+        }
+        let x: Vec<u8> = (0..s.n * s.c * h * w).map(|_| next(256) as u8).collect();
+        let wt: Vec<u8> = (0..s.m * cg * kh * kw).map(|_| next(256) as u8).collect();
+        let bias: Vec<u8> = (0..s.m).flat_map(|_| (next(1 << 20) as i32 - (1 << 19)).to_le_bytes()).collect();
+        let mults: Vec<f32> = (0..s.m).map(|_| (1 + next(1000)) as f32 * 1e-6).collect();
+        let (xz, yz) = (next(256) as i32, next(256) as i32);
+        let mut want = std::vec![0u8; s.n * s.m * s.oh * s.ow];
+        let mut got = want.clone();
+        conv_portable(&s, &x, xz, &wt, Some(&bias), |i| mults[i], &mut want, yz);
+        run(&s, &x, xz, &wt, &bias, &mults, &mut got, yz);
+        assert_eq!(got, want, "case {case}: {s:?}");
+        tested += 1;
+    }
+    tested
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -199,89 +199,23 @@ unsafe fn conv_blocks<const NB: usize, const P: usize>(
 #[cfg(test)]
 mod tests {
     extern crate std;
-    use std::vec::Vec;
 
-    use super::super::conv::{conv, conv_portable, prepare, prepared_len, ConvShape};
+    use super::super::conv::{check_random_shapes, conv, prepare, prepared_len};
     use super::*;
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
-            (0..n).map(|_| self.next() as u8).collect()
-        }
-    }
-
-    /// Random convolutions (groups, stride, dilation, padding, channels per group a multiple of 4
-    /// or not, partial blocks of output channels): the VNNI path gives the portable kernel's bytes.
+    /// The VNNI path (through the dispatcher, prepared constants and all) gives the portable
+    /// kernel's bytes on random shapes.
     #[test]
     fn vnni_equals_the_portable_kernel_on_random_shapes() {
         if !vnni_available() {
             std::eprintln!("no AVX-512 VNNI on this CPU: nothing to compare");
             return;
         }
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        let mut tested = 0;
-        for case in 0..400 {
-            let (kh, kw) = (1 + rng.below(5), 1 + rng.below(5));
-            let (stride, dilation) = ((1 + rng.below(3), 1 + rng.below(3)), (1 + rng.below(2), 1 + rng.below(2)));
-            let pad = (rng.below(3), rng.below(3));
-            let depthwise = rng.below(4) == 0;
-            let groups = if depthwise { 1 + rng.below(16) } else { 1 + rng.below(3) };
-            let cg = match (depthwise, rng.below(2)) {
-                (true, _) => 1,
-                (false, 0) => 4 * (1 + rng.below(if case % 10 == 0 { 50 } else { 8 })),
-                _ => 1 + rng.below(if case % 10 == 0 { 200 } else { 24 }),
-            };
-            let mg = if depthwise { 1 } else { 1 + rng.below(if case % 3 == 0 { 70 } else { 20 }) };
-            let (c, m) = (cg * groups, mg * groups);
-            let (h, w) = (1 + rng.below(14), 1 + rng.below(14));
-            let span = |n: usize, k: usize, d: usize, p: usize| (n + 2 * p).checked_sub((k - 1) * d + 1);
-            let (Some(sh), Some(sw)) = (span(h, kh, dilation.0, pad.0), span(w, kw, dilation.1, pad.1)) else {
-                continue;
-            };
-            let s = ConvShape {
-                n: 1 + rng.below(2),
-                c,
-                h,
-                w,
-                m,
-                oh: sh / stride.0 + 1,
-                ow: sw / stride.1 + 1,
-                kh,
-                kw,
-                stride,
-                dilation,
-                pad,
-                groups,
-            };
-            let k = cg * kh * kw;
-            if !supports(&s) {
-                continue;
-            }
-            tested += 1;
-            let x = rng.bytes(s.n * c * h * w);
-            let wt = rng.bytes(m * k);
-            let bias: Vec<u8> =
-                (0..m).flat_map(|_| ((rng.next() % (1 << 20)) as i32 - (1 << 19)).to_le_bytes()).collect();
-            let mults: Vec<f32> = (0..m).map(|_| (1 + rng.below(1000)) as f32 * 1e-6).collect();
-            let (xz, yz) = (rng.below(256) as i32, rng.below(256) as i32);
-            let mut want = std::vec![0u8; s.n * m * s.oh * s.ow];
-            let mut got = want.clone();
-            conv_portable(&s, &x, xz, &wt, Some(&bias), |i| mults[i], &mut want, yz);
-            let mut prepared = std::vec![0u8; prepared_len(&s)];
-            prepare(&s, &wt, xz, Some(&bias), |i| mults[i], &mut prepared);
-            conv(&s, &x, xz, &wt, Some(&bias), |i| mults[i], Some(&prepared), &mut got, yz);
-            assert_eq!(got, want, "case {case}: {s:?}");
-        }
+        let tested = check_random_shapes(0x9E37_79B9_7F4A_7C15, supports, |s, x, xz, w, bias, mults, y, yz| {
+            let mut prepared = std::vec![0u8; prepared_len(s)];
+            prepare(s, w, xz, Some(bias), |i| mults[i], &mut prepared);
+            conv(s, x, xz, w, Some(bias), |i| mults[i], Some(&prepared), y, yz);
+        });
         assert!(tested >= 150, "only {tested} shapes tested");
     }
 }
