@@ -106,11 +106,12 @@ pub unsafe fn conv_vnni(s: &ConvShape, x: &[u8], x_zero: i32, prepared: &[u8], y
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn accumulate<const NB: usize, const P: usize>(
+    init: [__m512i; NB],
     ptrs: &[[*const u8; P]],
     quads: usize,
     filters: *const u8,
 ) -> [[__m512i; NB]; P] {
-    let mut acc = [[_mm512_setzero_si512(); NB]; P];
+    let mut acc = [init; P];
     let mut f_at = filters;
     for tap in ptrs {
         for qd in 0..quads {
@@ -153,11 +154,16 @@ unsafe fn conv_blocks<const NB: usize, const P: usize>(
             let filters = &prepared[l.filters_at + (g * mg.div_ceil(l.width) + sb) * l.block..][..l.block];
             // The block's per-channel offsets and multipliers, 16 channels per register (the
             // layout keeps 16 spare entries past the last channel).
-            let consts: [(__m512i, __m512); NB] = core::array::from_fn(|j| {
-                let at = 4 * (g * mg + m0 + j * LANES).min(s.m);
-                let (offset, mult) = (&prepared[at..at + 64], &prepared[l.mults_at + at..l.mults_at + at + 64]);
-                // SAFETY: two 64-byte loads from 64-byte slices.
-                unsafe { (_mm512_loadu_si512(offset.as_ptr().cast()), _mm512_loadu_ps(mult.as_ptr().cast())) }
+            let at = |j: usize| 4 * (g * mg + m0 + j * LANES).min(s.m);
+            let offsets: [__m512i; NB] = core::array::from_fn(|j| {
+                let o = &prepared[at(j)..at(j) + 64];
+                // SAFETY: a 64-byte load from a 64-byte slice.
+                unsafe { _mm512_loadu_si512(o.as_ptr().cast()) }
+            });
+            let mults: [__m512; NB] = core::array::from_fn(|j| {
+                let m = &prepared[l.mults_at + at(j)..l.mults_at + at(j) + 64];
+                // SAFETY: a 64-byte load from a 64-byte slice.
+                unsafe { _mm512_loadu_ps(m.as_ptr().cast()) }
             });
             for b in 0..s.n {
                 for p0 in (0..plane).step_by(P) {
@@ -165,16 +171,18 @@ unsafe fn conv_blocks<const NB: usize, const P: usize>(
                     let (taps, quads) = reads.step(x, b, g, p0, count);
                     // SAFETY: `step` leaves 4·quads readable bytes at every pointer of the taps
                     // read, whose filters are taps·quads·NB·64 bytes: one block of `filters`.
-                    let acc: [[__m512i; NB]; P] = unsafe { accumulate(&reads.ptrs[..taps], quads, filters.as_ptr()) };
+                    // The sums start from the channels' offsets (bias minus the zero-point term).
+                    let acc: [[__m512i; NB]; P] =
+                        unsafe { accumulate(offsets, &reads.ptrs[..taps], quads, filters.as_ptr()) };
                     for (i, a) in acc[..count].iter().enumerate() {
                         let row = (b * plane + p0 + i) * s.m + g * mg;
-                        for (j, (&aj, &(offset, mult))) in a.iter().zip(&consts).enumerate() {
+                        for (j, (&aj, &mult)) in a.iter().zip(&mults).enumerate() {
                             let c0 = m0 + j * LANES;
                             if c0 >= mg {
                                 break;
                             }
                             // The reference's requantize, 16 channels at once, same float operations.
-                            let v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(aj, offset)), mult);
+                            let v = _mm512_mul_ps(_mm512_cvtepi32_ps(aj), mult);
                             let v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
                             // Rounds half to even (the default rounding mode), as the reference does.
                             let q8 = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp));
