@@ -238,6 +238,48 @@ INT8_VARIANTS = [
 ]
 
 
+def tabled_ops():
+    """A QDQ graph of elementwise functions between Dequantize and Quantize, which the integer
+    runtime runs as 256-entry tables; onnxruntime's outputs with graph optimizations off (the
+    graph as written)."""
+    from onnx import helper, TensorProto
+    scalar = lambda name, v, t=TensorProto.FLOAT: helper.make_tensor(name, t, [], [v])
+    inits = [scalar("in_s", 8 / 255), scalar("in_z", 128, TensorProto.UINT8)]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "in_s", "in_z"], ["xq"], name="quantize")]
+    outputs = []
+    branches = [
+        ("sigmoid", "Sigmoid", {}, [], 1 / 255, 0),
+        ("clip", "Clip", {}, [-0.5, 1.5], 3.5 / 255, 73),  # bounds inside the output range
+        ("leaky", "LeakyRelu", {"alpha": 0.1}, [], 4.4 / 255, 23),
+        ("tanh", "Tanh", {}, [], 2 / 255, 128),
+        ("hard", "HardSigmoid", {}, [], 1 / 255, 0),
+        ("relu", "Relu", {}, [], 4 / 255, 0),
+    ]
+    for name, op, attrs, bounds, ys, yz in branches:
+        extra = []
+        for j, v in enumerate(bounds):
+            inits.append(scalar(f"{name}_b{j}", v))
+            extra.append(f"{name}_b{j}")
+        inits += [scalar(f"{name}_s", ys), scalar(f"{name}_z", yz, TensorProto.UINT8)]
+        nodes += [
+            helper.make_node("DequantizeLinear", ["xq", "in_s", "in_z"], [f"{name}_x"], name=f"{name}_dq"),
+            helper.make_node(op, [f"{name}_x", *extra], [f"{name}_f"], name=name, **attrs),
+            helper.make_node("QuantizeLinear", [f"{name}_f", f"{name}_s", f"{name}_z"], [f"{name}_q"], name=f"{name}_q"),
+            helper.make_node("DequantizeLinear", [f"{name}_q", f"{name}_s", f"{name}_z"], [f"{name}_y"], name=f"{name}_out"),
+        ]
+        outputs.append(helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, [1, 8, 4, 4]))
+    g = helper.make_graph(nodes, "tabled_ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])],
+                          outputs, initializer=inits)
+    d = f"{FIX}/tabled-ops"
+    os.makedirs(d, exist_ok=True)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), f"{d}/model.onnx")
+    x = np.random.default_rng(7).uniform(-4, 4, (1, 8, 4, 4)).astype(np.float32)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(f"{d}/model.onnx", opts, providers=["CPUExecutionProvider"])
+    save_case("tabled-ops", [x], sess.run(None, {"x": x}))
+
+
 def int8_models(tags=None):
     """Compress both models with our own tool, then record onnxruntime's outputs on the int8
     models, so tests can check that our engine and onnxruntime agree on what we emit.
@@ -282,11 +324,14 @@ def main():
     print("astronaut faces:", faces)
     hostile()
     prune_fixtures()
+    tabled_ops()
     int8_models()
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["int8"]:
         int8_models(sys.argv[2:])
+    elif sys.argv[1:2] == ["tabled"]:
+        tabled_ops()
     else:
         main()

@@ -186,3 +186,33 @@ fn integer_only_blazeface_finds_the_float_models_face() {
     assert_eq!((ours.len(), reference.len()), (1, 1), "{ours:?} vs {reference:?}");
     assert!(ours[0].iou(&reference[0]) >= 0.85, "{ours:?} vs {reference:?}");
 }
+
+/// Elementwise functions between Dequantize and Quantize run as 256-entry tables on the integer
+/// runtime: exact where the function is plain arithmetic (Clip, LeakyRelu, HardSigmoid, Relu),
+/// within 1 LSB for Sigmoid and Tanh (our f32 `exp`/`tanh` vs onnxruntime's approximations, at
+/// rounding boundaries). Against onnxruntime's run of the graph as written.
+#[test]
+fn tabled_elementwise_ops_match_onnxruntime() {
+    let root = common::repo();
+    let dir = root.join("tests/fixtures/tabled-ops");
+    let onnx = kestrel_onnx::load(&dir.join("model.onnx"), &Limits::default()).unwrap();
+    let x = common::read_pb(&dir.join("input_0.pb")).unwrap();
+    let options = PrepareOptions { threads: 1, input_shapes: vec![x.shape.clone()] };
+    let got = Engine::new(BackendKind::Micro, &onnx, &options).unwrap().run(&[x]).unwrap();
+    // (output scale, LSBs allowed) per branch: sigmoid, clip, leaky, tanh, hard sigmoid, relu.
+    let lsb = [
+        (1.0 / 255.0, 1.0),
+        (3.5 / 255.0, 0.0),
+        (4.4 / 255.0, 0.0),
+        (2.0 / 255.0, 1.0),
+        (1.0 / 255.0, 0.0),
+        (4.0 / 255.0, 0.0),
+    ];
+    for (i, (ours, (scale, allowed))) in got.iter().zip(lsb).enumerate() {
+        let ort = common::read_pb(&dir.join(format!("output_{i}.pb"))).unwrap().to_f64_vec();
+        for (j, (a, b)) in ours.to_f64_vec().iter().zip(&ort).enumerate() {
+            let steps = ((a - b) / scale).abs();
+            assert!(steps <= allowed + 1e-3, "output {i} value {j}: {a} vs onnxruntime {b} ({steps:.2} LSB)");
+        }
+    }
+}

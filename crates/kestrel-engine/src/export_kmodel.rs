@@ -10,7 +10,9 @@
 //! edges, MaxPool/Reshape/Flatten/Transpose/Relu/Softmax/Concat/Pad as they are, a float Add of a
 //! constant (the bias after a dequantized MatMul) → AddConstant, and the QDQ form of an integer
 //! Add (`Quantize(Relu?(Add(Dequantize(a), Dequantize(b))))`, as `kestrel compress
-//! --integer-only` writes residual connections) → one requantizing Add on the integers. Shape-only subgraphs (Shape →
+//! --integer-only` writes residual connections) → one requantizing Add on the integers, and
+//! `Quantize(f(Dequantize(x)))` for an elementwise f (Relu, Clip, LeakyRelu, HardSigmoid,
+//! Sigmoid, Tanh) → a 256-entry table lookup. Shape-only subgraphs (Shape →
 //! Gather → … → Reshape's shape) are folded away: shapes are fixed at export. Requantization
 //! multipliers are computed in f32 as onnxruntime does, `(x_scale · w_scale) / y_scale`, so the
 //! runtime's integers match onnxruntime's bit for bit. Activations get arena offsets from their
@@ -85,12 +87,12 @@ fn fused_adds(g: &pb::GraphProto) -> (HashMap<usize, FusedAdd>, HashSet<usize>) 
     let mut fused = HashMap::new();
     let mut absorbed = HashSet::new();
     for (qi, q) in g.node.iter().enumerate().filter(|(_, n)| n.op_type == "QuantizeLinear") {
-        let Some(mut p) = producer(&q.input[0]) else { continue };
+        let Some(mut p) = q.input.first().and_then(|i| producer(i)) else { continue };
         let mut chain = vec![];
         let relu = g.node[p].op_type == "Relu";
         if relu {
             chain.push(p);
-            match producer(&g.node[p].input[0]) {
+            match g.node[p].input.first().and_then(|i| producer(i)) {
                 Some(a) => p = a,
                 None => continue,
             }
@@ -109,6 +111,36 @@ fn fused_adds(g: &pb::GraphProto) -> (HashMap<usize, FusedAdd>, HashSet<usize>) 
         }
     }
     (fused, absorbed)
+}
+
+/// Elementwise float functions that run on the integers as a 256-entry table when they sit
+/// between a Dequantize and a Quantize: `Quantize(f(Dequantize(x)))`.
+const TABLED: &[&str] = &["Relu", "Clip", "LeakyRelu", "HardSigmoid", "Sigmoid", "Tanh"];
+
+/// Finds `Quantize(f(Dequantize(x)))` with f in [`TABLED`], each intermediate read by nothing
+/// else: by Quantize node, (the Dequantize, f); and every node they absorb.
+fn fused_lookups(g: &pb::GraphProto, taken: &HashSet<usize>) -> (HashMap<usize, [usize; 2]>, HashSet<usize>) {
+    let producer = |t: &str| g.node.iter().position(|n| n.output.first().is_some_and(|o| o == t));
+    let private = |t: &str| {
+        g.node.iter().filter(|n| n.input.iter().any(|i| i == t)).count() == 1 && !g.output.iter().any(|o| o.name == t)
+    };
+    let mut found = HashMap::new();
+    let mut absorbed = HashSet::new();
+    for (qi, q) in g.node.iter().enumerate().filter(|(i, n)| n.op_type == "QuantizeLinear" && !taken.contains(i)) {
+        let Some(f) = q.input.first().and_then(|i| producer(i)) else { continue };
+        let fnode = &g.node[f];
+        let Some(d) = fnode.input.first().and_then(|i| producer(i)) else { continue };
+        if TABLED.contains(&fnode.op_type.as_str())
+            && g.node[d].op_type == "DequantizeLinear"
+            && private(&fnode.output[0])
+            && private(&g.node[d].output[0])
+            && !taken.contains(&f)
+        {
+            absorbed.extend([f, d]);
+            found.insert(qi, [d, f]);
+        }
+    }
+    (found, absorbed)
 }
 
 fn unsupported(n: &pb::NodeProto, why: &str) -> EngineError {
@@ -348,6 +380,55 @@ impl<'g> Exporter<'g> {
         Ok(())
     }
 
+    /// The table of `Quantize(f(Dequantize(x)))` over all 256 inputs, the float steps as
+    /// onnxruntime's unfused graph does them (Dequantize, f in f32, Quantize's division).
+    fn fused_lookup(&mut self, q: &pb::NodeProto, [d, f]: [usize; 2]) -> Result<(), EngineError> {
+        let (dq, fnode) = (&self.g.node[d], &self.g.node[f]);
+        let x = self.activation(dq, &dq.input[0])?;
+        let (xs, xz) = (self.scalar(dq, &dq.input[1])?, self.scalar(dq, dq.input.get(2).map_or("", |v| v))?);
+        let t = &self.tensors[x];
+        if t.dtype != DType::U8 || t.scale != Some(xs) || t.zero_point != xz as i32 {
+            return Err(unsupported(dq, "it dequantizes with parameters other than its input's"));
+        }
+        let (ys, yz) = (self.scalar(q, &q.input[1])?, self.scalar(q, q.input.get(2).map_or("", |v| v))?);
+        let attr = |name: &str, default: f32| fnode.attribute.iter().find(|a| a.name == name).map_or(default, |a| a.f);
+        let bound = |i: usize, default: f32| -> Result<f32, EngineError> {
+            match fnode.input.get(i).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(v) => self.scalar(fnode, v),
+            }
+        };
+        let f: Box<dyn Fn(f32) -> f32> = match fnode.op_type.as_str() {
+            "Relu" => Box::new(|v: f32| v.max(0.0)),
+            "Clip" => {
+                let (lo, hi) = (bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?);
+                Box::new(move |v: f32| v.max(lo).min(hi))
+            }
+            "LeakyRelu" => {
+                let alpha = attr("alpha", 0.01);
+                Box::new(move |v: f32| if v >= 0.0 { v } else { alpha * v })
+            }
+            "HardSigmoid" => {
+                let (alpha, beta) = (attr("alpha", 0.2), attr("beta", 0.5));
+                Box::new(move |v: f32| (alpha * v + beta).clamp(0.0, 1.0))
+            }
+            "Sigmoid" => Box::new(|v: f32| 1.0 / (1.0 + (-v).exp())),
+            _ => Box::new(|v: f32| v.tanh()),
+        };
+        let (lo, hi) = (-yz, 255.0 - yz);
+        let table: Vec<u8> = (0..=255u8)
+            .map(|b| {
+                let v = f((f32::from(b) - xz) * xs) / ys;
+                let v = if v.is_nan() { 0.0 } else { v.max(lo).min(hi) };
+                (v.round_ties_even() + yz) as u8
+            })
+            .collect();
+        let at = self.b.weights(&table);
+        let y = self.elementwise(&q.output[0], x, DType::U8, Some((ys, yz as i32)));
+        self.push(OpCode::Lookup, vec![x], y, [0; 12], Some(at));
+        Ok(())
+    }
+
     fn node(&mut self, n: &pb::NodeProto) -> Result<(), EngineError> {
         let out = n.output.first().cloned().unwrap_or_default();
         match n.op_type.as_str() {
@@ -571,6 +652,10 @@ impl<'g> Exporter<'g> {
                 if !(2..=4).contains(&xs.len()) || !(0..rank).contains(&axis) {
                     return Err(unsupported(n, "2 to 4 inputs, an axis within the rank"));
                 }
+                let kind = |t: &Tensor| (t.dtype, t.scale.map(f32::to_bits), t.zero_point);
+                if xs.iter().any(|&x| kind(&self.tensors[x]) != kind(&self.tensors[xs[0]])) {
+                    return Err(unsupported(n, "its inputs differ in type or quantization (no requantizing Concat)"));
+                }
                 let y = self.like(xs[0], self.shape_of(n, &out)?, false);
                 self.by_name.insert(out.clone(), y);
                 let mut p = [0u8; 12];
@@ -673,9 +758,14 @@ pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize]) -> Result<Exporte
     let mut skip = shape_only(g);
     let (fused, absorbed) = fused_adds(g);
     skip.extend(absorbed);
+    let taken: HashSet<usize> = skip.iter().copied().chain(fused.keys().copied()).collect();
+    let (lookups, absorbed) = fused_lookups(g, &taken);
+    skip.extend(absorbed);
     for (ix, n) in g.node.iter().enumerate() {
         if let Some(f) = fused.get(&ix) {
             ex.fused_add(n, f)?;
+        } else if let Some(&l) = lookups.get(&ix) {
+            ex.fused_lookup(n, l)?;
         } else if !skip.contains(&ix) {
             ex.node(n)?;
         }

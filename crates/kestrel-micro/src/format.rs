@@ -95,6 +95,7 @@ pub enum OpCode {
     AddConstant,
     Pad,
     Concat,
+    Lookup,
 }
 
 impl OpCode {
@@ -113,6 +114,7 @@ impl OpCode {
             11 => OpCode::AddConstant,
             12 => OpCode::Pad,
             13 => OpCode::Concat,
+            14 => OpCode::Lookup,
             _ => return None,
         })
     }
@@ -132,6 +134,7 @@ impl OpCode {
             OpCode::AddConstant => 11,
             OpCode::Pad => 12,
             OpCode::Concat => 13,
+            OpCode::Lookup => 14,
         }
     }
 
@@ -490,6 +493,16 @@ impl<'a> Model<'a> {
                     return Err(bad("FullyConnected shapes"));
                 }
                 self.check_bias_and_multipliers(o, op, w.dims[1])
+            }
+            OpCode::Lookup => {
+                let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
+                if x.dtype != DType::U8 || y.dtype != DType::U8 || x.dims != y.dims {
+                    return Err(bad("Lookup tensors (uint8, same shape)"));
+                }
+                match op.extra {
+                    Some(at) if within(at, 256, self.weights_len) => Ok(()),
+                    _ => Err(Error::OutOfBounds { what: "table of op", index: o as u32 }),
+                }
             }
             OpCode::Reshape | OpCode::Relu => {
                 let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));

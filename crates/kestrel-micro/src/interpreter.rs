@@ -210,6 +210,12 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 let q = |t: &TensorInfo| (t.scale.unwrap_or(1.0), t.zero_point);
                 ops::add::add(read(&x), q(&x), read(&b), q(&b), op.params[0] == 1, out, q(&y));
             }
+            OpCode::Lookup => {
+                let table = m.weights_at_offset(op.extra.unwrap_or(0), 256);
+                for (o, &v) in out.iter_mut().zip(read(&x)) {
+                    *o = table[usize::from(v)];
+                }
+            }
             OpCode::Pad => {
                 let p = &op.params;
                 let (begin, end) =
