@@ -297,7 +297,10 @@ pub(crate) fn guard<T>(f: impl FnOnce() -> TractResult<T>) -> Result<T, Failure>
     }
 }
 
-/// tract's error chain, outermost first, on one line.
+/// tract's error chain, outermost first, on one line; each link cut at 300 characters (on an
+/// absurd input shape tract prints its whole symbolic shape expression, over 100 kB).
 fn one_line(e: &TractError) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+    const LINK: usize = 300;
+    let cut = |s: String| if s.chars().count() > LINK { s.chars().take(LINK).chain(['…']).collect() } else { s };
+    e.chain().map(|c| cut(c.to_string())).collect::<Vec<_>>().join(": ")
 }
