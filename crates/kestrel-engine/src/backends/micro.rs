@@ -123,9 +123,15 @@ impl Prepared for MicroPrepared {
                 let bytes = it.output(i).ok_or_else(|| EngineError::Run(format!("no output {i}")))?;
                 let shape: Vec<usize> = spec.shape.iter().map(|d| d.unwrap_or(0)).collect();
                 let data = match spec.dtype.as_str() {
-                    "float32" => TensorData::F32(
-                        bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-                    ),
+                    "float32" => {
+                        // A plain loop over a zeroed vector compiles to a copy; collecting the
+                        // mapped chunks did not (50 µs on the conv stack's 200 k values).
+                        let mut values = vec![0f32; bytes.len() / 4];
+                        for (v, c) in values.iter_mut().zip(bytes.chunks_exact(4)) {
+                            *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                        }
+                        TensorData::F32(values)
+                    }
                     _ => TensorData::U8(bytes.to_vec()),
                 };
                 Tensor::new(shape, data)

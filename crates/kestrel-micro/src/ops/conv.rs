@@ -340,6 +340,8 @@ pub(crate) struct Reads<const P: usize> {
     patches: [[u8; MAX_PATCH]; P],
     /// Where each tap reads relative to a pixel's first tap, for pixels whose taps all lie inside.
     tap_offsets: [usize; MAX_TAPS],
+    /// Taps-mode filters read a row (kw·C bytes) at a time: one group, no horizontal dilation,
+    /// and small enough that a pixel at the edge gets its rows patched.
     row_runs: bool,
     pub ptrs: [[*const u8; P]; MAX_TAPS],
 }
@@ -362,7 +364,7 @@ impl<const P: usize> Reads<P> {
             pad: [x_zero as u8; MAX_DIRECT],
             patches: [[0u8; MAX_PATCH]; P],
             tap_offsets,
-            row_runs: q.mode == Mode::Taps && s.groups == 1 && s.dilation.1 == 1 && s.kw * s.c <= MAX_DIRECT,
+            row_runs: q.mode == Mode::Taps && s.groups == 1 && s.dilation.1 == 1 && s.kh * s.kw * s.c <= MAX_PATCH,
             ptrs: [[x.as_ptr(); P]; MAX_TAPS],
         }
     }
@@ -375,6 +377,21 @@ impl<const P: usize> Reads<P> {
         let (s, q) = (&self.s, self.q);
         let (span_y, span_x) = ((s.kh - 1) * s.dilation.0, (s.kw - 1) * s.dilation.1);
         let (mut oy, mut ox) = (p0 / s.ow, p0 % s.ow);
+        // The common case, P pixels of one output row whose filter rows all lie inside x
+        // horizontally: each row's reads are P runs `stride·C` bytes apart.
+        let ix = (ox * s.stride.1).wrapping_sub(s.pad.1);
+        if self.row_runs && count == P && ox + P <= s.ow && ix < s.w && ix + (P - 1) * s.stride.1 + s.kw <= s.w {
+            for (ky, tap) in self.ptrs[..s.kh].iter_mut().enumerate() {
+                let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
+                *tap = if iy < s.h {
+                    let first = self.x.wrapping_add(((b * s.h + iy) * s.w + ix) * s.c);
+                    core::array::from_fn(|i| first.wrapping_add(i * s.stride.1 * s.c))
+                } else {
+                    [self.pad.as_ptr(); P]
+                };
+            }
+            return (s.kh, s.kw * q.quads);
+        }
         let pixels: [(usize, usize); P] = core::array::from_fn(|i| {
             let here = (oy, ox);
             if i + 1 < count {
@@ -385,38 +402,31 @@ impl<const P: usize> Reads<P> {
             }
             here
         });
-        let x_inside = |&(_, ox): &(usize, usize)| {
-            let ix = (ox * s.stride.1).wrapping_sub(s.pad.1);
-            ix < s.w && ix + span_x < s.w
-        };
-        if self.row_runs && pixels.iter().all(x_inside) {
-            for (i, &(oy, ox)) in pixels.iter().enumerate() {
-                let ix = ox * s.stride.1 - s.pad.1;
-                for (ky, tap) in self.ptrs[..s.kh].iter_mut().enumerate() {
-                    let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
-                    tap[i] = if iy < s.h {
-                        self.x.wrapping_add(((b * s.h + iy) * s.w + ix) * s.c)
-                    } else {
-                        self.pad.as_ptr()
-                    };
-                }
-            }
-            (s.kh, s.kw * q.quads)
+        // Filter rows read as runs: `run` bytes from a row's first (kw·C in x, or whole quads
+        // for Rows), its quads consecutive in the packed filters.
+        let runs = if self.row_runs {
+            Some((s.kw * s.c, s.kw * q.quads))
         } else if q.mode == Mode::Rows {
-            let run = 4 * q.quads;
+            Some((4 * q.quads, q.quads))
+        } else {
+            None
+        };
+        if let Some((run, quads)) = runs {
             for (i, (&(oy, ox), patch)) in pixels.iter().zip(self.patches.iter_mut()).enumerate() {
                 let ix = (ox * s.stride.1).wrapping_sub(s.pad.1);
                 let row_inside = ix < s.w && ix + s.kw <= s.w;
                 for (ky, tap) in self.ptrs[..s.kh].iter_mut().enumerate() {
                     let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
-                    let at = ((b * s.h + iy) * s.w + ix) * s.c;
+                    // Wrapping: with iy or ix in the padding the index is not used.
+                    let at = ((b * s.h).wrapping_add(iy).wrapping_mul(s.w).wrapping_add(ix)).wrapping_mul(s.c);
                     tap[i] = if iy >= s.h {
                         self.pad.as_ptr()
                     } else if row_inside && at + run <= x.len() {
                         self.x.wrapping_add(at)
                     } else {
-                        // Partly in the padding, or the run's last quad would pass x's end.
-                        let dst = &mut patch[ky * run..ky * run + q.len];
+                        // Partly in the padding, or the run's last quad would pass x's end
+                        // (bytes of the patch row past kw·C stay zero: their weights are zero).
+                        let dst = &mut patch[ky * run..ky * run + s.kw * s.c];
                         for (kx, d) in dst.chunks_exact_mut(s.c).enumerate() {
                             let column = ix.wrapping_add(kx);
                             if column < s.w {
@@ -430,7 +440,7 @@ impl<const P: usize> Reads<P> {
                     };
                 }
             }
-            (s.kh, q.quads)
+            (s.kh, quads)
         } else if q.mode == Mode::Taps {
             for (i, &(oy, ox)) in pixels.iter().enumerate() {
                 let (iy, ix) = ((oy * s.stride.0).wrapping_sub(s.pad.0), (ox * s.stride.1).wrapping_sub(s.pad.1));
@@ -560,7 +570,7 @@ pub(crate) fn check_random_shapes(
             _ => 1 + next(if case % 10 == 0 { 200 } else { 24 }),
         };
         let mg = 1 + next(if case % 3 == 0 { 70 } else { 20 });
-        let (h, w) = (1 + next(14), 1 + next(14));
+        let (h, w) = (1 + next(14), 1 + next(if case % 4 == 0 { 40 } else { 14 }));
         let span = |n: usize, k: usize, d: usize, p: usize| (n + 2 * p).checked_sub((k - 1) * d + 1);
         let (Some(sh), Some(sw)) = (span(h, kh, dilation.0, pad.0), span(w, kw, dilation.1, pad.1)) else {
             continue;

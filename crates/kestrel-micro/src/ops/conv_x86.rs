@@ -147,7 +147,7 @@ unsafe fn conv_blocks<const NB: usize, const P: usize>(
     assert!(l.width == NB * LANES && prepared.len() == l.total);
     assert!(y.len() >= s.n * plane * s.m);
     let mut reads = Reads::<P>::new(s, x, x_zero);
-    let (lo, hi) = (_mm512_set1_ps(-(y_zero as f32)), _mm512_set1_ps(255.0 - y_zero as f32));
+    let hi = _mm512_set1_ps(255.0 - y_zero as f32);
     let zp = _mm512_set1_epi32(y_zero);
     for g in 0..s.groups {
         for (sb, m0) in (0..mg).step_by(l.width).enumerate() {
@@ -175,33 +175,47 @@ unsafe fn conv_blocks<const NB: usize, const P: usize>(
                     let acc: [[__m512i; NB]; P] =
                         unsafe { accumulate(offsets, &reads.ptrs[..taps], quads, filters.as_ptr()) };
                     for (i, a) in acc[..count].iter().enumerate() {
-                        let row = (b * plane + p0 + i) * s.m + g * mg;
-                        for (j, (&aj, &mult)) in a.iter().zip(&mults).enumerate() {
-                            let c0 = m0 + j * LANES;
-                            if c0 >= mg {
-                                break;
-                            }
-                            // The reference's requantize, 16 channels at once, same float operations.
-                            let v = _mm512_mul_ps(_mm512_cvtepi32_ps(aj), mult);
-                            let v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-                            // Rounds half to even (the default rounding mode), as the reference does.
-                            let q8 = _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp));
-                            if c0 + LANES <= mg {
-                                let out = &mut y[row + c0..row + c0 + LANES];
-                                // SAFETY: 16 bytes into a 16-byte slice.
-                                unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), q8) };
-                            } else {
-                                let mut bytes = [0u8; LANES];
-                                // SAFETY: 16 bytes into a 16-byte array.
-                                unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), q8) };
-                                y[row + c0..row + mg].copy_from_slice(&bytes[..mg - c0]);
-                            }
-                        }
+                        let row = (b * plane + p0 + i) * s.m + g * mg + m0;
+                        let out = &mut y[row..row + (mg - m0).min(l.width)];
+                        // SAFETY: AVX-512 F/BW, the function's features; `out.len()` bytes.
+                        unsafe { requantize_pixel(a, &mults, hi, zp, out) };
                     }
                 }
             }
         }
     }
+}
+
+/// Requantizes one pixel's `NB` registers of sums and stores the first `out.len()` bytes:
+/// `clamp(round(sum·mult) + zp, 0, 255)`, the reference's result (clamping before or after
+/// rounding to even is the same, the bounds being integers). Only the upper bound is applied
+/// in float, so that no sum converts past i32; the saturating packs to i16 and then u8 apply
+/// both bounds, and one permutation restores the channel order the packs interleave per lane.
+///
+/// # Safety
+/// AVX-512 F and BW.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn requantize_pixel<const NB: usize>(
+    a: &[__m512i; NB],
+    mults: &[__m512; NB],
+    hi: __m512,
+    zp: __m512i,
+    out: &mut [u8],
+) {
+    let q: [__m512i; 4] = core::array::from_fn(|j| {
+        let j = j.min(NB - 1);
+        let v = _mm512_min_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[j]), mults[j]), hi);
+        // Rounds half to even (the default rounding mode), as the reference does.
+        _mm512_add_epi32(_mm512_cvtps_epi32(v), zp)
+    });
+    // Lane k of the packs holds channels 4k..4k+3 of q[0], q[1], q[2], q[3] in turn.
+    let bytes = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+    let order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    let bytes = _mm512_permutexvar_epi32(order, bytes);
+    let mask = if out.len() >= 64 { u64::MAX } else { (1u64 << out.len()) - 1 };
+    // SAFETY: the mask writes the first `out.len()` (≤ 64) bytes, all inside `out`.
+    unsafe { _mm512_mask_storeu_epi8(out.as_mut_ptr().cast(), mask, bytes) };
 }
 
 #[cfg(test)]
