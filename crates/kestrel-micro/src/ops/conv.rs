@@ -426,15 +426,17 @@ impl<const P: usize> Reads<P> {
                     } else {
                         // Partly in the padding, or the run's last quad would pass x's end
                         // (bytes of the patch row past kw·C stay zero: their weights are zero).
+                        // Columns kx in lo..hi lie in x: one copy between two fills.
                         let dst = &mut patch[ky * run..ky * run + s.kw * s.c];
-                        for (kx, d) in dst.chunks_exact_mut(s.c).enumerate() {
-                            let column = ix.wrapping_add(kx);
-                            if column < s.w {
-                                let from = ((b * s.h + iy) * s.w + column) * s.c;
-                                d.copy_from_slice(&x[from..from + s.c]);
-                            } else {
-                                d.fill(self.pad[0]);
-                            }
+                        let ix = ix as isize;
+                        let lo = (-ix).clamp(0, s.kw as isize);
+                        let hi = (s.w as isize - ix).clamp(lo, s.kw as isize);
+                        let first = (ix + lo) as usize;
+                        let (lo, hi) = (lo as usize * s.c, hi as usize * s.c);
+                        dst.fill(self.pad[0]);
+                        if hi > lo {
+                            let from = ((b * s.h + iy) * s.w + first) * s.c;
+                            dst[lo..hi].copy_from_slice(&x[from..from + hi - lo]);
                         }
                         patch[ky * run..].as_ptr()
                     };

@@ -19,9 +19,11 @@ pub fn quantize(x: &[u8], scale: f32, zero_point: i32, y: &mut [u8]) {
 }
 }
 
+widest! {
 /// `x = (q − zp) · scale`.
 pub fn dequantize(q: &[u8], scale: f32, zero_point: i32, y: &mut [u8]) {
     for (out, &v) in y.chunks_exact_mut(4).zip(q) {
         out.copy_from_slice(&((i32::from(v) - zero_point) as f32 * scale).to_le_bytes());
     }
+}
 }

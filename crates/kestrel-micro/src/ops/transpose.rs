@@ -48,48 +48,50 @@ fn each_row(out: [usize; 4], s: [usize; 4], mut row: impl FnMut(usize, usize, us
     }
 }
 
-/// `y[c][r] = x[r][c]` for a `rows × cols` byte matrix, in square tiles (16 × 16 with SSE2 on
-/// x86-64, else 8 × 8 in u64 registers). A dimension that is not a multiple of the tile gets
-/// one more tile flush with its end, overlapping the one before (it writes the same bytes
-/// again), so only matrices thinner than a tile go byte by byte.
+/// `y[c][r] = x[r][c]` for a `rows × cols` byte matrix, tile by tile ([`tiles`]); matrices
+/// thinner than a tile go byte by byte.
 fn transpose_matrix(x: &[u8], rows: usize, cols: usize, y: &mut [u8]) {
     assert!(x.len() >= rows * cols && y.len() >= rows * cols);
+    let Some((t, origins)) = tiles(rows, cols) else {
+        for r in 0..rows {
+            for c in 0..cols {
+                y[c * rows + r] = x[r * cols + c];
+            }
+        }
+        return;
+    };
+    for (r0, c0) in origins {
+        transpose_tile(&x[r0 * cols + c0..], cols, t, &mut y[c0 * rows + r0..], rows);
+    }
+}
+
+/// Square tiles covering a `rows × cols` matrix: their side `t` (16 with SSE2 on x86-64, else
+/// 8) and top-left corners, or `None` when the matrix is thinner than a tile. A dimension that
+/// is not a multiple of `t` gets one more tile flush with its end, overlapping the one before
+/// (work done twice there writes the same bytes again).
+fn tiles(rows: usize, cols: usize) -> Option<(usize, impl Iterator<Item = (usize, usize)>)> {
+    let t = if cfg!(target_arch = "x86_64") && rows >= 16 && cols >= 16 { 16 } else { 8 };
+    let starts = move |n: usize| (0..=n - t).step_by(t).chain((!n.is_multiple_of(t)).then_some(n - t));
+    (rows >= t && cols >= t).then(|| (t, starts(rows).flat_map(move |r0| starts(cols).map(move |c0| (r0, c0)))))
+}
+
+/// `dst[j·dst_stride + i] = src[i·src_stride + j]` for i, j < t, where t is a side [`tiles`] gives.
+fn transpose_tile(src: &[u8], src_stride: usize, t: usize, dst: &mut [u8], dst_stride: usize) {
     #[cfg(target_arch = "x86_64")]
-    if rows >= 16 && cols >= 16 {
-        for r0 in tile_starts(rows, 16) {
-            for c0 in tile_starts(cols, 16) {
-                // SAFETY: SSE2 is part of x86-64.
-                unsafe { tile_16_sse2(x, rows, cols, r0, c0, y) };
-            }
-        }
+    if t == 16 {
+        // SAFETY: SSE2 is part of x86-64.
+        unsafe { tile_16_sse2(src, src_stride, dst, dst_stride) };
         return;
     }
-    if rows >= 8 && cols >= 8 {
-        for r0 in tile_starts(rows, 8) {
-            for c0 in tile_starts(cols, 8) {
-                tile_8_swar(x, rows, cols, r0, c0, y);
-            }
-        }
-        return;
-    }
-    for r in 0..rows {
-        for c in 0..cols {
-            y[c * rows + r] = x[r * cols + c];
-        }
-    }
+    assert_eq!(t, 8);
+    tile_8_swar(src, src_stride, dst, dst_stride);
 }
 
-/// Starts of `t`-wide tiles covering `0..n` (n ≥ t): every multiple of t that fits, then n − t.
-fn tile_starts(n: usize, t: usize) -> impl Iterator<Item = usize> {
-    (0..=n - t).step_by(t).chain((!n.is_multiple_of(t)).then_some(n - t))
-}
-
-/// One 8 × 8 tile at (r0, c0) transposed in eight u64 registers (three rounds of masked swaps).
-fn tile_8_swar(x: &[u8], rows: usize, cols: usize, r0: usize, c0: usize, y: &mut [u8]) {
+/// An 8 × 8 tile transposed in eight u64 registers (three rounds of masked swaps).
+fn tile_8_swar(src: &[u8], src_stride: usize, dst: &mut [u8], dst_stride: usize) {
     let mut t: [u64; 8] = core::array::from_fn(|i| {
-        let at = (r0 + i) * cols + c0;
         let mut row = [0u8; 8];
-        row.copy_from_slice(&x[at..at + 8]);
+        row.copy_from_slice(&src[i * src_stride..][..8]);
         u64::from_le_bytes(row)
     });
     for (shift, mask, pairs) in [
@@ -104,19 +106,18 @@ fn tile_8_swar(x: &[u8], rows: usize, cols: usize, r0: usize, c0: usize, y: &mut
         }
     }
     for (j, v) in t.iter().enumerate() {
-        let at = (c0 + j) * rows + r0;
-        y[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        dst[j * dst_stride..][..8].copy_from_slice(&v.to_le_bytes());
     }
 }
 
-/// One 16 × 16 tile at (r0, c0): four rounds of SSE2 unpacks, each interleaving twice as wide
-/// units of two registers (bytes, then pairs, quads and halves), 16 loads and 16 stores.
+/// A 16 × 16 tile: four rounds of SSE2 unpacks, each interleaving twice as wide units of two
+/// registers (bytes, then pairs, quads and halves), 16 loads and 16 stores.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse2")]
-fn tile_16_sse2(x: &[u8], rows: usize, cols: usize, r0: usize, c0: usize, y: &mut [u8]) {
+fn tile_16_sse2(src: &[u8], src_stride: usize, dst: &mut [u8], dst_stride: usize) {
     use core::arch::x86_64::*;
     let r: [__m128i; 16] = core::array::from_fn(|i| {
-        let row = &x[(r0 + i) * cols + c0..][..16];
+        let row = &src[i * src_stride..][..16];
         // SAFETY: a 16-byte load from a 16-byte slice.
         unsafe { _mm_loadu_si128(row.as_ptr().cast()) }
     });
@@ -150,17 +151,11 @@ fn tile_16_sse2(x: &[u8], rows: usize, cols: usize, r0: usize, c0: usize, y: &mu
         }
     });
     for j in 0..16 {
-        let e = {
-            let (lo, hi) = (d[j / 2], d[8 + j / 2]);
-            if j % 2 == 0 {
-                _mm_unpacklo_epi64(lo, hi)
-            } else {
-                _mm_unpackhi_epi64(lo, hi)
-            }
-        };
-        let out = &mut y[(c0 + j) * rows + r0..][..16];
+        let (lo, hi) = (d[j / 2], d[8 + j / 2]);
+        let column = if j % 2 == 0 { _mm_unpacklo_epi64(lo, hi) } else { _mm_unpackhi_epi64(lo, hi) };
+        let out = &mut dst[j * dst_stride..][..16];
         // SAFETY: a 16-byte store into a 16-byte slice.
-        unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), e) };
+        unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), column) };
     }
 }
 
