@@ -280,6 +280,85 @@ def tabled_ops():
     save_case("tabled-ops", [x], sess.run(None, {"x": x}))
 
 
+def requantizing_ops():
+    """A QDQ graph of the ops the integer runtime runs with kernels of their own (Resize nearest,
+    PRelu, Mul with broadcasting, AveragePool, GlobalAveragePool) on both layouts it stores
+    (an integer MaxPool puts one chain channels-last); onnxruntime's outputs with graph
+    optimizations off. The outputs: mul, add (of channels-last data),
+    prelu2, mul2, resize2 (ONNX layout), average, average2, global (the averages)."""
+    from onnx import helper, TensorProto
+    scalar = lambda name, v, t=TensorProto.FLOAT: helper.make_tensor(name, t, [], [v])
+    rng = np.random.default_rng(11)
+    shape = [1, 8, 12, 12]
+    inits = [scalar("in_s", 8 / 255), scalar("in_z", 128, TensorProto.UINT8),
+             helper.make_tensor("slope", TensorProto.FLOAT, [8, 1, 1], rng.uniform(-0.5, 0.9, 8).tolist()),
+             helper.make_tensor("up", TensorProto.FLOAT, [4], [1, 1, 2, 2]),
+             helper.make_tensor("sizes", TensorProto.INT64, [4], [1, 8, 9, 7])]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "in_s", "in_z"], ["xq"], name="quantize")]
+    quants = {"xq": ("in_s", "in_z")}
+
+    def qdq(name, op, inputs, scale, zero, **attrs):
+        """q_<name> = Quantize(op(Dequantize(inputs...))), a private Dequantize per input."""
+        deq = []
+        for i, t in enumerate(inputs):
+            if t in quants:
+                nodes.append(helper.make_node("DequantizeLinear", [t, *quants[t]], [f"{name}_d{i}"], name=f"{name}_dq{i}"))
+                deq.append(f"{name}_d{i}")
+            else:
+                deq.append(t)
+        inits.extend([scalar(f"{name}_s", scale), scalar(f"{name}_z", zero, TensorProto.UINT8)])
+        nodes.append(helper.make_node(op, deq, [f"{name}_f"], name=name, **attrs))
+        nodes.append(helper.make_node("QuantizeLinear", [f"{name}_f", f"{name}_s", f"{name}_z"], [name], name=f"{name}_q"))
+        quants[name] = (f"{name}_s", f"{name}_z")
+        return name
+
+    # Channels-last chain: MaxPool on the integers, then the rest.
+    nodes.append(helper.make_node("MaxPool", ["xq"], ["mp"], name="maxpool", kernel_shape=[2, 2], strides=[2, 2]))
+    quants["mp"] = quants["xq"]
+    qdq("resize", "Resize", ["mp", "", "up"], 8 / 255, 128)
+    qdq("prelu", "PRelu", ["resize", "slope"], 6 / 255, 90)
+    nodes.append(helper.make_node("MaxPool", ["resize"], ["peak"], name="peak", kernel_shape=[12, 12]))
+    quants["peak"] = quants["resize"]
+    qdq("mul", "Mul", ["prelu", "peak"], 20 / 255, 100)
+    # Add with a Relu between it and its Quantize.
+    nodes += [helper.make_node("DequantizeLinear", ["mul", *quants["mul"]], ["add_a"], name="add_dqa"),
+              helper.make_node("DequantizeLinear", ["xq", *quants["xq"]], ["add_b"], name="add_dqb"),
+              helper.make_node("Add", ["add_a", "add_b"], ["add_sum"], name="add"),
+              helper.make_node("Relu", ["add_sum"], ["add_f"], name="add_relu"),
+              helper.make_node("QuantizeLinear", ["add_f", "add_s", "add_z"], ["add"], name="add_q")]
+    inits += [scalar("add_s", 16 / 255), scalar("add_z", 0, TensorProto.UINT8)]
+    quants["add"] = ("add_s", "add_z")
+    # ONNX layout.
+    qdq("prelu2", "PRelu", ["xq", "slope"], 5 / 255, 100)
+    qdq("mul2", "Mul", ["prelu2", "xq"], 24 / 255, 120)
+    qdq("resize2", "Resize", ["xq", "", "", "sizes"], 8 / 255, 128,
+        coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    # Averages.
+    qdq("average", "AveragePool", ["xq"], 5 / 255, 128, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    qdq("average2", "AveragePool", ["xq"], 5 / 255, 128, kernel_shape=[2, 2], pads=[1, 1, 0, 0], count_include_pad=1)
+    qdq("global", "GlobalAveragePool", ["prelu"], 2 / 255, 128)
+
+    # (The format holds 8 outputs: the channels-last Resize and PRelu are checked through mul.)
+    names = ["mul", "add", "prelu2", "mul2", "resize2", "average", "average2", "global"]
+    outputs = []
+    for name in names:
+        nodes.append(helper.make_node("DequantizeLinear", [name, *quants[name]], [f"{name}_y"], name=f"{name}_out"))
+        outputs.append(helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, None))
+    g = helper.make_graph(nodes, "requantizing_ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                          outputs, initializer=inits)
+    d = f"{FIX}/requantizing-ops"
+    os.makedirs(d, exist_ok=True)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model = onnx.shape_inference.infer_shapes(model)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, f"{d}/model.onnx")
+    x = rng.uniform(-4, 4, shape).astype(np.float32)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(f"{d}/model.onnx", opts, providers=["CPUExecutionProvider"])
+    save_case("requantizing-ops", [x], sess.run(None, {"x": x}))
+
+
 def int8_models(tags=None):
     """Compress both models with our own tool, then record onnxruntime's outputs on the int8
     models, so tests can check that our engine and onnxruntime agree on what we emit.
@@ -325,6 +404,7 @@ def main():
     hostile()
     prune_fixtures()
     tabled_ops()
+    requantizing_ops()
     int8_models()
 
 
@@ -333,5 +413,7 @@ if __name__ == "__main__":
         int8_models(sys.argv[2:])
     elif sys.argv[1:2] == ["tabled"]:
         tabled_ops()
+    elif sys.argv[1:2] == ["requantizing"]:
+        requantizing_ops()
     else:
         main()

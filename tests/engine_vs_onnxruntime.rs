@@ -193,24 +193,53 @@ fn integer_only_blazeface_finds_the_float_models_face() {
 /// rounding boundaries). Against onnxruntime's run of the graph as written.
 #[test]
 fn tabled_elementwise_ops_match_onnxruntime() {
-    let root = common::repo();
-    let dir = root.join("tests/fixtures/tabled-ops");
+    // (output scale, LSBs allowed) per branch: sigmoid, clip, leaky, tanh, hard sigmoid, relu.
+    micro_matches_onnxruntime(
+        "tabled-ops",
+        &[
+            (1.0 / 255.0, 1.0),
+            (3.5 / 255.0, 0.0),
+            (4.4 / 255.0, 0.0),
+            (2.0 / 255.0, 1.0),
+            (1.0 / 255.0, 0.0),
+            (4.0 / 255.0, 0.0),
+        ],
+    );
+}
+
+/// Resize (nearest), PRelu, Mul (broadcast), Add on channels-last and ONNX-layout data are
+/// exact; the averages sum integers where onnxruntime sums floats: 1 LSB at a rounding tie.
+#[test]
+fn requantizing_ops_match_onnxruntime() {
+    let exact = |scale: f64| (scale / 255.0, 0.0);
+    micro_matches_onnxruntime(
+        "requantizing-ops",
+        &[
+            exact(20.0),
+            exact(16.0),
+            exact(5.0),
+            exact(24.0),
+            exact(8.0),
+            (5.0 / 255.0, 1.0),
+            (5.0 / 255.0, 1.0),
+            (2.0 / 255.0, 1.0),
+        ],
+    );
+}
+
+/// The micro backend on fixture `name` (a QDQ graph, onnxruntime's outputs recorded with its
+/// graph optimizations off) against onnxruntime, output i within `lsb[i].1` steps of `lsb[i].0`.
+fn micro_matches_onnxruntime(name: &str, lsb: &[(f64, f64)]) {
+    let dir = common::repo().join("tests/fixtures").join(name);
     let onnx = kestrel_onnx::load(&dir.join("model.onnx"), &Limits::default()).unwrap();
     let x = common::read_pb(&dir.join("input_0.pb")).unwrap();
     let options = PrepareOptions { threads: 1, input_shapes: vec![x.shape.clone()] };
     let got = Engine::new(BackendKind::Micro, &onnx, &options).unwrap().run(&[x]).unwrap();
-    // (output scale, LSBs allowed) per branch: sigmoid, clip, leaky, tanh, hard sigmoid, relu.
-    let lsb = [
-        (1.0 / 255.0, 1.0),
-        (3.5 / 255.0, 0.0),
-        (4.4 / 255.0, 0.0),
-        (2.0 / 255.0, 1.0),
-        (1.0 / 255.0, 0.0),
-        (4.0 / 255.0, 0.0),
-    ];
-    for (i, (ours, (scale, allowed))) in got.iter().zip(lsb).enumerate() {
-        let ort = common::read_pb(&dir.join(format!("output_{i}.pb"))).unwrap().to_f64_vec();
-        for (j, (a, b)) in ours.to_f64_vec().iter().zip(&ort).enumerate() {
+    assert_eq!(got.len(), lsb.len());
+    for (i, (ours, &(scale, allowed))) in got.iter().zip(lsb).enumerate() {
+        let ort = common::read_pb(&dir.join(format!("output_{i}.pb"))).unwrap();
+        assert_eq!(ours.shape, ort.shape, "output {i}");
+        for (j, (a, b)) in ours.to_f64_vec().iter().zip(&ort.to_f64_vec()).enumerate() {
             let steps = ((a - b) / scale).abs();
             assert!(steps <= allowed + 1e-3, "output {i} value {j}: {a} vs onnxruntime {b} ({steps:.2} LSB)");
         }

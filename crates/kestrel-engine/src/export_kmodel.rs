@@ -69,16 +69,17 @@ struct Exporter<'g> {
     converted: HashMap<usize, usize>,
 }
 
-/// A residual Add in QDQ form, fused into one integer Add at its Quantize node.
-struct FusedAdd {
+/// An Add or Mul in QDQ form, fused into one integer op at its Quantize node.
+struct FusedBinary {
+    code: OpCode,
     /// The two DequantizeLinear nodes.
     dq: [usize; 2],
     relu: bool,
 }
 
-/// Finds the QDQ integer Adds: Quantize ← (Relu ←) Add ← two Dequantize, each intermediate read
-/// by nothing else. Returns them by Quantize node, and every node they absorb.
-fn fused_adds(g: &pb::GraphProto) -> (HashMap<usize, FusedAdd>, HashSet<usize>) {
+/// Finds the QDQ integer Adds and Muls: Quantize ← (Relu ←) Add|Mul ← two Dequantize, each
+/// intermediate read by nothing else. Returns them by Quantize node, and every node they absorb.
+fn fused_binaries(g: &pb::GraphProto) -> (HashMap<usize, FusedBinary>, HashSet<usize>) {
     let producer = |t: &str| g.node.iter().position(|n| n.output.first().is_some_and(|o| o == t));
     let readers = |t: &str| {
         g.node.iter().filter(|n| n.input.iter().any(|i| i == t)).count()
@@ -97,17 +98,22 @@ fn fused_adds(g: &pb::GraphProto) -> (HashMap<usize, FusedAdd>, HashSet<usize>) 
                 None => continue,
             }
         }
-        let add = &g.node[p];
-        if add.op_type != "Add" || add.input.len() != 2 {
+        let node = &g.node[p];
+        let code = match node.op_type.as_str() {
+            "Add" => OpCode::Add,
+            "Mul" => OpCode::Mul,
+            _ => continue,
+        };
+        if node.input.len() != 2 {
             continue;
         }
         chain.push(p);
-        let dq: Vec<usize> = add.input.iter().filter_map(|i| producer(i)).collect();
+        let dq: Vec<usize> = node.input.iter().filter_map(|i| producer(i)).collect();
         let all_dq = dq.len() == 2 && dq.iter().all(|&d| g.node[d].op_type == "DequantizeLinear");
         let private = chain.iter().chain(&dq).all(|&c| readers(&g.node[c].output[0]) == 1);
         if all_dq && private {
             absorbed.extend(chain.iter().chain(&dq).copied());
-            fused.insert(qi, FusedAdd { dq: [dq[0], dq[1]], relu });
+            fused.insert(qi, FusedBinary { code, dq: [dq[0], dq[1]], relu });
         }
     }
     (fused, absorbed)
@@ -117,9 +123,14 @@ fn fused_adds(g: &pb::GraphProto) -> (HashMap<usize, FusedAdd>, HashSet<usize>) 
 /// between a Dequantize and a Quantize: `Quantize(f(Dequantize(x)))`.
 const TABLED: &[&str] = &["Relu", "Clip", "LeakyRelu", "HardSigmoid", "Sigmoid", "Tanh"];
 
-/// Finds `Quantize(f(Dequantize(x)))` with f in [`TABLED`], each intermediate read by nothing
-/// else: by Quantize node, (the Dequantize, f); and every node they absorb.
-fn fused_lookups(g: &pb::GraphProto, taken: &HashSet<usize>) -> (HashMap<usize, [usize; 2]>, HashSet<usize>) {
+/// Float ops with an integer kernel of their own when they sit between a Dequantize and a
+/// Quantize (their other inputs constants).
+const REQUANTIZING: &[&str] = &["AveragePool", "GlobalAveragePool", "PRelu", "Resize"];
+
+/// Finds `Quantize(f(Dequantize(x)))` with f in [`TABLED`] or [`REQUANTIZING`], each
+/// intermediate read by nothing else: by Quantize node, (the Dequantize, f); and every node
+/// they absorb.
+fn fused_unaries(g: &pb::GraphProto, taken: &HashSet<usize>) -> (HashMap<usize, [usize; 2]>, HashSet<usize>) {
     let producer = |t: &str| g.node.iter().position(|n| n.output.first().is_some_and(|o| o == t));
     let private = |t: &str| {
         g.node.iter().filter(|n| n.input.iter().any(|i| i == t)).count() == 1 && !g.output.iter().any(|o| o.name == t)
@@ -130,7 +141,8 @@ fn fused_lookups(g: &pb::GraphProto, taken: &HashSet<usize>) -> (HashMap<usize, 
         let Some(f) = q.input.first().and_then(|i| producer(i)) else { continue };
         let fnode = &g.node[f];
         let Some(d) = fnode.input.first().and_then(|i| producer(i)) else { continue };
-        if TABLED.contains(&fnode.op_type.as_str())
+        let op = fnode.op_type.as_str();
+        if (TABLED.contains(&op) || REQUANTIZING.contains(&op))
             && g.node[d].op_type == "DequantizeLinear"
             && private(&fnode.output[0])
             && private(&g.node[d].output[0])
@@ -141,6 +153,99 @@ fn fused_lookups(g: &pb::GraphProto, taken: &HashSet<usize>) -> (HashMap<usize, 
         }
     }
     (found, absorbed)
+}
+
+/// MaxPool's and AveragePool's parameters for an input of `hw` (its H and W): kernel, strides,
+/// pads (top, left, bottom, right; `auto_pad` SAME_* worked out here) and AveragePool's
+/// count_include_pad, refusing what the kernels do not do.
+fn pooling_params(n: &pb::NodeProto, hw: [usize; 2]) -> Result<[u8; 12], EngineError> {
+    if n.attribute
+        .iter()
+        .any(|a| (a.name == "ceil_mode" && a.i != 0) || (a.name == "dilations" && a.ints.iter().any(|&d| d != 1)))
+    {
+        return Err(unsupported(n, "ceil_mode and dilations"));
+    }
+    let k = ints(n, "kernel_shape").unwrap_or_default();
+    let s = ints(n, "strides").unwrap_or(vec![1, 1]);
+    let mut pads = ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]);
+    if k.len() != 2 || s.len() != 2 || pads.len() != 4 || s.contains(&0) {
+        return Err(unsupported(n, "only 2-D pooling"));
+    }
+    let auto_pad = n.attribute.iter().find(|a| a.name == "auto_pad").map_or(&b""[..], |a| &a.s[..]);
+    if let b"SAME_UPPER" | b"SAME_LOWER" = auto_pad {
+        for i in 0..2 {
+            let size = hw[i] as i64;
+            let total = (((size + s[i] - 1) / s[i] - 1) * s[i] + k[i] - size).max(0);
+            let less = total / 2;
+            let (begin, end) = if auto_pad == b"SAME_UPPER" { (less, total - less) } else { (total - less, less) };
+            (pads[i], pads[i + 2]) = (begin, end);
+        }
+    } else if !matches!(auto_pad, b"" | b"NOTSET" | b"VALID") {
+        return Err(unsupported(n, "its auto_pad"));
+    }
+    let count_pad = n.attribute.iter().find(|a| a.name == "count_include_pad").map_or(0, |a| a.i);
+    let mut p = [0u8; 12];
+    for (slot, v) in p.iter_mut().zip([k[0], k[1], s[0], s[1], pads[0], pads[1], pads[2], pads[3], count_pad]) {
+        *slot = small(v, "pooling parameter", n)?;
+    }
+    Ok(p)
+}
+
+/// The source index of every output index, axis by axis, of a nearest-neighbour Resize
+/// (opset 11 on), computed in f32 as onnxruntime does.
+fn resize_maps(
+    n: &pb::NodeProto,
+    input: &[usize],
+    output: &[usize],
+    g: &pb::GraphProto,
+) -> Result<Vec<Vec<u16>>, EngineError> {
+    let text = |name: &str, default: &str| {
+        n.attribute
+            .iter()
+            .find(|a| a.name == name)
+            .map_or(default.to_string(), |a| String::from_utf8_lossy(&a.s).into())
+    };
+    if text("mode", "nearest") != "nearest" || n.input.len() < 3 {
+        return Err(unsupported(n, "only mode=nearest, opset 11 or later"));
+    }
+    if n.attribute.iter().any(|a| a.name == "axes") || text("keep_aspect_ratio_policy", "stretch") != "stretch" {
+        return Err(unsupported(n, "axes and keep_aspect_ratio_policy"));
+    }
+    let scales = n.input.get(2).filter(|s| !s.is_empty()).and_then(|s| raw(g, s)).map(|r| f32s(&r));
+    let scales: Vec<f32> = match scales.filter(|s| !s.is_empty()) {
+        Some(s) if s.len() == input.len() => s,
+        Some(_) => return Err(unsupported(n, "its scales do not match its input's rank")),
+        None => input.iter().zip(output).map(|(&i, &o)| o as f32 / i as f32).collect(),
+    };
+    let transform = text("coordinate_transformation_mode", "half_pixel");
+    let nearest = text("nearest_mode", "round_prefer_floor");
+    let mut maps = Vec::with_capacity(input.len());
+    for ((&len_in, &len_out), &scale) in input.iter().zip(output).zip(&scales) {
+        let mut map = Vec::with_capacity(len_out);
+        for o in 0..len_out {
+            let o = o as f32;
+            let x = match transform.as_str() {
+                "half_pixel" => (o + 0.5) / scale - 0.5,
+                "pytorch_half_pixel" if len_out > 1 => (o + 0.5) / scale - 0.5,
+                "pytorch_half_pixel" => 0.0,
+                "asymmetric" => o / scale,
+                "tf_half_pixel_for_nn" => (o + 0.5) / scale,
+                "align_corners" if len_out > 1 => o * (len_in - 1) as f32 / (len_out - 1) as f32,
+                "align_corners" => 0.0,
+                other => return Err(unsupported(n, &format!("coordinate_transformation_mode {other}"))),
+            };
+            let i = match nearest.as_str() {
+                "round_prefer_floor" if x == (x as i64) as f32 + 0.5 => x.floor(),
+                "round_prefer_floor" | "round_prefer_ceil" => x.round(),
+                "floor" => x.floor(),
+                "ceil" => x.ceil(),
+                other => return Err(unsupported(n, &format!("nearest_mode {other}"))),
+            };
+            map.push(i.clamp(0.0, (len_in - 1) as f32) as u16);
+        }
+        maps.push(map);
+    }
+    Ok(maps)
 }
 
 fn unsupported(n: &pb::NodeProto, why: &str) -> EngineError {
@@ -352,45 +457,151 @@ impl<'g> Exporter<'g> {
         Ok(Some(self.constant(DType::I32, vec![channels], &r.bytes, None)))
     }
 
-    /// The integer Add for the QuantizeLinear `q` that closes a QDQ Add.
-    fn fused_add(&mut self, q: &pb::NodeProto, f: &FusedAdd) -> Result<(), EngineError> {
-        let mut inputs = [0; 2];
-        for (slot, &d) in inputs.iter_mut().zip(&f.dq) {
-            let dq = &self.g.node[d];
-            let x = self.activation(dq, &dq.input[0])?;
-            let (s, z) = (self.scalar(dq, &dq.input[1])?, self.scalar(dq, dq.input.get(2).map_or("", |v| v))?);
-            let t = &self.tensors[x];
-            if t.dtype != DType::U8 || t.scale != Some(s) || t.zero_point != z as i32 {
-                return Err(unsupported(dq, "it dequantizes with parameters other than its input's"));
-            }
-            *slot = x;
+    /// The uint8 activation a DequantizeLinear node reads, checked to dequantize with its own
+    /// parameters (the fused ops take the scale and zero point from the tensor).
+    fn dequantized(&self, dq: &pb::NodeProto) -> Result<usize, EngineError> {
+        let x = self.activation(dq, &dq.input[0])?;
+        let (s, z) = self.quantization(dq)?;
+        let t = &self.tensors[x];
+        if t.dtype != DType::U8 || t.scale != Some(s) || t.zero_point != z {
+            return Err(unsupported(dq, "it dequantizes with parameters other than its input's"));
         }
-        let [mut a, mut b] = inputs;
+        Ok(x)
+    }
+
+    /// A Quantize or Dequantize node's (scale, zero point).
+    fn quantization(&self, n: &pb::NodeProto) -> Result<(f32, i32), EngineError> {
+        let z = self.scalar(n, n.input.get(2).map_or("", |v| v))?;
+        Ok((self.scalar(n, &n.input[1])?, z as i32))
+    }
+
+    /// `x` with leading dims of 1 up to `rank` (a Reshape: ONNX broadcasting aligns the last axes).
+    fn with_rank(&mut self, n: &pb::NodeProto, x: usize, rank: usize) -> Result<usize, EngineError> {
+        let dims = &self.tensors[x].dims;
+        if dims.len() > rank {
+            return Err(unsupported(n, "its second operand has more axes than the first"));
+        }
+        if dims.len() == rank {
+            return Ok(x);
+        }
+        let aligned: Vec<usize> = std::iter::repeat_n(1, rank - dims.len()).chain(dims.iter().copied()).collect();
+        let y = self.like(x, aligned, false);
+        self.push(OpCode::Reshape, vec![x], y, [0; 12], None);
+        Ok(y)
+    }
+
+    /// The integer Add or Mul for the QuantizeLinear `q` that closes a QDQ Add or Mul. The
+    /// smaller operand broadcasts over the larger (each of its dims equal or 1).
+    fn fused_binary(&mut self, q: &pb::NodeProto, f: &FusedBinary) -> Result<(), EngineError> {
+        let (mut a, mut b) = (self.dequantized(&self.g.node[f.dq[0]])?, self.dequantized(&self.g.node[f.dq[1]])?);
+        let elements = |t: &Tensor| t.dims.iter().product::<usize>();
+        if elements(&self.tensors[b]) > elements(&self.tensors[a]) {
+            (a, b) = (b, a); // both ops commute, in float too
+        }
+        b = self.with_rank(q, b, self.tensors[a].dims.len())?;
         if self.tensors[a].nhwc != self.tensors[b].nhwc {
             (a, b) = (self.channels_last(q, a)?, self.channels_last(q, b)?);
         }
-        if self.tensors[a].dims != self.tensors[b].dims {
-            return Err(unsupported(q, "the Add's operands differ in shape (no broadcasting)"));
+        let (da, db) = (&self.tensors[a].dims, &self.tensors[b].dims);
+        if da.iter().zip(db).any(|(&x, &y)| y != x && y != 1) {
+            return Err(unsupported(q, "its operands neither share a shape nor broadcast one to the other"));
         }
-        let (s, z) = (self.scalar(q, &q.input[1])?, self.scalar(q, q.input.get(2).map_or("", |v| v))?);
-        let y = self.elementwise(&q.output[0], a, DType::U8, Some((s, z as i32)));
+        let y = self.elementwise(&q.output[0], a, DType::U8, Some(self.quantization(q)?));
         let mut p = [0u8; 12];
         p[0] = u8::from(f.relu);
-        self.push(OpCode::Add, vec![a, b], y, p, None);
+        self.push(f.code, vec![a, b], y, p, None);
         Ok(())
+    }
+
+    /// The integer kernel of `Quantize(f(Dequantize(x)))` for f in [`REQUANTIZING`].
+    fn fused_kernel(&mut self, q: &pb::NodeProto, [d, f]: [usize; 2]) -> Result<(), EngineError> {
+        let fnode = &self.g.node[f];
+        let x = self.dequantized(&self.g.node[d])?;
+        let quant = self.quantization(q)?;
+        let out = &q.output[0];
+        match fnode.op_type.as_str() {
+            "AveragePool" => {
+                let x = self.channels_last(fnode, x)?;
+                let d = &self.tensors[x].dims;
+                let p = pooling_params(fnode, [d[1], d[2]])?;
+                let y = self.new_activation(out, DType::U8, self.nhwc_shape_of(fnode, &fnode.output[0])?, Some(quant));
+                self.tensors[y].nhwc = true;
+                self.push(OpCode::AveragePool, vec![x], y, p, None);
+            }
+            "GlobalAveragePool" => {
+                let x = self.channels_last(fnode, x)?;
+                let d = &self.tensors[x].dims;
+                let y = self.new_activation(out, DType::U8, vec![d[0], 1, 1, d[3]], Some(quant));
+                self.tensors[y].nhwc = true;
+                self.push(OpCode::GlobalAveragePool, vec![x], y, [0; 12], None);
+            }
+            "PRelu" => {
+                let slope = self.prelu_slope(fnode, x)?;
+                let y = self.elementwise(out, x, DType::U8, Some(quant));
+                self.push(OpCode::PRelu, vec![x, slope], y, [0; 12], None);
+            }
+            _ => {
+                let t = &self.tensors[x];
+                if (t.scale, t.zero_point) != (Some(quant.0), quant.1) {
+                    return Err(unsupported(q, "it quantizes a nearest Resize with other parameters than its input's"));
+                }
+                let dims = self.shape_of(fnode, &fnode.output[0])?;
+                let maps = resize_maps(fnode, &self.shape_of(fnode, &fnode.input[0])?, &dims, self.g)?;
+                // Stored channels-last: the maps and dims of axes (0, 2, 3, 1).
+                let order: &[usize] = if t.nhwc { &[0, 2, 3, 1] } else { &[0, 1, 2, 3] };
+                let dims: Vec<usize> = order[..dims.len()].iter().map(|&a| dims[a]).collect();
+                let bytes: Vec<u8> = (0..4)
+                    .flat_map(|i| order.get(i).and_then(|&a| maps.get(a)).cloned().unwrap_or(vec![0]))
+                    .flat_map(u16::to_le_bytes)
+                    .collect();
+                let at = self.b.weights(&bytes);
+                let nhwc = t.nhwc;
+                let y = self.new_activation(out, t.dtype, dims, Some(quant));
+                self.tensors[y].nhwc = nhwc;
+                self.push(OpCode::Resize, vec![x], y, [0; 12], Some(at));
+            }
+        }
+        Ok(())
+    }
+
+    /// PRelu's float32 slope as a constant broadcast over `x` as stored (its axes aligned to
+    /// the last of x's, then permuted like x when x is channels-last).
+    fn prelu_slope(&mut self, n: &pb::NodeProto, x: usize) -> Result<usize, EngineError> {
+        let r = raw(self.g, &n.input[1]).filter(|r| r.elem.code == 1);
+        let r = r.ok_or_else(|| unsupported(n, "its slope must be a float32 constant"))?;
+        let rank = self.tensors[x].dims.len();
+        let given = r.dims.clone();
+        if given.len() > rank {
+            return Err(unsupported(n, "its slope has more axes than its input"));
+        }
+        let mut dims: Vec<usize> = std::iter::repeat_n(1, rank - given.len()).chain(given).collect();
+        let mut values = f32s(&r);
+        if self.tensors[x].nhwc {
+            // [a, b, c, d] → [a, c, d, b], values moved along.
+            let [a, b, c, e] = [dims[0], dims[1], dims[2], dims[3]];
+            let old = values.clone();
+            for (i, v) in values.iter_mut().enumerate() {
+                let (i0, i2, i3, i1) = (i / (c * e * b), i / (e * b) % c, i / b % e, i % b);
+                *v = old[((i0 * b + i1) * c + i2) * e + i3];
+            }
+            dims = vec![a, c, e, b];
+        }
+        let xd = &self.tensors[x].dims;
+        if xd.iter().zip(&dims).any(|(&xe, &se)| se != xe && se != 1) {
+            return Err(unsupported(n, "its slope does not broadcast to its input"));
+        }
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Ok(self.constant(DType::F32, dims, &bytes, None))
     }
 
     /// The table of `Quantize(f(Dequantize(x)))` over all 256 inputs, the float steps as
     /// onnxruntime's unfused graph does them (Dequantize, f in f32, Quantize's division).
     fn fused_lookup(&mut self, q: &pb::NodeProto, [d, f]: [usize; 2]) -> Result<(), EngineError> {
-        let (dq, fnode) = (&self.g.node[d], &self.g.node[f]);
-        let x = self.activation(dq, &dq.input[0])?;
-        let (xs, xz) = (self.scalar(dq, &dq.input[1])?, self.scalar(dq, dq.input.get(2).map_or("", |v| v))?);
-        let t = &self.tensors[x];
-        if t.dtype != DType::U8 || t.scale != Some(xs) || t.zero_point != xz as i32 {
-            return Err(unsupported(dq, "it dequantizes with parameters other than its input's"));
-        }
-        let (ys, yz) = (self.scalar(q, &q.input[1])?, self.scalar(q, q.input.get(2).map_or("", |v| v))?);
+        let fnode = &self.g.node[f];
+        let x = self.dequantized(&self.g.node[d])?;
+        let (xs, xz) = (self.tensors[x].scale.unwrap_or(1.0), self.tensors[x].zero_point as f32);
+        let (ys, yz) = self.quantization(q)?;
+        let yz = yz as f32;
         let attr = |name: &str, default: f32| fnode.attribute.iter().find(|a| a.name == name).map_or(default, |a| a.f);
         let bound = |i: usize, default: f32| -> Result<f32, EngineError> {
             match fnode.input.get(i).filter(|v| !v.is_empty()) {
@@ -533,21 +744,8 @@ impl<'g> Exporter<'g> {
                 if self.tensors[x].dtype != DType::U8 || n.output.len() > 1 && !n.output[1].is_empty() {
                     return Err(unsupported(n, "only uint8 MaxPool without indices"));
                 }
-                if n.attribute.iter().any(|a| {
-                    (a.name == "ceil_mode" && a.i != 0) || (a.name == "dilations" && a.ints.iter().any(|&d| d != 1))
-                }) {
-                    return Err(unsupported(n, "ceil_mode and dilations"));
-                }
-                let k = ints(n, "kernel_shape").unwrap_or_default();
-                let s = ints(n, "strides").unwrap_or(vec![1, 1]);
-                let pads = ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]);
-                if k.len() != 2 {
-                    return Err(unsupported(n, "only 2-D pooling"));
-                }
-                let mut p = [0u8; 12];
-                for (slot, v) in p.iter_mut().zip([k[0], k[1], s[0], s[1], pads[0], pads[1], pads[2], pads[3]]) {
-                    *slot = small(v, "pooling parameter", n)?;
-                }
+                let d = &self.tensors[x].dims;
+                let p = pooling_params(n, [d[1], d[2]])?;
                 let quant = self.tensors[x].scale.map(|s| (s, self.tensors[x].zero_point));
                 let y = self.new_activation(&out, DType::U8, self.nhwc_shape_of(n, &out)?, quant);
                 self.tensors[y].nhwc = true;
@@ -756,16 +954,20 @@ pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize]) -> Result<Exporte
     let x = ex.new_activation(&inputs[0].name, DType::F32, input_shape.to_vec(), None);
     ex.tensors[x].live = (0, 0);
     let mut skip = shape_only(g);
-    let (fused, absorbed) = fused_adds(g);
+    let (fused, absorbed) = fused_binaries(g);
     skip.extend(absorbed);
     let taken: HashSet<usize> = skip.iter().copied().chain(fused.keys().copied()).collect();
-    let (lookups, absorbed) = fused_lookups(g, &taken);
+    let (unaries, absorbed) = fused_unaries(g, &taken);
     skip.extend(absorbed);
     for (ix, n) in g.node.iter().enumerate() {
         if let Some(f) = fused.get(&ix) {
-            ex.fused_add(n, f)?;
-        } else if let Some(&l) = lookups.get(&ix) {
-            ex.fused_lookup(n, l)?;
+            ex.fused_binary(n, f)?;
+        } else if let Some(&[d, f]) = unaries.get(&ix) {
+            if TABLED.contains(&g.node[f].op_type.as_str()) {
+                ex.fused_lookup(n, [d, f])?;
+            } else {
+                ex.fused_kernel(n, [d, f])?;
+            }
         } else if !skip.contains(&ix) {
             ex.node(n)?;
         }

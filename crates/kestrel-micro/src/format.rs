@@ -96,6 +96,11 @@ pub enum OpCode {
     Pad,
     Concat,
     Lookup,
+    Mul,
+    AveragePool,
+    GlobalAveragePool,
+    PRelu,
+    Resize,
 }
 
 impl OpCode {
@@ -115,6 +120,11 @@ impl OpCode {
             12 => OpCode::Pad,
             13 => OpCode::Concat,
             14 => OpCode::Lookup,
+            15 => OpCode::Mul,
+            16 => OpCode::AveragePool,
+            17 => OpCode::GlobalAveragePool,
+            18 => OpCode::PRelu,
+            19 => OpCode::Resize,
             _ => return None,
         })
     }
@@ -135,6 +145,11 @@ impl OpCode {
             OpCode::Pad => 12,
             OpCode::Concat => 13,
             OpCode::Lookup => 14,
+            OpCode::Mul => 15,
+            OpCode::AveragePool => 16,
+            OpCode::GlobalAveragePool => 17,
+            OpCode::PRelu => 18,
+            OpCode::Resize => 19,
         }
     }
 
@@ -142,7 +157,7 @@ impl OpCode {
     fn arity(self) -> (usize, usize, usize) {
         match self {
             OpCode::Conv | OpCode::FullyConnected => (2, 3, 1),
-            OpCode::Add | OpCode::AddConstant => (2, 2, 1),
+            OpCode::Add | OpCode::Mul | OpCode::AddConstant | OpCode::PRelu => (2, 2, 1),
             OpCode::Concat => (2, 4, 1),
             _ => (1, 1, 1),
         }
@@ -187,6 +202,11 @@ fn u32_at(b: &[u8], at: usize, what: &'static str) -> Result<u32, Error> {
 }
 
 /// `[offset, offset + len)` within `0..limit`, with overflow-checked arithmetic.
+/// Whether `b` broadcasts to `dims`: each of its dims equal or 1.
+fn broadcasts(b: [usize; 4], dims: [usize; 4]) -> bool {
+    b.iter().zip(&dims).all(|(&e, &d)| e == d || e == 1)
+}
+
 fn within(offset: usize, len: usize, limit: usize) -> bool {
     offset.checked_add(len).is_some_and(|end| end <= limit)
 }
@@ -521,11 +541,16 @@ impl<'a> Model<'a> {
                 }
                 Ok(())
             }
-            OpCode::MaxPool => {
+            OpCode::MaxPool | OpCode::AveragePool => {
                 let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
                 let p = &op.params;
                 if x.dtype != DType::U8 || y.dtype != DType::U8 || x.rank != 4 || y.rank != 4 || p[..4].contains(&0) {
                     return Err(bad("MaxPool tensors or parameters"));
+                }
+                // AveragePool requantizes (x and y quantized); every window holds an input.
+                let average = op.code == OpCode::AveragePool;
+                if average && (x.scale.is_none() || y.scale.is_none() || p[8] > 1 || p[6] >= p[0] || p[7] >= p[1]) {
+                    return Err(bad("AveragePool quantization or parameters"));
                 }
                 let out = |size: usize, k: u8, s: u8, pad: usize| {
                     (size + pad).checked_sub(usize::from(k)).map(|r| r / usize::from(s) + 1)
@@ -588,13 +613,56 @@ impl<'a> Model<'a> {
                 }
                 Ok(())
             }
-            OpCode::Add => {
+            OpCode::Add | OpCode::Mul => {
                 let (a, b, y) = (t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0]));
-                if [a.dtype, b.dtype, y.dtype] != [DType::U8; 3] || a.dims != b.dims || a.dims != y.dims {
-                    return Err(bad("Add tensors (uint8, same shape)"));
+                if [a.dtype, b.dtype, y.dtype] != [DType::U8; 3] || a.dims != y.dims || !broadcasts(b.dims, y.dims) {
+                    return Err(bad("Add/Mul tensors (uint8, b broadcast to a's shape)"));
                 }
                 if a.scale.is_none() || b.scale.is_none() || y.scale.is_none() || op.params[0] > 1 {
-                    return Err(bad("Add quantization"));
+                    return Err(bad("Add/Mul quantization"));
+                }
+                Ok(())
+            }
+            OpCode::PRelu => {
+                let (x, slope, y) = (t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0]));
+                let float_constant = slope.dtype == DType::F32 && slope.storage == Storage::Weights;
+                if x.dtype != DType::U8 || y.dtype != DType::U8 || x.dims != y.dims || !float_constant {
+                    return Err(bad("PRelu tensors (uint8, float32 constant slope)"));
+                }
+                if !broadcasts(slope.dims, x.dims) || x.scale.is_none() || y.scale.is_none() {
+                    return Err(bad("PRelu slope shape or quantization"));
+                }
+                Ok(())
+            }
+            OpCode::GlobalAveragePool => {
+                let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
+                if x.dtype != DType::U8 || y.dtype != DType::U8 || x.rank != 4 || y.dims != [x.dims[0], 1, 1, x.dims[3]]
+                {
+                    return Err(bad("GlobalAveragePool tensors (uint8 [n, h, w, c] to [n, 1, 1, c])"));
+                }
+                if x.scale.is_none() || y.scale.is_none() {
+                    return Err(bad("GlobalAveragePool quantization"));
+                }
+                Ok(())
+            }
+            OpCode::Resize => {
+                let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
+                if x.dtype != y.dtype || x.dtype.size() != 1 || x.scale != y.scale || x.zero_point != y.zero_point {
+                    return Err(bad("Resize tensors (1-byte elements, same quantization)"));
+                }
+                let entries: usize = y.dims.iter().sum();
+                let maps = match op.extra {
+                    Some(at) if within(at, 2 * entries, self.weights_len) => self.weights_at_offset(at, 2 * entries),
+                    _ => return Err(Error::OutOfBounds { what: "index maps of op", index: o as u32 }),
+                };
+                let mut at = 0;
+                for axis in 0..4 {
+                    for _ in 0..y.dims[axis] {
+                        if usize::from(u16::from_le_bytes([maps[at], maps[at + 1]])) >= x.dims[axis] {
+                            return Err(Error::OutOfBounds { what: "Resize source index of op", index: o as u32 });
+                        }
+                        at += 2;
+                    }
                 }
                 Ok(())
             }

@@ -147,6 +147,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             }
         };
         let x = info(0);
+        let quant = |t: &TensorInfo| (t.scale.unwrap_or(1.0), t.zero_point);
         match op.code {
             OpCode::Conv => {
                 let w = info(1);
@@ -205,10 +206,42 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             OpCode::Relu => ops::relu::relu_u8(read(&x), x.zero_point, out),
             OpCode::AddConstant => ops::add_constant::add_constant(read(&x), read(&info(1)), out),
             OpCode::Softmax => ops::softmax::softmax(read(&x), x.dims[x.rank - 1], out),
-            OpCode::Add => {
+            OpCode::Add | OpCode::Mul => {
                 let b = info(1);
-                let q = |t: &TensorInfo| (t.scale.unwrap_or(1.0), t.zero_point);
-                ops::add::add(read(&x), q(&x), read(&b), q(&b), op.params[0] == 1, out, q(&y));
+                let kind = if op.code == OpCode::Add { ops::binary::Binary::Add } else { ops::binary::Binary::Mul };
+                let (a, qa, qb) = (read(&x), quant(&x), quant(&b));
+                ops::binary::binary(kind, a, qa, read(&b), qb, op.params[0] == 1, x.dims, b.dims, out, quant(&y));
+            }
+            OpCode::PRelu => {
+                let slope = info(1);
+                ops::prelu::prelu(read(&x), quant(&x), read(&slope), x.dims, slope.dims, out, quant(&y));
+            }
+            OpCode::AveragePool | OpCode::GlobalAveragePool => {
+                let [n, h, w, c] = x.dims;
+                let p = &op.params;
+                let (kernel, stride, pad, count_pad) = if op.code == OpCode::GlobalAveragePool {
+                    ((h, w), (1, 1), (0, 0), false)
+                } else {
+                    let v = |i: usize| usize::from(p[i]);
+                    ((v(0), v(1)), (v(2), v(3)), (v(4), v(5)), p[8] == 1)
+                };
+                let (x, qx, out_hw) = (read(&x), quant(&x), (y.dims[1], y.dims[2]));
+                ops::average_pool::average_pool(
+                    (n, h, w, c),
+                    out_hw,
+                    kernel,
+                    stride,
+                    pad,
+                    count_pad,
+                    x,
+                    qx,
+                    out,
+                    quant(&y),
+                );
+            }
+            OpCode::Resize => {
+                let maps = m.weights_at_offset(op.extra.unwrap_or(0), 2 * y.dims.iter().sum::<usize>());
+                ops::resize::resize(read(&x), x.dims, maps, y.dims, out);
             }
             OpCode::Lookup => {
                 let table = m.weights_at_offset(op.extra.unwrap_or(0), 256);

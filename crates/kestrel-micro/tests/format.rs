@@ -2,7 +2,7 @@
 //! never panic, never read out of bounds.
 
 use kestrel_micro::builder::{seal, Builder, TensorSpec};
-use kestrel_micro::{DType, Error, ErrorKind, Model, OpCode, Storage};
+use kestrel_micro::{DType, Error, ErrorKind, Interpreter, Model, OpCode, Storage};
 
 /// A one-Conv model: x u8 [1,4,4,1] (NHWC) → 3×3 conv, 2 filters [2,3,3,1] → y u8 [1,2,2,2].
 fn conv_model() -> Vec<u8> {
@@ -55,6 +55,49 @@ fn conv_model() -> Vec<u8> {
     b.finish()
 }
 
+/// x u8 [1,2,2,3] → Resize (nearest, ×2 on H and W) → PRelu (slope per channel, float) →
+/// AveragePool 2×2 stride 2 → Mul by x (same shape) → y u8 [1,2,2,3], channels-last.
+fn requantizing_model() -> Vec<u8> {
+    let mut b = Builder::new();
+    // Index maps of the Resize: axis 0 (1 entry), H (4), W (4), C (3).
+    let maps: Vec<u8> = [0u16, 0, 0, 1, 1, 0, 0, 1, 1, 0, 1, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let maps_at = b.weights(&maps);
+    let slope_at = b.f32_weights(&[0.5, -1.0, 0.25]);
+    let act = |b: &mut Builder, dims: &'static [usize], offset: u32| {
+        b.tensor(TensorSpec {
+            dtype: DType::U8,
+            dims,
+            storage: Storage::Arena,
+            offset,
+            scale: Some(0.1),
+            zero_point: 100,
+            channel_scales: None,
+        })
+    };
+    let x = act(&mut b, &[1, 2, 2, 3], 0);
+    let up = act(&mut b, &[1, 4, 4, 3], 16);
+    let pr = act(&mut b, &[1, 4, 4, 3], 64);
+    let avg = act(&mut b, &[1, 2, 2, 3], 16);
+    let y = act(&mut b, &[1, 2, 2, 3], 32);
+    let slope = b.tensor(TensorSpec {
+        dtype: DType::F32,
+        dims: &[1, 1, 1, 3],
+        storage: Storage::Weights,
+        offset: slope_at,
+        scale: None,
+        zero_point: 0,
+        channel_scales: None,
+    });
+    b.op(OpCode::Resize, &[x], &[up], [0; 12], Some(maps_at));
+    b.op(OpCode::PRelu, &[up, slope], &[pr], [0; 12], None);
+    b.op(OpCode::AveragePool, &[pr], &[avg], [2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0], None);
+    b.op(OpCode::Mul, &[avg, x], &[y], [0; 12], None);
+    b.input(x);
+    b.output(y);
+    b.arena(112);
+    b.finish()
+}
+
 #[test]
 fn a_valid_model_parses_zero_copy() {
     let file = conv_model();
@@ -91,21 +134,53 @@ fn corruption_without_a_matching_checksum_is_caught() {
 #[test]
 fn any_forged_byte_is_handled_without_panicking() {
     // Every byte after the checksum, set to a handful of hostile values, checksum recomputed:
-    // the parser must answer (Ok or Err) and never panic or read out of bounds.
-    let file = conv_model();
-    let mut errors = 0;
-    for at in 16..file.len() {
-        for v in [0x00u8, 0x01, 0x7F, 0x80, 0xFE, 0xFF] {
-            let mut f = file.clone();
-            f[at] = v;
-            seal(&mut f);
-            if let Err(e) = Model::parse(&f) {
-                errors += 1;
-                assert!(!format!("{e}").is_empty());
+    // the parser must answer (Ok or Err) and never panic or read out of bounds, and a model it
+    // accepts must run without panicking.
+    for (name, file, refused) in [("conv", conv_model(), 100), ("requantizing", requantizing_model(), 200)] {
+        let mut errors = 0;
+        for at in 16..file.len() {
+            for v in [0x00u8, 0x01, 0x7F, 0x80, 0xFE, 0xFF] {
+                let mut f = file.clone();
+                f[at] = v;
+                seal(&mut f);
+                match Model::parse(&f) {
+                    Err(e) => {
+                        errors += 1;
+                        assert!(!format!("{e}").is_empty());
+                    }
+                    Ok(m) => {
+                        let mut arena = vec![0u8; m.arena_len()];
+                        Interpreter::new(m, &mut arena).unwrap().run().unwrap();
+                    }
+                }
             }
         }
+        assert!(errors > refused, "{name}: only {errors} forged files were refused");
     }
-    assert!(errors > 100, "only {errors} forged files were refused");
+}
+
+#[test]
+fn the_requantizing_ops_run_and_their_damage_is_caught() {
+    let good = requantizing_model();
+    let model = Model::parse(&good).unwrap();
+    let mut arena = vec![0u8; model.arena_len()];
+    let mut it = Interpreter::new(model, &mut arena).unwrap();
+    it.input_mut(0).unwrap().copy_from_slice(&[90, 100, 110, 120, 130, 140, 80, 100, 105, 100, 100, 100]);
+    it.run().unwrap();
+    // Pixel (0,0) channel 0: x = 90 → -1.0; resized 2×2 block all -1.0; PRelu · 0.5 → -0.5;
+    // average -0.5 → 95; Mul (95 − 100)·0.1 · (90 − 100)·0.1 = 0.5 → 105.
+    assert_eq!(it.output(0).unwrap()[0], 105);
+    let patch = |at: usize, bytes: &[u8]| {
+        let mut f = good.clone();
+        f[at..at + bytes.len()].copy_from_slice(bytes);
+        seal(&mut f);
+        Model::parse(&f).map(|_| ())
+    };
+    // Weights start after the tables: 64 + 6·32 (tensors) + 4·32 (ops) + io, 16-aligned.
+    let weights = (64 + 6 * 32 + 4 * 32 + 2 * 2usize).next_multiple_of(16);
+    // A Resize source index past the input's H.
+    let e = patch(weights + 2 * 2, &7u16.to_le_bytes()).unwrap_err();
+    assert!(matches!(e, Error::OutOfBounds { what: "Resize source index of op", .. }), "{e:?}");
 }
 
 #[test]

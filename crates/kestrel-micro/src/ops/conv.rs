@@ -200,7 +200,7 @@ pub fn conv_portable(
                         } else {
                             pixel(s, x, x_zero, filter, b, g, oy, ox)
                         };
-                        let acc = acc + bias.map_or(0, |bb| i32_at(bb, m));
+                        let acc = acc.wrapping_add(bias.map_or(0, |bb| i32_at(bb, m)));
                         y[out + m] = requantize(acc, multipliers(m), y_zero);
                     }
                 }
@@ -211,13 +211,13 @@ pub fn conv_portable(
 
 /// Σ c·w in i32 for a patch already centred on the zero point (|c·w| ≤ 255·128).
 fn dot16(centred: &[i16], filter: &[u8]) -> i32 {
-    centred.iter().zip(filter).map(|(&c, &q)| i32::from(c) * i32::from(q as i8)).sum()
+    centred.iter().zip(filter).fold(0i32, |s, (&c, &q)| s.wrapping_add(i32::from(c) * i32::from(q as i8)))
 }
 
 /// Σ (x − x_zp)·w in i32 (|x − x_zp| ≤ 255, |w| ≤ 128: no product overflows, and a filter of
 /// k ≤ 2¹⁶ taps cannot overflow the sum).
 fn dot(patch: &[u8], x_zero: i32, filter: &[u8]) -> i32 {
-    patch.iter().zip(filter).map(|(&p, &q)| (i32::from(p) - x_zero) * i32::from(q as i8)).sum()
+    patch.iter().zip(filter).fold(0i32, |s, (&p, &q)| s.wrapping_add((i32::from(p) - x_zero) * i32::from(q as i8)))
 }
 
 /// One output value of one output channel, tap by tap: the reference definition.
@@ -230,7 +230,7 @@ fn pixel(s: &ConvShape, x: &[u8], x_zero: i32, filter: &[u8], b: usize, g: usize
             if let Some((iy, ix)) = s.input_at(oy, ox, ky, kx) {
                 let at = ((b * s.h + iy) * s.w + ix) * s.c + g * cg;
                 let taps = &filter[(ky * s.kw + kx) * cg..(ky * s.kw + kx + 1) * cg];
-                acc += dot(&x[at..at + cg], x_zero, taps);
+                acc = acc.wrapping_add(dot(&x[at..at + cg], x_zero, taps));
             }
         }
     }
@@ -519,8 +519,9 @@ pub(crate) fn prepare_constants(
     out.fill(0);
     for c in 0..s.m {
         let filter = &w[c * k..(c + 1) * k];
-        let wsum: i32 = filter.iter().map(|&b| i32::from(b as i8)).sum();
-        let offset = bias.map_or(0, |bb| i32_at(bb, c)) - zero * wsum;
+        // Wrapping, as the sums themselves wrap (a file's bias is not to be trusted).
+        let wsum = filter.iter().fold(0i32, |s, &b| s.wrapping_add(i32::from(b as i8)));
+        let offset = bias.map_or(0, |bb| i32_at(bb, c)).wrapping_sub(zero.wrapping_mul(wsum));
         out[4 * c..4 * c + 4].copy_from_slice(&offset.to_le_bytes());
         out[layout.mults_at + 4 * c..layout.mults_at + 4 * c + 4].copy_from_slice(&multipliers(c).to_le_bytes());
         let (g, m) = (c / mg, c % mg);

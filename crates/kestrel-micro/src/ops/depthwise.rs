@@ -68,7 +68,7 @@ pub fn depthwise(
 #[inline(always)]
 fn mac(acc: &mut [i32], x: &[u8], x_zero: i32, w: &[i16]) {
     for ((a, &xv), &wv) in acc.iter_mut().zip(x).zip(w) {
-        *a += (i32::from(xv) - x_zero) * i32::from(wv);
+        *a = a.wrapping_add((i32::from(xv) - x_zero) * i32::from(wv));
     }
 }
 
@@ -203,7 +203,7 @@ mod tests {
                             for t in 0..9 {
                                 if let Some((iy, ix)) = s.input_at(oy, ox, t / 3, t % 3) {
                                     let xv = i32::from(x[((b * h + iy) * w + ix) * c + ch]) - 9;
-                                    acc += xv * i32::from(wt[ch * 9 + t] as i8);
+                                    acc = acc.wrapping_add(xv * i32::from(wt[ch * 9 + t] as i8));
                                 }
                             }
                             let want = super::super::requantize(acc, mult(ch), 100);

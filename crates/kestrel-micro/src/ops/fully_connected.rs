@@ -32,7 +32,7 @@ pub fn fully_connected(
                     continue;
                 }
                 for (a, &wv) in acc.iter_mut().zip(&w[i * m + c0..i * m + c0 + cols]) {
-                    *a += xv * i32::from(wv as i8);
+                    *a = a.wrapping_add(xv * i32::from(wv as i8));
                 }
             }
             for (j, &a) in acc.iter().enumerate() {

@@ -1,8 +1,9 @@
 //! Reference kernels, one op per file. Each works on byte slices the executor has already
 //! bounds-checked (through `Model::parse`), and never allocates.
 
-pub mod add;
 pub mod add_constant;
+pub mod average_pool;
+pub mod binary;
 pub mod concat;
 pub mod conv;
 #[cfg(target_arch = "aarch64")]
@@ -15,10 +16,46 @@ pub mod depthwise;
 pub mod fully_connected;
 pub mod max_pool;
 pub mod pad;
+pub mod prelu;
 pub mod quantize;
 pub mod relu;
+pub mod resize;
 pub mod softmax;
 pub mod transpose;
+
+/// Walks `dims` (row-major) one innermost row at a time for an operand of `b_dims` (each dim
+/// `dims`' or 1) broadcast over it: `row(start, len, b_start, b_row)`, where b's values for
+/// the row start at `b_start` — one per element when `b_row`, else one for the whole row.
+/// Rows merge while b follows the output, so same-shaped operands make a single row.
+#[inline(always)]
+pub(crate) fn broadcast_rows(dims: [usize; 4], b_dims: [usize; 4], mut row: impl FnMut(usize, usize, usize, bool)) {
+    // Rows span the innermost axes where b matches the output (all of them: a single row).
+    let b_row = b_dims[3] == dims[3];
+    let mut outer = 3;
+    while b_row && outer > 0 && b_dims[outer - 1] == dims[outer - 1] {
+        outer -= 1;
+    }
+    let len: usize = dims[outer..].iter().product();
+    let mut b_strides = [0usize; 4];
+    let mut stride = 1;
+    for i in (0..4).rev() {
+        b_strides[i] = if b_dims[i] == 1 { 0 } else { stride };
+        stride *= b_dims[i];
+    }
+    let mut index = [0usize; 4];
+    let rows: usize = dims[..outer].iter().product();
+    for r in 0..rows {
+        let b_at: usize = (0..outer).map(|i| index[i] * b_strides[i]).sum();
+        row(r * len, len, b_at, b_row);
+        for i in (0..outer).rev() {
+            index[i] += 1;
+            if index[i] < dims[i] {
+                break;
+            }
+            index[i] = 0;
+        }
+    }
+}
 
 pub(crate) fn f32_at(b: &[u8], i: usize) -> f32 {
     f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
