@@ -30,9 +30,11 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 cargo clippy --release -p kestrel-engine --features cuda --all-targets -- -D warnings
 (cd boards/mps2-an386 && cargo fmt -- --check && CARGO_TARGET_DIR=../../target/mcu cargo clippy --release -- -D warnings)
 
-step "kestrel-micro builds for a Cortex-M4F (no std can creep in)"
+step "kestrel-micro builds for a Cortex-M4F (no std can creep in), with every op and with the core only"
 cargo build --release -p kestrel-micro --target thumbv7em-none-eabihf
 cargo build --release -p kestrel-micro --target thumbv7em-none-eabihf --features defmt
+cargo clippy --release -p kestrel-micro --target thumbv7em-none-eabihf --no-default-features -- -D warnings
+cargo test --release -p kestrel-micro --no-default-features --tests
 
 step "kestrel-micro on aarch64 under qemu (the NEON dot-product kernel against the portable one)"
 cargo clippy --release -p kestrel-micro --target aarch64-unknown-linux-gnu --all-targets -- -D warnings

@@ -1,14 +1,16 @@
 //! Fashion-MNIST on a Cortex-M4F: the int8 `.kmodel` runs in a stack arena on the first 300
 //! test images; each prediction and the accuracy go out over semihosting, then QEMU exits 0.
 //! `cargo run --release` (from this folder) builds it and runs it in qemu-system-arm.
+//!
+//! Text goes out through a few lines of decimal printing instead of `core::fmt` (and so does a
+//! panic's location): formatting machinery would be a fifth of the firmware's code.
 
 #![no_std]
 #![no_main]
 
 use cortex_m_rt::entry;
-use cortex_m_semihosting::{debug, hprintln};
+use cortex_m_semihosting::{debug, hio};
 use kestrel_micro::{Interpreter, Model};
-use panic_semihosting as _;
 
 static MODEL: &[u8] = include_bytes!("../data/fashion.kmodel");
 static IMAGES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images.u8"));
@@ -20,7 +22,7 @@ fn main() -> ! {
     let code = match run() {
         Ok(()) => debug::EXIT_SUCCESS,
         Err(e) => {
-            hprintln!("error: {}", e);
+            print(&[Text(b"error: "), Text(e.name().as_bytes())]);
             debug::EXIT_FAILURE
         }
     };
@@ -33,7 +35,7 @@ fn main() -> ! {
 
 fn run() -> Result<(), kestrel_micro::Error> {
     let model = Model::parse(MODEL)?;
-    hprintln!("model: {} ops, arena {} bytes", model.op_count(), model.arena_len());
+    print(&[Text(b"model: "), Num(model.op_count()), Text(b" ops, arena "), Num(model.arena_len()), Text(b" bytes")]);
     let mut arena = [0u8; ARENA];
     let mut it = Interpreter::new(model, &mut arena)?;
     let mut correct = 0;
@@ -56,8 +58,50 @@ fn run() -> Result<(), kestrel_micro::Error> {
         if best.0 == usize::from(LABELS[i]) {
             correct += 1;
         }
-        hprintln!("prediction {} {}", i, best.0);
+        print(&[Text(b"prediction "), Num(i), Text(b" "), Num(best.0)]);
     }
-    hprintln!("accuracy {}/{}", correct, LABELS.len());
+    print(&[Text(b"accuracy "), Num(correct), Text(b"/"), Num(LABELS.len())]);
     Ok(())
+}
+
+/// A piece of a printed line.
+enum Piece<'a> {
+    Text(&'a [u8]),
+    Num(usize),
+}
+use Piece::{Num, Text};
+
+/// Writes one line to the host's stdout.
+fn print(pieces: &[Piece]) {
+    let Ok(mut out) = hio::hstdout() else { return };
+    for piece in pieces {
+        let mut digits = [0u8; 20];
+        let bytes = match *piece {
+            Text(t) => t,
+            Num(mut n) => {
+                let mut at = digits.len();
+                loop {
+                    at -= 1;
+                    digits[at] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break digits.get(at..).unwrap_or_default();
+                    }
+                }
+            }
+        };
+        let _ = out.write_all(bytes);
+    }
+    let _ = out.write_all(b"\n");
+}
+
+/// Prints where the panic happened and exits QEMU with a failure.
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line() as usize));
+    print(&[Text(b"panicked at "), Text(file.as_bytes()), Text(b":"), Num(line)]);
+    debug::exit(debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::wfi();
+    }
 }

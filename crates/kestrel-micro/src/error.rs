@@ -53,6 +53,11 @@ pub enum Error {
         op: u32,
         opcode: u16,
     },
+    /// A known op this build leaves out (kestrel-micro without its `all-ops` feature).
+    OpNotBuilt {
+        op: u32,
+        opcode: u16,
+    },
     /// Op `op` reads tensor `tensor` before anything wrote it.
     ReadBeforeWrite {
         op: u32,
@@ -71,9 +76,29 @@ pub enum Error {
 }
 
 impl Error {
+    /// What went wrong in a few words, without the numbers `Display` adds: for a firmware that
+    /// prints without `core::fmt`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Error::Truncated { what } | Error::OutOfBounds { what, .. } | Error::Invalid { what, .. } => what,
+            Error::BadMagic => "not a .kmodel file",
+            Error::UnsupportedVersion { .. } => "unsupported .kmodel version",
+            Error::LengthMismatch { .. } => "file length differs from the header's",
+            Error::Checksum { .. } => "checksum mismatch",
+            Error::Misaligned { what, .. } => what,
+            Error::UnknownOpcode { .. } => "unknown opcode",
+            Error::OpNotBuilt { .. } => "op left out of this build",
+            Error::ReadBeforeWrite { .. } => "a tensor read before it is written",
+            Error::ArenaTooSmall { .. } => "arena too small",
+            Error::PreparedLength { .. } => "prepared constants of the wrong length",
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::UnsupportedVersion { .. } | Error::UnknownOpcode { .. } => ErrorKind::Unsupported,
+            Error::UnsupportedVersion { .. } | Error::UnknownOpcode { .. } | Error::OpNotBuilt { .. } => {
+                ErrorKind::Unsupported
+            }
             _ => ErrorKind::Format,
         }
     }
@@ -101,6 +126,9 @@ impl fmt::Display for Error {
             Error::OutOfBounds { what, index } => write!(f, "{what} {index} reaches outside its section"),
             Error::Invalid { what, index } => write!(f, "invalid {what} in entry {index}"),
             Error::UnknownOpcode { op, opcode } => write!(f, "op {op} has unknown opcode {opcode}"),
+            Error::OpNotBuilt { op, opcode } => {
+                write!(f, "op {op} has opcode {opcode}, which this build leaves out (feature `all-ops`)")
+            }
             Error::ReadBeforeWrite { op, tensor } => write!(f, "op {op} reads tensor {tensor} before it is written"),
             Error::ArenaTooSmall { need, have } => write!(f, "the model needs a {need}-byte arena, got {have} bytes"),
             Error::PreparedLength { need, have } => {

@@ -153,6 +153,16 @@ impl OpCode {
         }
     }
 
+    /// Whether this build runs the op (all do with the `all-ops` feature).
+    pub fn built(self) -> bool {
+        use OpCode::*;
+        cfg!(feature = "all-ops")
+            || matches!(
+                self,
+                Conv | FullyConnected | MaxPool | Quantize | Dequantize | Reshape | Relu | AddConstant | Softmax
+            )
+    }
+
     /// (inputs, outputs) the op takes: (min, max) inputs and exactly this many outputs.
     fn arity(self) -> (usize, usize, usize) {
         match self {
@@ -203,6 +213,7 @@ fn u32_at(b: &[u8], at: usize, what: &'static str) -> Result<u32, Error> {
 
 /// `[offset, offset + len)` within `0..limit`, with overflow-checked arithmetic.
 /// Whether `b` broadcasts to `dims`: each of its dims equal or 1.
+#[cfg(feature = "all-ops")]
 fn broadcasts(b: [usize; 4], dims: [usize; 4]) -> bool {
     b.iter().zip(&dims).all(|(&e, &d)| e == d || e == 1)
 }
@@ -441,6 +452,9 @@ impl<'a> Model<'a> {
         let e = self.op_entry(o);
         let opcode = u16::from_le_bytes([e[0], e[1]]);
         let code = OpCode::from_code(opcode).ok_or(Error::UnknownOpcode { op: o as u32, opcode })?;
+        if !code.built() {
+            return Err(Error::OpNotBuilt { op: o as u32, opcode });
+        }
         let (n_inputs, n_outputs) = (usize::from(e[2]), usize::from(e[3]));
         let (min_in, max_in, outs) = code.arity();
         if !(min_in..=max_in).contains(&n_inputs) || n_outputs != outs {
@@ -514,6 +528,7 @@ impl<'a> Model<'a> {
                 }
                 self.check_bias_and_multipliers(o, op, w.dims[1])
             }
+            #[cfg(feature = "all-ops")]
             OpCode::Lookup => {
                 let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
                 if x.dtype != DType::U8 || y.dtype != DType::U8 || x.dims != y.dims {
@@ -567,6 +582,7 @@ impl<'a> Model<'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "all-ops")]
             OpCode::Transpose => {
                 let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
                 let perm = &op.params[..4];
@@ -613,6 +629,7 @@ impl<'a> Model<'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "all-ops")]
             OpCode::Add | OpCode::Mul => {
                 let (a, b, y) = (t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0]));
                 if [a.dtype, b.dtype, y.dtype] != [DType::U8; 3] || a.dims != y.dims || !broadcasts(b.dims, y.dims) {
@@ -623,6 +640,7 @@ impl<'a> Model<'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "all-ops")]
             OpCode::PRelu => {
                 let (x, slope, y) = (t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0]));
                 let float_constant = slope.dtype == DType::F32 && slope.storage == Storage::Weights;
@@ -634,6 +652,7 @@ impl<'a> Model<'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "all-ops")]
             OpCode::GlobalAveragePool => {
                 let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
                 if x.dtype != DType::U8 || y.dtype != DType::U8 || x.rank != 4 || y.dims != [x.dims[0], 1, 1, x.dims[3]]
@@ -645,6 +664,7 @@ impl<'a> Model<'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "all-ops")]
             OpCode::Resize => {
                 let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
                 if x.dtype != y.dtype || x.dtype.size() != 1 || x.scale != y.scale || x.zero_point != y.zero_point {
@@ -666,6 +686,7 @@ impl<'a> Model<'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "all-ops")]
             OpCode::Pad => {
                 let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
                 let p = &op.params;
@@ -678,6 +699,7 @@ impl<'a> Model<'a> {
                 }
                 Ok(())
             }
+            #[cfg(feature = "all-ops")]
             OpCode::Concat => {
                 let y = t(op.outputs[0]);
                 let axis = usize::from(op.params[0]);
@@ -702,6 +724,8 @@ impl<'a> Model<'a> {
                 }
                 Ok(())
             }
+            #[cfg(not(feature = "all-ops"))]
+            _ => Err(Error::OpNotBuilt { op: o as u32, opcode: op.code.code() }),
         }
     }
 

@@ -194,9 +194,16 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                     out,
                 );
             }
-            OpCode::Quantize => ops::quantize::quantize(read(&x), y.scale.unwrap_or(1.0), y.zero_point, out),
-            OpCode::Dequantize => ops::quantize::dequantize(read(&x), x.scale.unwrap_or(1.0), x.zero_point, out),
+            OpCode::Quantize => {
+                let (scale, zero) = quant(&y);
+                ops::quantize::quantize(read(&x), scale, zero, out);
+            }
+            OpCode::Dequantize => {
+                let (scale, zero) = quant(&x);
+                ops::quantize::dequantize(read(&x), scale, zero, out);
+            }
             OpCode::Reshape => out.copy_from_slice(read(&x)),
+            #[cfg(feature = "all-ops")]
             OpCode::Transpose => {
                 let p = &op.params;
                 let perm = [usize::from(p[0]), usize::from(p[1]), usize::from(p[2]), usize::from(p[3])];
@@ -206,16 +213,19 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             OpCode::Relu => ops::relu::relu_u8(read(&x), x.zero_point, out),
             OpCode::AddConstant => ops::add_constant::add_constant(read(&x), read(&info(1)), out),
             OpCode::Softmax => ops::softmax::softmax(read(&x), x.dims[x.rank - 1], out),
+            #[cfg(feature = "all-ops")]
             OpCode::Add | OpCode::Mul => {
                 let b = info(1);
                 let kind = if op.code == OpCode::Add { ops::binary::Binary::Add } else { ops::binary::Binary::Mul };
                 let (a, qa, qb) = (read(&x), quant(&x), quant(&b));
                 ops::binary::binary(kind, a, qa, read(&b), qb, op.params[0] == 1, x.dims, b.dims, out, quant(&y));
             }
+            #[cfg(feature = "all-ops")]
             OpCode::PRelu => {
                 let slope = info(1);
                 ops::prelu::prelu(read(&x), quant(&x), read(&slope), x.dims, slope.dims, out, quant(&y));
             }
+            #[cfg(feature = "all-ops")]
             OpCode::AveragePool | OpCode::GlobalAveragePool => {
                 let [n, h, w, c] = x.dims;
                 let p = &op.params;
@@ -239,22 +249,26 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                     quant(&y),
                 );
             }
+            #[cfg(feature = "all-ops")]
             OpCode::Resize => {
                 let maps = m.weights_at_offset(op.extra.unwrap_or(0), 2 * y.dims.iter().sum::<usize>());
                 ops::resize::resize(read(&x), x.dims, maps, y.dims, out);
             }
+            #[cfg(feature = "all-ops")]
             OpCode::Lookup => {
                 let table = m.weights_at_offset(op.extra.unwrap_or(0), 256);
                 for (o, &v) in out.iter_mut().zip(read(&x)) {
                     *o = table[usize::from(v)];
                 }
             }
+            #[cfg(feature = "all-ops")]
             OpCode::Pad => {
                 let p = &op.params;
                 let (begin, end) =
                     ([p[0], p[1], p[2], p[3]].map(usize::from), [p[4], p[5], p[6], p[7]].map(usize::from));
                 ops::pad::pad(read(&x), x.dims, begin, end, p[8], out);
             }
+            #[cfg(feature = "all-ops")]
             OpCode::Concat => {
                 let axis = usize::from(op.params[0]);
                 let outer: usize = y.dims[..axis].iter().product();
@@ -264,6 +278,9 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 let chunks: [usize; 4] = core::array::from_fn(|i| if i < n { info(i).dims[axis] * inner } else { 0 });
                 ops::concat::concat(&inputs[..n], &chunks[..n], outer, out);
             }
+            // Refused by `parse` already.
+            #[cfg(not(feature = "all-ops"))]
+            _ => return Err(Error::OpNotBuilt { op: o as u32, opcode: op.code.code() }),
         }
         Ok(())
     }

@@ -175,7 +175,9 @@ pub fn conv_portable(
     y_zero: i32,
 ) {
     let (_, mg, k) = s.per_group();
-    if super::depthwise::supports(s) {
+    // Depthwise has a kernel of its own; a core-only build (no `all-ops`: a microcontroller's)
+    // runs it in the generic loop below instead, trading speed for 2.5 KB of flash.
+    if cfg!(feature = "all-ops") && super::depthwise::supports(s) {
         return super::depthwise::depthwise(s, x, x_zero, w, bias, multipliers, y, y_zero);
     }
     let mut patch = [0u8; PATCH];
