@@ -33,7 +33,7 @@ cargo clippy --release -p kestrel-engine --features cuda --all-targets -- -D war
 step "kestrel-micro builds for a Cortex-M4F (no std can creep in), with every op and with the core only"
 cargo build --release -p kestrel-micro --target thumbv7em-none-eabihf
 cargo build --release -p kestrel-micro --target thumbv7em-none-eabihf --features defmt
-cargo clippy --release -p kestrel-micro --target thumbv7em-none-eabihf --no-default-features -- -D warnings
+cargo clippy --release -p kestrel-micro --target thumbv7em-none-eabihf --no-default-features --features cortex-m-dsp -- -D warnings
 cargo test --release -p kestrel-micro --no-default-features --tests
 
 step "kestrel-micro on aarch64 under qemu (the NEON dot-product kernel against the portable one)"

@@ -190,7 +190,10 @@ pub fn conv_portable(
                     if k <= PATCH {
                         gather_patch(s, x, x_zero as u8, b, g, oy, ox, &mut patch[..k]);
                         // x − x_zp once per patch, as i16: the dot products below vectorize
-                        // to 16-bit multiply-adds.
+                        // to 16-bit multiply-adds (or run as SMLAD pairs on a Cortex-M4/M7).
+                        #[cfg(all(target_arch = "arm", feature = "cortex-m-dsp"))]
+                        super::conv_cortex_m::centre(&patch[..k], x_zero, &mut centred[..k]);
+                        #[cfg(not(all(target_arch = "arm", feature = "cortex-m-dsp")))]
                         for (c, &p) in centred.iter_mut().zip(&patch[..k]) {
                             *c = (i32::from(p) - x_zero) as i16;
                         }
@@ -213,6 +216,9 @@ pub fn conv_portable(
 
 /// Σ c·w in i32 for a patch already centred on the zero point (|c·w| ≤ 255·128).
 fn dot16(centred: &[i16], filter: &[u8]) -> i32 {
+    #[cfg(all(target_arch = "arm", feature = "cortex-m-dsp"))]
+    return super::conv_cortex_m::dot16(centred, filter);
+    #[cfg(not(all(target_arch = "arm", feature = "cortex-m-dsp")))]
     centred.iter().zip(filter).fold(0i32, |s, (&c, &q)| s.wrapping_add(i32::from(c) * i32::from(q as i8)))
 }
 

@@ -10,6 +10,8 @@ pub mod conv;
 pub mod conv_aarch64;
 #[cfg(target_arch = "x86_64")]
 pub mod conv_avx2;
+#[cfg(all(target_arch = "arm", feature = "cortex-m-dsp"))]
+mod conv_cortex_m;
 #[cfg(target_arch = "x86_64")]
 pub mod conv_x86;
 pub mod depthwise;
