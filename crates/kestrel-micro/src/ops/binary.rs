@@ -28,7 +28,7 @@ pub fn binary(
     y: &mut [u8],
     qy: (f32, i32),
 ) {
-    broadcast_rows(dims, b_dims, |at, len, b_at, b_row| {
+    for (at, len, b_at, b_row) in broadcast_rows(dims, b_dims) {
         let (a, y) = (&a[at..at + len], &mut y[at..at + len]);
         let whole = b.get(b_at..b_at + len).filter(|_| b_row);
         let splat = core::iter::repeat_n(b[b_at], len);
@@ -38,7 +38,7 @@ pub fn binary(
             (Binary::Mul, Some(b)) => row(a, qa, b.iter().copied(), qb, |p, q| p * q, relu, y, qy),
             (Binary::Mul, None) => row(a, qa, splat, qb, |p, q| p * q, relu, y, qy),
         }
-    });
+    }
 }
 }
 

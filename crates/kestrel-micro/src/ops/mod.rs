@@ -25,37 +25,65 @@ pub mod resize;
 pub mod softmax;
 pub mod transpose;
 
-/// Walks `dims` (row-major) one innermost row at a time for an operand of `b_dims` (each dim
-/// `dims`' or 1) broadcast over it: `row(start, len, b_start, b_row)`, where b's values for
-/// the row start at `b_start` — one per element when `b_row`, else one for the whole row.
-/// Rows merge while b follows the output, so same-shaped operands make a single row.
-#[inline(always)]
-pub(crate) fn broadcast_rows(dims: [usize; 4], b_dims: [usize; 4], mut row: impl FnMut(usize, usize, usize, bool)) {
-    // Rows span the innermost axes where b matches the output (all of them: a single row).
+/// The rows of `dims` (row-major) for an operand of `b_dims` (each dim `dims`' or 1) broadcast
+/// over it: `(start, len, b_start, b_row)`, where b's values for the row start at `b_start` —
+/// one per element when `b_row`, else one for the whole row. Rows merge while b follows the
+/// output, so same-shaped operands make a single row. An iterator rather than a callback: the
+/// caller's loop body then compiles inside its own (widest) function.
+pub(crate) fn broadcast_rows(dims: [usize; 4], b_dims: [usize; 4]) -> BroadcastRows {
     let b_row = b_dims[3] == dims[3];
     let mut outer = 3;
     while b_row && outer > 0 && b_dims[outer - 1] == dims[outer - 1] {
         outer -= 1;
     }
-    let len: usize = dims[outer..].iter().product();
     let mut b_strides = [0usize; 4];
     let mut stride = 1;
     for i in (0..4).rev() {
         b_strides[i] = if b_dims[i] == 1 { 0 } else { stride };
         stride *= b_dims[i];
     }
-    let mut index = [0usize; 4];
-    let rows: usize = dims[..outer].iter().product();
-    for r in 0..rows {
-        let b_at: usize = (0..outer).map(|i| index[i] * b_strides[i]).sum();
-        row(r * len, len, b_at, b_row);
-        for i in (0..outer).rev() {
-            index[i] += 1;
-            if index[i] < dims[i] {
+    BroadcastRows {
+        dims,
+        outer,
+        len: dims[outer..].iter().product(),
+        rows: dims[..outer].iter().product(),
+        row: 0,
+        index: [0; 4],
+        b_strides,
+        b_row,
+    }
+}
+
+/// See [`broadcast_rows`].
+pub(crate) struct BroadcastRows {
+    dims: [usize; 4],
+    outer: usize,
+    len: usize,
+    rows: usize,
+    row: usize,
+    index: [usize; 4],
+    b_strides: [usize; 4],
+    b_row: bool,
+}
+
+impl Iterator for BroadcastRows {
+    type Item = (usize, usize, usize, bool);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.row == self.rows {
+            return None;
+        }
+        let b_at = (0..self.outer).map(|i| self.index[i] * self.b_strides[i]).sum();
+        let item = (self.row * self.len, self.len, b_at, self.b_row);
+        self.row += 1;
+        for i in (0..self.outer).rev() {
+            self.index[i] += 1;
+            if self.index[i] < self.dims[i] {
                 break;
             }
-            index[i] = 0;
+            self.index[i] = 0;
         }
+        Some(item)
     }
 }
 

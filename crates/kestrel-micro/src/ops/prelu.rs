@@ -17,7 +17,7 @@ pub fn prelu(
 ) {
     let ((sx, zx), (sy, zy)) = (qx, qy);
     let (lo, hi) = (-(zy as f32), 255.0 - zy as f32);
-    broadcast_rows(dims, slope_dims, |at, len, s_at, s_row| {
+    for (at, len, s_at, s_row) in broadcast_rows(dims, slope_dims) {
         for (i, (o, &p)) in y[at..at + len].iter_mut().zip(&x[at..at + len]).enumerate() {
             let v = (i32::from(p) - zx) as f32 * sx;
             let v = if v < 0.0 { v * f32_at(slope, s_at + if s_row { i } else { 0 }) } else { v };
@@ -28,6 +28,6 @@ pub fn prelu(
             let r: i32 = unsafe { round_half_even(v).to_int_unchecked() };
             *o = (r + zy) as u8;
         }
-    });
+    }
 }
 }

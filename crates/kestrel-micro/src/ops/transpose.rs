@@ -53,15 +53,35 @@ fn each_row(out: [usize; 4], s: [usize; 4], mut row: impl FnMut(usize, usize, us
 fn transpose_matrix(x: &[u8], rows: usize, cols: usize, y: &mut [u8]) {
     assert!(x.len() >= rows * cols && y.len() >= rows * cols);
     let Some((t, origins)) = tiles(rows, cols) else {
-        for r in 0..rows {
-            for c in 0..cols {
-                y[c * rows + r] = x[r * cols + c];
+        // Thin: output rows in order, written pixel by pixel from `rows` streams (an RGB image
+        // going channels-last), with the row count a constant for the common ones.
+        match rows {
+            1 => y[..cols].copy_from_slice(&x[..cols]),
+            2 => thin::<2>(x, cols, y),
+            3 => thin::<3>(x, cols, y),
+            4 => thin::<4>(x, cols, y),
+            _ => {
+                for (c, out) in y[..rows * cols].chunks_exact_mut(rows).enumerate() {
+                    for (r, v) in out.iter_mut().enumerate() {
+                        *v = x[r * cols + c];
+                    }
+                }
             }
         }
         return;
     };
     for (r0, c0) in origins {
         transpose_tile(&x[r0 * cols + c0..], cols, t, &mut y[c0 * rows + r0..], rows);
+    }
+}
+
+/// [`transpose_matrix`] of `R` rows.
+fn thin<const R: usize>(x: &[u8], cols: usize, y: &mut [u8]) {
+    let src: [&[u8]; R] = core::array::from_fn(|r| &x[r * cols..(r + 1) * cols]);
+    for (c, out) in (0..cols).zip(y[..R * cols].chunks_exact_mut(R)) {
+        for (o, s) in out.iter_mut().zip(&src) {
+            *o = s[c];
+        }
     }
 }
 
@@ -173,6 +193,11 @@ mod tests {
             ([1, 20, 3, 7], [0, 2, 3, 1]),
             ([1, 6, 5, 40], [0, 3, 1, 2]),
             ([2, 16, 4, 4], [0, 2, 3, 1]),
+            ([1, 3, 5, 9], [0, 2, 3, 1]),
+            ([2, 2, 3, 3], [0, 2, 3, 1]),
+            ([1, 4, 2, 9], [0, 2, 3, 1]),
+            ([1, 1, 6, 6], [0, 2, 3, 1]),
+            ([1, 5, 2, 2], [0, 2, 3, 1]),
         ] {
             let n: usize = dims.iter().product();
             let mut x = [0u8; 2 * 16 * 8 * 8 + 256];
