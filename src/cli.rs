@@ -295,7 +295,7 @@ pub struct Workload {
     /// Worker threads for inference.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Backend for every model: cpu, micro (int8 models on the integer runtime) or auto.
+    /// Backend: cpu, micro (the int8 candidates on the integer runtime, the full model on cpu) or auto.
     #[arg(long, default_value = "cpu")]
     pub backend: String,
 }

@@ -45,6 +45,39 @@ fn bench_compares_full_and_compressed_in_table_json_and_html() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `--backend micro`: the int8 candidate on the integer runtime, the float full model on the CPU
+/// backend (which the integer runtime cannot run), each row saying which.
+#[test]
+fn bench_with_the_micro_backend_measures_the_full_model_on_the_cpu() {
+    let dir = std::env::temp_dir().join(format!("kestrel-bench-micro-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("b.json");
+    let json_s = json.display().to_string();
+    let args = [
+        "bench",
+        "models/fashion-cnn/model.onnx",
+        "models/fashion-cnn/model.int8.onnx",
+        "--backend",
+        "micro",
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "300",
+        "--runs",
+        "10",
+        "--json",
+        &json_s,
+    ];
+    let out = common::kestrel(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let models = v["models"].as_array().unwrap();
+    assert_eq!((models[0]["backend"].as_str(), models[1]["backend"].as_str()), (Some("cpu"), Some("micro")));
+    assert!(models[1]["quality"].as_f64().unwrap() >= models[0]["quality"].as_f64().unwrap() - 0.01, "{v}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("model.int8.onnx (micro)"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn bench_needs_a_workload() {
     let out = common::kestrel(&["bench", "models/fashion-cnn/model.onnx"]);

@@ -23,6 +23,8 @@ const WARM_UP: usize = 20;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
     pub model: String,
+    /// The backend it ran on.
+    pub backend: String,
     pub file_bytes: u64,
     pub parameters: u64,
     pub macs: Option<u64>,
@@ -49,6 +51,7 @@ pub struct ImageOutcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub model: String,
+    pub backend: String,
     pub file_bytes: u64,
     pub parameters: u64,
     pub macs: Option<u64>,
@@ -151,6 +154,7 @@ fn measure(path: &Path, w: &Workload) -> Result<Measurement> {
     let summary = kestrel_onnx::summarize(&onnx.proto);
     let mut m = Measurement {
         model: path.display().to_string(),
+        backend: w.backend.clone(),
         file_bytes: std::fs::metadata(path)?.len(),
         parameters: summary.parameters,
         macs: kestrel_engine::count_macs(&onnx, &[]).ok(),
@@ -193,11 +197,11 @@ pub fn worker(args: &BenchWorkerArgs) -> Result<()> {
 }
 
 /// Runs the worker for `model` in a fresh process.
-fn measure_in_child(model: &Path, w: &Workload) -> Result<Measurement> {
+fn measure_in_child(model: &Path, w: &Workload, backend: &str) -> Result<Measurement> {
     let exe = std::env::current_exe().context("finding the kestrel executable")?;
     let mut cmd = Command::new(exe);
     cmd.arg("bench-worker").arg(model).args(["--runs", &w.runs.to_string(), "--threads", &w.threads.to_string()]);
-    cmd.args(["--backend", &w.backend]);
+    cmd.args(["--backend", backend]);
     if let Some(d) = &w.dataset {
         cmd.args(["--dataset", d]);
     }
@@ -259,6 +263,7 @@ fn rows(ms: &[Measurement]) -> Vec<Row> {
             let p50 = percentile(&sorted, 50.0);
             Row {
                 model: m.model.clone(),
+                backend: m.backend.clone(),
                 file_bytes: m.file_bytes,
                 parameters: m.parameters,
                 macs: m.macs,
@@ -280,7 +285,7 @@ fn rows(ms: &[Measurement]) -> Vec<Row> {
 
 pub fn table(rows: &[Row]) -> String {
     let mut t = format!(
-        "{:<34} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}\n",
+        "{:<44} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}\n",
         "model", "size KB", "params", "MMACs", "load ms", "p50 ms", "p90 ms", "p99 ms", "per sec", "peak MB", "quality"
     );
     let full = &rows[0];
@@ -288,8 +293,8 @@ pub fn table(rows: &[Row]) -> String {
         let c = r.cells();
         let _ = writeln!(
             t,
-            "{:<34} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}",
-            shorten(&r.model, 34),
+            "{:<44} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9}",
+            shorten(&format!("{} ({})", r.model, r.backend), 44),
             c[0],
             c[1],
             c[2],
@@ -338,13 +343,15 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing `{}`", path.display()))
 }
 
-/// Measures every model (the first is the full one) in its own process.
+/// Measures every model (the first is the full one) in its own process. With `--backend micro`
+/// the full model, a float one the integer runtime cannot run, is measured on the CPU backend.
 pub fn compare(models: &[PathBuf], workload: &Workload) -> Result<Vec<Row>> {
     check_workload(workload)?;
     let mut measured = Vec::new();
     for (i, model) in models.iter().enumerate() {
-        eprintln!("[{}/{}] measuring {}", i + 1, models.len(), model.display());
-        measured.push(measure_in_child(model, workload)?);
+        let backend = if i == 0 && workload.backend == "micro" { "cpu" } else { &workload.backend };
+        eprintln!("[{}/{}] measuring {} ({backend})", i + 1, models.len(), model.display());
+        measured.push(measure_in_child(model, workload, backend)?);
     }
     Ok(rows(&measured))
 }

@@ -148,7 +148,7 @@ pub fn page(rows: &[Row], workload: &Workload) -> String {
         .unwrap_or_default();
     let mut table = String::from("<table><tr><th>model</th><th>size (KB)</th><th>parameters</th><th>MMACs</th><th>load (ms)</th><th>p50 (ms)</th><th>p90 (ms)</th><th>p99 (ms)</th><th>per second</th><th>peak memory (MB)</th><th>quality</th></tr>");
     for r in rows {
-        let _ = write!(table, "<tr><td>{}</td>", esc(&r.model));
+        let _ = write!(table, "<tr><td>{}</td>", esc(&format!("{} ({})", r.model, r.backend)));
         for c in r.cells() {
             let _ = write!(table, "<td>{}</td>", esc(&c));
         }
