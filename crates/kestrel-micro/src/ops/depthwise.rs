@@ -166,12 +166,23 @@ fn by_rows(
 mod tests {
     use super::*;
 
-    /// Stride 1 (rows) and 2 (pixels), padding and dilation: the tap-by-tap definition, exactly.
+    /// Stride 1 (rows, in chunks and their remainder) and 2 (pixels), padding and dilation:
+    /// the tap-by-tap definition, exactly.
     #[test]
     fn depthwise_equals_the_tap_by_tap_definition() {
-        for (c, stride, dilation, pad) in [(8, 2, 1, (1, 0)), (24, 1, 1, (1, 1)), (12, 1, 2, (2, 1)), (5, 1, 1, (0, 2))]
-        {
-            let (h, w, k) = (7, 9, 3);
+        extern crate std;
+        use std::vec::Vec;
+        let cases = [
+            (8, 2, 1, (1, 0), 9),
+            (24, 1, 1, (1, 1), 9),
+            (12, 1, 2, (2, 1), 9),
+            (5, 1, 1, (0, 2), 9),
+            (24, 1, 1, (1, 1), 47), // wide rows: many chunks, and a remainder
+            (8, 1, 1, (1, 1), 70),
+            (36, 1, 1, (0, 1), 33),
+        ];
+        for (c, stride, dilation, pad, w) in cases {
+            let (h, k) = (7, 3);
             let span = (k - 1) * dilation + 1;
             let (oh, ow) = ((h + 2 * pad.0 - span) / stride + 1, (w + 2 * pad.1 - span) / stride + 1);
             let s = ConvShape {
@@ -189,12 +200,12 @@ mod tests {
                 pad,
                 groups: c,
             };
-            let x: [u8; 2 * 7 * 9 * 24] = core::array::from_fn(|i| ((i * 37) % 256) as u8);
-            let wt: [u8; 24 * 9] = core::array::from_fn(|i| ((i * 53) % 256) as u8);
-            let bias: [u8; 96] = core::array::from_fn(|i| if i % 4 == 0 { (i * 11) as u8 } else { 0 });
-            let mut y = [0u8; 2 * 9 * 11 * 24];
+            let x: Vec<u8> = (0..2 * h * w * c).map(|i| ((i * 37) % 256) as u8).collect();
+            let wt: Vec<u8> = (0..c * 9).map(|i| ((i * 53) % 256) as u8).collect();
+            let bias: Vec<u8> = (0..4 * c).map(|i| if i % 4 == 0 { (i * 11) as u8 } else { 0 }).collect();
+            let mut y = std::vec![0u8; 2 * oh * ow * c];
             let mult = |ch: usize| 0.001 * (ch + 1) as f32;
-            depthwise(&s, &x[..2 * h * w * c], 9, &wt[..c * 9], Some(&bias), mult, &mut y[..2 * oh * ow * c], 100);
+            depthwise(&s, &x, 9, &wt, Some(&bias), mult, &mut y, 100);
             for b in 0..2 {
                 for oy in 0..oh {
                     for ox in 0..ow {
@@ -208,7 +219,7 @@ mod tests {
                             }
                             let want = super::super::requantize(acc, mult(ch), 100);
                             let got = y[((b * oh + oy) * ow + ox) * c + ch];
-                            assert_eq!(got, want, "c {c} stride {stride} b {b} oy {oy} ox {ox} ch {ch}");
+                            assert_eq!(got, want, "c {c} w {w} stride {stride} b {b} oy {oy} ox {ox} ch {ch}");
                         }
                     }
                 }
