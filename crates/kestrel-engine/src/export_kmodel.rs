@@ -248,6 +248,16 @@ fn resize_maps(
     Ok(maps)
 }
 
+/// `dims` with leading 1s up to `rank` (ONNX broadcasting aligns the last axes).
+fn with_leading_ones(dims: &[usize], rank: usize) -> Vec<usize> {
+    std::iter::repeat_n(1, rank.saturating_sub(dims.len())).chain(dims.iter().copied()).collect()
+}
+
+/// Whether `b` broadcasts to `dims` (same rank): each of its dims equal or 1.
+fn broadcasts(b: &[usize], dims: &[usize]) -> bool {
+    b.len() == dims.len() && b.iter().zip(dims).all(|(&e, &d)| e == d || e == 1)
+}
+
 fn unsupported(n: &pb::NodeProto, why: &str) -> EngineError {
     let node = if n.name.is_empty() { n.output.first().cloned().unwrap_or_default() } else { n.name.clone() };
     EngineError::UnsupportedOp { backend: "micro", op: n.op_type.clone(), node, why: why.to_string() }
@@ -484,8 +494,7 @@ impl<'g> Exporter<'g> {
         if dims.len() == rank {
             return Ok(x);
         }
-        let aligned: Vec<usize> = std::iter::repeat_n(1, rank - dims.len()).chain(dims.iter().copied()).collect();
-        let y = self.like(x, aligned, false);
+        let y = self.like(x, with_leading_ones(dims, rank), false);
         self.push(OpCode::Reshape, vec![x], y, [0; 12], None);
         Ok(y)
     }
@@ -502,8 +511,7 @@ impl<'g> Exporter<'g> {
         if self.tensors[a].nhwc != self.tensors[b].nhwc {
             (a, b) = (self.channels_last(q, a)?, self.channels_last(q, b)?);
         }
-        let (da, db) = (&self.tensors[a].dims, &self.tensors[b].dims);
-        if da.iter().zip(db).any(|(&x, &y)| y != x && y != 1) {
+        if !broadcasts(&self.tensors[b].dims, &self.tensors[a].dims) {
             return Err(unsupported(q, "its operands neither share a shape nor broadcast one to the other"));
         }
         let y = self.elementwise(&q.output[0], a, DType::U8, Some(self.quantization(q)?));
@@ -570,11 +578,10 @@ impl<'g> Exporter<'g> {
         let r = raw(self.g, &n.input[1]).filter(|r| r.elem.code == 1);
         let r = r.ok_or_else(|| unsupported(n, "its slope must be a float32 constant"))?;
         let rank = self.tensors[x].dims.len();
-        let given = r.dims.clone();
-        if given.len() > rank {
+        if r.dims.len() > rank {
             return Err(unsupported(n, "its slope has more axes than its input"));
         }
-        let mut dims: Vec<usize> = std::iter::repeat_n(1, rank - given.len()).chain(given).collect();
+        let mut dims = with_leading_ones(&r.dims, rank);
         let mut values = f32s(&r);
         if self.tensors[x].nhwc {
             // [a, b, c, d] → [a, c, d, b], values moved along.
@@ -586,8 +593,7 @@ impl<'g> Exporter<'g> {
             }
             dims = vec![a, c, e, b];
         }
-        let xd = &self.tensors[x].dims;
-        if xd.iter().zip(&dims).any(|(&xe, &se)| se != xe && se != 1) {
+        if !broadcasts(&dims, &self.tensors[x].dims) {
             return Err(unsupported(n, "its slope does not broadcast to its input"));
         }
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -645,19 +651,13 @@ impl<'g> Exporter<'g> {
         match n.op_type.as_str() {
             "QuantizeLinear" => {
                 let x = self.activation(n, &n.input[0])?;
-                let (s, z) = (self.scalar(n, &n.input[1])?, self.scalar(n, n.input.get(2).map_or("", |v| v))?);
-                let y = self.elementwise(&out, x, DType::U8, Some((s, z as i32)));
+                let y = self.elementwise(&out, x, DType::U8, Some(self.quantization(n)?));
                 self.push(OpCode::Quantize, vec![x], y, [0; 12], None);
             }
             "DequantizeLinear" => {
                 // Float ops all work on ONNX's layout: convert the (4× smaller) uint8 side.
-                let x = self.activation(n, &n.input[0])?;
+                let x = self.dequantized(n)?;
                 let x = self.onnx_layout(x);
-                let (s, z) = (self.scalar(n, &n.input[1])?, self.scalar(n, n.input.get(2).map_or("", |v| v))?);
-                let t = &self.tensors[x];
-                if t.scale != Some(s) || t.zero_point != z as i32 {
-                    return Err(unsupported(n, "it dequantizes with parameters other than its input's"));
-                }
                 let y = self.elementwise(&out, x, DType::F32, None);
                 self.push(OpCode::Dequantize, vec![x], y, [0; 12], None);
             }
