@@ -137,8 +137,8 @@ pub struct DeployArgs {
 pub struct HealthArgs {
     /// An unpacked release (holding health.json).
     pub release: PathBuf,
-    /// Backend (default: cpu, so a check never competes with the running service for the GPU).
-    #[arg(long, default_value = "cpu")]
+    /// Backend: auto (as the service chooses), cpu, cuda or micro.
+    #[arg(long, default_value = "auto")]
     pub backend: String,
 }
 
@@ -156,8 +156,9 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct EngineArgs {
-    /// Backend: cpu, cuda, micro or auto (CUDA when a GPU is usable, else CPU).
-    #[arg(long, default_value = "cpu")]
+    /// Backend: auto (the integer runtime for an int8 model it runs whole, else CUDA when a GPU
+    /// is usable, else the CPU; the choice and its reason go to stderr), cpu, cuda or micro.
+    #[arg(long, default_value = "auto")]
     pub backend: String,
     /// Worker threads for inference.
     #[arg(long, default_value_t = 1)]
@@ -295,8 +296,10 @@ pub struct Workload {
     /// Worker threads for inference.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Backend: cpu, micro (the int8 candidates on the integer runtime, the full model on cpu) or auto.
-    #[arg(long, default_value = "cpu")]
+    /// Backend: auto (each model where it runs fastest: an int8 model the integer runtime runs
+    /// whole on micro, others on cuda or cpu), cpu, cuda, or micro (the int8 candidates on the
+    /// integer runtime, the full model on cpu).
+    #[arg(long, default_value = "auto")]
     pub backend: String,
 }
 

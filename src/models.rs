@@ -61,7 +61,7 @@ pub fn engine(model: &OnnxModel, args: &EngineArgs, input_shape: Vec<usize>) -> 
     let options = PrepareOptions { threads: args.threads, input_shapes: vec![input_shape] };
     let engine = Engine::new(kind, model, &options)?;
     if kind == BackendKind::Auto {
-        eprintln!("backend auto: using {}", engine.backend());
+        eprintln!("backend {}: {}", engine.backend(), engine.reason());
     }
     Ok(engine)
 }

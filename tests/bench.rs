@@ -30,17 +30,28 @@ fn bench_compares_full_and_compressed_in_table_json_and_html() {
             assert!(m["p50_ms"].as_f64().unwrap() <= m["p99_ms"].as_f64().unwrap());
             assert!(m["peak_rss_mib"].as_f64().unwrap() > 1.0);
         }
-        // The full model agrees with itself completely; the int8 one closely.
+        // The int8 model agrees closely with the full one.
         if full.contains("blazeface") {
-            assert_eq!(models[0]["quality"].as_f64(), Some(1.0));
             assert!(models[1]["mean_iou"].as_f64().unwrap() >= 0.9, "{v}");
         } else {
             assert!(models[1]["quality"].as_f64().unwrap() >= models[0]["quality"].as_f64().unwrap() - 0.01);
         }
         assert!(models[1]["file_bytes"].as_u64() < models[0]["file_bytes"].as_u64());
+        // Each row names the backend `auto` chose and why, and its thread count; the report
+        // names the machine, so two reports can be compared.
+        let int8_backend = if full.contains("blazeface") { "cpu" } else { "micro" };
+        assert_eq!((models[0]["backend"].as_str(), models[1]["backend"].as_str()), (Some("cpu"), Some(int8_backend)));
+        assert_eq!(models[0]["backend_reason"], "float model");
+        assert!(models.iter().all(|m| m["threads"] == 1), "{v}");
+        let machine = &v["machine"];
+        assert!(machine["cores"].as_u64().unwrap() >= 1 && !machine["cpu"].as_str().unwrap().is_empty(), "{v}");
+        let kernels = ["avx512-vnni", "avx2", "aarch64-sdot", "portable"];
+        assert!(kernels.contains(&machine["micro_kernel"].as_str().unwrap()), "{v}");
         let page = std::fs::read_to_string(&html).unwrap();
-        assert_eq!(page.matches("<svg").count(), 2);
+        assert_eq!(page.matches("<svg").count(), 3);
         assert!(page.contains("model.int8.onnx") && page.contains("<circle"), "no scatter points");
+        assert!(page.contains("latency against quality") && page.contains(r#"class="frontier""#), "no Pareto chart");
+        assert!(page.contains(machine["micro_kernel"].as_str().unwrap()), "the page does not name the machine");
     }
     std::fs::remove_dir_all(&dir).ok();
 }

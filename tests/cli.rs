@@ -124,3 +124,62 @@ fn demo_runs_on_the_bundled_defaults() {
     assert!(dir.join("faces/astronaut.png").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--backend auto` (the default): int8 models the integer runtime runs whole go to `micro`,
+/// float models and int8 models with a float layer to `cpu`, each choice explained on stderr;
+/// an explicit `--backend` wins.
+#[test]
+fn auto_runs_int8_models_on_the_integer_runtime_and_says_why() {
+    let cases = [
+        ("models/fashion-cnn/model.onnx", "models/fashion-cnn/samples/00-ankle-boot.png", "cpu", "float model"),
+        (
+            "models/fashion-cnn/model.int8.onnx",
+            "models/fashion-cnn/samples/00-ankle-boot.png",
+            "micro",
+            "integer kernel",
+        ),
+        (
+            "models/fashion-cnn/model.p50.int8.onnx",
+            "models/fashion-cnn/samples/00-ankle-boot.png",
+            "micro",
+            "integer kernel",
+        ),
+        ("models/blazeface/model.onnx", "models/samples/astronaut.png", "cpu", "float model"),
+        ("models/blazeface/model.integer.int8.onnx", "models/samples/astronaut.png", "micro", "integer kernel"),
+        // The mixed int8 BlazeFace keeps its most sensitive convolutions in float.
+        ("models/blazeface/model.int8.onnx", "models/samples/astronaut.png", "cpu", "op `Conv` (node `conv2d`)"),
+    ];
+    for (model, image, backend, why) in cases {
+        let out = common::kestrel(&["run", model, image, "--json"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{model}: {err}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["backend"], backend, "{model}: {err}");
+        let line = err.lines().find(|l| l.starts_with("backend ")).unwrap_or_default();
+        assert!(line.starts_with(&format!("backend {backend}: ")) && line.contains(why), "{model}: {err}");
+    }
+    // Asked for, obeyed: the int8 model on the CPU backend, silently.
+    let out = common::kestrel(&[
+        "run",
+        "models/fashion-cnn/model.int8.onnx",
+        "models/fashion-cnn/samples/00-ankle-boot.png",
+        "--json",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backend"], "cpu");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("backend "));
+    // And a float model on the integer runtime is refused, naming the op.
+    let out = common::kestrel(&[
+        "run",
+        "models/fashion-cnn/model.onnx",
+        "models/fashion-cnn/samples/00-ankle-boot.png",
+        "--backend",
+        "micro",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("Error: ") && err.contains("Conv"), "{err}");
+}

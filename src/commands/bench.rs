@@ -23,8 +23,13 @@ const WARM_UP: usize = 20;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
     pub model: String,
-    /// The backend it ran on.
+    /// The backend it ran on, and why there (`auto`'s reason, or "asked for").
     pub backend: String,
+    pub backend_reason: String,
+    pub threads: usize,
+    /// Conv/MatMul/Gemm layers that run in float, and in int8.
+    pub float_layers: usize,
+    pub int8_layers: usize,
     pub file_bytes: u64,
     pub parameters: u64,
     pub macs: Option<u64>,
@@ -52,6 +57,10 @@ pub struct ImageOutcome {
 pub struct Row {
     pub model: String,
     pub backend: String,
+    pub backend_reason: String,
+    pub threads: usize,
+    pub float_layers: usize,
+    pub int8_layers: usize,
     pub file_bytes: u64,
     pub parameters: u64,
     pub macs: Option<u64>,
@@ -88,6 +97,42 @@ impl Row {
             self.peak_rss_mib.map_or("-".into(), |m| format!("{m:.1}")),
             self.quality.map_or("-".into(), |q| format!("{:.2}%", q * 100.0)),
         ]
+    }
+}
+
+/// The machine a report was measured on, so that two reports can be compared.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub arch: &'static str,
+    /// Cores this process may use.
+    pub cores: usize,
+    /// The integer runtime's convolution kernel on this CPU (avx512-vnni, avx2, aarch64-sdot, portable).
+    pub micro_kernel: &'static str,
+}
+
+impl Machine {
+    pub fn this() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let field = |key: &str| {
+            cpuinfo.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == key).then(|| v.trim().to_string())
+            })
+        };
+        let cpu = field("model name")
+            .or_else(|| field("CPU part").map(|p| format!("{} CPU part {p}", std::env::consts::ARCH)))
+            .unwrap_or_else(|| "unknown CPU".into());
+        Machine {
+            cpu,
+            arch: std::env::consts::ARCH,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            micro_kernel: kestrel_engine::micro_conv_kernel(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} ({}, {} core(s)); integer runtime kernel: {}", self.cpu, self.arch, self.cores, self.micro_kernel)
     }
 }
 
@@ -152,9 +197,14 @@ fn measure(path: &Path, w: &Workload) -> Result<Measurement> {
         }
     }
     let summary = kestrel_onnx::summarize(&onnx.proto);
+    let layers = |ops: &[&str]| summary.ops.iter().filter(|(op, _)| ops.contains(&op.as_str())).map(|(_, n)| n).sum();
     let mut m = Measurement {
         model: path.display().to_string(),
-        backend: w.backend.clone(),
+        backend: eng.backend().to_string(),
+        backend_reason: eng.reason().to_string(),
+        threads: w.threads,
+        float_layers: layers(&["Conv", "MatMul", "Gemm", "ConvTranspose"]),
+        int8_layers: layers(&["QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"]),
         file_bytes: std::fs::metadata(path)?.len(),
         parameters: summary.parameters,
         macs: kestrel_engine::count_macs(&onnx, &[]).ok(),
@@ -264,6 +314,10 @@ fn rows(ms: &[Measurement]) -> Vec<Row> {
             Row {
                 model: m.model.clone(),
                 backend: m.backend.clone(),
+                backend_reason: m.backend_reason.clone(),
+                threads: m.threads,
+                float_layers: m.float_layers,
+                int8_layers: m.int8_layers,
                 file_bytes: m.file_bytes,
                 parameters: m.parameters,
                 macs: m.macs,
@@ -309,24 +363,70 @@ pub fn table(rows: &[Row]) -> String {
     }
     let _ = writeln!(t, "quality: {}", full.quality_kind);
     for r in &rows[1..] {
-        let _ = writeln!(
-            t,
-            "{}: {:.2}x smaller, {:.2}x the full model's p50 latency, {}",
-            shorten(&r.model, 60),
-            full.file_bytes as f64 / r.file_bytes as f64,
-            r.p50_ms / full.p50_ms,
-            match (r.quality, full.quality) {
-                (Some(q), Some(f)) if full.quality_kind.starts_with("top-1 accuracy") =>
-                    format!("{:+.2} pt top-1", (q - f) * 100.0),
-                (Some(q), _) => format!("{:.1}% {}", q * 100.0, r.quality_kind),
-                _ => "no quality measure".into(),
-            }
-        );
+        let _ = writeln!(t, "{}", verdict(r, full));
         if let (Some(iou), Some(drift)) = (r.mean_iou, r.mean_score_drift) {
             let _ = writeln!(t, "  matched boxes: mean IoU {iou:.3}, mean |score drift| {drift:.3}");
         }
+        if r.p50_ms > full.p50_ms {
+            let _ = writeln!(t, "  slower because: {}", why_slower(r));
+        }
+    }
+    if let Some(best) = fastest_acceptable(rows) {
+        let _ = writeln!(
+            t,
+            "fastest within {ACCEPTABLE_LOSS_PT} pt of the full model's quality: {} ({:.3} ms on {})",
+            shorten(&best.model, 60),
+            best.p50_ms,
+            best.backend
+        );
     }
     t
+}
+
+/// Quality a candidate may lose and still count as acceptable, in percentage points.
+pub const ACCEPTABLE_LOSS_PT: f64 = 1.0;
+
+/// The fastest row (by p50) whose quality is within [`ACCEPTABLE_LOSS_PT`] of the full model's.
+pub fn fastest_acceptable(rows: &[Row]) -> Option<&Row> {
+    let full = rows.first()?.quality?;
+    rows.iter()
+        .filter(|r| r.quality.is_some_and(|q| (full - q) * 100.0 <= ACCEPTABLE_LOSS_PT + 1e-9))
+        .min_by(|a, b| a.p50_ms.total_cmp(&b.p50_ms))
+}
+
+/// A candidate against the full model in one line: "N× smaller, N× faster, ±x pt".
+pub fn verdict(r: &Row, full: &Row) -> String {
+    let speed = full.p50_ms / r.p50_ms;
+    let speed = if speed >= 1.0 { format!("{speed:.2}x faster") } else { format!("{:.2}x slower", 1.0 / speed) };
+    format!(
+        "{}: {:.2}x smaller, {speed} ({} vs {}), {}",
+        shorten(&r.model, 60),
+        full.file_bytes as f64 / r.file_bytes as f64,
+        r.backend,
+        full.backend,
+        match (r.quality, full.quality) {
+            (Some(q), Some(f)) if full.quality_kind.starts_with("top-1 accuracy") =>
+                format!("{:+.2} pt top-1", (q - f) * 100.0),
+            (Some(q), _) => format!("{:.1}% {}", q * 100.0, r.quality_kind),
+            _ => "no quality measure".into(),
+        }
+    )
+}
+
+/// Why a candidate ran slower than the full model: where it ran, why there, what stayed float.
+pub fn why_slower(r: &Row) -> String {
+    let mut why = format!("it ran on {} ({})", r.backend, r.backend_reason);
+    let layers = r.float_layers + r.int8_layers;
+    if layers > 0 {
+        let _ = write!(why, "; {} of its {layers} Conv/MatMul layers are float", r.float_layers);
+    }
+    if r.backend == "cpu" && r.int8_layers > 0 {
+        why.push_str(
+            "; the CPU backend (tract) runs int8 layers slower than float ones — \
+             `kestrel compress --int8 --integer-only` makes a model the integer runtime runs whole",
+        );
+    }
+    why
 }
 
 fn shorten(s: &str, n: usize) -> String {
@@ -337,7 +437,7 @@ fn shorten(s: &str, n: usize) -> String {
     }
 }
 
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
+pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension(format!("{}.tmp", path.extension().map(|e| e.to_string_lossy()).unwrap_or_default()));
     std::fs::write(&tmp, text).with_context(|| format!("writing `{}`", path.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing `{}`", path.display()))
@@ -358,11 +458,14 @@ pub fn compare(models: &[PathBuf], workload: &Workload) -> Result<Vec<Row>> {
 
 pub fn bench(args: &BenchArgs) -> Result<()> {
     let rows = compare(&args.models, &args.workload)?;
+    let machine = Machine::this();
+    println!("machine: {}", machine.describe());
     print!("{}", table(&rows));
     if let Some(path) = &args.json {
         write_atomically(
             path,
             &serde_json::to_string_pretty(&serde_json::json!({
+                "machine": machine,
                 "runs": args.workload.runs,
                 "threads": args.workload.threads,
                 "workload": args.workload.dataset.clone().or(args.workload.images.as_ref().map(|p| p.display().to_string())),
@@ -371,7 +474,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         )?;
     }
     if let Some(path) = &args.html {
-        write_atomically(path, &super::bench_html::page(&rows, &args.workload))?;
+        write_atomically(path, &super::bench_html::page(&rows, &args.workload, &machine))?;
     }
     Ok(())
 }

@@ -112,6 +112,7 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
     let mut passes = Vec::new();
     let mut lines = Vec::new();
     let mut kept = std::collections::HashMap::new();
+    let mut float_layers: Vec<String> = Vec::new();
     let bar = ProgressBar::new_spinner();
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     if let Some(ratio) = args.prune {
@@ -192,6 +193,7 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
             let ops: Vec<String> = r.float_ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
             lines.push(format!("  ops left in float: {}", ops.join(", ")));
         }
+        float_layers = r.layers.iter().filter(|l| !l.quantized).map(|l| l.node.clone()).collect();
         passes.push(json!({"name": "quantize-int8", "report": r}));
         current = m;
     }
@@ -207,6 +209,10 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
     kestrel_onnx::save(&current.proto, &args.out)?;
     let (bytes_in, bytes_out) = (std::fs::metadata(&args.model)?.len(), std::fs::metadata(&args.out)?.len());
     let macs = |m: &kestrel_onnx::OnnxModel| kestrel_engine::count_macs(m, &[]).ok();
+    let mut shape = samples[0].shape.clone();
+    shape[0] = 1;
+    let (integer_runtime, where_it_runs) = where_it_runs(&current, &shape, &float_layers);
+    lines.push(where_it_runs.clone());
     let summary = json!({
         "model": args.model.display().to_string(),
         "out": args.out.display().to_string(),
@@ -215,6 +221,8 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
         "macs_in": macs(&model),
         "macs_out": macs(&current),
         "calibration_samples": samples.iter().map(|t| t.shape[0]).sum::<usize>(),
+        "integer_runtime": integer_runtime,
+        "where_it_runs": where_it_runs,
         "seconds": start.elapsed().as_secs_f64(),
         "passes": passes,
     });
@@ -226,6 +234,35 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
         std::fs::rename(&tmp, path)?;
     }
     Ok((summary, lines))
+}
+
+/// Whether the compressed model runs whole on the integer runtime (what `--backend auto` will
+/// choose), and a line for the user saying so, or what keeps it on the float path and what
+/// would change that.
+fn where_it_runs(model: &kestrel_onnx::OnnxModel, shape: &[usize], float_layers: &[String]) -> (bool, String) {
+    if !kestrel_engine::is_quantized(model) {
+        return (false, "runs on: the CPU backend (a float model; add --int8 for the integer runtime)".into());
+    }
+    match kestrel_engine::export_kmodel::export_kmodel(model, shape) {
+        Ok(_) => (
+            true,
+            "runs on: the integer runtime, whole (`--backend auto` chooses it; `kestrel export` makes a .kmodel)"
+                .into(),
+        ),
+        Err(e) => {
+            let mut line = format!("runs on: the CPU backend, not the integer runtime: {e}");
+            if !float_layers.is_empty() {
+                let shown: Vec<&str> = float_layers.iter().take(4).map(String::as_str).collect();
+                let more = if float_layers.len() > 4 { ", …" } else { "" };
+                line.push_str(&format!(
+                    "; {} layer(s) stayed float ({}{more}): --integer-only quantizes every layer",
+                    float_layers.len(),
+                    shown.join(", ")
+                ));
+            }
+            (false, line)
+        }
+    }
 }
 
 /// Int8 ranges and sensitivity settle long before reconstruction's least squares do:

@@ -1,8 +1,11 @@
 //! `kestrel demo`: the main job on the bundled defaults.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context, Result};
 
-use super::bench::{compare, table};
+use super::bench::{compare, table, write_atomically, Machine};
+use super::bench_html::page;
 use super::eval::evaluate;
 use super::run::ImageModel;
 use crate::cli::{CompressArgs, DemoArgs, EngineArgs, EvalArgs, Workload};
@@ -69,20 +72,33 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         println!("  {}", report.describe());
     }
 
-    say("== Compression: int8, and 50% structured pruning + reconstruction + int8 ==");
+    say("== Compression: int8 (mixed and integer-only), and 50% structured pruning + reconstruction + int8 ==");
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating `{}`", args.out.display()))?;
     let fashion_full = models.join("fashion-cnn/model.onnx");
     let faces_full = models.join("blazeface/model.onnx");
     let fashion_int8 = args.out.join("fashion-cnn.int8.onnx");
     let fashion_small = args.out.join("fashion-cnn.p50.int8.onnx");
     let faces_int8 = args.out.join("blazeface.int8.onnx");
+    let faces_integer = args.out.join("blazeface.integer.int8.onnx");
     let calib_faces = models.join("blazeface/calib").display().to_string();
-    compress_quietly(&fashion_full, "fashion-mnist", &fashion_int8, false)?;
-    compress_quietly(&fashion_full, "fashion-mnist", &fashion_small, true)?;
-    compress_quietly(&faces_full, &calib_faces, &faces_int8, false)?;
+    for (model, calib, out, how) in [
+        (&fashion_full, "fashion-mnist", &fashion_int8, Compression::Int8),
+        (&fashion_full, "fashion-mnist", &fashion_small, Compression::PruneInt8),
+        (&faces_full, calib_faces.as_str(), &faces_int8, Compression::Int8),
+        (&faces_full, calib_faces.as_str(), &faces_integer, Compression::IntegerOnly),
+    ] {
+        let summary = compress_quietly(model, calib, out, how)?;
+        if args.json {
+            println!("{summary}");
+        } else {
+            println!("  {}: {}", out.display(), summary["where_it_runs"].as_str().unwrap_or_default());
+        }
+    }
 
-    say("== Full vs compressed (kestrel bench) ==");
-    let workload = |dataset: Option<&str>, images: Option<std::path::PathBuf>| Workload {
+    say("== Full vs compressed (kestrel bench), each model on the backend `auto` chooses ==");
+    let machine = Machine::this();
+    say(&format!("machine: {}", machine.describe()));
+    let workload = |dataset: Option<&str>, images: Option<PathBuf>| Workload {
         dataset: dataset.map(str::to_owned),
         images,
         limit: None,
@@ -90,26 +106,42 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         threads: args.engine.threads,
         backend: args.engine.backend.clone(),
     };
-    let tables = [
-        compare(&[fashion_full, fashion_int8, fashion_small], &workload(Some("fashion-mnist"), None))?,
-        compare(&[faces_full, faces_int8], &workload(None, Some(models.join("samples"))))?,
+    let comparisons = [
+        ("fashion-cnn", vec![fashion_full, fashion_int8, fashion_small], workload(Some("fashion-mnist"), None)),
+        ("blazeface", vec![faces_full, faces_int8, faces_integer], workload(None, Some(models.join("samples")))),
     ];
-    for rows in &tables {
+    for (name, candidates, work) in &comparisons {
+        let rows = compare(candidates, work)?;
+        let html = args.out.join(format!("bench-{name}.html"));
+        write_atomically(&html, &page(&rows, work, &machine))?;
         if args.json {
-            for r in rows {
+            for r in &rows {
                 println!("{}", serde_json::to_string(r)?);
             }
         } else {
-            print!("{}", table(rows));
+            print!("{}", table(&rows));
+            println!("report: {}", html.display());
         }
     }
-    say(&format!("annotated images and compressed models: {}", args.out.display()));
+    say(&format!("annotated images, compressed models and reports: {}", args.out.display()));
     Ok(())
 }
 
-/// `kestrel compress` with the demo's settings, reporting only on failure.
-fn compress_quietly(model: &std::path::Path, calib: &str, out: &std::path::Path, prune: bool) -> Result<()> {
+/// What the demo makes of a model.
+#[derive(Clone, Copy)]
+enum Compression {
+    /// `--int8`: the sensitive-layer guard keeps some layers float.
+    Int8,
+    /// `--int8 --integer-only`: every layer int8, for the integer runtime.
+    IntegerOnly,
+    /// `--prune 0.5 --structured --reconstruct --int8`.
+    PruneInt8,
+}
+
+/// `kestrel compress` with the demo's settings; returns its JSON summary.
+fn compress_quietly(model: &Path, calib: &str, out: &Path, how: Compression) -> Result<serde_json::Value> {
     eprintln!("compressing {} -> {}", model.display(), out.display());
+    let prune = matches!(how, Compression::PruneInt8);
     super::compress::run(&CompressArgs {
         model: model.to_path_buf(),
         calib: calib.to_string(),
@@ -122,10 +154,10 @@ fn compress_quietly(model: &std::path::Path, calib: &str, out: &std::path::Path,
         calibration: "percentile".into(),
         calib_count: 5000,
         min_layer_sqnr: 30.0,
-        integer_only: false,
+        integer_only: matches!(how, Compression::IntegerOnly),
         report: Some(out.with_extension("report.json")),
         config: None,
         json: true,
     })
-    .map(|_| ())
+    .map(|(summary, _)| summary)
 }

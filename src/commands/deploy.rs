@@ -175,9 +175,11 @@ fn make_bundle(board: &Board, opts: &BundleOptions, service_user: Option<String>
         Some(p) => p.clone(),
         None => default_health_image(&model_paths[0])?,
     };
-    // The expected result comes from this machine's CPU backend: the board must reproduce it.
-    let cpu = EngineArgs { backend: "cpu".into(), threads: 1 };
-    let mut model = ImageModel::open(&model_paths[0], None, &cpu)?;
+    // The expected result comes from this machine, on the backend the board will use (`auto`
+    // for `cuda`: the GPU's result must match the CPU's): the board must reproduce it.
+    let host_backend = if backend == "cuda" { "auto".to_string() } else { backend.clone() };
+    let host = EngineArgs { backend: host_backend, threads: 1 };
+    let mut model = ImageModel::open(&model_paths[0], None, &host)?;
     let mut expected = serde_json::to_value(model.infer(&health_image, None, 1)?)?;
     if let Some(o) = expected.as_object_mut() {
         o.retain(|k, _| k == "classes" || k == "detections");

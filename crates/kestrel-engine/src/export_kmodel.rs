@@ -880,6 +880,12 @@ impl<'g> Exporter<'g> {
                 let y = self.new_activation(&out, DType::F32, dims, None);
                 self.push(OpCode::Softmax, vec![x], y, p, None);
             }
+            "Conv" | "MatMul" | "Gemm" => {
+                return Err(unsupported(
+                    n,
+                    "a float layer: the integer runtime runs int8 layers only (`kestrel compress --int8 --integer-only` quantizes every layer)",
+                ))
+            }
             _ => return Err(unsupported(n, "the integer runtime has no kernel for it")),
         }
         Ok(())

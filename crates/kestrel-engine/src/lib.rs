@@ -14,12 +14,15 @@ use kestrel_onnx::OnnxModel;
 pub use backend::{Backend, PrepareOptions, Prepared, TensorSpec};
 pub use backends::cpu::count_macs;
 pub use error::EngineError;
+/// The integer runtime's convolution kernel on this CPU (for reports).
+pub use kestrel_micro::conv_kernel as micro_conv_kernel;
 pub use tensor::{Tensor, TensorData};
 
 /// Which backend to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
-    /// The fastest available: CUDA when a GPU is usable, else the CPU.
+    /// The fastest for this model: the integer runtime for an int8 model it has a kernel for
+    /// every op of; otherwise CUDA when a GPU is usable, else the CPU.
     Auto,
     Cpu,
     Cuda,
@@ -39,7 +42,8 @@ impl FromStr for BackendKind {
     }
 }
 
-/// The backend for `kind`; `Auto` resolves to the first one whose `check()` passes.
+/// The backend for `kind`; `Auto` resolves, without looking at a model, to CUDA when its
+/// `check()` passes, else the CPU ([`Engine::new`] looks at the model first).
 pub fn backend(kind: BackendKind) -> Box<dyn Backend> {
     match kind {
         BackendKind::Cpu => Box::new(backends::cpu::Cpu),
@@ -65,21 +69,67 @@ pub fn backend(kind: BackendKind) -> Box<dyn Backend> {
 /// A model prepared on one backend.
 pub struct Engine {
     backend: &'static str,
+    reason: String,
     prepared: Box<dyn Prepared>,
 }
 
+/// ONNX ops that only a quantized model holds.
+const QUANTIZED_OPS: &[&str] =
+    &["QLinearConv", "QLinearMatMul", "QuantizeLinear", "DequantizeLinear", "ConvInteger", "MatMulInteger"];
+
+/// Whether the model is quantized (holds any of [`QUANTIZED_OPS`]).
+pub fn is_quantized(model: &OnnxModel) -> bool {
+    model.proto.graph.as_ref().is_some_and(|g| g.node.iter().any(|n| QUANTIZED_OPS.contains(&n.op_type.as_str())))
+}
+
 impl Engine {
-    /// Checks the backend, then prepares the model on it.
+    /// Checks the backend, then prepares the model on it. `Auto` chooses by the model: see
+    /// [`BackendKind::Auto`]; [`Engine::reason`] says why.
     pub fn new(kind: BackendKind, model: &OnnxModel, options: &PrepareOptions) -> Result<Engine, EngineError> {
+        if kind == BackendKind::Auto {
+            return Self::auto(model, options);
+        }
         let backend = backend(kind);
         backend.check()?;
         let prepared = backend.prepare(model, options)?;
-        Ok(Engine { backend: backend.name(), prepared })
+        Ok(Engine { backend: backend.name(), reason: "asked for".into(), prepared })
+    }
+
+    /// An int8 model goes to the integer runtime when it has a kernel for every op (the model is
+    /// exported once, here, and kept); anything else to CUDA when usable, else the CPU.
+    fn auto(model: &OnnxModel, options: &PrepareOptions) -> Result<Engine, EngineError> {
+        let why_not_micro = if is_quantized(model) {
+            match backends::micro::Micro.prepare(model, options) {
+                Ok(prepared) => {
+                    let nodes = model.proto.graph.as_ref().map_or(0, |g| g.node.len());
+                    let reason = format!("int8 model, every op of its {nodes} nodes has an integer kernel");
+                    return Ok(Engine { backend: "micro", reason, prepared });
+                }
+                Err(EngineError::UnsupportedOp { op, node, why, .. }) => {
+                    format!("int8 model, but the integer runtime cannot run op `{op}` (node `{node}`): {why}")
+                }
+                Err(e) => format!("int8 model, but the integer runtime cannot take it ({e})"),
+            }
+        } else {
+            "float model".to_string()
+        };
+        let cuda = backend(BackendKind::Cuda);
+        let (backend, reason) = match cuda.check() {
+            Ok(()) => (cuda, format!("{why_not_micro}; a GPU is usable")),
+            Err(_) => (backend(BackendKind::Cpu), why_not_micro),
+        };
+        let prepared = backend.prepare(model, options)?;
+        Ok(Engine { backend: backend.name(), reason, prepared })
     }
 
     /// Name of the backend it runs on (what `Auto` chose).
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    /// Why it runs there: "asked for", or what `Auto` saw in the model.
+    pub fn reason(&self) -> &str {
+        &self.reason
     }
 
     pub fn inputs(&self) -> &[TensorSpec] {
