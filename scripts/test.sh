@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Checks that can only run on some machines (SIMD kernels, the GPU, the Cortex-M DSP path) say
+# here whether they ran or were skipped and why; the summary at the end prints them and fails
+# when a kernel this machine's dispatcher can select (or that runs under QEMU here) ran nowhere.
+export KESTREL_CHECK_LOG="$PWD/target/check-log.tsv"
+mkdir -p target && : > "$KESTREL_CHECK_LOG"
+
 step "Rust components and targets"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add thumbv7em-none-eabihf aarch64-unknown-linux-gnu aarch64-unknown-linux-musl
@@ -43,6 +49,25 @@ cargo test --release -p kestrel-micro --target aarch64-unknown-linux-gnu --lib
 step "cargo test"
 cargo test --release --workspace
 
+step "gpu-check's comparison on recorded results: CPU against itself passes, a score off by 2e-3 or a lost box fails"
+d=target/gpu-compare-check
+rm -rf "$d" && mkdir -p "$d"
+target/release/kestrel run models/blazeface/model.onnx models/samples/astronaut.png --json --backend cpu > "$d/blazeface.cpu.json"
+target/release/kestrel run models/fashion-cnn/model.onnx models/fashion-cnn/samples/00-ankle-boot.png --json --backend cpu \
+    > "$d/fashion-cnn.cpu.json"
+cp "$d/blazeface.cpu.json" "$d/blazeface.cuda.json"
+cp "$d/fashion-cnn.cpu.json" "$d/fashion-cnn.cuda.json"
+python3 scripts/gpu_compare.py "$d"
+for fault in 'r["classes"][0]["score"] += 2e-3' 'r["detections"] = []'; do
+    model=$([[ $fault == *classes* ]] && echo fashion-cnn || echo blazeface)
+    cp "$d/$model.cpu.json" "$d/$model.cuda.json"
+    python3 -c "import json,sys; p=sys.argv[1]; r=json.load(open(p)); $fault; json.dump(r, open(p, 'w'))" "$d/$model.cuda.json"
+    if python3 scripts/gpu_compare.py "$d" "$model"; then
+        echo "FAILED: gpu_compare.py accepted a faulty CUDA result ($fault)"
+        exit 1
+    fi
+done
+
 step "The benches cross-built for aarch64 run once each under qemu (speed there means nothing)"
 CARGO_TARGET_DIR=target/cross cargo bench --target aarch64-unknown-linux-gnu \
     --bench micro_conv_stack --bench fashion_cnn_cpu --bench blazeface_cpu -- --test
@@ -52,3 +77,18 @@ cargo test --release --features cuda -p kestrel-engine
 cargo test --release --features cuda --test cuda_backend
 # Put the default (CPU-only) binary back for whoever runs the demo next.
 cargo build --release
+
+step "What ran and what was skipped (and why)"
+sort -u "$KESTREL_CHECK_LOG" | awk -F'\t' '{ printf "  %-14s %-8s %s\n", $1, $2, $3 }'
+required=(aarch64-sdot cortex-m-dsp)
+grep -qw avx2 /proc/cpuinfo && required+=(avx2)
+grep -qw avx512_vnni /proc/cpuinfo && required+=(avx512-vnni)
+missing=()
+for kernel in "${required[@]}"; do
+    grep -q "^$kernel"$'\t'"tested" "$KESTREL_CHECK_LOG" || missing+=("$kernel")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "FAILED: kernels the dispatcher can select here were tested nowhere: ${missing[*]}"
+    exit 1
+fi
+echo "every kernel this machine can select was tested: ${required[*]}"

@@ -33,7 +33,7 @@ fn cargo_for(triple: &str, args: &[&str]) -> std::process::Output {
 
 fn qemu(binary: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> String {
     let out = Command::new("qemu-aarch64")
-        .args(["-L", "/usr/aarch64-linux-gnu"])
+        .args(["-cpu", "max", "-L", "/usr/aarch64-linux-gnu"])
         .arg(binary)
         .args(args)
         .envs(envs.iter().copied())

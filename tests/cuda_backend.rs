@@ -45,6 +45,7 @@ fn cuda_runs_where_a_gpu_is_and_fails_in_one_line_where_none_is() {
             assert_eq!(a["index"], b["index"]);
             assert!((a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs() <= 1e-3, "{a} vs {b}");
         }
+        common::record_check("cuda", true, "both models on the GPU match the CPU");
         return;
     }
     let out =
@@ -57,6 +58,8 @@ fn cuda_runs_where_a_gpu_is_and_fails_in_one_line_where_none_is() {
     let out = common::kestrel(&["gpu-selftest"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(expected));
+    let why = if gpu_device_here() { "this build has no CUDA support" } else { "no GPU device here" };
+    common::record_check("cuda", false, &format!("{why}: checked the one-line error instead"));
 }
 
 #[test]

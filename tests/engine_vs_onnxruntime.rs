@@ -84,9 +84,11 @@ fn int8_blazeface_matches_onnxruntime() {
     let x = common::read_pb(&dir.join("input_0.pb")).unwrap();
     let options = PrepareOptions { threads: 1, input_shapes: vec![x.shape.clone()] };
     let got = Engine::new(BackendKind::Cpu, &onnx, &options).unwrap().run(&[x]).unwrap();
+    assert_eq!(got.len(), 2);
     for (i, ours) in got.iter().enumerate() {
         let ort = common::read_pb(&dir.join(format!("int8_output_{i}.pb"))).unwrap().to_f64_vec();
         let ours = ours.to_f64_vec();
+        assert!(!ours.is_empty() && ours.len() == ort.len(), "output {i}: {} values vs {}", ours.len(), ort.len());
         let signal: f64 = ort.iter().map(|v| v * v).sum();
         let noise: f64 = ort.iter().zip(&ours).map(|(a, b)| (a - b).powi(2)).sum();
         let sqnr = 10.0 * (signal / noise.max(f64::MIN_POSITIVE)).log10();
@@ -239,6 +241,7 @@ fn micro_matches_onnxruntime(name: &str, lsb: &[(f64, f64)]) {
     for (i, (ours, &(scale, allowed))) in got.iter().zip(lsb).enumerate() {
         let ort = common::read_pb(&dir.join(format!("output_{i}.pb"))).unwrap();
         assert_eq!(ours.shape, ort.shape, "output {i}");
+        assert_eq!(ours.to_f64_vec().len(), ort.to_f64_vec().len(), "output {i}");
         for (j, (a, b)) in ours.to_f64_vec().iter().zip(&ort.to_f64_vec()).enumerate() {
             let steps = ((a - b) / scale).abs();
             assert!(steps <= allowed + 1e-3, "output {i} value {j}: {a} vs onnxruntime {b} ({steps:.2} LSB)");

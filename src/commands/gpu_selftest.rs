@@ -36,6 +36,14 @@ pub fn gpu_selftest(args: &GpuSelftestArgs) -> Result<()> {
             .collect();
         let gpu = gpu_preprocess(&ctx, &frame, format, (w, h), (dw, dh), (-1.0, 1.0))?;
         let cpu = preprocess_reference(&frame, format, (w, h), (dw, dh), (-1.0, 1.0));
+        if gpu.len() != cpu.len() || cpu.len() != 3 * dw * dh {
+            anyhow::bail!(
+                "the CUDA kernel gave {} values, its CPU reference {} (want {})",
+                gpu.len(),
+                cpu.len(),
+                3 * dw * dh
+            );
+        }
         let max = gpu.iter().zip(&cpu).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         results.push(
             serde_json::json!({"format": format!("{format:?}"), "from": [w, h], "to": [dw, dh], "max_abs_diff": max}),

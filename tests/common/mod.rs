@@ -33,6 +33,9 @@ pub fn compare(got: &Tensor, want: &Tensor, atol: f64, rtol: f64) -> Result<(), 
         return Err(format!("type {}, expected {}", got.dtype_name(), want.dtype_name()));
     }
     let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
+    if g.len() != w.len() {
+        return Err(format!("{} values, expected {}", g.len(), w.len()));
+    }
     for (i, (&a, &b)) in g.iter().zip(&w).enumerate() {
         let ok = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= atol + rtol * b.abs();
         if !ok {
@@ -56,4 +59,18 @@ pub fn kestrel_ok(args: &[&str]) -> String {
     let out = kestrel(args);
     assert!(out.status.success(), "kestrel {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Records whether a check really ran here or was skipped (and why): on stderr, and as a line
+/// `check<TAB>tested|skipped<TAB>detail` appended to `$KESTREL_CHECK_LOG` when set, which
+/// `scripts/test.sh` summarizes (kestrel-micro's kernel tests write the same lines).
+pub fn record_check(check: &str, tested: bool, detail: &str) {
+    use std::io::Write;
+    let status = if tested { "tested" } else { "skipped" };
+    eprintln!("{check}: {status}: {detail}");
+    if let Some(path) = std::env::var_os("KESTREL_CHECK_LOG") {
+        let line = format!("{check}\t{status}\t{detail} ({})\n", std::env::consts::ARCH);
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+        file.and_then(|mut f| f.write_all(line.as_bytes())).expect("appending to $KESTREL_CHECK_LOG");
+    }
 }

@@ -101,7 +101,7 @@ pub struct Install {
     /// Seconds the health check may take on the board.
     pub health_budget_s: u32,
     /// Command prefix that starts board binaries: empty on real hardware; an emulated board
-    /// uses `qemu-aarch64 -L /usr/aarch64-linux-gnu`.
+    /// uses `qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu`.
     #[serde(default)]
     pub launcher: String,
 }

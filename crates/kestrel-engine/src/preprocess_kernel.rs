@@ -168,6 +168,7 @@ mod tests {
             let src = frame(w * h * 3, 0x1234_5678 + i as u64);
             let got = preprocess_reference(&src, FrameFormat::Rgb, (w, h), (dw, dh), (-1.0, 1.0));
             let want = independent(&src, (w, h), (dw, dh), (-1.0, 1.0));
+            assert_eq!((got.len(), want.len()), (3 * dw * dh, 3 * dw * dh));
             for (g, e) in got.iter().zip(&want) {
                 assert!((f64::from(*g) - e).abs() < 2e-5, "{w}x{h} -> {dw}x{dh}: {g} vs {e}");
             }

@@ -20,6 +20,8 @@ pub mod max_pool;
 pub mod pad;
 pub mod prelu;
 pub mod quantize;
+#[cfg(test)]
+pub(crate) mod reference;
 pub mod relu;
 pub mod resize;
 pub mod softmax;
