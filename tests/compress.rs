@@ -13,6 +13,15 @@ fn tmp(name: &str) -> PathBuf {
     dir
 }
 
+/// The committed compressed model must be what the compressor makes today, byte for byte (so
+/// it, and the onnxruntime fixtures recorded from it, are current).
+fn assert_is_bundled(out: &std::path::Path, bundled: &str, tag: &str) {
+    assert!(
+        std::fs::read(out).unwrap() == std::fs::read(common::repo().join(bundled)).unwrap(),
+        "{bundled} is stale: python scripts/make_fixtures.py int8 {tag}"
+    );
+}
+
 fn top1(model: &str) -> f64 {
     let v: Value =
         serde_json::from_str(&common::kestrel_ok(&["eval", model, "--dataset", "fashion-mnist", "--json"])).unwrap();
@@ -43,6 +52,7 @@ fn fashion_int8_keeps_accuracy_within_half_a_point() {
     assert!(r["bytes_out"].as_u64().unwrap() * 3 < r["bytes_in"].as_u64().unwrap());
     // The config travels inside the model: no kestrel.toml beside the output.
     assert!(!dir.join("kestrel.toml").exists());
+    assert_is_bundled(&out, "models/fashion-cnn/model.int8.onnx", "int8");
     let (full, int8) = (top1("models/fashion-cnn/model.onnx"), top1(&out_s));
     assert!(int8 >= full - 0.005, "int8 {int8} vs fp32 {full}");
     std::fs::remove_dir_all(&dir).ok();
@@ -62,6 +72,7 @@ fn blazeface_int8_finds_the_same_face() {
         "--out",
         &out_s,
     ]);
+    assert_is_bundled(&out, "models/blazeface/model.int8.onnx", "int8");
     let face = |model: &str| -> Value {
         let v: Value =
             serde_json::from_str(&common::kestrel_ok(&["run", model, "models/samples/astronaut.png", "--json"]))
@@ -162,6 +173,7 @@ fn fashion_pruned_reconstructed_int8_is_small_fast_and_close() {
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let names: Vec<&str> = r["passes"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["prune-channels", "reconstruct", "quantize-int8"]);
+    assert_is_bundled(&out, "models/fashion-cnn/model.p50.int8.onnx", "p50.int8");
     // Pruned layers really lost channels; layers that could not be pruned say why.
     let prune = &r["passes"][0]["report"];
     assert!(prune["layers"]
@@ -255,11 +267,7 @@ fn blazeface_integer_only_exports_whole_and_finds_the_face() {
     let (out_s, kmodel_s) = (out.display().to_string(), kmodel.display().to_string());
     let args = ["compress", "models/blazeface/model.onnx", "--int8", "--integer-only", "--calib"];
     common::kestrel_ok(&[&args[..], &["models/blazeface/calib", "--out", &out_s]].concat());
-    let bundled = common::repo().join("models/blazeface/model.integer.int8.onnx");
-    assert!(
-        std::fs::read(&out).unwrap() == std::fs::read(bundled).unwrap(),
-        "models/blazeface/model.integer.int8.onnx is stale: python scripts/make_fixtures.py int8 integer.int8"
-    );
+    assert_is_bundled(&out, "models/blazeface/model.integer.int8.onnx", "integer.int8");
     common::kestrel_ok(&["export", &out_s, "-o", &kmodel_s]);
     let v: Value = serde_json::from_str(&common::kestrel_ok(&[
         "run",

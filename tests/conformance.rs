@@ -2,8 +2,12 @@
 //!
 //! Data: `bash scripts/fetch-onnx-tests.sh` (cached in target/). Tolerance: |got - want| <=
 //! 1e-4 + 1e-3·|want| (ONNX's own runner uses rtol 1e-3), NaN equals NaN, exact shape and type.
-//! A listed case that fails is a failure; cases that pass but are not listed are reported so
-//! the list can grow (`KESTREL_WRITE_PASSLIST=1` rewrites it).
+//! The pass-list stores each case with the mode it passes in (`live`, `first-live`,
+//! `all-frozen`, strongest first). A listed case fails the run when it fails, when it only
+//! passes in a weaker mode than listed (it stopped working with live inputs), or when its data
+//! is missing (a case that did not run never counts as passed). Cases that pass but are not
+//! listed are reported so the list can grow; `KESTREL_WRITE_PASSLIST=1` rewrites it and prints
+//! every case it drops or weakens.
 
 mod common;
 
@@ -27,6 +31,35 @@ enum Mode {
     Live,
     FirstLive,
     AllFrozen,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Live => "live",
+            Mode::FirstLive => "first-live",
+            Mode::AllFrozen => "all-frozen",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Mode> {
+        [Mode::Live, Mode::FirstLive, Mode::AllFrozen].into_iter().find(|m| m.name() == s)
+    }
+}
+
+/// The pass-list: case → the mode it passes in. A line without a mode is an error.
+fn read_pass_list(path: &Path) -> std::collections::BTreeMap<String, Mode> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (case, mode) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
+            let mode = Mode::parse(mode.trim())
+                .unwrap_or_else(|| panic!("{}: `{l}` needs a mode (live, first-live or all-frozen)", path.display()));
+            (case.to_string(), mode)
+        })
+        .collect()
 }
 
 fn run_case(dir: &Path) -> Result<Mode> {
@@ -95,13 +128,7 @@ fn main() {
         eprintln!("conformance: no test data in {}; run `bash scripts/fetch-onnx-tests.sh` first", root.display());
         std::process::exit(1);
     }
-    let listed: BTreeSet<String> = std::fs::read_to_string(&list_path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
-        .collect();
+    let listed = read_pass_list(&list_path);
     let mut cases: Vec<String> = std::fs::read_dir(&root)
         .expect("listing the conformance data")
         .filter_map(|e| e.ok())
@@ -111,9 +138,13 @@ fn main() {
     cases.sort();
     // KESTREL_CONFORMANCE_EVERY=N runs every N-th case only (the aarch64 run under qemu).
     let every: usize = std::env::var("KESTREL_CONFORMANCE_EVERY").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
-    let cases: Vec<String> = cases.into_iter().step_by(every).collect();
-    let listed: BTreeSet<String> =
-        if every > 1 { listed.into_iter().filter(|c| cases.contains(c)).collect() } else { listed };
+    // A listed case without data did not run: that fails (only a sampled run skips cases by design).
+    let missing: Vec<String> =
+        if every > 1 { vec![] } else { listed.keys().filter(|c| !cases.contains(c)).cloned().collect() };
+    let sampled: BTreeSet<&String> = cases.iter().step_by(every).collect();
+    let cases: Vec<String> = cases.iter().step_by(every).cloned().collect();
+    let listed: std::collections::BTreeMap<String, Mode> =
+        listed.into_iter().filter(|(c, _)| every == 1 || sampled.contains(c)).collect();
     // tract reports failures through panics in a few corners; keep the log quiet, count them as failures.
     std::panic::set_hook(Box::new(|_| {}));
     let results: Mutex<Vec<(String, Result<Mode, String>)>> = Mutex::new(Vec::new());
@@ -137,16 +168,40 @@ fn main() {
         }
     });
     let results = results.into_inner().unwrap();
-    let passed: BTreeSet<String> = results.iter().filter(|r| r.1.is_ok()).map(|r| r.0.clone()).collect();
+    let passed: std::collections::BTreeMap<String, Mode> =
+        results.iter().filter_map(|(c, r)| r.as_ref().ok().map(|m| (c.clone(), *m))).collect();
     if std::env::var_os("KESTREL_WRITE_PASSLIST").is_some() && every == 1 {
-        let mut text = String::from("# ONNX 1.22.0 node tests that pass on the CPU backend (tests/conformance.rs).\n");
-        passed.iter().for_each(|c| text.push_str(&format!("{c}\n")));
+        let mut text = String::from(
+            "# ONNX 1.22.0 node tests that pass on the CPU backend, with the strongest mode each passes in\n\
+             # (live: every input at run time; first-live: parameter inputs frozen; all-frozen). tests/conformance.rs\n",
+        );
+        passed.iter().for_each(|(c, m)| text.push_str(&format!("{c} {}\n", m.name())));
         std::fs::write(&list_path, text).expect("writing the pass-list");
+        for (case, was) in &listed {
+            match passed.get(case) {
+                None => println!("pass-list: REMOVED {case} (was {})", was.name()),
+                Some(now) if now > was => println!("pass-list: WEAKENED {case}: {} -> {}", was.name(), now.name()),
+                _ => {}
+            }
+        }
     }
-    let regressions: Vec<_> = results.iter().filter(|(c, r)| r.is_err() && listed.contains(c)).collect();
-    let new: Vec<_> = passed.iter().filter(|c| !listed.contains(*c)).collect();
-    for (case, err) in &regressions {
-        println!("REGRESSION {case}: {}", err.as_ref().err().map(String::as_str).unwrap_or_default());
+    // A listed case regressed when it failed or passed only in a weaker mode than listed.
+    let mut regressions: Vec<(String, String)> = Vec::new();
+    for (case, r) in &results {
+        let Some(&want) = listed.get(case) else { continue };
+        match r {
+            Err(e) => regressions.push((case.clone(), e.clone())),
+            Ok(got) if *got > want => regressions
+                .push((case.clone(), format!("listed as passing {}, now passes only {}", want.name(), got.name()))),
+            Ok(_) => {}
+        }
+    }
+    for case in missing {
+        regressions.push((case, "listed, but its data is missing: it did not run".into()));
+    }
+    let new: Vec<_> = passed.keys().filter(|c| !listed.contains_key(*c)).collect();
+    for (case, why) in &regressions {
+        println!("REGRESSION {case}: {why}");
     }
     if !new.is_empty() {
         let shown: Vec<_> = new.iter().take(10).collect();
