@@ -244,11 +244,16 @@ fn where_it_runs(model: &kestrel_onnx::OnnxModel, shape: &[usize], float_layers:
         return (false, "runs on: the CPU backend (a float model; add --int8 for the integer runtime)".into());
     }
     match kestrel_engine::export_kmodel::export_kmodel(model, shape) {
-        Ok(_) => (
-            true,
-            "runs on: the integer runtime, whole (`--backend auto` chooses it; `kestrel export` makes a .kmodel)"
-                .into(),
-        ),
+        Ok(_) => {
+            let float = match float_layers.len() {
+                0 => String::new(),
+                n => format!(", {n} float layer(s) on its float kernels"),
+            };
+            let line = format!(
+                "runs on: the integer runtime, whole{float} (`--backend auto` chooses it; `kestrel export` makes a .kmodel)"
+            );
+            (true, line)
+        }
         Err(e) => {
             let mut line = format!("runs on: the CPU backend, not the integer runtime: {e}");
             if !float_layers.is_empty() {

@@ -12,7 +12,10 @@
 //! Add (`Quantize(Relu?(Add(Dequantize(a), Dequantize(b))))`, as `kestrel compress
 //! --integer-only` writes residual connections) → one requantizing Add on the integers, and
 //! `Quantize(f(Dequantize(x)))` for an elementwise f (Relu, Clip, LeakyRelu, HardSigmoid,
-//! Sigmoid, Tanh) → a 256-entry table lookup. Shape-only subgraphs (Shape →
+//! Sigmoid, Tanh) → a 256-entry table lookup. The layers a mixed int8 model keeps in float run
+//! on the runtime's float kernels: Conv → ConvF32 (weights reordered to [kh, kw, C/g, M]), an Add
+//! of two float activations (and a Relu only it feeds) → AddF32, MaxPool and zero Pad on float.
+//! Shape-only subgraphs (Shape →
 //! Gather → … → Reshape's shape) are folded away: shapes are fixed at export. Requantization
 //! multipliers are computed in f32 as onnxruntime does, `(x_scale · w_scale) / y_scale`, so the
 //! runtime's integers match onnxruntime's bit for bit. Activations get arena offsets from their
@@ -117,6 +120,26 @@ fn fused_binaries(g: &pb::GraphProto) -> (HashMap<usize, FusedBinary>, HashSet<u
         }
     }
     (fused, absorbed)
+}
+
+/// Adds of two activations (not already fused) whose output only a Relu reads: by Add node,
+/// the Relu node, which runs inside the Add.
+fn float_add_relus(g: &pb::GraphProto, skip: &HashSet<usize>) -> HashMap<usize, usize> {
+    let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let mut found = HashMap::new();
+    for (ai, a) in g.node.iter().enumerate() {
+        let activations = a.input.len() == 2 && a.input.iter().all(|i| !inits.contains(i.as_str()));
+        if a.op_type != "Add" || !activations || skip.contains(&ai) || g.output.iter().any(|o| o.name == a.output[0]) {
+            continue;
+        }
+        let readers: Vec<usize> = (0..g.node.len()).filter(|&i| g.node[i].input.contains(&a.output[0])).collect();
+        if let [r] = readers[..] {
+            if g.node[r].op_type == "Relu" && !skip.contains(&r) {
+                found.insert(ai, r);
+            }
+        }
+    }
+    found
 }
 
 /// Elementwise float functions that run on the integers as a 256-entry table when they sit
@@ -256,6 +279,30 @@ fn with_leading_ones(dims: &[usize], rank: usize) -> Vec<usize> {
 /// Whether `b` broadcasts to `dims` (same rank): each of its dims equal or 1.
 fn broadcasts(b: &[usize], dims: &[usize]) -> bool {
     b.len() == dims.len() && b.iter().zip(dims).all(|(&e, &d)| e == d || e == 1)
+}
+
+/// A Conv node's parameters in the format's layout (kernel, strides, dilations, pads as u8;
+/// groups as u16), for weights of ONNX shape `wdims` ([M, C/g, kh, kw]).
+fn conv_params(n: &pb::NodeProto, wdims: &[usize]) -> Result<[u8; 12], EngineError> {
+    if n.attribute.iter().any(|a| a.name == "auto_pad" && !a.s.is_empty() && a.s != b"NOTSET") {
+        return Err(unsupported(n, "auto_pad"));
+    }
+    let strides = ints(n, "strides").unwrap_or(vec![1, 1]);
+    let dil = ints(n, "dilations").unwrap_or(vec![1, 1]);
+    let pads = ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]);
+    if wdims.len() != 4 || strides.len() != 2 || dil.len() != 2 || pads.len() != 4 {
+        return Err(unsupported(n, "only 2-D convolutions are supported"));
+    }
+    let group = n.attribute.iter().find(|a| a.name == "group").map_or(1, |a| a.i);
+    let mut p = [0u8; 12];
+    let vals =
+        [wdims[2] as i64, wdims[3] as i64, strides[0], strides[1], dil[0], dil[1], pads[0], pads[1], pads[2], pads[3]];
+    let what = ["kernel", "kernel", "stride", "stride", "dilation", "dilation", "pad", "pad", "pad", "pad"];
+    for (slot, (v, what)) in p.iter_mut().zip(vals.iter().zip(what)) {
+        *slot = small(*v, what, n)?;
+    }
+    p[10..12].copy_from_slice(&u16::try_from(group).map_err(|_| unsupported(n, "group too large"))?.to_le_bytes());
+    Ok(p)
 }
 
 fn unsupported(n: &pb::NodeProto, why: &str) -> EngineError {
@@ -676,36 +723,7 @@ impl<'g> Exporter<'g> {
                 let (w, ws) = self.weight(n, &n.input[3], &n.input[4], &n.input[5], m)?;
                 let (ys, yz) = (self.scalar(n, &n.input[6])?, self.scalar(n, &n.input[7])?);
                 let bias = self.bias(n, m)?;
-                if n.attribute.iter().any(|a| a.name == "auto_pad" && !a.s.is_empty() && a.s != b"NOTSET") {
-                    return Err(unsupported(n, "auto_pad"));
-                }
-                let strides = ints(n, "strides").unwrap_or(vec![1, 1]);
-                let dil = ints(n, "dilations").unwrap_or(vec![1, 1]);
-                let pads = ints(n, "pads").unwrap_or(vec![0, 0, 0, 0]);
-                let group = n.attribute.iter().find(|a| a.name == "group").map_or(1, |a| a.i);
-                let mut p = [0u8; 12];
-                let vals = [
-                    wdims[2] as i64,
-                    wdims[3] as i64,
-                    strides[0],
-                    strides[1],
-                    dil[0],
-                    dil[1],
-                    pads[0],
-                    pads[1],
-                    pads[2],
-                    pads[3],
-                ];
-                for (slot, (v, what)) in
-                    p.iter_mut().zip(vals.iter().zip([
-                        "kernel", "kernel", "stride", "stride", "dilation", "dilation", "pad", "pad", "pad", "pad",
-                    ]))
-                {
-                    *slot = small(*v, what, n)?;
-                }
-                p[10..12].copy_from_slice(
-                    &u16::try_from(group).map_err(|_| unsupported(n, "group too large"))?.to_le_bytes(),
-                );
+                let p = conv_params(n, &wdims)?;
                 let mult: Vec<f32> = ws.iter().map(|&w| (xs * w) / ys).collect();
                 let extra = self.b.f32_weights(&mult);
                 let y = self.new_activation(&out, DType::U8, self.nhwc_shape_of(n, &out)?, Some((ys, yz as i32)));
@@ -741,13 +759,14 @@ impl<'g> Exporter<'g> {
             "MaxPool" => {
                 let x = self.activation(n, &n.input[0])?;
                 let x = self.channels_last(n, x)?;
-                if self.tensors[x].dtype != DType::U8 || n.output.len() > 1 && !n.output[1].is_empty() {
-                    return Err(unsupported(n, "only uint8 MaxPool without indices"));
+                if n.output.len() > 1 && !n.output[1].is_empty() {
+                    return Err(unsupported(n, "only MaxPool without indices"));
                 }
                 let d = &self.tensors[x].dims;
                 let p = pooling_params(n, [d[1], d[2]])?;
                 let quant = self.tensors[x].scale.map(|s| (s, self.tensors[x].zero_point));
-                let y = self.new_activation(&out, DType::U8, self.nhwc_shape_of(n, &out)?, quant);
+                let dtype = self.tensors[x].dtype;
+                let y = self.new_activation(&out, dtype, self.nhwc_shape_of(n, &out)?, quant);
                 self.tensors[y].nhwc = true;
                 self.push(OpCode::MaxPool, vec![x], y, p, None);
             }
@@ -788,6 +807,9 @@ impl<'g> Exporter<'g> {
                 }
                 self.by_name.insert(out.clone(), y);
             }
+            "Add" if n.input.len() == 2 && n.input.iter().all(|i| raw(self.g, i).is_none()) => {
+                self.float_add(n, None)?
+            }
             "Add" => {
                 let (a, b) = (&n.input[0], &n.input[1]);
                 let (act, cst) = if raw(self.g, b).is_some() { (a, b) } else { (b, a) };
@@ -812,13 +834,18 @@ impl<'g> Exporter<'g> {
                 let t = self.tensors[x].clone();
                 let mode_constant = n.attribute.iter().all(|a| a.name != "mode" || a.s == b"constant");
                 let pads = n.input.get(1).and_then(|p| raw(self.g, p)).filter(|r| r.elem.code == 7);
-                let value = match n.input.get(2).filter(|v| !v.is_empty()) {
-                    None => Some(0u8),
-                    Some(v) => raw(self.g, v).filter(|r| r.elem.code == 2 && r.bytes.len() == 1).map(|r| r.bytes[0]),
+                // uint8 pads with its byte; float with zeros only (the format stores a byte).
+                let value = match (n.input.get(2).filter(|v| !v.is_empty()), t.dtype) {
+                    (None, _) => Some(0u8),
+                    (Some(v), DType::U8) => {
+                        raw(self.g, v).filter(|r| r.elem.code == 2 && r.bytes.len() == 1).map(|r| r.bytes[0])
+                    }
+                    (Some(v), _) => raw(self.g, v).filter(|r| r.elem.code == 1 && r.bytes == [0; 4]).map(|_| 0),
                 };
-                let (Some(pads), Some(value), true, 4, 1) = (pads, value, mode_constant, t.dims.len(), t.dtype.size())
+                let float_or_byte = matches!(t.dtype, DType::U8 | DType::F32);
+                let (Some(pads), Some(value), true, 4, true) = (pads, value, mode_constant, t.dims.len(), float_or_byte)
                 else {
-                    return Err(unsupported(n, "only constant 4-D padding of uint8 with constant pads"));
+                    return Err(unsupported(n, "only constant 4-D padding (uint8, or float32 with zeros) with constant pads"));
                 };
                 let pads: Vec<i64> =
                     pads.bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
@@ -880,14 +907,87 @@ impl<'g> Exporter<'g> {
                 let y = self.new_activation(&out, DType::F32, dims, None);
                 self.push(OpCode::Softmax, vec![x], y, p, None);
             }
-            "Conv" | "MatMul" | "Gemm" => {
+            "Conv" => self.float_conv(n)?,
+            "MatMul" | "Gemm" => {
                 return Err(unsupported(
                     n,
-                    "a float layer: the integer runtime runs int8 layers only (`kestrel compress --int8 --integer-only` quantizes every layer)",
+                    "a float matrix product: the integer runtime runs those in int8 only (`kestrel compress --int8` quantizes it)",
                 ))
             }
             _ => return Err(unsupported(n, "the integer runtime has no kernel for it")),
         }
+        Ok(())
+    }
+
+    /// A Conv kept in float by the compressor: float32 channels-last input, weights reordered
+    /// from ONNX's [M, C/g, kh, kw] to the runtime's [kh, kw, C/g, M], float bias.
+    fn float_conv(&mut self, n: &pb::NodeProto) -> Result<(), EngineError> {
+        let out = n.output.first().cloned().unwrap_or_default();
+        let x = self.activation(n, &n.input[0])?;
+        if self.tensors[x].dtype != DType::F32 {
+            return Err(unsupported(n, "a float Conv of a non-float input"));
+        }
+        let x = self.channels_last(n, x)?;
+        let float_constant = |name: &str| raw(self.g, name).filter(|r| r.elem.code == 1);
+        let w = n
+            .input
+            .get(1)
+            .and_then(|i| float_constant(i))
+            .ok_or_else(|| unsupported(n, "its weights must be a float constant"))?;
+        let p = conv_params(n, &w.dims)?;
+        let [m, cg, kh, kw] = w.dims[..] else { return Err(unsupported(n, "only 2-D convolutions are supported")) };
+        let values = f32s(&w);
+        let mut hwio = vec![0f32; values.len()];
+        for (i, &v) in values.iter().enumerate() {
+            let (o, rest) = (i / (cg * kh * kw), i % (cg * kh * kw));
+            let (c, ky, kx) = (rest / (kh * kw), rest / kw % kh, rest % kw);
+            hwio[((ky * kw + kx) * cg + c) * m + o] = v;
+        }
+        let bytes: Vec<u8> = hwio.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let wt = self.constant(DType::F32, vec![kh, kw, cg, m], &bytes, None);
+        let mut inputs = vec![x, wt];
+        if let Some(b) = n.input.get(2).filter(|b| !b.is_empty()) {
+            let b = float_constant(b)
+                .filter(|r| r.bytes.len() == 4 * m)
+                .ok_or_else(|| unsupported(n, "its bias must be a float constant of M values"))?;
+            inputs.push(self.constant(DType::F32, vec![m], &b.bytes, None));
+        }
+        let y = self.new_activation(&out, DType::F32, self.nhwc_shape_of(n, &out)?, None);
+        self.tensors[y].nhwc = true;
+        self.push(OpCode::ConvF32, inputs, y, p, None);
+        Ok(())
+    }
+
+    /// A float Add of two activations (a mixed model's residual connection), in the layout both
+    /// share when they share one, else ONNX's; with `relu`, that Relu node fused into it.
+    fn float_add(&mut self, n: &pb::NodeProto, relu: Option<&pb::NodeProto>) -> Result<(), EngineError> {
+        let out = relu.unwrap_or(n).output.first().cloned().unwrap_or_default();
+        let (mut a, mut b) = (self.activation(n, &n.input[0])?, self.activation(n, &n.input[1])?);
+        if self.tensors[a].dtype != DType::F32 || self.tensors[b].dtype != DType::F32 {
+            return Err(unsupported(n, "an Add of a float and an integer tensor"));
+        }
+        if self.tensors[a].nhwc != self.tensors[b].nhwc || self.tensors[a].dims != self.tensors[b].dims {
+            (a, b) = (self.onnx_layout(a), self.onnx_layout(b));
+        }
+        let (da, db) = (self.tensors[a].dims.clone(), self.tensors[b].dims.clone());
+        if da.len() > 4 || !broadcasts(&with_leading_ones(&db, da.len()), &da) {
+            if broadcasts(&with_leading_ones(&da, db.len()), &db) && db.len() <= 4 {
+                std::mem::swap(&mut a, &mut b);
+            } else {
+                return Err(unsupported(n, "operands that do not broadcast to one shape of rank ≤ 4"));
+            }
+        }
+        let rank = self.tensors[a].dims.len();
+        if self.tensors[b].dims.len() < rank {
+            let dims = with_leading_ones(&self.tensors[b].dims, rank);
+            let r = self.like(b, dims, false);
+            self.push(OpCode::Reshape, vec![b], r, [0; 12], None);
+            b = r;
+        }
+        let y = self.elementwise(&out, a, DType::F32, None);
+        let mut p = [0u8; 12];
+        p[0] = u8::from(relu.is_some());
+        self.push(OpCode::AddF32, vec![a, b], y, p, None);
         Ok(())
     }
 
@@ -965,8 +1065,12 @@ pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize]) -> Result<Exporte
     let taken: HashSet<usize> = skip.iter().copied().chain(fused.keys().copied()).collect();
     let (unaries, absorbed) = fused_unaries(g, &taken);
     skip.extend(absorbed);
+    let add_relus = float_add_relus(g, &skip);
+    skip.extend(add_relus.values());
     for (ix, n) in g.node.iter().enumerate() {
-        if let Some(f) = fused.get(&ix) {
+        if let Some(&relu) = add_relus.get(&ix) {
+            ex.float_add(n, Some(&g.node[relu]))?;
+        } else if let Some(f) = fused.get(&ix) {
             ex.fused_binary(n, f)?;
         } else if let Some(&[d, f]) = unaries.get(&ix) {
             if TABLED.contains(&g.node[f].op_type.as_str()) {

@@ -101,8 +101,13 @@ impl Engine {
         let why_not_micro = if is_quantized(model) {
             match backends::micro::Micro.prepare(model, options) {
                 Ok(prepared) => {
-                    let nodes = model.proto.graph.as_ref().map_or(0, |g| g.node.len());
-                    let reason = format!("int8 model, every op of its {nodes} nodes has an integer kernel");
+                    let g = model.proto.graph.as_ref();
+                    let nodes = g.map_or(0, |g| g.node.len());
+                    let float = g.map_or(0, |g| g.node.iter().filter(|n| n.op_type == "Conv").count());
+                    let mut reason = format!("int8 model, the integer runtime runs all its {nodes} nodes");
+                    if float > 0 {
+                        reason.push_str(&format!(" ({float} float Conv layers on its float kernels)"));
+                    }
                     return Ok(Engine { backend: "micro", reason, prepared });
                 }
                 Err(EngineError::UnsupportedOp { op, node, why, .. }) => {

@@ -101,6 +101,10 @@ pub enum OpCode {
     GlobalAveragePool,
     PRelu,
     Resize,
+    /// Float convolution (a layer a mixed int8 model keeps in float).
+    ConvF32,
+    /// Float Add of two activations, optional Relu.
+    AddF32,
 }
 
 impl OpCode {
@@ -125,6 +129,8 @@ impl OpCode {
             17 => OpCode::GlobalAveragePool,
             18 => OpCode::PRelu,
             19 => OpCode::Resize,
+            20 => OpCode::ConvF32,
+            21 => OpCode::AddF32,
             _ => return None,
         })
     }
@@ -150,6 +156,8 @@ impl OpCode {
             OpCode::GlobalAveragePool => 17,
             OpCode::PRelu => 18,
             OpCode::Resize => 19,
+            OpCode::ConvF32 => 20,
+            OpCode::AddF32 => 21,
         }
     }
 
@@ -166,8 +174,8 @@ impl OpCode {
     /// (inputs, outputs) the op takes: (min, max) inputs and exactly this many outputs.
     fn arity(self) -> (usize, usize, usize) {
         match self {
-            OpCode::Conv | OpCode::FullyConnected => (2, 3, 1),
-            OpCode::Add | OpCode::Mul | OpCode::AddConstant | OpCode::PRelu => (2, 2, 1),
+            OpCode::Conv | OpCode::FullyConnected | OpCode::ConvF32 => (2, 3, 1),
+            OpCode::Add | OpCode::Mul | OpCode::AddConstant | OpCode::PRelu | OpCode::AddF32 => (2, 2, 1),
             OpCode::Concat => (2, 4, 1),
             _ => (1, 1, 1),
         }
@@ -480,25 +488,29 @@ impl<'a> Model<'a> {
         let bad = |what| Error::Invalid { what, index: o as u32 };
         let t = |i: u16| self.tensor(usize::from(i));
         match op.code {
-            OpCode::Conv => {
+            OpCode::Conv | OpCode::ConvF32 => {
                 let (x, w, y) = (t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0]));
                 let p = &op.params;
                 let (kh, kw, sh, sw, dh, dw) = (p[0], p[1], p[2], p[3], p[4], p[5]);
                 let (pt, pl, pb, pr) = (usize::from(p[6]), usize::from(p[7]), usize::from(p[8]), usize::from(p[9]));
                 let groups = usize::from(u16::from_le_bytes([p[10], p[11]]));
-                if x.dtype != DType::U8 || w.dtype != DType::I8 || y.dtype != DType::U8 || w.storage != Storage::Weights
-                {
+                let float = op.code == OpCode::ConvF32;
+                let types = if float { [DType::F32; 3] } else { [DType::U8, DType::I8, DType::U8] };
+                if [x.dtype, w.dtype, y.dtype] != types || w.storage != Storage::Weights {
                     return Err(bad("Conv element types"));
                 }
                 if x.rank != 4 || w.rank != 4 || y.rank != 4 || [kh, kw, sh, sw, dh, dw].contains(&0) || groups == 0 {
                     return Err(bad("Conv parameters"));
                 }
-                // x [n, h, w, c], w [m, kh, kw, c/groups], y [n, oh, ow, m].
-                let (c, m) = (x.dims[3], w.dims[0]);
-                if !c.is_multiple_of(groups) || !m.is_multiple_of(groups) || w.dims[3] != c / groups {
+                // x [n, h, w, c], y [n, oh, ow, m]; w [m, kh, kw, c/groups] (int8) or
+                // [kh, kw, c/groups, m] (float).
+                let (c, m) = (x.dims[3], if float { w.dims[3] } else { w.dims[0] });
+                let (w_cg, w_kh, w_kw) =
+                    if float { (w.dims[2], w.dims[0], w.dims[1]) } else { (w.dims[3], w.dims[1], w.dims[2]) };
+                if !c.is_multiple_of(groups) || !m.is_multiple_of(groups) || w_cg != c / groups {
                     return Err(bad("Conv channels"));
                 }
-                if w.dims[1] != usize::from(kh) || w.dims[2] != usize::from(kw) {
+                if w_kh != usize::from(kh) || w_kw != usize::from(kw) {
                     return Err(bad("Conv kernel shape"));
                 }
                 let out = |size: usize, k: u8, s: u8, d: u8, pad: usize| {
@@ -509,6 +521,9 @@ impl<'a> Model<'a> {
                 let ow = out(x.dims[2], kw, sw, dw, pl + pr);
                 if y.dims != [x.dims[0], oh.unwrap_or(0), ow.unwrap_or(0), m] {
                     return Err(bad("Conv output shape"));
+                }
+                if float {
+                    return self.check_float_bias(o, op, m);
                 }
                 self.check_bias_and_multipliers(o, op, m)
             }
@@ -559,11 +574,12 @@ impl<'a> Model<'a> {
             OpCode::MaxPool | OpCode::AveragePool => {
                 let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
                 let p = &op.params;
-                if x.dtype != DType::U8 || y.dtype != DType::U8 || x.rank != 4 || y.rank != 4 || p[..4].contains(&0) {
-                    return Err(bad("MaxPool tensors or parameters"));
-                }
                 // AveragePool requantizes (x and y quantized); every window holds an input.
                 let average = op.code == OpCode::AveragePool;
+                let types_ok = x.dtype == y.dtype && (x.dtype == DType::U8 || (x.dtype == DType::F32 && !average));
+                if !types_ok || x.rank != 4 || y.rank != 4 || p[..4].contains(&0) {
+                    return Err(bad("MaxPool tensors or parameters"));
+                }
                 if average && (x.scale.is_none() || y.scale.is_none() || p[8] > 1 || p[6] >= p[0] || p[7] >= p[1]) {
                     return Err(bad("AveragePool quantization or parameters"));
                 }
@@ -641,6 +657,17 @@ impl<'a> Model<'a> {
                 Ok(())
             }
             #[cfg(feature = "all-ops")]
+            OpCode::AddF32 => {
+                let (a, b, y) = (t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0]));
+                if [a.dtype, b.dtype, y.dtype] != [DType::F32; 3] || a.dims != y.dims || !broadcasts(b.dims, y.dims) {
+                    return Err(bad("AddF32 tensors (float32, b broadcast to a's shape)"));
+                }
+                if op.params[0] > 1 {
+                    return Err(bad("AddF32 relu flag"));
+                }
+                Ok(())
+            }
+            #[cfg(feature = "all-ops")]
             OpCode::PRelu => {
                 let (x, slope, y) = (t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0]));
                 let float_constant = slope.dtype == DType::F32 && slope.storage == Storage::Weights;
@@ -690,8 +717,10 @@ impl<'a> Model<'a> {
             OpCode::Pad => {
                 let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
                 let p = &op.params;
-                if x.dtype != y.dtype || x.dtype.size() != 1 || x.rank != 4 || y.rank != 4 {
-                    return Err(bad("Pad tensors (4-D, 1-byte elements)"));
+                // Float tensors pad with zeros only (the value is a byte).
+                let float_zero = x.dtype == DType::F32 && p[8] == 0;
+                if x.dtype != y.dtype || !(x.dtype.size() == 1 || float_zero) || x.rank != 4 || y.rank != 4 {
+                    return Err(bad("Pad tensors (4-D, 1-byte elements or float32 padded with zeros)"));
                 }
                 let padded = (0..4).all(|i| y.dims[i] == x.dims[i] + usize::from(p[i]) + usize::from(p[4 + i]));
                 if !padded || x.scale != y.scale || x.zero_point != y.zero_point {
@@ -738,6 +767,17 @@ impl<'a> Model<'a> {
                 if x.storage == Storage::Arena && x.offset < y.offset + y.len && y.offset < x.offset + x.len {
                     return Err(Error::Invalid { what: "op output overlapping its input", index: o as u32 });
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// A float Conv's optional bias: a float32 constant of `m` values.
+    fn check_float_bias(&self, o: usize, op: &Op, m: usize) -> Result<(), Error> {
+        if op.n_inputs == 3 {
+            let b = self.tensor(usize::from(op.inputs[2]));
+            if b.dtype != DType::F32 || b.storage != Storage::Weights || b.elements() != m {
+                return Err(Error::Invalid { what: "bias", index: o as u32 });
             }
         }
         Ok(())

@@ -14,18 +14,14 @@ pub struct Interpreter<'m, 'a> {
 
 /// The convolution geometry of Conv op `op` (x, y: [n, h, w, c]; checked by `Model::parse`).
 fn conv_shape(m: &Model<'_>, op: &crate::format::Op) -> ops::conv::ConvShape {
-    let (x, w, y) = (
-        m.tensor(usize::from(op.inputs[0])),
-        m.tensor(usize::from(op.inputs[1])),
-        m.tensor(usize::from(op.outputs[0])),
-    );
+    let (x, y) = (m.tensor(usize::from(op.inputs[0])), m.tensor(usize::from(op.outputs[0])));
     let p = &op.params;
     ops::conv::ConvShape {
         n: x.dims[0],
         h: x.dims[1],
         w: x.dims[2],
         c: x.dims[3],
-        m: w.dims[0],
+        m: y.dims[3],
         oh: y.dims[1],
         ow: y.dims[2],
         kh: usize::from(p[0]),
@@ -190,9 +186,20 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                     (usize::from(p[0]), usize::from(p[1])),
                     (usize::from(p[2]), usize::from(p[3])),
                     (usize::from(p[4]), usize::from(p[5])),
+                    x.dtype,
                     read(&x),
                     out,
                 );
+            }
+            #[cfg(feature = "all-ops")]
+            OpCode::ConvF32 => {
+                let bias = (op.n_inputs == 3).then(|| read(&info(2)));
+                ops::conv_f32::conv_f32(&conv_shape(&m, &op), read(&x), read(&info(1)), bias, out);
+            }
+            #[cfg(feature = "all-ops")]
+            OpCode::AddF32 => {
+                let b = info(1);
+                ops::add_f32::add_f32(read(&x), read(&b), x.dims, b.dims, op.params[0] == 1, out);
             }
             OpCode::Quantize => {
                 let (scale, zero) = quant(&y);
@@ -264,9 +271,12 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             #[cfg(feature = "all-ops")]
             OpCode::Pad => {
                 let p = &op.params;
-                let (begin, end) =
+                let (mut begin, mut end) =
                     ([p[0], p[1], p[2], p[3]].map(usize::from), [p[4], p[5], p[6], p[7]].map(usize::from));
-                ops::pad::pad(read(&x), x.dims, begin, end, p[8], out);
+                // The kernel moves bytes: the innermost axis counted in bytes (float pads with 0.0).
+                let (size, mut dims) = (x.dtype.size(), x.dims);
+                (dims[3], begin[3], end[3]) = (dims[3] * size, begin[3] * size, end[3] * size);
+                ops::pad::pad(read(&x), dims, begin, end, p[8], out);
             }
             #[cfg(feature = "all-ops")]
             OpCode::Concat => {

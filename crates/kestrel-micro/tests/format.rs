@@ -99,6 +99,84 @@ fn requantizing_model() -> Vec<u8> {
     b.finish()
 }
 
+#[cfg(feature = "all-ops")]
+/// The float ops of a mixed int8 model: x f32 [1,3,3,2] → ConvF32 3×3 (pad 1, bias) → AddF32
+/// with x (relu) → MaxPool 2×2 → Pad 2 channels with zeros → y f32 [1,2,2,4].
+fn float_model() -> Vec<u8> {
+    let mut b = Builder::new();
+    let w: Vec<f32> = (0..36).map(|i| (i as f32 - 18.0) / 20.0).collect();
+    let (w_at, bias_at) = (b.f32_weights(&w), b.f32_weights(&[0.5, -0.25]));
+    let f32_tensor = |b: &mut Builder, dims: &'static [usize], storage: Storage, offset: u32| {
+        b.tensor(TensorSpec {
+            dtype: DType::F32,
+            dims,
+            storage,
+            offset,
+            scale: None,
+            zero_point: 0,
+            channel_scales: None,
+        })
+    };
+    let x = f32_tensor(&mut b, &[1, 3, 3, 2], Storage::Arena, 0);
+    let wt = f32_tensor(&mut b, &[3, 3, 2, 2], Storage::Weights, w_at);
+    let bias = f32_tensor(&mut b, &[2], Storage::Weights, bias_at);
+    let conv = f32_tensor(&mut b, &[1, 3, 3, 2], Storage::Arena, 80);
+    let sum = f32_tensor(&mut b, &[1, 3, 3, 2], Storage::Arena, 160);
+    let pooled = f32_tensor(&mut b, &[1, 2, 2, 2], Storage::Arena, 240);
+    let y = f32_tensor(&mut b, &[1, 2, 2, 4], Storage::Arena, 288);
+    b.op(OpCode::ConvF32, &[x, wt, bias], &[conv], [3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0], None);
+    b.op(OpCode::AddF32, &[conv, x], &[sum], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], None);
+    b.op(OpCode::MaxPool, &[sum], &[pooled], [2, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0], None);
+    b.op(OpCode::Pad, &[pooled], &[y], [0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0], None);
+    b.input(x);
+    b.output(y);
+    b.arena(352);
+    b.finish()
+}
+
+#[cfg(feature = "all-ops")]
+#[test]
+fn the_float_ops_compute_their_definition() {
+    let file = float_model();
+    let m = Model::parse(&file).expect("valid");
+    let mut arena = vec![0u8; m.arena_len()];
+    let mut it = Interpreter::new(m, &mut arena).unwrap();
+    let x: Vec<f32> = (0..18).map(|i| (i as f32 - 9.0) / 4.0).collect();
+    for (slot, v) in it.input_mut(0).unwrap().chunks_exact_mut(4).zip(&x) {
+        slot.copy_from_slice(&v.to_le_bytes());
+    }
+    it.run().unwrap();
+    let got: Vec<f32> =
+        it.output(0).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    // By hand from the definitions, in f64.
+    let w = |ky: usize, kx: usize, c: usize, m: usize| (((ky * 3 + kx) * 2 + c) * 2 + m) as f64 / 20.0 - 0.9;
+    let xv = |y: usize, xx: usize, c: usize| x[(y * 3 + xx) * 2 + c] as f64;
+    let sum = |y: usize, xx: usize, m: usize| {
+        let mut acc = [0.5, -0.25][m];
+        for ky in 0..3 {
+            for kx in 0..3 {
+                let (iy, ix) = ((y + ky).wrapping_sub(1), (xx + kx).wrapping_sub(1));
+                if iy < 3 && ix < 3 {
+                    acc += (0..2).map(|c| xv(iy, ix, c) * w(ky, kx, c, m)).sum::<f64>();
+                }
+            }
+        }
+        (acc + xv(y, xx, m)).max(0.0)
+    };
+    for (oy, ox, m) in (0..2).flat_map(|a| (0..2).flat_map(move |b| (0..4).map(move |m| (a, b, m)))) {
+        let want = if m < 2 {
+            (0..2)
+                .flat_map(|dy| (0..2).map(move |dx| (dy, dx)))
+                .map(|(dy, dx)| sum(oy + dy, ox + dx, m))
+                .fold(f64::MIN, f64::max)
+        } else {
+            0.0
+        };
+        let g = got[(oy * 2 + ox) * 4 + m] as f64;
+        assert!((g - want).abs() < 1e-5, "y[{oy},{ox},{m}] = {g}, want {want}");
+    }
+}
+
 #[test]
 fn a_valid_model_parses_zero_copy() {
     let file = conv_model();
@@ -141,6 +219,8 @@ fn any_forged_byte_is_handled_without_panicking() {
         ("conv", conv_model(), 100),
         #[cfg(feature = "all-ops")]
         ("requantizing", requantizing_model(), 200),
+        #[cfg(feature = "all-ops")]
+        ("float", float_model(), 200),
     ];
     for (name, file, refused) in files {
         let mut errors = 0;

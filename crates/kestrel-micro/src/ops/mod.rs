@@ -2,6 +2,7 @@
 //! bounds-checked (through `Model::parse`), and never allocates.
 
 pub mod add_constant;
+pub mod add_f32;
 pub mod average_pool;
 pub mod binary;
 pub mod concat;
@@ -12,6 +13,7 @@ pub mod conv_aarch64;
 pub mod conv_avx2;
 #[cfg(all(target_arch = "arm", feature = "cortex-m-dsp"))]
 mod conv_cortex_m;
+pub mod conv_f32;
 #[cfg(target_arch = "x86_64")]
 pub mod conv_x86;
 pub mod depthwise;

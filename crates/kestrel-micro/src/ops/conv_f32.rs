@@ -1,0 +1,214 @@
+//! Float convolution, for the layers a mixed int8 model keeps in float (the compressor's
+//! sensitive-layer guard): channels-last input `[N, H, W, C]`, weights `[kh, kw, C/g, M]` (so
+//! that, for one tap and one input channel, the weights of a group's output channels are one
+//! contiguous run), optional bias `[M]`, output `[N, OH, OW, M]`. Each output pixel accumulates
+//! `x · w` tap by tap into blocks of 16, 8, 4 and 1 output channels held in registers;
+//! depthwise layers (one input and one output channel per group) walk all channels as one
+//! group. Sums are in tap, then input-channel order, in f32 without fused multiply-adds: the
+//! same bits on every CPU.
+
+use super::conv::ConvShape;
+use super::{f32_at, widest};
+
+widest! {
+    /// `y = conv(x, w) + bias`, all little-endian float32 bytes.
+    pub fn conv_f32(s: &ConvShape, x: &[u8], w: &[u8], bias: Option<&[u8]>, y: &mut [u8]) {
+        let (cg, mg) = (s.c / s.groups, s.m / s.groups);
+        // Depthwise: output channel m reads input channel m, weight [tap][m]: one group of all.
+        let depthwise = cg == 1 && mg == 1;
+        let group_len = if depthwise { s.m } else { mg };
+        let mut acc = [0f32; BLOCK];
+        for b in 0..s.n {
+            for oy in 0..s.oh {
+                for ox in 0..s.ow {
+                    let at = ((b * s.oh + oy) * s.ow + ox) * s.m;
+                    let out = &mut y[4 * at..4 * (at + s.m)];
+                    let pixel = Pixel { s, x, w, bias, b, oy, ox, depthwise };
+                    for g0 in (0..s.m).step_by(group_len) {
+                        for m0 in (g0..g0 + group_len).step_by(BLOCK) {
+                            pixel.block(m0, (g0 + group_len - m0).min(BLOCK), &mut acc, out);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Output channels accumulated at once (on the stack).
+const BLOCK: usize = 512;
+
+/// One output pixel's inputs.
+struct Pixel<'a> {
+    s: &'a ConvShape,
+    x: &'a [u8],
+    w: &'a [u8],
+    bias: Option<&'a [u8]>,
+    b: usize,
+    oy: usize,
+    ox: usize,
+    depthwise: bool,
+}
+
+impl Pixel<'_> {
+    /// Output channels `m0..m0 + n` (within one group, n ≤ [`BLOCK`]) into `out`.
+    #[inline(always)]
+    fn block(&self, m0: usize, n: usize, acc: &mut [f32; BLOCK], out: &mut [u8]) {
+        let s = self.s;
+        let (cg, mg) = (s.c / s.groups, s.m / s.groups);
+        let acc = &mut acc[..n];
+        match self.bias {
+            Some(bias) => acc.iter_mut().enumerate().for_each(|(j, a)| *a = f32_at(bias, m0 + j)),
+            None => acc.fill(0.0),
+        }
+        for ky in 0..s.kh {
+            let iy = (self.oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
+            if iy >= s.h {
+                continue;
+            }
+            for kx in 0..s.kw {
+                let ix = (self.ox * s.stride.1 + kx * s.dilation.1).wrapping_sub(s.pad.1);
+                if ix >= s.w {
+                    continue;
+                }
+                let tap = ky * s.kw + kx;
+                let at = ((self.b * s.h + iy) * s.w + ix) * s.c;
+                if self.depthwise {
+                    let xs = &self.x[4 * (at + m0)..4 * (at + m0 + n)];
+                    let ws = &self.w[4 * (tap * s.m + m0)..4 * (tap * s.m + m0 + n)];
+                    lanes(acc, ws, |a, j, w| *a += le(&xs[4 * j..]) * w);
+                    continue;
+                }
+                let first = at + m0 / mg * cg;
+                for (ci, xb) in self.x[4 * first..4 * (first + cg)].chunks_exact(4).enumerate() {
+                    let (xv, row) = (le(xb), (tap * cg + ci) * s.m + m0);
+                    lanes(acc, &self.w[4 * row..4 * (row + n)], |a, _, w| *a += xv * w);
+                }
+            }
+        }
+        for (o, a) in out[4 * m0..4 * (m0 + n)].chunks_exact_mut(4).zip(acc.iter()) {
+            o.copy_from_slice(&a.to_le_bytes());
+        }
+    }
+}
+
+/// `f(acc[j], j, w[j])` for every lane, the weights `w` as little-endian float32 bytes: in
+/// groups of 8 lanes (one AVX register; shorter fixed loops vectorize without the shuffling a
+/// long unrolled one gets), then the rest one by one.
+#[inline(always)]
+fn lanes(acc: &mut [f32], w: &[u8], f: impl Fn(&mut f32, usize, f32)) {
+    let whole = acc.len() / 8 * 8;
+    let (head, tail) = acc.split_at_mut(whole);
+    for (i, (a, wb)) in head.chunks_exact_mut(8).zip(w.chunks_exact(32)).enumerate() {
+        for j in 0..8 {
+            f(&mut a[j], 8 * i + j, le(&wb[4 * j..]));
+        }
+    }
+    for (j, (a, wb)) in tail.iter_mut().zip(w[4 * whole..].chunks_exact(4)).enumerate() {
+        f(a, whole + j, le(wb));
+    }
+}
+
+/// The little-endian float32 at the start of `b` (as one unaligned load on a little-endian CPU:
+/// the byte-by-byte form vectorizes into shuffles).
+#[inline(always)]
+fn le(b: &[u8]) -> f32 {
+    let b = &b[..4];
+    #[cfg(target_endian = "little")]
+    // SAFETY: `b` has 4 readable bytes; `read_unaligned` needs no alignment; every bit pattern
+    // is an f32.
+    return unsafe { b.as_ptr().cast::<f32>().read_unaligned() };
+    #[cfg(not(target_endian = "little"))]
+    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::vec::Vec;
+
+    use super::*;
+
+    /// Random shapes (groups, depthwise, stride, dilation, padding, more channels than a block)
+    /// against the ONNX definition summed in f64: within float rounding.
+    #[test]
+    fn float_conv_equals_the_onnx_definition() {
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut tested = 0;
+        for case in 0..120 {
+            let (kh, kw) = (1 + next(5), 1 + next(5));
+            let (stride, dilation, pad) = ((1 + next(2), 1 + next(2)), (1 + next(2), 1 + next(2)), (next(3), next(3)));
+            let (groups, cg, mg) = match case % 3 {
+                0 => (1, 1 + next(8), 1 + next(if case % 9 == 0 { 300 } else { 40 })),
+                1 => (2 + next(3), 1 + next(4), 1 + next(6)),
+                _ => (1 + next(300), 1, 1), // depthwise
+            };
+            let (h, w) = (1 + next(12), 1 + next(12));
+            let span = |n: usize, k: usize, d: usize, p: usize| (n + 2 * p).checked_sub((k - 1) * d + 1);
+            let (Some(sh), Some(sw)) = (span(h, kh, dilation.0, pad.0), span(w, kw, dilation.1, pad.1)) else {
+                continue;
+            };
+            let s = ConvShape {
+                n: 1 + next(2),
+                c: cg * groups,
+                h,
+                w,
+                m: mg * groups,
+                oh: sh / stride.0 + 1,
+                ow: sw / stride.1 + 1,
+                kh,
+                kw,
+                stride,
+                dilation,
+                pad,
+                groups,
+            };
+            let value = |next: &mut dyn FnMut(usize) -> usize| next(2001) as f32 / 1000.0 - 1.0;
+            let xs: Vec<f32> = (0..s.n * h * w * s.c).map(|_| value(&mut next)).collect();
+            let ws: Vec<f32> = (0..kh * kw * cg * s.m).map(|_| value(&mut next)).collect();
+            let bs: Vec<f32> = (0..s.m).map(|_| value(&mut next)).collect();
+            let bytes = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+            let mut y = std::vec![0u8; 4 * s.n * s.oh * s.ow * s.m];
+            conv_f32(&s, &bytes(&xs), &bytes(&ws), Some(&bytes(&bs)), &mut y);
+            for n in 0..s.n {
+                for oy in 0..s.oh {
+                    for ox in 0..s.ow {
+                        for m in 0..s.m {
+                            let g = m / mg;
+                            let mut want = f64::from(bs[m]);
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let iy = (oy * stride.0 + ky * dilation.0) as i64 - pad.0 as i64;
+                                    let ix = (ox * stride.1 + kx * dilation.1) as i64 - pad.1 as i64;
+                                    if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
+                                        continue;
+                                    }
+                                    for ci in 0..cg {
+                                        let xv = xs[((n * h + iy as usize) * w + ix as usize) * s.c + g * cg + ci];
+                                        let wv = ws[((ky * kw + kx) * cg + ci) * s.m + m];
+                                        want += f64::from(xv) * f64::from(wv);
+                                    }
+                                }
+                            }
+                            let got = f64::from(f32_at(&y, ((n * s.oh + oy) * s.ow + ox) * s.m + m));
+                            let terms = (kh * kw * cg + 1) as f64;
+                            assert!(
+                                (got - want).abs() <= 1e-6 * terms,
+                                "case {case} {s:?} at {n},{oy},{ox},{m}: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+            tested += 1;
+        }
+        assert!(tested >= 60, "only {tested} shapes tested");
+    }
+}
