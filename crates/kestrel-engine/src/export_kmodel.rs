@@ -702,9 +702,13 @@ impl<'g> Exporter<'g> {
                 self.push(OpCode::Quantize, vec![x], y, [0; 12], None);
             }
             "DequantizeLinear" => {
-                // Float ops all work on ONNX's layout: convert the (4× smaller) uint8 side.
+                // A channels-last input stays so when every reader takes that layout (a mixed
+                // model's float layers); else convert the (4× smaller) uint8 side to ONNX's.
                 let x = self.dequantized(n)?;
-                let x = self.onnx_layout(x);
+                let readers_take_nhwc = self.g.node.iter().filter(|r| r.input.contains(&out)).all(|r| {
+                    matches!(r.op_type.as_str(), "Conv" | "MaxPool" | "Add" | "Relu" | "Pad" | "QuantizeLinear")
+                }) && !self.g.output.iter().any(|o| o.name == out);
+                let x = if readers_take_nhwc { x } else { self.onnx_layout(x) };
                 let y = self.elementwise(&out, x, DType::F32, None);
                 self.push(OpCode::Dequantize, vec![x], y, [0; 12], None);
             }

@@ -1,11 +1,15 @@
 //! Float convolution, for the layers a mixed int8 model keeps in float (the compressor's
 //! sensitive-layer guard): channels-last input `[N, H, W, C]`, weights `[kh, kw, C/g, M]` (so
 //! that, for one tap and one input channel, the weights of a group's output channels are one
-//! contiguous run), optional bias `[M]`, output `[N, OH, OW, M]`. Each output pixel accumulates
-//! `x · w` tap by tap into blocks of 16, 8, 4 and 1 output channels held in registers;
-//! depthwise layers (one input and one output channel per group) walk all channels as one
-//! group. Sums are in tap, then input-channel order, in f32 without fused multiply-adds: the
-//! same bits on every CPU.
+//! contiguous run), optional bias `[M]`, output `[N, OH, OW, M]`. Depthwise layers (one input
+//! and one output channel per group) walk all channels as one group.
+//!
+//! Every output is `bias + Σ x·w`, summed tap by tap, then input channel by input channel, in
+//! f32 with a separate multiply and add (no fused multiply-add): every path below performs the
+//! same operations in the same order. The portable path accumulates one pixel's channels in 8-lane
+//! groups; on x86-64 with AVX2, 8 neighbouring pixels × 8 channels accumulate in registers, so
+//! each weight load feeds 8 pixels (the row's last pixels and the channels past the last multiple
+//! of 8 take the portable path).
 
 use super::conv::ConvShape;
 use super::{f32_at, widest};
@@ -20,7 +24,28 @@ widest! {
         let mut acc = [0f32; BLOCK];
         for b in 0..s.n {
             for oy in 0..s.oh {
-                for ox in 0..s.ow {
+                let mut ox = 0;
+                #[cfg(target_arch = "x86_64")]
+                if super::conv_avx2::avx2_available() {
+                    while ox + avx2::PIXELS <= s.ow {
+                        let pixels = Pixel { s, x, w, bias, b, oy, ox, depthwise };
+                        for g0 in (0..s.m).step_by(group_len) {
+                            let mut m0 = g0;
+                            while g0 + group_len - m0 >= avx2::LANES {
+                                // SAFETY: avx2_available() checked that this CPU runs AVX2 code.
+                                unsafe { avx2::block(&pixels, m0, y) };
+                                m0 += avx2::LANES;
+                            }
+                            for q in (ox..ox + avx2::PIXELS).filter(|_| m0 < g0 + group_len) {
+                                let at = ((b * s.oh + oy) * s.ow + q) * s.m;
+                                let pixel = Pixel { ox: q, ..pixels };
+                                pixel.block(m0, g0 + group_len - m0, &mut acc, &mut y[4 * at..4 * (at + s.m)]);
+                            }
+                        }
+                        ox += avx2::PIXELS;
+                    }
+                }
+                for ox in ox..s.ow {
                     let at = ((b * s.oh + oy) * s.ow + ox) * s.m;
                     let out = &mut y[4 * at..4 * (at + s.m)];
                     let pixel = Pixel { s, x, w, bias, b, oy, ox, depthwise };
@@ -35,10 +60,105 @@ widest! {
     }
 }
 
+/// 8 pixels × 8 channels in AVX registers.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use core::arch::x86_64::*;
+
+    use super::{le, Pixel};
+
+    pub(super) const LANES: usize = 8;
+    pub(super) const PIXELS: usize = 8;
+
+    /// Pixels `p.ox..p.ox + 8` of `p`'s row × output channels `m0..m0 + 8` (within one group)
+    /// into `y`: the portable path's operations, 8 lanes at a time.
+    ///
+    /// # Safety
+    /// The CPU must run AVX2 code.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn block(p: &Pixel<'_>, m0: usize, y: &mut [u8]) {
+        let s = p.s;
+        let (cg, mg) = (s.c / s.groups, s.m / s.groups);
+        // A macro, not a closure: a closure would not inherit this function's AVX2 and would
+        // call the intrinsic instead of inlining it.
+        macro_rules! load {
+            ($bytes:expr, $at:expr) => {{
+                let b = &$bytes[4 * $at..4 * ($at + LANES)];
+                // SAFETY: `b` holds 8 floats' bytes; loadu needs no alignment.
+                unsafe { _mm256_loadu_ps(b.as_ptr().cast()) }
+            }};
+        }
+        let init = match p.bias {
+            Some(bias) => load!(bias, m0),
+            None => _mm256_setzero_ps(),
+        };
+        // Eight named accumulators (an array indexed in a loop would live in memory): eight
+        // independent add chains keep the adder busy.
+        let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7) =
+            (init, init, init, init, init, init, init, init);
+        for ky in 0..s.kh {
+            let iy = (p.oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
+            if iy >= s.h {
+                continue;
+            }
+            for kx in 0..s.kw {
+                let tap = ky * s.kw + kx;
+                // Where each pixel's tap reads (None: in the padding).
+                let at = |q: usize| {
+                    let ix = ((p.ox + q) * s.stride.1 + kx * s.dilation.1).wrapping_sub(s.pad.1);
+                    (ix < s.w).then(|| ((p.b * s.h + iy) * s.w + ix) * s.c)
+                };
+                let (t0, t1, t2, t3, t4, t5, t6, t7) = (at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7));
+                macro_rules! step {
+                    ($acc:ident, $at:expr, $x:expr, $wv:expr) => {
+                        if let Some(at) = $at {
+                            $acc = _mm256_add_ps($acc, _mm256_mul_ps($x(at), $wv));
+                        }
+                    };
+                }
+                if p.depthwise {
+                    let wv = load!(p.w, tap * s.m + m0);
+                    let x = |at: usize| load!(p.x, at + m0);
+                    step!(a0, t0, x, wv);
+                    step!(a1, t1, x, wv);
+                    step!(a2, t2, x, wv);
+                    step!(a3, t3, x, wv);
+                    step!(a4, t4, x, wv);
+                    step!(a5, t5, x, wv);
+                    step!(a6, t6, x, wv);
+                    step!(a7, t7, x, wv);
+                    continue;
+                }
+                let first = m0 / mg * cg;
+                for ci in 0..cg {
+                    let wv = load!(p.w, (tap * cg + ci) * s.m + m0);
+                    let x = |at: usize| _mm256_set1_ps(le(&p.x[4 * (at + first + ci)..]));
+                    step!(a0, t0, x, wv);
+                    step!(a1, t1, x, wv);
+                    step!(a2, t2, x, wv);
+                    step!(a3, t3, x, wv);
+                    step!(a4, t4, x, wv);
+                    step!(a5, t5, x, wv);
+                    step!(a6, t6, x, wv);
+                    step!(a7, t7, x, wv);
+                }
+            }
+        }
+        let acc = [a0, a1, a2, a3, a4, a5, a6, a7];
+        for (q, a) in acc.iter().enumerate() {
+            let at = ((p.b * s.oh + p.oy) * s.ow + p.ox + q) * s.m + m0;
+            let out = &mut y[4 * at..4 * (at + LANES)];
+            // SAFETY: `out` holds 8 floats' bytes; storeu needs no alignment.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().cast(), *a) };
+        }
+    }
+}
+
 /// Output channels accumulated at once (on the stack).
 const BLOCK: usize = 512;
 
 /// One output pixel's inputs.
+#[derive(Clone, Copy)]
 struct Pixel<'a> {
     s: &'a ConvShape,
     x: &'a [u8],
