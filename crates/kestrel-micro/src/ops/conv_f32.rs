@@ -24,6 +24,8 @@ widest! {
         let mut acc = [0f32; BLOCK];
         for b in 0..s.n {
             for oy in 0..s.oh {
+                // Pixels done by the AVX2 blocks (none elsewhere).
+                #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
                 let mut ox = 0;
                 #[cfg(target_arch = "x86_64")]
                 if super::conv_avx2::avx2_available() {
