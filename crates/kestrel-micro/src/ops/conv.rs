@@ -46,6 +46,27 @@ impl ConvShape {
     }
 }
 
+#[cfg(test)]
+impl ConvShape {
+    /// A test shape with its output size worked out (padding `pad` on both sides); `None` when
+    /// the dilated kernel does not fit the padded input.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn fitted(
+        n: usize,
+        (c, m, groups): (usize, usize, usize),
+        (h, w): (usize, usize),
+        (kh, kw): (usize, usize),
+        stride: (usize, usize),
+        dilation: (usize, usize),
+        pad: (usize, usize),
+    ) -> Option<ConvShape> {
+        let span = |n: usize, k: usize, d: usize, p: usize| (n + 2 * p).checked_sub((k - 1) * d + 1);
+        let (sh, sw) = (span(h, kh, dilation.0, pad.0)?, span(w, kw, dilation.1, pad.1)?);
+        let (oh, ow) = (sh / stride.0 + 1, sw / stride.1 + 1);
+        Some(ConvShape { n, c, h, w, m, oh, ow, kh, kw, stride, dilation, pad, groups })
+    }
+}
+
 /// Largest filter (`kh·kw·C/g`) whose patch the portable kernel gathers on the stack; longer
 /// filters are computed tap by tap ([`pixel`]).
 const PATCH: usize = 4096;
@@ -582,24 +603,10 @@ pub(crate) fn check_random_shapes(
         };
         let mg = 1 + next(if case % 3 == 0 { 70 } else { 20 });
         let (h, w) = (1 + next(14), 1 + next(if case % 4 == 0 { 40 } else { 14 }));
-        let span = |n: usize, k: usize, d: usize, p: usize| (n + 2 * p).checked_sub((k - 1) * d + 1);
-        let (Some(sh), Some(sw)) = (span(h, kh, dilation.0, pad.0), span(w, kw, dilation.1, pad.1)) else {
+        let n = 1 + next(2);
+        let Some(s) = ConvShape::fitted(n, (cg * groups, mg * groups, groups), (h, w), (kh, kw), stride, dilation, pad)
+        else {
             continue;
-        };
-        let s = ConvShape {
-            n: 1 + next(2),
-            c: cg * groups,
-            h,
-            w,
-            m: mg * groups,
-            oh: sh / stride.0 + 1,
-            ow: sw / stride.1 + 1,
-            kh,
-            kw,
-            stride,
-            dilation,
-            pad,
-            groups,
         };
         if !supports(&s) {
             continue;

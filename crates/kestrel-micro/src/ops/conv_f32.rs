@@ -111,6 +111,8 @@ mod avx2 {
                     (ix < s.w).then(|| ((p.b * s.h + iy) * s.w + ix) * s.c)
                 };
                 let (t0, t1, t2, t3, t4, t5, t6, t7) = (at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7));
+                // Each pixel whose tap is inside the input: acc += x(at) · wv (named accumulators,
+                // written out: an array walked in a loop would live in memory).
                 macro_rules! step {
                     ($acc:ident, $at:expr, $x:expr, $wv:expr) => {
                         if let Some(at) = $at {
@@ -118,31 +120,29 @@ mod avx2 {
                         }
                     };
                 }
+                macro_rules! steps {
+                    ($x:expr, $wv:expr) => {
+                        step!(a0, t0, $x, $wv);
+                        step!(a1, t1, $x, $wv);
+                        step!(a2, t2, $x, $wv);
+                        step!(a3, t3, $x, $wv);
+                        step!(a4, t4, $x, $wv);
+                        step!(a5, t5, $x, $wv);
+                        step!(a6, t6, $x, $wv);
+                        step!(a7, t7, $x, $wv);
+                    };
+                }
                 if p.depthwise {
                     let wv = load!(p.w, tap * s.m + m0);
                     let x = |at: usize| load!(p.x, at + m0);
-                    step!(a0, t0, x, wv);
-                    step!(a1, t1, x, wv);
-                    step!(a2, t2, x, wv);
-                    step!(a3, t3, x, wv);
-                    step!(a4, t4, x, wv);
-                    step!(a5, t5, x, wv);
-                    step!(a6, t6, x, wv);
-                    step!(a7, t7, x, wv);
+                    steps!(x, wv);
                     continue;
                 }
                 let first = m0 / mg * cg;
                 for ci in 0..cg {
                     let wv = load!(p.w, (tap * cg + ci) * s.m + m0);
                     let x = |at: usize| _mm256_set1_ps(le(&p.x[4 * (at + first + ci)..]));
-                    step!(a0, t0, x, wv);
-                    step!(a1, t1, x, wv);
-                    step!(a2, t2, x, wv);
-                    step!(a3, t3, x, wv);
-                    step!(a4, t4, x, wv);
-                    step!(a5, t5, x, wv);
-                    step!(a6, t6, x, wv);
-                    step!(a7, t7, x, wv);
+                    steps!(x, wv);
                 }
             }
         }
@@ -273,24 +273,11 @@ mod tests {
                 _ => (1 + next(300), 1, 1), // depthwise
             };
             let (h, w) = (1 + next(12), 1 + next(12));
-            let span = |n: usize, k: usize, d: usize, p: usize| (n + 2 * p).checked_sub((k - 1) * d + 1);
-            let (Some(sh), Some(sw)) = (span(h, kh, dilation.0, pad.0), span(w, kw, dilation.1, pad.1)) else {
+            let n = 1 + next(2);
+            let Some(s) =
+                ConvShape::fitted(n, (cg * groups, mg * groups, groups), (h, w), (kh, kw), stride, dilation, pad)
+            else {
                 continue;
-            };
-            let s = ConvShape {
-                n: 1 + next(2),
-                c: cg * groups,
-                h,
-                w,
-                m: mg * groups,
-                oh: sh / stride.0 + 1,
-                ow: sw / stride.1 + 1,
-                kh,
-                kw,
-                stride,
-                dilation,
-                pad,
-                groups,
             };
             let value = |next: &mut dyn FnMut(usize) -> usize| next(2001) as f32 / 1000.0 - 1.0;
             let xs: Vec<f32> = (0..s.n * h * w * s.c).map(|_| value(&mut next)).collect();
