@@ -73,3 +73,14 @@ pub(crate) fn record(kernel: &str, tested: bool, detail: &str) {
         file.and_then(|mut f| f.write_all(line.as_bytes())).expect("appending to $KESTREL_CHECK_LOG");
     }
 }
+
+/// A deterministic xorshift source of `0..n` draws for the random-shape tests.
+pub(crate) fn draws(seed: u64) -> impl FnMut(usize) -> usize {
+    let mut state = seed;
+    move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    }
+}
