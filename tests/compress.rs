@@ -53,6 +53,9 @@ fn fashion_int8_keeps_accuracy_within_half_a_point() {
     // The config travels inside the model: no kestrel.toml beside the output.
     assert!(!dir.join("kestrel.toml").exists());
     assert_is_bundled(&out, "models/fashion-cnn/model.int8.onnx", "int8");
+    // Its summary says it runs whole on the integer runtime (what `--backend auto` will choose).
+    assert_eq!(r["integer_runtime"], true, "{r}");
+    assert!(r["where_it_runs"].as_str().unwrap().starts_with("runs on: the integer runtime, whole"), "{r}");
     let (full, int8) = (top1("models/fashion-cnn/model.onnx"), top1(&out_s));
     assert!(int8 >= full - 0.005, "int8 {int8} vs fp32 {full}");
     std::fs::remove_dir_all(&dir).ok();

@@ -241,7 +241,7 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
 /// would change that.
 fn where_it_runs(model: &kestrel_onnx::OnnxModel, shape: &[usize], float_layers: &[String]) -> (bool, String) {
     if !kestrel_engine::is_quantized(model) {
-        return (false, "runs on: the CPU backend (a float model; add --int8 for the integer runtime)".into());
+        return (false, "runs on: the CPU backend, or CUDA where a GPU is usable (a float model; add --int8 for the integer runtime)".into());
     }
     match kestrel_engine::export_kmodel::export_kmodel(model, shape) {
         Ok(_) => {
@@ -255,7 +255,8 @@ fn where_it_runs(model: &kestrel_onnx::OnnxModel, shape: &[usize], float_layers:
             (true, line)
         }
         Err(e) => {
-            let mut line = format!("runs on: the CPU backend, not the integer runtime: {e}");
+            let mut line =
+                format!("runs on: the CPU backend, or CUDA where a GPU is usable, not the integer runtime: {e}");
             if !float_layers.is_empty() {
                 let shown: Vec<&str> = float_layers.iter().take(4).map(String::as_str).collect();
                 let more = if float_layers.len() > 4 { ", …" } else { "" };
