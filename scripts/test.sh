@@ -16,14 +16,8 @@ step "Rust components and targets"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add thumbv7em-none-eabihf aarch64-unknown-linux-gnu aarch64-unknown-linux-musl
 
-step "System packages (QEMU for the Cortex-M and aarch64 tests, the aarch64 cross linker, OpenSSH for the deploy tests)"
-if ! command -v qemu-system-arm >/dev/null || ! command -v qemu-aarch64 >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null \
-    || [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq qemu-system-arm qemu-user gcc-aarch64-linux-gnu openssh-server openssh-client
-fi
+step "System packages (GStreamer and its RTSP server for the camera tests, QEMU for the Cortex-M and aarch64 tests, the aarch64 cross linker, OpenSSH for the deploy tests)"
+bash scripts/system-packages.sh test
 
 step "ONNX conformance data (onnx==1.22.0 wheel, cached in target/)"
 bash scripts/fetch-onnx-tests.sh
@@ -69,7 +63,7 @@ for fault in 'r["classes"][0]["score"] += 2e-3' 'r["detections"] = []'; do
 done
 
 step "The benches cross-built for aarch64 run once each under qemu (speed there means nothing)"
-CARGO_TARGET_DIR=target/cross cargo bench --target aarch64-unknown-linux-gnu \
+CARGO_TARGET_DIR=target/cross cargo bench --no-default-features --target aarch64-unknown-linux-gnu \
     --bench micro_conv_stack --bench fashion_cnn_cpu --bench blazeface_cpu -- --test
 
 step "CUDA backend built in, on this GPU-less machine (clean errors, CPU reference of the kernel)"

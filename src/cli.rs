@@ -20,6 +20,9 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Run a model on images and print decoded results (classes or boxes).
     Run(RunArgs),
+    /// Perceive live: a camera, stream, video or image folder through a model, newest frame
+    /// first; timestamped results as JSON lines, stats, a browser preview, a recording.
+    Watch(WatchArgs),
     /// Measure top-1 accuracy on a labeled dataset.
     Eval(EvalArgs),
     /// Compress a model (int8 quantization) with calibration on real data.
@@ -193,6 +196,67 @@ pub struct RunArgs {
     /// Time N inferences per image after warm-up and report the median latency.
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The .onnx model (its folder holds kestrel.toml, or pass --config).
+    pub model: PathBuf,
+    /// Sources: v4l2:///dev/video0, csi://0, rtsp://host:port/path, file://clip.mp4 (or a
+    /// path to a video or a folder of images), test://[pattern], gst://PIPELINE ending in
+    /// `appsink name=kestrel`.
+    #[arg(required = true)]
+    pub sources: Vec<String>,
+    /// Preprocessing/decoding config (default: kestrel.toml beside the model).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// One JSON line per processed frame (and a `stats` line every few seconds and at the end).
+    #[arg(long)]
+    pub json: bool,
+    /// Write the output lines to this file (flushed per line) instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Serve a live preview page on this address (loopback unless another is given).
+    #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
+    pub preview: Option<String>,
+    /// Record the annotated stream into this file (.mkv, .mp4 or .avi).
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// Stop after this many processed frames.
+    #[arg(long)]
+    pub frames: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Frame rate to ask cameras and test sources for (and to pace folders with --realtime).
+    #[arg(long)]
+    pub fps: Option<u32>,
+    /// Frame size to ask for (cameras choose their nearest mode; videos are scaled).
+    #[arg(long, requires = "height")]
+    pub width: Option<u32>,
+    #[arg(long, requires = "width")]
+    pub height: Option<u32>,
+    /// Start videos and folders again when they end.
+    #[arg(long = "loop")]
+    pub looping: bool,
+    /// Play videos and folders at their own frame rate, dropping frames like a live camera.
+    #[arg(long)]
+    pub realtime: bool,
+    /// A live source with no frame for this many seconds is reconnected.
+    #[arg(long, default_value_t = 5.0)]
+    pub stall_timeout: f64,
+    /// Give up on a live source after this many reconnects in a row without a frame
+    /// (default: keep trying).
+    #[arg(long)]
+    pub max_reconnects: Option<u32>,
+    /// RTSP jitter-buffer latency in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub rtsp_latency: u32,
+    /// Seconds between `stats` lines.
+    #[arg(long, default_value_t = 5.0)]
+    pub stats_every: f64,
     #[command(flatten)]
     pub engine: EngineArgs,
 }

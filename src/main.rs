@@ -3,6 +3,8 @@
 mod cli;
 mod commands;
 mod models;
+#[cfg(feature = "camera")]
+mod watch;
 
 use std::process::ExitCode;
 use std::sync::Mutex;

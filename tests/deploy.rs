@@ -22,7 +22,7 @@ fn cross_binary() -> PathBuf {
         .get_or_init(|| {
             let dir = common::repo().join("target/cross");
             let out = Command::new("cargo")
-                .args(["build", "--release", "--bin", "kestrel", "--target", TRIPLE])
+                .args(["build", "--release", "--no-default-features", "--bin", "kestrel", "--target", TRIPLE])
                 .env("CARGO_TARGET_DIR", &dir)
                 .current_dir(common::repo())
                 .output()

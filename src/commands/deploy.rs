@@ -272,9 +272,11 @@ fn board_binary(board: &Board, explicit: Option<&Path>) -> Result<PathBuf> {
         true => PathBuf::from("target/cross"),
         false => PathBuf::from(format!("target/cross-{}", board.build.features.join("-"))),
     };
-    eprintln!("==> cargo build --release --target {}{}", board.target, feature_text(board));
+    eprintln!("==> cargo build --release --no-default-features --target {}{}", board.target, feature_text(board));
     let mut cargo = Command::new("cargo");
-    cargo.args(["build", "--release", "--bin", "kestrel", "--target", &board.target]).env("CARGO_TARGET_DIR", &dir);
+    cargo
+        .args(["build", "--release", "--no-default-features", "--bin", "kestrel", "--target", &board.target])
+        .env("CARGO_TARGET_DIR", &dir);
     if !board.build.features.is_empty() {
         cargo.args(["--features", &board.build.features.join(",")]);
     }

@@ -9,7 +9,7 @@ mod eval;
 mod export;
 mod gpu_selftest;
 mod inspect;
-mod run;
+pub mod run;
 mod serve;
 
 use anyhow::Result;
@@ -24,6 +24,12 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect(a) => inspect::inspect(&a),
         Command::Run(a) => run::run(&a),
+        #[cfg(feature = "camera")]
+        Command::Watch(a) => crate::watch::watch(&a),
+        #[cfg(not(feature = "camera"))]
+        Command::Watch(_) => anyhow::bail!(
+            "this kestrel was built without the `camera` feature (GStreamer): `kestrel watch` needs a build with it"
+        ),
         Command::Eval(a) => eval::eval(&a),
         Command::Compress(a) => compress::compress(&a),
         Command::Export(a) => export::export(&a),

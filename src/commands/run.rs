@@ -7,6 +7,8 @@ use anyhow::{bail, Context, Result};
 use kestrel_engine::{Engine, Tensor};
 use kestrel_vision::config::Decoder;
 use kestrel_vision::decode::{blazeface, classify, Detection};
+use kestrel_vision::image::RgbImage;
+use kestrel_vision::preprocess::FrameMap;
 use kestrel_vision::{draw, image_io, preprocess, ModelConfig};
 use serde::Serialize;
 
@@ -86,21 +88,12 @@ impl ImageModel {
             detections: None,
             annotated: None,
         };
-        match &self.config.decoder {
-            Decoder::Classifier { labels, top_k, softmax } => {
-                let scores = f32_output(&outputs, 0)?;
-                let classes = classify::top_k(scores, labels, *top_k, *softmax);
-                if annotate.is_some() {
-                    draw::draw_score_bar(&mut rgb, classes.first().map_or(0.0, |c| c.score));
-                }
-                result.classes = Some(classes);
-            }
-            Decoder::Blazeface { score_threshold, iou_threshold } => {
-                let (reg, scores) = blazeface_outputs(&outputs)?;
-                let dets = blazeface::decode(reg, scores, &input.frame, *score_threshold, *iou_threshold)?;
-                draw::draw_detections(&mut rgb, &dets);
-                result.detections = Some(dets);
-            }
+        match decode(&self.config, &outputs, &input.frame)? {
+            Decoded::Classes(classes) => result.classes = Some(classes),
+            Decoded::Detections(dets) => result.detections = Some(dets),
+        }
+        if annotate.is_some() {
+            draw_results(&mut rgb, result.classes.as_deref(), result.detections.as_deref());
         }
         if let Some(dir) = annotate {
             std::fs::create_dir_all(dir).with_context(|| format!("creating --annotate folder `{}`", dir.display()))?;
@@ -110,6 +103,35 @@ impl ImageModel {
             result.annotated = Some(out.display().to_string());
         }
         Ok(result)
+    }
+}
+
+/// What a model's outputs say, as its config's decoder reads them.
+pub enum Decoded {
+    Classes(Vec<classify::Class>),
+    Detections(Vec<Detection>),
+}
+
+/// Decodes `outputs` into classes or boxes (in the pixels of the frame `frame` maps back to).
+pub fn decode(config: &ModelConfig, outputs: &[Tensor], frame: &FrameMap) -> Result<Decoded> {
+    Ok(match &config.decoder {
+        Decoder::Classifier { labels, top_k, softmax } => {
+            Decoded::Classes(classify::top_k(f32_output(outputs, 0)?, labels, *top_k, *softmax))
+        }
+        Decoder::Blazeface { score_threshold, iou_threshold } => {
+            let (reg, scores) = blazeface_outputs(outputs)?;
+            Decoded::Detections(blazeface::decode(reg, scores, frame, *score_threshold, *iou_threshold)?)
+        }
+    })
+}
+
+/// Annotates an image: boxes, or a bar as long as the top class's score.
+pub fn draw_results(rgb: &mut RgbImage, classes: Option<&[classify::Class]>, detections: Option<&[Detection]>) {
+    if let Some(classes) = classes {
+        draw::draw_score_bar(rgb, classes.first().map_or(0.0, |c| c.score));
+    }
+    if let Some(dets) = detections {
+        draw::draw_detections(rgb, dets);
     }
 }
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages Kestrel needs, only those missing.
+#   scripts/system-packages.sh        GStreamer, for `kestrel watch` (the demo needs it)
+#   scripts/system-packages.sh test   and what the tests need: the RTSP server library, QEMU,
+#                                     the aarch64 cross linker, OpenSSH
+set -euo pipefail
+
+packages=(pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+    gstreamer1.0-libav)
+if [ "${1:-}" = test ]; then
+    packages+=(libgstrtspserver-1.0-dev qemu-system-arm qemu-user gcc-aarch64-linux-gnu openssh-server openssh-client)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "installing: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,277 @@
+//! `kestrel watch`: sources → preprocess → infer → decode → outputs, each stage on its own
+//! thread, joined by latest-frame queues (two frames per source at most), so a slow model sees
+//! the newest frame and nothing piles up.
+
+mod output;
+mod stats;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use kestrel_camera::{
+    BufferPool, Capture, CaptureOptions, Frame, LatestQueue, Popped, Recovery, SourceCounters, WhenFull,
+};
+use kestrel_engine::{Engine, Tensor};
+use kestrel_vision::preprocess::{self, FrameMap};
+use kestrel_vision::ModelConfig;
+
+use crate::cli::WatchArgs;
+use crate::commands::run::ImageModel;
+use output::Output;
+
+/// Frames a lane holds between two stages.
+const LANE_CAPACITY: usize = 2;
+
+/// A frame with its model input, after preprocessing.
+struct Prepared {
+    frame: Frame,
+    input: [Tensor; 1],
+    map: FrameMap,
+    preprocess_ms: f64,
+}
+
+/// A frame with the model's raw outputs, after inference.
+struct Inferred {
+    frame: Frame,
+    outputs: Vec<Tensor>,
+    map: FrameMap,
+    preprocess_ms: f64,
+    infer_ms: f64,
+}
+
+pub fn watch(args: &WatchArgs) -> Result<()> {
+    let options = CaptureOptions {
+        width: args.width,
+        height: args.height,
+        fps: args.fps,
+        realtime: args.realtime,
+        looping: args.looping,
+        rtsp_latency_ms: args.rtsp_latency,
+    };
+    check_args(args)?;
+    let recovery = Recovery {
+        stall_timeout: Duration::from_secs_f64(args.stall_timeout),
+        max_reconnects: args.max_reconnects,
+        ..Recovery::default()
+    };
+    let ImageModel { config, engine } = ImageModel::open(&args.model, args.config.as_deref(), &args.engine)?;
+    let mut captures = Vec::new();
+    for (index, uri) in args.sources.iter().enumerate() {
+        let capture = Capture::open(index, uri, &options, &recovery)?;
+        eprintln!("source {index} `{uri}`: {}", capture.description);
+        captures.push(capture);
+    }
+    let out = Output::open(args, captures.iter().map(|c| c.uri.clone()).collect())?;
+    Pipeline::new(&captures, args).run(captures, config, engine, out)
+}
+
+fn check_args(args: &WatchArgs) -> Result<()> {
+    if args.fps == Some(0) {
+        bail!("--fps must be at least 1");
+    }
+    if args.width == Some(0) || args.height == Some(0) {
+        bail!("--width and --height must be at least 1");
+    }
+    if args.frames == Some(0) {
+        bail!("--frames must be at least 1");
+    }
+    for (name, v) in [
+        ("--stall-timeout", Some(args.stall_timeout)),
+        ("--stats-every", Some(args.stats_every)),
+        ("--duration", args.duration),
+    ] {
+        if v.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
+            bail!("{name} must be a positive number of seconds");
+        }
+    }
+    Ok(())
+}
+
+/// The queues and flags the stage threads share.
+struct Pipeline {
+    frames: LatestQueue<Frame>,
+    prepared: LatestQueue<Prepared>,
+    inferred: LatestQueue<Inferred>,
+    /// Per source: drop the oldest frame when a lane is full (live), or wait (files).
+    when_full: Vec<WhenFull>,
+    pool: Arc<BufferPool>,
+    counters: Vec<SourceCounters>,
+    /// Set by Ctrl-C/SIGTERM, `--duration` or `--frames`: sources stop, the stages drain.
+    stop: Arc<AtomicBool>,
+    failure: Mutex<Option<anyhow::Error>>,
+    frames_limit: Option<u64>,
+    duration: Option<Duration>,
+    stats_every: Duration,
+}
+
+impl Pipeline {
+    fn new(captures: &[Capture], args: &WatchArgs) -> Pipeline {
+        let n = captures.len();
+        Pipeline {
+            frames: LatestQueue::new(n, LANE_CAPACITY),
+            prepared: LatestQueue::new(n, LANE_CAPACITY),
+            inferred: LatestQueue::new(n, LANE_CAPACITY),
+            when_full: captures
+                .iter()
+                .map(|c| if c.source.is_live() || args.realtime { WhenFull::DropOldest } else { WhenFull::Wait })
+                .collect(),
+            // Every lane of every queue full, one frame in each stage and one being captured per source.
+            pool: BufferPool::new(n * (3 * LANE_CAPACITY + 1) + 3),
+            counters: (0..n).map(|_| SourceCounters::default()).collect(),
+            stop: Arc::new(AtomicBool::new(false)),
+            failure: Mutex::new(None),
+            frames_limit: args.frames,
+            duration: args.duration.map(Duration::from_secs_f64),
+            stats_every: Duration::from_secs_f64(args.stats_every),
+        }
+    }
+
+    fn run(self, captures: Vec<Capture>, config: ModelConfig, mut engine: Engine, mut out: Output) -> Result<()> {
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, Arc::clone(&self.stop))
+                .context("installing the Ctrl-C/SIGTERM handler")?;
+        }
+        let start = Instant::now();
+        let capture_errors: Vec<String> = std::thread::scope(|s| {
+            let this = &self;
+            let sources: Vec<_> = captures
+                .into_iter()
+                .map(|c| {
+                    let counters = &this.counters[c.index];
+                    s.spawn(move || c.run(&this.frames, &this.pool, &this.stop, counters))
+                })
+                .collect();
+            s.spawn(|| this.preprocess_stage(&config));
+            s.spawn(|| this.infer_stage(&mut engine));
+            s.spawn(|| this.watchdog(start));
+            let result = self.output_stage(&config, &mut out, start);
+            self.stop.store(true, Ordering::Relaxed);
+            if let Err(e) = result {
+                self.fail(e);
+            }
+            sources
+                .into_iter()
+                .filter_map(|h| match h.join() {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some("a capture thread panicked".to_string()),
+                })
+                .collect()
+        });
+        out.write_stats(start, true, &self.counts())?;
+        if let Some(e) = self.failure.lock().ok().and_then(|mut f| f.take()) {
+            return Err(e);
+        }
+        for e in capture_errors.iter().skip(1) {
+            eprintln!("Error: {e}");
+        }
+        if let Some(first) = capture_errors.first() {
+            bail!("{first}");
+        }
+        Ok(())
+    }
+
+    /// Records the first fatal error and ends everything at once.
+    fn fail(&self, e: anyhow::Error) {
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert(e);
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        self.frames.stop();
+        self.prepared.stop();
+        self.inferred.stop();
+    }
+
+    fn preprocess_stage(&self, config: &ModelConfig) {
+        while let Some(frame) = self.frames.pop() {
+            let t = Instant::now();
+            let p = preprocess::preprocess(&frame.image, &config.preprocess);
+            let input = match Tensor::f32(p.shape, p.data) {
+                Ok(t) => [t],
+                Err(e) => return self.fail(anyhow::Error::new(e).context("preparing the model input")),
+            };
+            let lane = frame.source;
+            let item = Prepared { frame, input, map: p.frame, preprocess_ms: ms(t) };
+            let _ = self.prepared.push(lane, item, self.when_full[lane]);
+        }
+        self.prepared.close_all();
+    }
+
+    fn infer_stage(&self, engine: &mut Engine) {
+        while let Some(p) = self.prepared.pop() {
+            let t = Instant::now();
+            let outputs = match engine.run(&p.input) {
+                Ok(o) => o,
+                Err(e) => {
+                    return self.fail(anyhow::Error::new(e).context(format!("inference on {}", engine.backend())))
+                }
+            };
+            let lane = p.frame.source;
+            let item =
+                Inferred { frame: p.frame, outputs, map: p.map, preprocess_ms: p.preprocess_ms, infer_ms: ms(t) };
+            let _ = self.inferred.push(lane, item, self.when_full[lane]);
+        }
+        self.inferred.close_all();
+    }
+
+    /// Ends the run after `--duration` (the stages drain).
+    fn watchdog(&self, start: Instant) {
+        let Some(limit) = self.duration else { return };
+        while start.elapsed() < limit && !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20).min(limit.saturating_sub(start.elapsed())));
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn output_stage(&self, config: &ModelConfig, out: &mut Output, start: Instant) -> Result<()> {
+        let mut last_stats = Instant::now();
+        loop {
+            let item = match self.inferred.pop_within(Duration::from_millis(200)) {
+                Popped::Item(item) => item,
+                Popped::TimedOut => {
+                    if last_stats.elapsed() >= self.stats_every {
+                        out.write_stats(start, false, &self.counts())?;
+                        last_stats = Instant::now();
+                    }
+                    continue;
+                }
+                Popped::Finished => break,
+            };
+            let t = Instant::now();
+            let decoded = crate::commands::run::decode(config, &item.outputs, &item.map)?;
+            let decode_ms = ms(t);
+            out.write_result(&item.frame, decoded, [item.preprocess_ms, item.infer_ms, decode_ms])?;
+            if self.frames_limit.is_some_and(|n| out.processed() >= n) {
+                // Enough: nothing else is wanted, so stop without draining.
+                self.stop.store(true, Ordering::Relaxed);
+                self.frames.stop();
+                self.prepared.stop();
+                self.inferred.stop();
+                break;
+            }
+            if last_stats.elapsed() >= self.stats_every {
+                out.write_stats(start, false, &self.counts())?;
+                last_stats = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Per source: frames captured, dropped (by any queue) and reconnects.
+    fn counts(&self) -> Vec<output::SourceCounts> {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        (0..self.counters.len())
+            .map(|lane| output::SourceCounts {
+                captured: load(&self.counters[lane].captured),
+                dropped: self.frames.dropped(lane) + self.prepared.dropped(lane) + self.inferred.dropped(lane),
+                reconnects: load(&self.counters[lane].reconnects),
+            })
+            .collect()
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}

@@ -1,0 +1,209 @@
+//! Where results go: JSON lines (stdout or `--out`, flushed per line) or a human summary line
+//! per second, and the `stats` lines.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use kestrel_camera::Frame;
+use kestrel_vision::decode::classify::Class;
+use kestrel_vision::decode::Detection;
+use serde::Serialize;
+
+use super::stats::{Histogram, Percentiles, SourceLine, StageTimes, StagesLine, Stats, StatsLine};
+use crate::cli::WatchArgs;
+use crate::commands::run::Decoded;
+
+/// One source's counters, as the capture threads and queues keep them.
+pub struct SourceCounts {
+    pub captured: u64,
+    pub dropped: u64,
+    pub reconnects: u64,
+}
+
+#[derive(Serialize)]
+struct StageMs {
+    preprocess: f64,
+    infer: f64,
+    decode: f64,
+}
+
+/// One processed frame, as a JSON line.
+#[derive(Serialize)]
+struct ResultLine<'a> {
+    frame: u64,
+    source: &'a str,
+    source_index: usize,
+    captured_unix_ns: u64,
+    pts_ns: Option<u64>,
+    latency_ms: f64,
+    stages_ms: StageMs,
+    width: u32,
+    height: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detections: Option<&'a [Detection]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    classes: Option<&'a [Class]>,
+}
+
+pub struct Output {
+    sink: Box<dyn Write + Send>,
+    json: bool,
+    sources: Vec<String>,
+    processed: Vec<u64>,
+    latency: Histogram,
+    stages: StageTimes,
+    /// The line being written, reused.
+    line: Vec<u8>,
+    summary_at: Instant,
+    summary_frames: u64,
+}
+
+impl Output {
+    pub fn open(args: &WatchArgs, sources: Vec<String>) -> Result<Output> {
+        let sink: Box<dyn Write + Send> = match &args.out {
+            Some(path) => Box::new(create(path)?),
+            None => Box::new(std::io::stdout()),
+        };
+        Ok(Output {
+            sink,
+            json: args.json,
+            processed: vec![0; sources.len()],
+            sources,
+            latency: Histogram::default(),
+            stages: StageTimes::default(),
+            line: Vec::with_capacity(4096),
+            summary_at: Instant::now(),
+            summary_frames: 0,
+        })
+    }
+
+    /// Frames processed so far, all sources.
+    pub fn processed(&self) -> u64 {
+        self.processed.iter().sum()
+    }
+
+    /// Writes one processed frame; `stages` are the preprocess, infer and decode times (ms).
+    pub fn write_result(&mut self, frame: &Frame, decoded: Decoded, stages: [f64; 3]) -> Result<()> {
+        let latency_ms = frame.captured.elapsed().as_secs_f64() * 1e3;
+        self.latency.record(latency_ms);
+        self.stages.preprocess.record(stages[0]);
+        self.stages.infer.record(stages[1]);
+        self.stages.decode.record(stages[2]);
+        self.processed[frame.source] += 1;
+        let (detections, classes) = match &decoded {
+            Decoded::Detections(d) => (Some(d.as_slice()), None),
+            Decoded::Classes(c) => (None, Some(c.as_slice())),
+        };
+        if self.json {
+            let r = |v: f64| (v * 1000.0).round() / 1000.0;
+            let line = ResultLine {
+                frame: frame.seq,
+                source: &self.sources[frame.source],
+                source_index: frame.source,
+                captured_unix_ns: frame.captured_unix_ns,
+                pts_ns: frame.pts_ns,
+                latency_ms: r(latency_ms),
+                stages_ms: StageMs { preprocess: r(stages[0]), infer: r(stages[1]), decode: r(stages[2]) },
+                width: frame.image.width(),
+                height: frame.image.height(),
+                detections,
+                classes,
+            };
+            self.line.clear();
+            serde_json::to_writer(&mut self.line, &line)?;
+            self.emit()?;
+        } else {
+            self.summary_frames += 1;
+            let since = self.summary_at.elapsed().as_secs_f64();
+            if since >= 1.0 {
+                let what = match (detections, classes) {
+                    (Some(d), _) => format!("{} detection(s)", d.len()),
+                    (_, Some(c)) => c.first().map_or("no class".into(), |c| format!("{} {:.3}", c.label, c.score)),
+                    _ => String::new(),
+                };
+                let text = format!(
+                    "{:.1} fps, latency p50 {:.1} ms; source {} frame {}: {what}",
+                    self.summary_frames as f64 / since,
+                    self.latency.quantile(0.5),
+                    frame.source,
+                    frame.seq
+                );
+                self.line.clear();
+                self.line.extend_from_slice(text.as_bytes());
+                self.emit()?;
+                self.summary_at = Instant::now();
+                self.summary_frames = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `stats` line (JSON with `--json`, else a human summary).
+    pub fn write_stats(&mut self, start: Instant, is_final: bool, counts: &[SourceCounts]) -> Result<()> {
+        let elapsed = start.elapsed().as_secs_f64();
+        let rate = |n: u64| if elapsed > 0.0 { (n as f64 / elapsed * 100.0).round() / 100.0 } else { 0.0 };
+        let sources: Vec<SourceLine> = counts
+            .iter()
+            .zip(&self.sources)
+            .zip(&self.processed)
+            .map(|((c, name), &processed)| SourceLine {
+                source: name.clone(),
+                frames_captured: c.captured,
+                frames_processed: processed,
+                frames_dropped: c.dropped,
+                reconnects: c.reconnects,
+                fps: rate(processed),
+            })
+            .collect();
+        let sum = |f: fn(&SourceLine) -> u64| sources.iter().map(f).sum::<u64>();
+        let line = StatsLine {
+            elapsed_s: (elapsed * 1000.0).round() / 1000.0,
+            is_final,
+            frames_captured: sum(|s| s.frames_captured),
+            frames_processed: sum(|s| s.frames_processed),
+            frames_dropped: sum(|s| s.frames_dropped),
+            reconnects: sum(|s| s.reconnects),
+            fps: rate(self.processed()),
+            latency_ms: self.latency.summary(),
+            stages_ms: StagesLine {
+                preprocess: self.stages.preprocess.summary(),
+                infer: self.stages.infer.summary(),
+                decode: self.stages.decode.summary(),
+            },
+            sources,
+        };
+        self.line.clear();
+        if self.json {
+            serde_json::to_writer(&mut self.line, &Stats { stats: &line })?;
+        } else if is_final {
+            let p = |p: &Percentiles| format!("p50 {:.1} ms, p99 {:.1} ms", p.p50, p.p99);
+            let text = format!(
+                "{} frame(s) processed of {} captured ({} dropped, {} reconnect(s)) in {:.1} s: {:.1} fps; latency {}; infer {}",
+                line.frames_processed,
+                line.frames_captured,
+                line.frames_dropped,
+                line.reconnects,
+                line.elapsed_s,
+                line.fps,
+                p(&line.latency_ms),
+                p(&line.stages_ms.infer)
+            );
+            self.line.extend_from_slice(text.as_bytes());
+        } else {
+            return Ok(());
+        }
+        self.emit()
+    }
+
+    fn emit(&mut self) -> Result<()> {
+        self.line.push(b'\n');
+        self.sink.write_all(&self.line).context("writing results")?;
+        self.sink.flush().context("writing results")
+    }
+}
+
+fn create(path: &Path) -> Result<std::fs::File> {
+    std::fs::File::create(path).with_context(|| format!("creating --out file `{}`", path.display()))
+}
