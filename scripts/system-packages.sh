@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages Kestrel needs, only those missing.
 #   scripts/system-packages.sh        GStreamer, for `kestrel watch` (the demo needs it)
-#   scripts/system-packages.sh test   and what the tests need: the RTSP server library, QEMU,
+#   scripts/system-packages.sh test   and what the tests need: the RTSP server library, Chromium, QEMU,
 #                                     the aarch64 cross linker, OpenSSH
 set -euo pipefail
 
@@ -9,7 +9,7 @@ packages=(pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstrea
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
     gstreamer1.0-libav)
 if [ "${1:-}" = test ]; then
-    packages+=(libgstrtspserver-1.0-dev qemu-system-arm qemu-user gcc-aarch64-linux-gnu openssh-server openssh-client)
+    packages+=(libgstrtspserver-1.0-dev chromium qemu-system-arm qemu-user gcc-aarch64-linux-gnu openssh-server openssh-client)
 fi
 
 missing=()

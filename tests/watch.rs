@@ -304,3 +304,60 @@ fn an_rtsp_camera_that_restarts_is_reconnected() {
 fn kestrel_camera_clock() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
 }
+
+/// Headless Chromium on the preview page: `--dump-dom` (after `ms` of page life) or a screenshot.
+fn chromium(url: &str, ms: u32, extra: &[&str]) -> String {
+    let out = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900", &format!("--timeout={ms}")])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("chromium (apt-get install chromium, or run scripts/test.sh)");
+    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The number in the page element `id` (`None` while it shows its placeholder).
+fn dom_number(dom: &str, id: &str) -> Option<f64> {
+    let at = dom.find(&format!("id=\"{id}\">")).unwrap_or_else(|| panic!("no #{id} in {dom}"));
+    let rest = &dom[at + id.len() + 6..];
+    rest[..rest.find('<')?].trim().parse().ok()
+}
+
+#[test]
+fn the_preview_page_shows_the_live_annotated_view_and_live_stats() {
+    let _serial = serial();
+    let dir = scratch("preview");
+    let args = [FACE, "test://", CLIP, "--loop", "--preview", "127.0.0.1:0", "--duration", "15"];
+    let mut child = watch_cmd(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut url = String::new();
+    while !url.starts_with("preview: ") {
+        url.clear();
+        assert!(stderr.read_line(&mut url).unwrap() > 0, "no preview address on stderr");
+    }
+    let url = url.trim_start_matches("preview: ").trim().to_string();
+    let drain = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+
+    // The first page load also starts Chromium's profile: give the stats a few tries to arrive.
+    let first = (0..5)
+        .map(|_| chromium(&url, 1500, &["--dump-dom"]))
+        .find(|dom| dom_number(dom, "processed").is_some())
+        .expect("the page never showed the stats");
+    let second = chromium(&url, 1500, &["--dump-dom"]);
+    let shot = dir.join("preview.png");
+    chromium(&url, 2500, &[&format!("--screenshot={}", shot.display())]);
+    assert!(first.contains("id=\"state\">live"), "{first}");
+    let (a, b) = (dom_number(&first, "processed"), dom_number(&second, "processed"));
+    assert!(a > Some(0.0) && b > a, "frames processed on the page: {a:?}, then {b:?}");
+    assert!(dom_number(&second, "elapsed") > dom_number(&first, "elapsed"));
+    assert!(second.contains("frame ") && second.contains("detection(s)"), "latest results shown: {second}");
+
+    // The annotated frame: BlazeFace's box is drawn in (40, 220, 60); JPEG moves it a little.
+    let png = kestrel_vision::image::open(&shot).unwrap().to_rgb8();
+    let green = png.pixels().filter(|p| p[1] > 180 && p[0] < 100 && p[2] < 110).count();
+    assert!(green > 300, "{green} box-green pixels in the screenshot {}", shot.display());
+    let out = finish(child, Duration::from_secs(30), &args);
+    ok(&out);
+    drop(drain);
+}

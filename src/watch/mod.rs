@@ -3,7 +3,9 @@
 //! the newest frame and nothing piles up.
 
 mod output;
+mod preview;
 mod stats;
+mod visuals;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,7 @@ use kestrel_vision::ModelConfig;
 use crate::cli::WatchArgs;
 use crate::commands::run::ImageModel;
 use output::Output;
+use visuals::Visuals;
 
 /// Frames a lane holds between two stages.
 const LANE_CAPACITY: usize = 2;
@@ -63,8 +66,21 @@ pub fn watch(args: &WatchArgs) -> Result<()> {
         eprintln!("source {index} `{uri}`: {}", capture.description);
         captures.push(capture);
     }
-    let out = Output::open(args, captures.iter().map(|c| c.uri.clone()).collect())?;
-    Pipeline::new(&captures, args).run(captures, config, engine, out)
+    let names: Vec<String> = captures.iter().map(|c| c.uri.clone()).collect();
+    let preview = match &args.preview {
+        Some(addr) => {
+            let (preview, bound) = preview::Preview::start(addr, names.clone())?;
+            eprintln!("preview: http://{bound}/");
+            Some(preview)
+        }
+        None => None,
+    };
+    if let Some(path) = &args.record {
+        kestrel_camera::record::check_path(path)?;
+    }
+    let visuals = Visuals::new(args.record.as_deref(), captures.len(), preview);
+    let out = Output::open(args, names)?;
+    Pipeline::new(&captures, args).run(captures, config, engine, out, visuals)
 }
 
 fn check_args(args: &WatchArgs) -> Result<()> {
@@ -128,7 +144,14 @@ impl Pipeline {
         }
     }
 
-    fn run(self, captures: Vec<Capture>, config: ModelConfig, mut engine: Engine, mut out: Output) -> Result<()> {
+    fn run(
+        self,
+        captures: Vec<Capture>,
+        config: ModelConfig,
+        mut engine: Engine,
+        mut out: Output,
+        mut visuals: Visuals,
+    ) -> Result<()> {
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register(signal, Arc::clone(&self.stop))
                 .context("installing the Ctrl-C/SIGTERM handler")?;
@@ -146,7 +169,7 @@ impl Pipeline {
             s.spawn(|| this.preprocess_stage(&config));
             s.spawn(|| this.infer_stage(&mut engine));
             s.spawn(|| this.watchdog(start));
-            let result = self.output_stage(&config, &mut out, start);
+            let result = self.output_stage(&config, &mut out, &mut visuals, start);
             self.stop.store(true, Ordering::Relaxed);
             if let Err(e) = result {
                 self.fail(e);
@@ -160,7 +183,11 @@ impl Pipeline {
                 })
                 .collect()
         });
-        out.write_stats(start, true, &self.counts())?;
+        let last = out.write_stats(start, true, &self.counts())?;
+        if let Some(p) = &visuals.preview {
+            p.note(Some(last), None);
+        }
+        visuals.finish()?;
         if let Some(e) = self.failure.lock().ok().and_then(|mut f| f.take()) {
             return Err(e);
         }
@@ -225,16 +252,20 @@ impl Pipeline {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    fn output_stage(&self, config: &ModelConfig, out: &mut Output, start: Instant) -> Result<()> {
+    fn output_stage(
+        &self,
+        config: &ModelConfig,
+        out: &mut Output,
+        visuals: &mut Visuals,
+        start: Instant,
+    ) -> Result<()> {
         let mut last_stats = Instant::now();
+        let mut last_note = Instant::now();
         loop {
-            let item = match self.inferred.pop_within(Duration::from_millis(200)) {
+            let mut item = match self.inferred.pop_within(Duration::from_millis(200)) {
                 Popped::Item(item) => item,
                 Popped::TimedOut => {
-                    if last_stats.elapsed() >= self.stats_every {
-                        out.write_stats(start, false, &self.counts())?;
-                        last_stats = Instant::now();
-                    }
+                    self.periodic(out, visuals, start, &mut last_stats, &mut last_note)?;
                     continue;
                 }
                 Popped::Finished => break,
@@ -242,7 +273,11 @@ impl Pipeline {
             let t = Instant::now();
             let decoded = crate::commands::run::decode(config, &item.outputs, &item.map)?;
             let decode_ms = ms(t);
-            out.write_result(&item.frame, decoded, [item.preprocess_ms, item.infer_ms, decode_ms])?;
+            let line = out.write_result(&item.frame, &decoded, [item.preprocess_ms, item.infer_ms, decode_ms])?;
+            if let Some(p) = &visuals.preview {
+                p.note(None, Some((item.frame.source, line)));
+            }
+            visuals.show(&mut item.frame, &decoded)?;
             if self.frames_limit.is_some_and(|n| out.processed() >= n) {
                 // Enough: nothing else is wanted, so stop without draining.
                 self.stop.store(true, Ordering::Relaxed);
@@ -251,9 +286,32 @@ impl Pipeline {
                 self.inferred.stop();
                 break;
             }
-            if last_stats.elapsed() >= self.stats_every {
-                out.write_stats(start, false, &self.counts())?;
-                last_stats = Instant::now();
+            self.periodic(out, visuals, start, &mut last_stats, &mut last_note)?;
+        }
+        Ok(())
+    }
+
+    /// The `stats` line every `--stats-every`, and the preview's figures twice a second.
+    fn periodic(
+        &self,
+        out: &mut Output,
+        visuals: &Visuals,
+        start: Instant,
+        last_stats: &mut Instant,
+        last_note: &mut Instant,
+    ) -> Result<()> {
+        if last_stats.elapsed() >= self.stats_every {
+            let json = out.write_stats(start, false, &self.counts())?;
+            *last_stats = Instant::now();
+            if let Some(p) = &visuals.preview {
+                p.note(Some(json), None);
+                *last_note = Instant::now();
+            }
+        }
+        if let Some(p) = &visuals.preview {
+            if last_note.elapsed() >= Duration::from_millis(500) {
+                p.note(Some(out.stats_json(start, &self.counts())?), None);
+                *last_note = Instant::now();
             }
         }
         Ok(())

@@ -85,34 +85,35 @@ impl Output {
     }
 
     /// Writes one processed frame; `stages` are the preprocess, infer and decode times (ms).
-    pub fn write_result(&mut self, frame: &Frame, decoded: Decoded, stages: [f64; 3]) -> Result<()> {
+    /// Returns the frame's JSON line (without its newline), written or not.
+    pub fn write_result(&mut self, frame: &Frame, decoded: &Decoded, stages: [f64; 3]) -> Result<&[u8]> {
         let latency_ms = frame.captured.elapsed().as_secs_f64() * 1e3;
         self.latency.record(latency_ms);
         self.stages.preprocess.record(stages[0]);
         self.stages.infer.record(stages[1]);
         self.stages.decode.record(stages[2]);
         self.processed[frame.source] += 1;
-        let (detections, classes) = match &decoded {
+        let (detections, classes) = match decoded {
             Decoded::Detections(d) => (Some(d.as_slice()), None),
             Decoded::Classes(c) => (None, Some(c.as_slice())),
         };
+        let r = |v: f64| (v * 1000.0).round() / 1000.0;
+        let line = ResultLine {
+            frame: frame.seq,
+            source: &self.sources[frame.source],
+            source_index: frame.source,
+            captured_unix_ns: frame.captured_unix_ns,
+            pts_ns: frame.pts_ns,
+            latency_ms: r(latency_ms),
+            stages_ms: StageMs { preprocess: r(stages[0]), infer: r(stages[1]), decode: r(stages[2]) },
+            width: frame.image.width(),
+            height: frame.image.height(),
+            detections,
+            classes,
+        };
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, &line)?;
         if self.json {
-            let r = |v: f64| (v * 1000.0).round() / 1000.0;
-            let line = ResultLine {
-                frame: frame.seq,
-                source: &self.sources[frame.source],
-                source_index: frame.source,
-                captured_unix_ns: frame.captured_unix_ns,
-                pts_ns: frame.pts_ns,
-                latency_ms: r(latency_ms),
-                stages_ms: StageMs { preprocess: r(stages[0]), infer: r(stages[1]), decode: r(stages[2]) },
-                width: frame.image.width(),
-                height: frame.image.height(),
-                detections,
-                classes,
-            };
-            self.line.clear();
-            serde_json::to_writer(&mut self.line, &line)?;
             self.emit()?;
         } else {
             self.summary_frames += 1;
@@ -124,24 +125,51 @@ impl Output {
                     _ => String::new(),
                 };
                 let text = format!(
-                    "{:.1} fps, latency p50 {:.1} ms; source {} frame {}: {what}",
+                    "{:.1} fps, latency p50 {:.1} ms; source {} frame {}: {what}\n",
                     self.summary_frames as f64 / since,
                     self.latency.quantile(0.5),
                     frame.source,
                     frame.seq
                 );
-                self.line.clear();
-                self.line.extend_from_slice(text.as_bytes());
-                self.emit()?;
+                self.write(text.as_bytes())?;
                 self.summary_at = Instant::now();
                 self.summary_frames = 0;
             }
         }
-        Ok(())
+        Ok(&self.line)
     }
 
-    /// The `stats` line (JSON with `--json`, else a human summary).
-    pub fn write_stats(&mut self, start: Instant, is_final: bool, counts: &[SourceCounts]) -> Result<()> {
+    /// The `stats` line (JSON with `--json`, else a human summary at the end). Returns it as
+    /// JSON.
+    pub fn write_stats(&mut self, start: Instant, is_final: bool, counts: &[SourceCounts]) -> Result<String> {
+        let line = self.stats_line(start, is_final, counts);
+        let json = serde_json::to_string(&Stats { stats: &line })?;
+        if self.json {
+            self.write(format!("{json}\n").as_bytes())?;
+        } else if is_final {
+            let p = |p: &Percentiles| format!("p50 {:.1} ms, p99 {:.1} ms", p.p50, p.p99);
+            let text = format!(
+                "{} frame(s) processed of {} captured ({} dropped, {} reconnect(s)) in {:.1} s: {:.1} fps; latency {}; infer {}\n",
+                line.frames_processed,
+                line.frames_captured,
+                line.frames_dropped,
+                line.reconnects,
+                line.elapsed_s,
+                line.fps,
+                p(&line.latency_ms),
+                p(&line.stages_ms.infer)
+            );
+            self.write(text.as_bytes())?;
+        }
+        Ok(json)
+    }
+
+    /// The stats so far as a `{"stats":…}` JSON object, not written anywhere.
+    pub fn stats_json(&self, start: Instant, counts: &[SourceCounts]) -> Result<String> {
+        Ok(serde_json::to_string(&Stats { stats: &self.stats_line(start, false, counts) })?)
+    }
+
+    fn stats_line(&self, start: Instant, is_final: bool, counts: &[SourceCounts]) -> StatsLine {
         let elapsed = start.elapsed().as_secs_f64();
         let rate = |n: u64| if elapsed > 0.0 { (n as f64 / elapsed * 100.0).round() / 100.0 } else { 0.0 };
         let sources: Vec<SourceLine> = counts
@@ -158,7 +186,7 @@ impl Output {
             })
             .collect();
         let sum = |f: fn(&SourceLine) -> u64| sources.iter().map(f).sum::<u64>();
-        let line = StatsLine {
+        StatsLine {
             elapsed_s: (elapsed * 1000.0).round() / 1000.0,
             is_final,
             frames_captured: sum(|s| s.frames_captured),
@@ -173,34 +201,19 @@ impl Output {
                 decode: self.stages.decode.summary(),
             },
             sources,
-        };
-        self.line.clear();
-        if self.json {
-            serde_json::to_writer(&mut self.line, &Stats { stats: &line })?;
-        } else if is_final {
-            let p = |p: &Percentiles| format!("p50 {:.1} ms, p99 {:.1} ms", p.p50, p.p99);
-            let text = format!(
-                "{} frame(s) processed of {} captured ({} dropped, {} reconnect(s)) in {:.1} s: {:.1} fps; latency {}; infer {}",
-                line.frames_processed,
-                line.frames_captured,
-                line.frames_dropped,
-                line.reconnects,
-                line.elapsed_s,
-                line.fps,
-                p(&line.latency_ms),
-                p(&line.stages_ms.infer)
-            );
-            self.line.extend_from_slice(text.as_bytes());
-        } else {
-            return Ok(());
         }
-        self.emit()
     }
 
+    /// The result line, then its newline, flushed (a consumer sees each line as it happens).
     fn emit(&mut self) -> Result<()> {
         self.line.push(b'\n');
-        self.sink.write_all(&self.line).context("writing results")?;
-        self.sink.flush().context("writing results")
+        let written = self.sink.write_all(&self.line).and_then(|()| self.sink.flush());
+        self.line.pop();
+        written.context("writing results")
+    }
+
+    fn write(&mut self, text: &[u8]) -> Result<()> {
+        self.sink.write_all(text).and_then(|()| self.sink.flush()).context("writing results")
     }
 }
 

@@ -19,6 +19,8 @@ pub enum CameraError {
     Stream { uri: String, why: String },
     #[error("source `{uri}`: gave up after {attempts} reconnect attempt(s); last error: {why}")]
     GaveUp { uri: String, attempts: u32, why: String },
+    #[error("recording `{path}`: {why}")]
+    Record { path: String, why: String },
     #[error("source `{uri}`: frame {index} (`{path}`): {why}")]
     Image { uri: String, index: usize, path: String, why: String },
 }

@@ -8,6 +8,7 @@ mod error;
 pub mod frame;
 pub mod latest;
 pub mod plugins;
+pub mod record;
 pub mod source;
 pub mod v4l2;
 
@@ -15,4 +16,5 @@ pub use capture::{Capture, Recovery, SourceCounters};
 pub use error::CameraError;
 pub use frame::{unix_ns, BufferPool, Frame};
 pub use latest::{LatestQueue, Popped, WhenFull};
+pub use record::Recorder;
 pub use source::{CaptureOptions, Source};
