@@ -106,6 +106,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         threads: args.engine.threads,
         backend: args.engine.backend.clone(),
     };
+    let watched = [("full", faces_full.clone()), ("int8", faces_int8.clone())];
     let comparisons = [
         ("fashion-cnn", vec![fashion_full, fashion_int8, fashion_small], workload(Some("fashion-mnist"), None)),
         ("blazeface", vec![faces_full, faces_int8, faces_integer], workload(None, Some(models.join("samples")))),
@@ -123,8 +124,68 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
             println!("report: {}", html.display());
         }
     }
-    say(&format!("annotated images, compressed models and reports: {}", args.out.display()));
+    #[cfg(feature = "camera")]
+    {
+        let clip = models.join("clips/face.mp4");
+        say(&format!(
+            "== Camera: `kestrel watch` replays {} at its own frame rate, as a camera would ==",
+            clip.display()
+        ));
+        for (name, model) in watched {
+            let summary = watch_clip(&clip, &model, &args.out.join(format!("watch-{name}")), engine_args())?;
+            say(&format!("  BlazeFace {name}: {summary}"));
+        }
+    }
+    #[cfg(not(feature = "camera"))]
+    let _ = watched;
+    say(&format!("annotated images, compressed models, reports, results and recordings: {}", args.out.display()));
     Ok(())
+}
+
+/// `kestrel watch MODEL CLIP --realtime --json --out STEM.jsonl --record STEM.mkv`; returns a
+/// one-line summary of what it wrote.
+#[cfg(feature = "camera")]
+fn watch_clip(clip: &Path, model: &Path, stem: &Path, engine: EngineArgs) -> Result<String> {
+    let (jsonl, mkv) = (stem.with_extension("jsonl"), stem.with_extension("mkv"));
+    crate::watch::watch(&crate::cli::WatchArgs {
+        model: model.to_path_buf(),
+        sources: vec![clip.display().to_string()],
+        config: None,
+        json: true,
+        out: Some(jsonl.clone()),
+        preview: None,
+        record: Some(mkv.clone()),
+        frames: None,
+        duration: None,
+        fps: None,
+        width: None,
+        height: None,
+        looping: false,
+        realtime: true,
+        stall_timeout: 5.0,
+        max_reconnects: None,
+        rtsp_latency: 200,
+        stats_every: 5.0,
+        engine,
+    })?;
+    let text = std::fs::read_to_string(&jsonl).with_context(|| format!("reading `{}`", jsonl.display()))?;
+    let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let results: Vec<_> = lines.iter().filter(|l| l.get("frame").is_some()).collect();
+    let faces = results.iter().filter(|r| r["detections"].as_array().is_some_and(|d| !d.is_empty())).count();
+    let s = &lines.last().context("no stats line")?["stats"];
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    Ok(format!(
+        "{} of {} frames processed ({} dropped), a face in {faces}; {:.1} fps, capture-to-result latency p50 {:.1} ms, p99 {:.1} ms (inference p50 {:.1} ms); {}, {}",
+        s["frames_processed"],
+        s["frames_captured"],
+        s["frames_dropped"],
+        f(&s["fps"]),
+        f(&s["latency_ms"]["p50"]),
+        f(&s["latency_ms"]["p99"]),
+        f(&s["stages_ms"]["infer"]["p50"]),
+        jsonl.display(),
+        mkv.display()
+    ))
 }
 
 /// What the demo makes of a model.

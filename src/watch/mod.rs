@@ -15,8 +15,8 @@ use anyhow::{bail, Context, Result};
 use kestrel_camera::{
     BufferPool, Capture, CaptureOptions, Frame, LatestQueue, Popped, Recovery, SourceCounters, WhenFull,
 };
-use kestrel_engine::{Engine, Tensor};
-use kestrel_vision::preprocess::{self, FrameMap};
+use kestrel_engine::{Engine, Tensor, TensorData};
+use kestrel_vision::preprocess::{FrameMap, Preprocessor};
 use kestrel_vision::ModelConfig;
 
 use crate::cli::WatchArgs;
@@ -113,6 +113,8 @@ struct Pipeline {
     /// Per source: drop the oldest frame when a lane is full (live), or wait (files).
     when_full: Vec<WhenFull>,
     pool: Arc<BufferPool>,
+    /// Model inputs handed back by the inference stage for the next frame.
+    tensors: Mutex<Vec<Tensor>>,
     counters: Vec<SourceCounters>,
     /// Set by Ctrl-C/SIGTERM, `--duration` or `--frames`: sources stop, the stages drain.
     stop: Arc<AtomicBool>,
@@ -135,6 +137,7 @@ impl Pipeline {
                 .collect(),
             // Every lane of every queue full, one frame in each stage and one being captured per source.
             pool: BufferPool::new(n * (3 * LANE_CAPACITY + 1) + 3),
+            tensors: Mutex::new(Vec::with_capacity(n * LANE_CAPACITY + 2)),
             counters: (0..n).map(|_| SourceCounters::default()).collect(),
             stop: Arc::new(AtomicBool::new(false)),
             failure: Mutex::new(None),
@@ -212,15 +215,23 @@ impl Pipeline {
     }
 
     fn preprocess_stage(&self, config: &ModelConfig) {
+        let mut pre = Preprocessor::new(config.preprocess);
         while let Some(frame) = self.frames.pop() {
             let t = Instant::now();
-            let p = preprocess::preprocess(&frame.image, &config.preprocess);
-            let input = match Tensor::f32(p.shape, p.data) {
-                Ok(t) => [t],
-                Err(e) => return self.fail(anyhow::Error::new(e).context("preparing the model input")),
+            let map = pre.run(&frame.image);
+            let reused = lock(&self.tensors).pop();
+            let mut tensor = match reused {
+                Some(t) => t,
+                None => match Tensor::f32(pre.shape().to_vec(), pre.tensor().to_vec()) {
+                    Ok(t) => t,
+                    Err(e) => return self.fail(anyhow::Error::new(e).context("preparing the model input")),
+                },
             };
+            if let TensorData::F32(data) = &mut tensor.data {
+                data.copy_from_slice(pre.tensor());
+            }
             let lane = frame.source;
-            let item = Prepared { frame, input, map: p.frame, preprocess_ms: ms(t) };
+            let item = Prepared { frame, input: [tensor], map, preprocess_ms: ms(t) };
             let _ = self.prepared.push(lane, item, self.when_full[lane]);
         }
         self.prepared.close_all();
@@ -235,10 +246,15 @@ impl Pipeline {
                     return self.fail(anyhow::Error::new(e).context(format!("inference on {}", engine.backend())))
                 }
             };
-            let lane = p.frame.source;
-            let item =
-                Inferred { frame: p.frame, outputs, map: p.map, preprocess_ms: p.preprocess_ms, infer_ms: ms(t) };
-            let _ = self.inferred.push(lane, item, self.when_full[lane]);
+            let infer_ms = ms(t);
+            let Prepared { frame, input: [tensor], map, preprocess_ms } = p;
+            lock(&self.tensors).push(tensor);
+            let lane = frame.source;
+            let _ = self.inferred.push(
+                lane,
+                Inferred { frame, outputs, map, preprocess_ms, infer_ms },
+                self.when_full[lane],
+            );
         }
         self.inferred.close_all();
     }
@@ -328,6 +344,10 @@ impl Pipeline {
             })
             .collect()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn ms(since: Instant) -> f64 {

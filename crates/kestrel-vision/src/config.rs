@@ -41,7 +41,7 @@ pub enum Color {
 }
 
 /// Pixels (0..=255) become `value / 255 * (range.1 - range.0) + range.0`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Preprocess {
     pub width: u32,

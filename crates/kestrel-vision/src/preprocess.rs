@@ -1,7 +1,6 @@
 //! Image → input tensor, as the model's config says; and the inverse map for boxes.
 
-use image::imageops::{self, FilterType};
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 
 use crate::config::{Color, Layout, Preprocess, Resize};
 
@@ -35,72 +34,321 @@ impl FrameMap {
 
 /// Resizes, converts and normalizes one image.
 pub fn preprocess(img: &RgbImage, p: &Preprocess) -> Prepared {
-    let (w, h) = (p.width, p.height);
-    let (src_w, src_h) = (img.width().max(1) as f32, img.height().max(1) as f32);
-    let (canvas, frame) = match p.resize {
-        Resize::Stretch => (
-            imageops::resize(img, w, h, FilterType::Triangle),
-            FrameMap {
-                input_width: w as f32,
-                input_height: h as f32,
-                scale_x: src_w / w as f32,
-                scale_y: src_h / h as f32,
-                pad_x: 0.0,
-                pad_y: 0.0,
-            },
-        ),
-        Resize::Letterbox => {
-            let s = (w as f32 / src_w).min(h as f32 / src_h);
-            let nw = ((src_w * s).round() as u32).clamp(1, w);
-            let nh = ((src_h * s).round() as u32).clamp(1, h);
-            let resized = imageops::resize(img, nw, nh, FilterType::Triangle);
-            let mut canvas = RgbImage::from_pixel(w, h, Rgb([0, 0, 0]));
-            let (ox, oy) = ((w - nw) / 2, (h - nh) / 2);
-            imageops::replace(&mut canvas, &resized, i64::from(ox), i64::from(oy));
-            let frame = FrameMap {
-                input_width: w as f32,
-                input_height: h as f32,
-                scale_x: 1.0 / s,
-                scale_y: 1.0 / s,
-                pad_x: ox as f32,
-                pad_y: oy as f32,
-            };
-            (canvas, frame)
+    let mut pre = Preprocessor::new(*p);
+    let frame = pre.run(img);
+    Prepared { shape: pre.shape().to_vec(), data: pre.tensor().to_vec(), frame }
+}
+
+/// Preprocessing that reuses its buffers and resampling weights from frame to frame: after the
+/// first frame of a size, [`Preprocessor::run`] allocates nothing. Its output is bit-identical
+/// to `image`'s `resize` with `FilterType::Triangle` followed by the canvas and normalization
+/// (tested against it), so a video frame gives exactly what `kestrel run` gives on the same
+/// image.
+#[derive(Debug, Clone)]
+pub struct Preprocessor {
+    p: Preprocess,
+    /// Source size the taps and buffers were made for.
+    source: (u32, u32),
+    /// Size of the resized image inside the input (the whole input unless letterboxed).
+    inner: (u32, u32),
+    offset: (u32, u32),
+    frame: FrameMap,
+    rows: Taps,
+    cols: Taps,
+    /// The vertical pass: `inner.1` rows of the full source width, RGB, f32.
+    vertical: Vec<f32>,
+    /// The resized image, RGB, u8.
+    resized: Vec<u8>,
+    tensor: Vec<f32>,
+    shape: Vec<usize>,
+}
+
+/// Triangle-filter taps for one axis, as `image` computes them.
+#[derive(Debug, Clone, Default)]
+struct Taps {
+    /// Per output index: first source index, number of taps, offset into `weights`.
+    spans: Vec<(usize, usize, usize)>,
+    weights: Vec<f32>,
+}
+
+impl Taps {
+    fn new(src: u32, dst: u32) -> Taps {
+        let mut taps = Taps::default();
+        let ratio = src as f32 / dst as f32;
+        let sratio = if ratio < 1.0 { 1.0 } else { ratio };
+        let support = sratio; // the triangle's support is 1
+        for out in 0..dst {
+            let centre = (out as f32 + 0.5) * ratio;
+            let left = ((centre - support).floor() as i64).clamp(0, i64::from(src) - 1);
+            let right = ((centre + support).ceil() as i64).clamp(left + 1, i64::from(src));
+            let centre = centre - 0.5;
+            let start = taps.weights.len();
+            let mut sum = 0.0;
+            for i in left..right {
+                let x = (i as f32 - centre) / sratio;
+                let w = if x.abs() < 1.0 { 1.0 - x.abs() } else { 0.0 };
+                taps.weights.push(w);
+                sum += w;
+            }
+            for w in &mut taps.weights[start..] {
+                *w /= sum;
+            }
+            taps.spans.push((left as usize, (right - left) as usize, start));
         }
-    };
-    let channels = match p.color {
-        Color::Rgb => 3,
-        Color::Gray => 1,
-    };
-    let (lo, hi) = p.range;
-    let norm = |v: u8| {
-        let v = if p.invert { 255 - v } else { v };
-        f32::from(v) / 255.0 * (hi - lo) + lo
-    };
-    let (wu, hu) = (w as usize, h as usize);
-    let mut data = vec![0.0f32; wu * hu * channels];
-    for (x, y, px) in canvas.enumerate_pixels() {
-        let (x, y) = (x as usize, y as usize);
-        let values: [u8; 3] = px.0;
-        for c in 0..channels {
-            let v = match p.color {
-                Color::Rgb => values[c],
-                // ITU-R 601 luma, as PIL's convert("L").
-                Color::Gray => {
-                    ((u32::from(values[0]) * 299 + u32::from(values[1]) * 587 + u32::from(values[2]) * 114 + 500)
-                        / 1000) as u8
-                }
-            };
-            let ix = match p.layout {
-                Layout::Nchw => c * hu * wu + y * wu + x,
-                Layout::Nhwc => (y * wu + x) * channels + c,
-            };
-            data[ix] = norm(v);
+        taps
+    }
+}
+
+impl Preprocessor {
+    pub fn new(p: Preprocess) -> Preprocessor {
+        let channels = match p.color {
+            Color::Rgb => 3,
+            Color::Gray => 1,
+        };
+        let (w, h) = (p.width as usize, p.height as usize);
+        let shape = match p.layout {
+            Layout::Nchw => vec![1, channels, h, w],
+            Layout::Nhwc => vec![1, h, w, channels],
+        };
+        let frame =
+            FrameMap { input_width: 0.0, input_height: 0.0, scale_x: 1.0, scale_y: 1.0, pad_x: 0.0, pad_y: 0.0 };
+        Preprocessor {
+            p,
+            source: (0, 0),
+            inner: (0, 0),
+            offset: (0, 0),
+            frame,
+            rows: Taps::default(),
+            cols: Taps::default(),
+            vertical: Vec::new(),
+            resized: Vec::new(),
+            tensor: vec![0.0; w * h * channels],
+            shape,
         }
     }
-    let shape = match p.layout {
-        Layout::Nchw => vec![1, channels, hu, wu],
-        Layout::Nhwc => vec![1, hu, wu, channels],
-    };
-    Prepared { shape, data, frame }
+
+    /// The input tensor's shape (batch of one).
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The tensor the last [`run`](Self::run) wrote.
+    pub fn tensor(&self) -> &[f32] {
+        &self.tensor
+    }
+
+    /// Preprocesses `img` into [`tensor`](Self::tensor); returns how to map boxes back.
+    pub fn run(&mut self, img: &RgbImage) -> FrameMap {
+        if (img.width(), img.height()) != self.source {
+            self.fit(img.width(), img.height());
+        }
+        self.resize(img);
+        self.normalize();
+        self.frame
+    }
+
+    /// Layout, taps and buffers for a new source size.
+    fn fit(&mut self, src_w: u32, src_h: u32) {
+        let (w, h) = (self.p.width, self.p.height);
+        let (sw, sh) = (src_w.max(1) as f32, src_h.max(1) as f32);
+        let (inner, offset, frame) = match self.p.resize {
+            Resize::Stretch => (
+                (w, h),
+                (0, 0),
+                FrameMap {
+                    input_width: w as f32,
+                    input_height: h as f32,
+                    scale_x: sw / w as f32,
+                    scale_y: sh / h as f32,
+                    pad_x: 0.0,
+                    pad_y: 0.0,
+                },
+            ),
+            Resize::Letterbox => {
+                let s = (w as f32 / sw).min(h as f32 / sh);
+                let nw = ((sw * s).round() as u32).clamp(1, w);
+                let nh = ((sh * s).round() as u32).clamp(1, h);
+                let (ox, oy) = ((w - nw) / 2, (h - nh) / 2);
+                let frame = FrameMap {
+                    input_width: w as f32,
+                    input_height: h as f32,
+                    scale_x: 1.0 / s,
+                    scale_y: 1.0 / s,
+                    pad_x: ox as f32,
+                    pad_y: oy as f32,
+                };
+                ((nw, nh), (ox, oy), frame)
+            }
+        };
+        self.source = (src_w, src_h);
+        (self.inner, self.offset, self.frame) = (inner, offset, frame);
+        if src_w > 0 && src_h > 0 {
+            self.rows = Taps::new(src_h, inner.1);
+            self.cols = Taps::new(src_w, inner.0);
+        }
+        self.vertical = vec![0.0; src_w as usize * inner.1 as usize * 3];
+        self.resized = vec![0; inner.0 as usize * inner.1 as usize * 3];
+    }
+
+    /// `image`'s two-pass triangle resize (rows, then columns), in the same order of operations.
+    fn resize(&mut self, img: &RgbImage) {
+        let (src_w, src_h) = (img.width() as usize, img.height() as usize);
+        let (nw, nh) = (self.inner.0 as usize, self.inner.1 as usize);
+        let src = img.as_raw();
+        if src_w == 0 || src_h == 0 {
+            self.resized.fill(0);
+            return;
+        }
+        if (src_w, src_h) == (nw, nh) {
+            self.resized.copy_from_slice(src);
+            return;
+        }
+        // Tap by tap over whole rows (vectorizes); each value still sums its taps in order.
+        for (out_y, &(top, n, at)) in self.rows.spans.iter().enumerate() {
+            let row = &mut self.vertical[out_y * src_w * 3..(out_y + 1) * src_w * 3];
+            row.fill(0.0);
+            for (i, &w) in self.rows.weights[at..at + n].iter().enumerate() {
+                let line = &src[(top + i) * src_w * 3..(top + i + 1) * src_w * 3];
+                for (acc, &v) in row.iter_mut().zip(line) {
+                    *acc += f32::from(v) * w;
+                }
+            }
+        }
+        for (out_x, &(left, n, at)) in self.cols.spans.iter().enumerate() {
+            let ws = &self.cols.weights[at..at + n];
+            for y in 0..nh {
+                let row = &self.vertical[y * src_w * 3..];
+                let mut acc = [0.0f32; 3];
+                for (i, &w) in ws.iter().enumerate() {
+                    let p = &row[(left + i) * 3..][..3];
+                    for c in 0..3 {
+                        acc[c] += p[c] * w;
+                    }
+                }
+                let out = &mut self.resized[(y * nw + out_x) * 3..][..3];
+                for c in 0..3 {
+                    out[c] = acc[c].clamp(0.0, 255.0).round() as u8;
+                }
+            }
+        }
+    }
+
+    /// The resized image on the input canvas (black around a letterbox), converted and scaled.
+    fn normalize(&mut self) {
+        let p = &self.p;
+        let (lo, hi) = p.range;
+        let norm = |v: u8| {
+            let v = if p.invert { 255 - v } else { v };
+            f32::from(v) / 255.0 * (hi - lo) + lo
+        };
+        let (w, h) = (p.width as usize, p.height as usize);
+        let (nw, nh) = (self.inner.0 as usize, self.inner.1 as usize);
+        let (ox, oy) = (self.offset.0 as usize, self.offset.1 as usize);
+        let channels = self.shape[if p.layout == Layout::Nchw { 1 } else { 3 }];
+        for y in 0..h {
+            for x in 0..w {
+                let inside = x >= ox && x < ox + nw && y >= oy && y < oy + nh;
+                let px: [u8; 3] = if inside {
+                    let at = ((y - oy) * nw + (x - ox)) * 3;
+                    [self.resized[at], self.resized[at + 1], self.resized[at + 2]]
+                } else {
+                    [0, 0, 0]
+                };
+                for c in 0..channels {
+                    let v = match p.color {
+                        Color::Rgb => px[c],
+                        // ITU-R 601 luma, as PIL's convert("L").
+                        Color::Gray => {
+                            ((u32::from(px[0]) * 299 + u32::from(px[1]) * 587 + u32::from(px[2]) * 114 + 500) / 1000)
+                                as u8
+                        }
+                    };
+                    let ix = match p.layout {
+                        Layout::Nchw => c * h * w + y * w + x,
+                        Layout::Nhwc => (y * w + x) * channels + c,
+                    };
+                    self.tensor[ix] = norm(v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::imageops::{self, FilterType};
+    use image::Rgb;
+
+    /// The reference: `image`'s resize, its canvas, then the normalization loop.
+    fn reference(img: &RgbImage, p: &Preprocess) -> Vec<f32> {
+        let (w, h) = (p.width, p.height);
+        let (src_w, src_h) = (img.width().max(1) as f32, img.height().max(1) as f32);
+        let canvas = match p.resize {
+            Resize::Stretch => imageops::resize(img, w, h, FilterType::Triangle),
+            Resize::Letterbox => {
+                let s = (w as f32 / src_w).min(h as f32 / src_h);
+                let nw = ((src_w * s).round() as u32).clamp(1, w);
+                let nh = ((src_h * s).round() as u32).clamp(1, h);
+                let resized = imageops::resize(img, nw, nh, FilterType::Triangle);
+                let mut canvas = RgbImage::from_pixel(w, h, Rgb([0, 0, 0]));
+                imageops::replace(&mut canvas, &resized, i64::from((w - nw) / 2), i64::from((h - nh) / 2));
+                canvas
+            }
+        };
+        let channels = if p.color == Color::Rgb { 3 } else { 1 };
+        let (lo, hi) = p.range;
+        let (wu, hu) = (w as usize, h as usize);
+        let mut data = vec![0.0f32; wu * hu * channels];
+        for (x, y, px) in canvas.enumerate_pixels() {
+            let (x, y) = (x as usize, y as usize);
+            for c in 0..channels {
+                let v = match p.color {
+                    Color::Rgb => px.0[c],
+                    Color::Gray => {
+                        ((u32::from(px.0[0]) * 299 + u32::from(px.0[1]) * 587 + u32::from(px.0[2]) * 114 + 500) / 1000)
+                            as u8
+                    }
+                };
+                let v = if p.invert { 255 - v } else { v };
+                let ix = match p.layout {
+                    Layout::Nchw => c * hu * wu + y * wu + x,
+                    Layout::Nhwc => (y * wu + x) * channels + c,
+                };
+                data[ix] = f32::from(v) / 255.0 * (hi - lo) + lo;
+            }
+        }
+        data
+    }
+
+    #[test]
+    fn reused_preprocessing_is_bit_identical_to_image_resize() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let configs = [
+            (128, 128, Layout::Nchw, Color::Rgb, Resize::Letterbox, false, (-1.0, 1.0)),
+            (96, 64, Layout::Nhwc, Color::Rgb, Resize::Stretch, false, (0.0, 1.0)),
+            (28, 28, Layout::Nhwc, Color::Gray, Resize::Stretch, true, (0.0, 1.0)),
+            (40, 30, Layout::Nchw, Color::Gray, Resize::Letterbox, false, (0.0, 255.0)),
+        ];
+        for (width, height, layout, color, resize, invert, range) in configs {
+            let p = Preprocess { width, height, layout, color, resize, invert, range };
+            let mut pre = Preprocessor::new(p);
+            // Several sizes (down, up, same, odd), and each size twice so the cached taps are reused.
+            for (sw, sh) in [(640, 480), (640, 480), (37, 91), (width, height), (300, 17), (1, 1), (37, 91)] {
+                let img = RgbImage::from_fn(sw, sh, |_, _| {
+                    let v = next();
+                    Rgb([v as u8, (v >> 8) as u8, (v >> 16) as u8])
+                });
+                pre.run(&img);
+                let want = reference(&img, &p);
+                assert!(pre.tensor() == want.as_slice(), "{p:?} from {sw}x{sh}");
+            }
+        }
+    }
 }
