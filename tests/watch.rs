@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -48,17 +48,21 @@ fn watch(args: &[&str], limit: Duration) -> Output {
     finish(child, limit, args)
 }
 
-fn finish(mut child: Child, limit: Duration, what: &[&str]) -> Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
+/// Waits for `child`, reading its pipes meanwhile (a full pipe would stall it); kills it and
+/// fails if it runs past `limit`.
+fn finish(child: Child, limit: Duration, what: &[&str]) -> Output {
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on the pid of a child whose waiter thread has not reaped it yet.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let out = rx.recv().unwrap().unwrap();
             panic!("kestrel watch {what:?} ran past {limit:?} (hang)\n{}", String::from_utf8_lossy(&out.stderr));
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().unwrap()
 }
 
 /// The result lines and the final stats line.
