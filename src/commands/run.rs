@@ -114,15 +114,48 @@ pub enum Decoded {
 
 /// Decodes `outputs` into classes or boxes (in the pixels of the frame `frame` maps back to).
 pub fn decode(config: &ModelConfig, outputs: &[Tensor], frame: &FrameMap) -> Result<Decoded> {
-    Ok(match &config.decoder {
-        Decoder::Classifier { labels, top_k, softmax } => {
-            Decoded::Classes(classify::top_k(f32_output(outputs, 0)?, labels, *top_k, *softmax))
+    let mut decoded = Decoded::Detections(Vec::new());
+    ResultDecoder::default().decode(config, outputs, frame, &mut decoded)?;
+    Ok(decoded)
+}
+
+/// The decoders with their scratch, for a stream of frames: after warm-up, decoding into the
+/// same [`Decoded`] allocates nothing.
+#[derive(Default)]
+pub struct ResultDecoder {
+    faces: blazeface::Decoder,
+    top: classify::TopK,
+}
+
+impl ResultDecoder {
+    pub fn decode(
+        &mut self,
+        config: &ModelConfig,
+        outputs: &[Tensor],
+        frame: &FrameMap,
+        into: &mut Decoded,
+    ) -> Result<()> {
+        match &config.decoder {
+            Decoder::Classifier { labels, top_k, softmax } => {
+                if !matches!(into, Decoded::Classes(_)) {
+                    *into = Decoded::Classes(Vec::new());
+                }
+                if let Decoded::Classes(classes) = into {
+                    self.top.run(f32_output(outputs, 0)?, labels, *top_k, *softmax, classes);
+                }
+            }
+            Decoder::Blazeface { score_threshold, iou_threshold } => {
+                let (reg, scores) = blazeface_outputs(outputs)?;
+                if !matches!(into, Decoded::Detections(_)) {
+                    *into = Decoded::Detections(Vec::new());
+                }
+                if let Decoded::Detections(dets) = into {
+                    self.faces.decode(reg, scores, frame, (*score_threshold, *iou_threshold), dets)?;
+                }
+            }
         }
-        Decoder::Blazeface { score_threshold, iou_threshold } => {
-            let (reg, scores) = blazeface_outputs(outputs)?;
-            Decoded::Detections(blazeface::decode(reg, scores, frame, *score_threshold, *iou_threshold)?)
-        }
-    })
+        Ok(())
+    }
 }
 
 /// Annotates an image: boxes, or a bar as long as the top class's score.
@@ -143,10 +176,12 @@ fn f32_output(outputs: &[Tensor], ix: usize) -> Result<&[f32]> {
 /// BlazeFace's two outputs, told apart by their last dimension (16 box values vs 1 score).
 fn blazeface_outputs(outputs: &[Tensor]) -> Result<(&[f32], &[f32])> {
     let find = |last: usize| {
-        outputs.iter().position(|t| t.shape.last() == Some(&last)).context(format!(
-            "BlazeFace decoder: no output with last dimension {last} (got shapes {:?})",
-            outputs.iter().map(|t| &t.shape).collect::<Vec<_>>()
-        ))
+        outputs.iter().position(|t| t.shape.last() == Some(&last)).with_context(|| {
+            format!(
+                "BlazeFace decoder: no output with last dimension {last} (got shapes {:?})",
+                outputs.iter().map(|t| &t.shape).collect::<Vec<_>>()
+            )
+        })
     };
     let (r, s) = (find(blazeface::VALUES_PER_ANCHOR)?, find(1)?);
     Ok((f32_output(outputs, r)?, f32_output(outputs, s)?))

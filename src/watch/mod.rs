@@ -20,7 +20,7 @@ use kestrel_vision::preprocess::{FrameMap, Preprocessor};
 use kestrel_vision::ModelConfig;
 
 use crate::cli::WatchArgs;
-use crate::commands::run::ImageModel;
+use crate::commands::run::{Decoded, ImageModel, ResultDecoder};
 use output::Output;
 use visuals::Visuals;
 
@@ -45,6 +45,11 @@ struct Inferred {
 }
 
 pub fn watch(args: &WatchArgs) -> Result<()> {
+    watch_into(args, None)
+}
+
+/// `kestrel watch`, its lines written to `sink` when given.
+fn watch_into(args: &WatchArgs, sink: Option<Box<dyn std::io::Write + Send>>) -> Result<()> {
     let options = CaptureOptions {
         width: args.width,
         height: args.height,
@@ -79,7 +84,7 @@ pub fn watch(args: &WatchArgs) -> Result<()> {
         kestrel_camera::record::check_path(path)?;
     }
     let visuals = Visuals::new(args.record.as_deref(), captures.len(), preview);
-    let out = Output::open(args, names)?;
+    let out = Output::open(args, names, sink)?;
     Pipeline::new(&captures, args).run(captures, config, engine, out, visuals)
 }
 
@@ -113,8 +118,10 @@ struct Pipeline {
     /// Per source: drop the oldest frame when a lane is full (live), or wait (files).
     when_full: Vec<WhenFull>,
     pool: Arc<BufferPool>,
-    /// Model inputs handed back by the inference stage for the next frame.
+    /// Model inputs handed back by the inference stage, and outputs by the output stage, for
+    /// the next frame.
     tensors: Mutex<Vec<Tensor>>,
+    outputs: Mutex<Vec<Vec<Tensor>>>,
     counters: Vec<SourceCounters>,
     /// Set by Ctrl-C/SIGTERM, `--duration` or `--frames`: sources stop, the stages drain.
     stop: Arc<AtomicBool>,
@@ -138,6 +145,7 @@ impl Pipeline {
             // Every lane of every queue full, one frame in each stage and one being captured per source.
             pool: BufferPool::new(n * (3 * LANE_CAPACITY + 1) + 3),
             tensors: Mutex::new(Vec::with_capacity(n * LANE_CAPACITY + 2)),
+            outputs: Mutex::new(Vec::with_capacity(n * LANE_CAPACITY + 2)),
             counters: (0..n).map(|_| SourceCounters::default()).collect(),
             stop: Arc::new(AtomicBool::new(false)),
             failure: Mutex::new(None),
@@ -240,12 +248,10 @@ impl Pipeline {
     fn infer_stage(&self, engine: &mut Engine) {
         while let Some(p) = self.prepared.pop() {
             let t = Instant::now();
-            let outputs = match engine.run(&p.input) {
-                Ok(o) => o,
-                Err(e) => {
-                    return self.fail(anyhow::Error::new(e).context(format!("inference on {}", engine.backend())))
-                }
-            };
+            let mut outputs = lock(&self.outputs).pop().unwrap_or_default();
+            if let Err(e) = engine.run_into(&p.input, &mut outputs) {
+                return self.fail(anyhow::Error::new(e).context(format!("inference on {}", engine.backend())));
+            }
             let infer_ms = ms(t);
             let Prepared { frame, input: [tensor], map, preprocess_ms } = p;
             lock(&self.tensors).push(tensor);
@@ -277,6 +283,8 @@ impl Pipeline {
     ) -> Result<()> {
         let mut last_stats = Instant::now();
         let mut last_note = Instant::now();
+        let mut decoder = ResultDecoder::default();
+        let mut decoded = Decoded::Detections(Vec::new());
         loop {
             let mut item = match self.inferred.pop_within(Duration::from_millis(200)) {
                 Popped::Item(item) => item,
@@ -287,8 +295,9 @@ impl Pipeline {
                 Popped::Finished => break,
             };
             let t = Instant::now();
-            let decoded = crate::commands::run::decode(config, &item.outputs, &item.map)?;
+            decoder.decode(config, &item.outputs, &item.map, &mut decoded)?;
             let decode_ms = ms(t);
+            lock(&self.outputs).push(std::mem::take(&mut item.outputs));
             let line = out.write_result(&item.frame, &decoded, [item.preprocess_ms, item.infer_ms, decode_ms])?;
             if let Some(p) = &visuals.preview {
                 p.note(None, Some((item.frame.source, line)));
@@ -352,4 +361,101 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
+}
+
+/// The steady state allocates nothing per frame: a counting allocator over 1,000 frames of the
+/// bundled clip (looped) through the int8 BlazeFace on the integer runtime.
+#[cfg(test)]
+mod steady_state {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    struct Counting;
+
+    static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+    // SAFETY: every call is passed on to the system allocator unchanged; only a counter is added.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: the caller's contract for `alloc` is the system allocator's.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: as for `alloc`.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: `ptr` came from this allocator, that is from `System`, with `layout`.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: `ptr` came from `System` with `layout`.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    const WARM_UP: u64 = 200;
+    const MEASURED: u64 = 1000;
+
+    /// Counts result lines; notes the allocation count at the end of warm-up and of the run.
+    struct Sink {
+        lines: u64,
+        marks: Arc<[AtomicU64; 2]>,
+    }
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            for _ in buf.iter().filter(|&&b| b == b'\n') {
+                self.lines += 1;
+                match self.lines {
+                    WARM_UP => self.marks[0].store(ALLOCATIONS.load(Ordering::Relaxed), Ordering::Relaxed),
+                    n if n == WARM_UP + MEASURED => {
+                        self.marks[1].store(ALLOCATIONS.load(Ordering::Relaxed), Ordering::Relaxed)
+                    }
+                    _ => {}
+                }
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_thousand_frames_after_warm_up_allocate_nothing() {
+        use clap::Parser;
+        let root = env!("CARGO_MANIFEST_DIR");
+        let model = format!("{root}/models/blazeface/model.int8.onnx");
+        let clip = format!("{root}/models/clips/face.mp4");
+        let frames = (WARM_UP + MEASURED + 5).to_string();
+        // No periodic stats line in the window: it is written every few seconds, not per frame.
+        let argv = [
+            "kestrel",
+            "watch",
+            &model,
+            &clip,
+            "--loop",
+            "--json",
+            "--backend",
+            "micro",
+            "--frames",
+            &frames,
+            "--stats-every",
+            "3600",
+        ];
+        let crate::cli::Command::Watch(args) = crate::cli::Cli::parse_from(argv).command else { unreachable!() };
+        let marks: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        super::watch_into(&args, Some(Box::new(Sink { lines: 0, marks: Arc::clone(&marks) }))).unwrap();
+        let (warm, end) = (marks[0].load(Ordering::Relaxed), marks[1].load(Ordering::Relaxed));
+        assert!(warm > 0 && end >= warm, "the run did not reach {} frames", WARM_UP + MEASURED);
+        assert_eq!(end - warm, 0, "{} allocations over {MEASURED} frames after warm-up", end - warm);
+    }
 }

@@ -61,10 +61,12 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn open(args: &WatchArgs, sources: Vec<String>) -> Result<Output> {
-        let sink: Box<dyn Write + Send> = match &args.out {
-            Some(path) => Box::new(create(path)?),
-            None => Box::new(std::io::stdout()),
+    /// Lines go to `sink`, else to `--out`, else to stdout.
+    pub fn open(args: &WatchArgs, sources: Vec<String>, sink: Option<Box<dyn Write + Send>>) -> Result<Output> {
+        let sink: Box<dyn Write + Send> = match (sink, &args.out) {
+            (Some(sink), _) => sink,
+            (None, Some(path)) => Box::new(create(path)?),
+            (None, None) => Box::new(std::io::stdout()),
         };
         Ok(Output {
             sink,

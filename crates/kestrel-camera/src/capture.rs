@@ -262,16 +262,27 @@ impl Capture {
                 }
                 continue;
             }
-            if let Some(message) =
-                bus.as_ref().and_then(|b| b.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos]))
-            {
-                return match message.view() {
-                    gst::MessageView::Error(e) => Outcome::Failed(describe_error(e)),
-                    _ => Outcome::Ended,
+            let ended =
+                match bus.as_ref().and_then(|b| b.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos])) {
+                    Some(message) => match message.view() {
+                        gst::MessageView::Error(e) => return Outcome::Failed(describe_error(e)),
+                        _ => true,
+                    },
+                    None => running.sink.is_eos(),
                 };
-            }
-            if running.sink.is_eos() {
-                return Outcome::Ended;
+            if ended {
+                // `--loop` on a file: back to the start in the same pipeline.
+                let rewound = self.options.looping
+                    && !self.source.is_live()
+                    && running
+                        .pipeline
+                        .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT, gst::ClockTime::ZERO)
+                        .is_ok();
+                if !rewound {
+                    return Outcome::Ended;
+                }
+                last_frame = Instant::now();
+                continue;
             }
             if self.source.is_live() && last_frame.elapsed() > self.recovery.stall_timeout {
                 return Outcome::Failed(format!("no frame for {:.1} s", self.recovery.stall_timeout.as_secs_f64()));

@@ -37,4 +37,10 @@ pub trait Prepared: Send {
     fn inputs(&self) -> &[TensorSpec];
     fn outputs(&self) -> &[TensorSpec];
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError>;
+    /// Like `run`, writing into `outputs`; a backend that can reuses the tensors already there
+    /// (same shapes and types), so a steady stream of frames allocates nothing.
+    fn run_into(&mut self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<(), EngineError> {
+        *outputs = self.run(inputs)?;
+        Ok(())
+    }
 }

@@ -148,4 +148,9 @@ impl Engine {
     pub fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
         self.prepared.run(inputs)
     }
+
+    /// Runs into `outputs`, reusing its tensors where the backend can (the integer runtime does).
+    pub fn run_into(&mut self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<(), EngineError> {
+        self.prepared.run_into(inputs, outputs)
+    }
 }

@@ -98,11 +98,19 @@ impl Prepared for MicroPrepared {
     }
 
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
+        let mut outputs = Vec::new();
+        self.run_into(inputs, &mut outputs)?;
+        Ok(outputs)
+    }
+
+    fn run_into(&mut self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<(), EngineError> {
         let [input] = inputs else {
             return Err(EngineError::Shape(format!("the model takes 1 input, got {}", inputs.len())));
         };
-        let want: Vec<usize> = self.inputs[0].shape.iter().map(|d| d.unwrap_or(0)).collect();
-        let Some(values) = input.as_f32().filter(|_| input.shape == want) else {
+        let want = &self.inputs[0].shape;
+        let fits = input.shape.len() == want.len() && input.shape.iter().zip(want).all(|(&d, w)| d == w.unwrap_or(0));
+        let Some(values) = input.as_f32().filter(|_| fits) else {
+            let want: Vec<usize> = want.iter().map(|d| d.unwrap_or(0)).collect();
             return Err(EngineError::Shape(format!(
                 "input expects float32 {want:?}, got {} {:?}",
                 input.dtype_name(),
@@ -114,19 +122,25 @@ impl Prepared for MicroPrepared {
         let slot = it.input_mut(0).ok_or_else(|| EngineError::Run("no input 0".into()))?;
         write_f32s(values, slot);
         it.run().map_err(err)?;
-        self.outputs
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| {
-                let bytes = it.output(i).ok_or_else(|| EngineError::Run(format!("no output {i}")))?;
-                let shape: Vec<usize> = spec.shape.iter().map(|d| d.unwrap_or(0)).collect();
-                let data = match spec.dtype.as_str() {
-                    "float32" => TensorData::F32(read_f32s(bytes)),
-                    _ => TensorData::U8(bytes.to_vec()),
-                };
-                Tensor::new(shape, data)
-            })
-            .collect()
+        outputs.truncate(self.outputs.len());
+        for (i, spec) in self.outputs.iter().enumerate() {
+            let bytes = it.output(i).ok_or_else(|| EngineError::Run(format!("no output {i}")))?;
+            let float = spec.dtype == "float32";
+            match outputs.get_mut(i).map(|t| &mut t.data) {
+                Some(TensorData::F32(v)) if float && v.len() * 4 == bytes.len() => read_f32s_into(bytes, v),
+                Some(TensorData::U8(v)) if !float && v.len() == bytes.len() => v.copy_from_slice(bytes),
+                _ => {
+                    let shape: Vec<usize> = spec.shape.iter().map(|d| d.unwrap_or(0)).collect();
+                    let data = if float { TensorData::F32(read_f32s(bytes)) } else { TensorData::U8(bytes.to_vec()) };
+                    let tensor = Tensor::new(shape, data)?;
+                    match outputs.get_mut(i) {
+                        Some(t) => *t = tensor,
+                        None => outputs.push(tensor),
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -144,6 +158,13 @@ fn write_f32s(values: &[f32], slot: &mut [u8]) {
     #[cfg(not(target_endian = "little"))]
     for (dst, v) in slot.chunks_exact_mut(4).zip(values) {
         dst.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Little-endian float32 bytes into `values` (as many as both hold).
+fn read_f32s_into(bytes: &[u8], values: &mut [f32]) {
+    for (v, c) in values.iter_mut().zip(bytes.chunks_exact(4)) {
+        *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
     }
 }
 

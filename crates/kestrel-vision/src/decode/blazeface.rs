@@ -1,7 +1,7 @@
 //! MediaPipe BlazeFace (short range) decoding: SSD anchors, box regression, sigmoid scores.
 //! Follows mediapipe's ssd_anchors_calculator and tflite_tensors_to_detections_calculator.
 
-use super::nms::nms;
+use super::nms::{next_slot, Nms};
 use super::Detection;
 use crate::preprocess::FrameMap;
 use crate::VisionError;
@@ -36,7 +36,7 @@ pub fn anchors(input_width: usize, input_height: usize) -> Vec<(f32, f32)> {
     out
 }
 
-/// Decodes raw outputs into face boxes in source-image pixels, after weighted NMS.
+/// Decodes BlazeFace's outputs into boxes in source pixels (weighted NMS).
 pub fn decode(
     regressors: &[f32],
     scores: &[f32],
@@ -44,50 +44,78 @@ pub fn decode(
     score_threshold: f32,
     iou_threshold: f32,
 ) -> Result<Vec<Detection>, VisionError> {
-    let (w, h) = (frame.input_width, frame.input_height);
-    let anchors = anchors(w as usize, h as usize);
-    if scores.len() != anchors.len() || regressors.len() != anchors.len() * VALUES_PER_ANCHOR {
-        return Err(VisionError::Decode(format!(
-            "BlazeFace outputs hold {} scores and {} box values; a {}x{} input needs {} and {}",
-            scores.len(),
-            regressors.len(),
-            w,
-            h,
-            anchors.len(),
-            anchors.len() * VALUES_PER_ANCHOR
-        )));
-    }
-    let mut dets = Vec::new();
-    for (i, &(ax, ay)) in anchors.iter().enumerate() {
-        let score = sigmoid(scores[i].clamp(-RAW_SCORE_LIMIT, RAW_SCORE_LIMIT));
-        if score.is_nan() || score <= score_threshold {
-            continue;
+    let mut out = Vec::new();
+    Decoder::default().decode(regressors, scores, frame, (score_threshold, iou_threshold), &mut out)?;
+    Ok(out)
+}
+
+/// The decoder with its anchors and scratch kept between frames: after warm-up it allocates
+/// nothing.
+#[derive(Debug, Default, Clone)]
+pub struct Decoder {
+    anchors: Vec<(f32, f32)>,
+    anchors_for: (usize, usize),
+    candidates: Vec<Detection>,
+    nms: Nms,
+}
+
+impl Decoder {
+    /// Writes the faces into `out` (its detections are reused); `thresholds` are the score and
+    /// the NMS IoU thresholds.
+    pub fn decode(
+        &mut self,
+        regressors: &[f32],
+        scores: &[f32],
+        frame: &FrameMap,
+        (score_threshold, iou_threshold): (f32, f32),
+        out: &mut Vec<Detection>,
+    ) -> Result<(), VisionError> {
+        let (w, h) = (frame.input_width, frame.input_height);
+        if self.anchors_for != (w as usize, h as usize) || self.anchors.is_empty() {
+            self.anchors = anchors(w as usize, h as usize);
+            self.anchors_for = (w as usize, h as usize);
         }
-        let r = &regressors[i * VALUES_PER_ANCHOR..(i + 1) * VALUES_PER_ANCHOR];
-        let (cx, cy) = (r[0] / w + ax, r[1] / h + ay);
-        let (bw, bh) = (r[2] / w, r[3] / h);
-        if !(bw > 0.0 && bh > 0.0) {
-            continue;
+        let anchors = &self.anchors;
+        if scores.len() != anchors.len() || regressors.len() != anchors.len() * VALUES_PER_ANCHOR {
+            return Err(VisionError::Decode(format!(
+                "BlazeFace outputs hold {} scores and {} box values; a {}x{} input needs {} and {}",
+                scores.len(),
+                regressors.len(),
+                w,
+                h,
+                anchors.len(),
+                anchors.len() * VALUES_PER_ANCHOR
+            )));
         }
-        let keypoints = (2..VALUES_PER_ANCHOR / 2).map(|k| (r[2 * k] / w + ax, r[2 * k + 1] / h + ay)).collect();
-        dets.push(Detection {
-            x_min: cx - bw / 2.0,
-            y_min: cy - bh / 2.0,
-            x_max: cx + bw / 2.0,
-            y_max: cy + bh / 2.0,
-            score,
-            keypoints,
-        });
-    }
-    let mut kept = nms(dets, iou_threshold, true);
-    for d in &mut kept {
-        (d.x_min, d.y_min) = frame.to_source(d.x_min, d.y_min);
-        (d.x_max, d.y_max) = frame.to_source(d.x_max, d.y_max);
-        for k in &mut d.keypoints {
-            *k = frame.to_source(k.0, k.1);
+        let mut n = 0;
+        for (i, &(ax, ay)) in anchors.iter().enumerate() {
+            let score = sigmoid(scores[i].clamp(-RAW_SCORE_LIMIT, RAW_SCORE_LIMIT));
+            if score.is_nan() || score <= score_threshold {
+                continue;
+            }
+            let r = &regressors[i * VALUES_PER_ANCHOR..(i + 1) * VALUES_PER_ANCHOR];
+            let (cx, cy) = (r[0] / w + ax, r[1] / h + ay);
+            let (bw, bh) = (r[2] / w, r[3] / h);
+            if !(bw > 0.0 && bh > 0.0) {
+                continue;
+            }
+            let d = next_slot(&mut self.candidates, n);
+            n += 1;
+            (d.x_min, d.y_min, d.x_max, d.y_max, d.score) =
+                (cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0, score);
+            d.keypoints.clear();
+            d.keypoints.extend((2..VALUES_PER_ANCHOR / 2).map(|k| (r[2 * k] / w + ax, r[2 * k + 1] / h + ay)));
         }
+        self.nms.run(&self.candidates[..n], iou_threshold, true, out);
+        for d in out.iter_mut() {
+            (d.x_min, d.y_min) = frame.to_source(d.x_min, d.y_min);
+            (d.x_max, d.y_max) = frame.to_source(d.x_max, d.y_max);
+            for k in &mut d.keypoints {
+                *k = frame.to_source(k.0, k.1);
+            }
+        }
+        Ok(())
     }
-    Ok(kept)
 }
 
 fn sigmoid(x: f32) -> f32 {

@@ -11,33 +11,59 @@ pub struct Class {
 
 /// The `k` highest scores, best first (ties: lower index first). NaN scores rank last.
 pub fn top_k(scores: &[f32], labels: &[String], k: usize, softmax: bool) -> Vec<Class> {
-    let probs: Vec<f32> = if softmax { softmax_of(scores) } else { scores.to_vec() };
-    let mut order: Vec<usize> = (0..probs.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (x, y) = (probs[a], probs[b]);
-        y.partial_cmp(&x).unwrap_or_else(|| x.is_nan().cmp(&y.is_nan())).then(a.cmp(&b))
-    });
-    order
-        .into_iter()
-        .take(k)
-        .map(|i| Class {
-            index: i,
-            label: labels.get(i).cloned().unwrap_or_else(|| format!("class {i}")),
-            score: probs[i],
-        })
-        .collect()
+    let mut out = Vec::new();
+    TopK::default().run(scores, labels, k, softmax, &mut out);
+    out
+}
+
+/// [`top_k`] with its scratch kept between calls: after warm-up it allocates nothing (labels
+/// are copied into the reused strings of `out`).
+#[derive(Debug, Default, Clone)]
+pub struct TopK {
+    probs: Vec<f32>,
+    order: Vec<usize>,
+}
+
+impl TopK {
+    pub fn run(&mut self, scores: &[f32], labels: &[String], k: usize, softmax: bool, out: &mut Vec<Class>) {
+        self.probs.clear();
+        self.probs.extend_from_slice(scores);
+        if softmax {
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            self.probs.iter_mut().for_each(|v| *v = (*v - max).exp());
+            let sum: f32 = self.probs.iter().sum();
+            self.probs.iter_mut().for_each(|v| *v /= sum);
+        }
+        let probs = &self.probs;
+        self.order.clear();
+        self.order.extend(0..probs.len());
+        self.order.sort_unstable_by(|&a, &b| {
+            let (x, y) = (probs[a], probs[b]);
+            y.partial_cmp(&x).unwrap_or_else(|| x.is_nan().cmp(&y.is_nan())).then(a.cmp(&b))
+        });
+        let n = k.min(self.order.len());
+        out.truncate(n);
+        for (rank, &i) in self.order[..n].iter().enumerate() {
+            if rank == out.len() {
+                out.push(Class { index: 0, label: String::new(), score: 0.0 });
+            }
+            let c = &mut out[rank];
+            (c.index, c.score) = (i, probs[i]);
+            c.label.clear();
+            match labels.get(i) {
+                Some(l) => c.label.push_str(l),
+                None => {
+                    use std::fmt::Write;
+                    let _ = write!(c.label, "class {i}");
+                }
+            }
+        }
+    }
 }
 
 /// Index of the best score (first on ties), `None` for an empty slice.
 pub fn argmax(scores: &[f32]) -> Option<usize> {
     top_k(scores, &[], 1, false).first().map(|c| c.index)
-}
-
-fn softmax_of(x: &[f32]) -> Vec<f32> {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = x.iter().map(|&v| (v - max).exp()).collect();
-    let sum: f32 = e.iter().sum();
-    e.iter().map(|v| v / sum).collect()
 }
 
 #[cfg(test)]

@@ -4,41 +4,80 @@ use super::Detection;
 
 /// Greedy NMS, best score first. With `weighted`, each kept box is the score-weighted mean
 /// of the boxes it suppresses (MediaPipe's blending, steadier on faces).
-pub fn nms(mut dets: Vec<Detection>, iou_threshold: f32, weighted: bool) -> Vec<Detection> {
-    dets.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
-    let mut kept = Vec::new();
-    let mut taken = vec![false; dets.len()];
-    for i in 0..dets.len() {
-        if taken[i] {
-            continue;
-        }
-        let mut group = vec![i];
-        for j in i + 1..dets.len() {
-            if !taken[j] && dets[i].iou(&dets[j]) > iou_threshold {
-                taken[j] = true;
-                group.push(j);
-            }
-        }
-        let best = &dets[i];
-        if !weighted || group.len() == 1 {
-            kept.push(best.clone());
-            continue;
-        }
-        let total: f32 = group.iter().map(|&g| dets[g].score).sum();
-        let avg =
-            |f: &dyn Fn(&Detection) -> f32| group.iter().map(|&g| f(&dets[g]) * dets[g].score).sum::<f32>() / total;
-        let keypoints =
-            (0..best.keypoints.len()).map(|k| (avg(&|d| d.keypoints[k].0), avg(&|d| d.keypoints[k].1))).collect();
-        kept.push(Detection {
-            x_min: avg(&|d| d.x_min),
-            y_min: avg(&|d| d.y_min),
-            x_max: avg(&|d| d.x_max),
-            y_max: avg(&|d| d.y_max),
-            score: best.score,
-            keypoints,
+pub fn nms(dets: Vec<Detection>, iou_threshold: f32, weighted: bool) -> Vec<Detection> {
+    let mut out = Vec::new();
+    Nms::default().run(&dets, iou_threshold, weighted, &mut out);
+    out
+}
+
+/// NMS with its scratch kept between calls: after warm-up it allocates nothing.
+#[derive(Debug, Default, Clone)]
+pub struct Nms {
+    order: Vec<usize>,
+    taken: Vec<bool>,
+    group: Vec<usize>,
+}
+
+impl Nms {
+    /// Writes the kept boxes of `dets` into `out` (whose detections are reused).
+    pub fn run(&mut self, dets: &[Detection], iou_threshold: f32, weighted: bool, out: &mut Vec<Detection>) {
+        // Best first; equal scores keep their order (what a stable sort gives).
+        self.order.clear();
+        self.order.extend(0..dets.len());
+        self.order.sort_unstable_by(|&a, &b| {
+            dets[b].score.partial_cmp(&dets[a].score).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b))
         });
+        self.taken.clear();
+        self.taken.resize(dets.len(), false);
+        let mut kept = 0;
+        for (rank, &i) in self.order.iter().enumerate() {
+            if self.taken[rank] {
+                continue;
+            }
+            self.group.clear();
+            self.group.push(i);
+            for (later, &j) in self.order.iter().enumerate().skip(rank + 1) {
+                if !self.taken[later] && dets[i].iou(&dets[j]) > iou_threshold {
+                    self.taken[later] = true;
+                    self.group.push(j);
+                }
+            }
+            let slot = next_slot(out, kept);
+            kept += 1;
+            let best = &dets[i];
+            if !weighted || self.group.len() == 1 {
+                assign(slot, best);
+                continue;
+            }
+            let group = &self.group;
+            let total: f32 = group.iter().map(|&g| dets[g].score).sum();
+            let avg =
+                |f: &dyn Fn(&Detection) -> f32| group.iter().map(|&g| f(&dets[g]) * dets[g].score).sum::<f32>() / total;
+            slot.x_min = avg(&|d| d.x_min);
+            slot.y_min = avg(&|d| d.y_min);
+            slot.x_max = avg(&|d| d.x_max);
+            slot.y_max = avg(&|d| d.y_max);
+            slot.score = best.score;
+            slot.keypoints.clear();
+            slot.keypoints
+                .extend((0..best.keypoints.len()).map(|k| (avg(&|d| d.keypoints[k].0), avg(&|d| d.keypoints[k].1))));
+        }
+        out.truncate(kept);
     }
-    kept
+}
+
+/// The `k`th detection of `out`, reused if there is one.
+pub(crate) fn next_slot(out: &mut Vec<Detection>, k: usize) -> &mut Detection {
+    if k == out.len() {
+        out.push(Detection { x_min: 0.0, y_min: 0.0, x_max: 0.0, y_max: 0.0, score: 0.0, keypoints: Vec::new() });
+    }
+    &mut out[k]
+}
+
+/// `dst = src`, keeping `dst`'s keypoint storage.
+fn assign(dst: &mut Detection, src: &Detection) {
+    (dst.x_min, dst.y_min, dst.x_max, dst.y_max, dst.score) = (src.x_min, src.y_min, src.x_max, src.y_max, src.score);
+    dst.keypoints.clone_from(&src.keypoints);
 }
 
 #[cfg(test)]
