@@ -80,9 +80,6 @@ fn watch_into(args: &WatchArgs, sink: Option<Box<dyn std::io::Write + Send>>) ->
         }
         None => None,
     };
-    if let Some(path) = &args.record {
-        kestrel_camera::record::check_path(path)?;
-    }
     let visuals = Visuals::new(args.record.as_deref(), captures.len(), preview);
     let out = Output::open(args, names, sink)?;
     Pipeline::new(&captures, args).run(captures, config, engine, out, visuals)
@@ -106,6 +103,9 @@ fn check_args(args: &WatchArgs) -> Result<()> {
         if v.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
             bail!("{name} must be a positive number of seconds");
         }
+    }
+    if let Some(path) = &args.record {
+        kestrel_camera::record::check_path(path)?;
     }
     Ok(())
 }
@@ -355,6 +355,7 @@ impl Pipeline {
     }
 }
 
+/// Locks, recovering the data of a mutex a panicking thread left poisoned.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -11,6 +11,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+use super::lock;
 use kestrel_vision::image::codecs::jpeg::JpegEncoder;
 use kestrel_vision::image::{ExtendedColorType, RgbImage};
 
@@ -253,8 +255,4 @@ impl Preview {
             let _ = self.changed.wait_timeout(info, Duration::from_millis(250));
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
