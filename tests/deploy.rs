@@ -186,11 +186,12 @@ fn deploys_serves_prunes_and_rolls_back() {
     std::fs::copy(&sample, board.root().join("state/inbox/boot.png")).unwrap();
     let results = board.root().join("state/results.jsonl");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&results).is_ok_and(|t| t.contains("Ankle boot")) {
-        assert!(Instant::now() < deadline, "no result for the inbox image");
+    // The service writes the result first, then moves the image (a crash repeats, never loses).
+    let done = board.root().join("state/done/boot.png");
+    while !(std::fs::read_to_string(&results).is_ok_and(|t| t.contains("Ankle boot")) && done.exists()) {
+        assert!(Instant::now() < deadline, "no result for the inbox image, or it was not moved to done/");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(board.root().join("state/done/boot.png").exists());
 
     let bin = binary.to_str().unwrap();
     let b = release_of(&board.deploy_ok(&["--model", FASHION_INT8, "--binary", bin]));
