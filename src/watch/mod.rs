@@ -431,7 +431,7 @@ mod steady_state {
     }
 
     #[test]
-    fn a_thousand_frames_after_warm_up_allocate_nothing() {
+    fn a_thousand_frames_after_warm_up_do_not_allocate_per_frame() {
         use clap::Parser;
         let root = env!("CARGO_MANIFEST_DIR");
         let model = format!("{root}/models/blazeface/model.int8.onnx");
