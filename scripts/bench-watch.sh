@@ -21,11 +21,10 @@ summary() {
 import json, sys
 label = sys.argv[1]
 s = json.loads(sys.stdin.read().strip().splitlines()[-1])["stats"]
-st = s["stages_ms"]
-lat, inf = s["latency_ms"], st["infer"]
-print(f"{label:<34} {s[\"fps\"]:7.1f} fps  latency p50 {lat[\"p50\"]:6.1f} p99 {lat[\"p99\"]:6.1f} ms  "
-      f"pre {st[\"preprocess\"][\"p50\"]:5.2f} infer {inf[\"p50\"]:5.2f} decode {st[\"decode\"][\"p50\"]:5.2f} ms  "
-      f"overhead {lat[\"p50\"] - inf[\"p50\"]:5.2f} ms  dropped {s[\"frames_dropped\"]}/{s[\"frames_captured\"]}")
+st, lat = s["stages_ms"], s["latency_ms"]
+print("{:<40} {:6.1f} fps  latency p50 {:6.1f} p99 {:6.1f} ms  pre {:5.2f} infer {:5.2f} decode {:5.2f} ms  overhead {:5.2f} ms  dropped {}/{}".format(
+    label, s["fps"], lat["p50"], lat["p99"], st["preprocess"]["p50"], st["infer"]["p50"], st["decode"]["p50"],
+    lat["p50"] - st["infer"]["p50"], s["frames_dropped"], s["frames_captured"]))
 ' "$1"
 }
 
