@@ -121,14 +121,8 @@ impl Capture {
         if capture.description.is_empty() {
             capture.description = capture.pipeline_text.clone();
         }
-        for element in plugins::elements(&capture.pipeline_text) {
-            if gst::ElementFactory::find(element).is_none() {
-                return Err(CameraError::MissingPlugin {
-                    uri: uri.to_string(),
-                    element: element.to_string(),
-                    package: plugins::package_of(element),
-                });
-            }
+        if let Some((element, package)) = plugins::first_missing(&capture.pipeline_text) {
+            return Err(CameraError::MissingPlugin { uri: uri.to_string(), element: element.to_string(), package });
         }
         let running = capture.build()?;
         if matches!(capture.source, Source::File { .. }) {

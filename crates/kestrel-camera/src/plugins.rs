@@ -26,6 +26,12 @@ pub fn elements(description: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The first element of `description` this GStreamer installation lacks, with its package.
+/// GStreamer must be initialised.
+pub fn first_missing(description: &str) -> Option<(&str, &'static str)> {
+    elements(description).into_iter().find(|e| gstreamer::ElementFactory::find(e).is_none()).map(|e| (e, package_of(e)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

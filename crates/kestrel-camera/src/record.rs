@@ -39,13 +39,10 @@ impl Recorder {
         let text = format!(
             "appsrc name=src format=time block=false max-bytes=8000000 leaky-type=downstream ! queue ! videoconvert ! video/x-raw,format=I420 ! {encode} ! filesink name=file"
         );
-        for element in plugins::elements(&text) {
-            if gst::ElementFactory::find(element).is_none() {
-                return Err(fail(format!(
-                    "the GStreamer element `{element}` is not installed (Debian/Ubuntu package: {})",
-                    plugins::package_of(element)
-                )));
-            }
+        if let Some((element, package)) = plugins::first_missing(&text) {
+            return Err(fail(format!(
+                "the GStreamer element `{element}` is not installed (Debian/Ubuntu package: {package})"
+            )));
         }
         let pipeline = gst::parse::launch(&text)
             .map_err(|e| fail(e.to_string()))?
