@@ -27,7 +27,7 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --release --workspace --all-targets -- -D warnings
-cargo clippy --release -p kestrel-engine --features cuda --all-targets -- -D warnings
+cargo clippy --release --workspace --all-targets --features cuda -- -D warnings
 (cd boards/mps2-an386 && cargo fmt -- --check && CARGO_TARGET_DIR=../../target/mcu cargo clippy --release -- -D warnings)
 
 step "kestrel-micro builds for a Cortex-M4F (no std can creep in), with every op and with the core only"
@@ -67,12 +67,11 @@ CARGO_TARGET_DIR=target/cross cargo bench --no-default-features --target aarch64
     --bench micro_conv_stack --bench fashion_cnn_cpu --bench blazeface_cpu -- --test
 
 step "CUDA backend built in, on this GPU-less machine (clean errors, CPU reference of the kernel)"
-cargo test --release --features cuda -p kestrel-engine
-# Without the camera: the CUDA check needs none of GStreamer, and selecting one package changes
-# the workspace's feature set (GStreamer would be rebuilt for nothing).
-cargo test --release --no-default-features --features cuda --test cuda_backend
-# Put the default (CPU-only) binary back for whoever runs the demo next.
-cargo build --release
+# The whole workspace, as in `cargo test` above plus the feature, so that only the crates the
+# feature changes are rebuilt (kestrel-engine's Cargo.toml keeps shared dependencies' features equal).
+cargo test --release --workspace --features cuda --lib --test cuda_backend
+# Put the default (CPU-only) binary back for whoever runs the demo next (cached: no compilation).
+cargo test --release --workspace --no-run
 
 step "What ran and what was skipped (and why)"
 sort -u "$KESTREL_CHECK_LOG" | awk -F'\t' '{ printf "  %-14s %-8s %s\n", $1, $2, $3 }'
