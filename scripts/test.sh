@@ -19,6 +19,9 @@ rustup target add thumbv7em-none-eabihf aarch64-unknown-linux-gnu aarch64-unknow
 step "System packages (GStreamer and its RTSP server for the camera tests, QEMU for the Cortex-M and aarch64 tests, the aarch64 cross linker, OpenSSH for the deploy tests)"
 bash scripts/system-packages.sh test
 
+step "arm64 GStreamer (Debian multiarch) to cross-link and run the Orin boards' \`kestrel watch\` under qemu"
+bash scripts/cross-gstreamer.sh
+
 step "ONNX conformance data (onnx==1.22.0 wheel, cached in target/)"
 bash scripts/fetch-onnx-tests.sh
 
@@ -63,7 +66,7 @@ for fault in 'r["classes"][0]["score"] += 2e-3' 'r["detections"] = []'; do
 done
 
 step "The benches cross-built for aarch64 run once each under qemu (speed there means nothing)"
-CARGO_TARGET_DIR=target/cross cargo bench --no-default-features --target aarch64-unknown-linux-gnu \
+CARGO_TARGET_DIR=target/cross cargo bench --no-default-features --features camera --target aarch64-unknown-linux-gnu \
     --bench micro_conv_stack --bench fashion_cnn_cpu --bench blazeface_cpu -- --test
 
 step "CUDA backend built in, on this GPU-less machine (clean errors, CPU reference of the kernel)"

@@ -1,7 +1,8 @@
 //! The Jetson's CPU: `kestrel` cross-built for aarch64-unknown-linux-gnu and run under
 //! qemu-aarch64 must give what the host gives — float results within 1e-4 (different SIMD
-//! kernels), integer (micro) results exactly — and pass a sample of the conformance suite.
-//! Needs gcc-aarch64-linux-gnu, qemu-user and the rustup target (scripts/test.sh installs them);
+//! kernels), integer (micro) results exactly, `kestrel watch` included — and pass a sample of the
+//! conformance suite. Needs gcc-aarch64-linux-gnu, qemu-user, the rustup target and Debian's arm64
+//! GStreamer (scripts/test.sh installs them, the last with scripts/cross-gstreamer.sh);
 //! without them this test fails and says so.
 
 mod common;
@@ -22,10 +23,13 @@ fn cargo_cross(args: &[&str]) -> std::process::Output {
 }
 
 fn cargo_for(triple: &str, args: &[&str]) -> std::process::Output {
-    // Boards build without the camera (`kestrel watch` links the board's GStreamer).
+    // The glibc build with `kestrel watch`, as the Orin boards build it (linked against Debian's
+    // arm64 GStreamer: scripts/cross-gstreamer.sh); the static musl build cannot link GStreamer.
+    let features: &[&str] = if triple == TRIPLE { &["--features", "camera"] } else { &[] };
     Command::new("cargo")
         .args(args)
         .args(["--release", "--no-default-features", "--target", triple])
+        .args(features)
         .env("CARGO_TARGET_DIR", cross_dir())
         .current_dir(common::repo())
         .output()
@@ -34,7 +38,7 @@ fn cargo_for(triple: &str, args: &[&str]) -> std::process::Output {
 
 fn qemu(binary: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> String {
     let out = Command::new("qemu-aarch64")
-        .args(["-cpu", "max", "-L", "/usr/aarch64-linux-gnu"])
+        .args(["-cpu", "max"])
         .arg(binary)
         .args(args)
         .envs(envs.iter().copied())
@@ -99,6 +103,23 @@ fn aarch64_build_matches_the_host_under_qemu() {
     assert_close(&common::kestrel_ok(&fashion), &qemu(&arm, &fashion, &[]), 1e-5);
     // The integer runtime: exactly the same numbers.
     assert_close(&common::kestrel_ok(&micro), &qemu(&arm, &micro, &[]), 0.0);
+    // `kestrel watch` as the Orin boards build it: GStreamer's test source through the arm64
+    // libraries. The ball pattern is drawn from the frame number, so every frame both runs
+    // processed (a live source drops some, differently) must have exactly the same classes.
+    let watch =
+        ["watch", "models/fashion-cnn/model.int8.onnx", "test://ball", "--frames", "5", "--json", "--backend", "micro"];
+    let by_frame = |text: &str| -> std::collections::BTreeMap<u64, Value> {
+        let lines = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap());
+        lines.filter_map(|r| Some((r["frame"].as_u64()?, r["classes"].clone()))).collect()
+    };
+    let (h, a) = (by_frame(&common::kestrel_ok(&watch)), by_frame(&qemu(&arm, &watch, &[])));
+    assert_eq!((h.len(), a.len()), (5, 5), "host {h:?}\narm {a:?}");
+    let common: Vec<_> = a.keys().filter(|f| h.contains_key(f)).collect();
+    assert!(!common.is_empty(), "no frame processed on both: host {h:?}\narm {a:?}");
+    for f in common {
+        assert_eq!(h[f], a[f], "frame {f}");
+    }
+
     let eval = ["eval", "models/fashion-cnn/model.onnx", "--dataset", "fashion-mnist", "--limit", "1000", "--json"];
     let (h, a): (Value, Value) = (
         serde_json::from_str(&common::kestrel_ok(&eval)).unwrap(),

@@ -15,14 +15,25 @@ use std::time::{Duration, Instant};
 const BOARD: &str = "emulated-orin-nano";
 const TRIPLE: &str = "aarch64-unknown-linux-gnu";
 
-/// The aarch64 binary, built once for all tests (the deploy's own cargo call then finds it fresh).
+/// The aarch64 binary as the board definition builds it (with `camera`), built once for all tests
+/// (the deploy's own cargo call then finds it fresh).
 fn cross_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let dir = common::repo().join("target/cross");
             let out = Command::new("cargo")
-                .args(["build", "--release", "--no-default-features", "--bin", "kestrel", "--target", TRIPLE])
+                .args([
+                    "build",
+                    "--release",
+                    "--no-default-features",
+                    "--features",
+                    "camera",
+                    "--bin",
+                    "kestrel",
+                    "--target",
+                    TRIPLE,
+                ])
                 .env("CARGO_TARGET_DIR", &dir)
                 .current_dir(common::repo())
                 .output()

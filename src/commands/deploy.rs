@@ -268,10 +268,12 @@ fn board_binary(board: &Board, explicit: Option<&Path>) -> Result<PathBuf> {
             feature_text(board)
         );
     }
-    let dir = match board.build.features.is_empty() {
-        true => PathBuf::from("target/cross"),
-        false => PathBuf::from(format!("target/cross-{}", board.build.features.join("-"))),
-    };
+    if board.build.has_camera() && board.target != host_target() {
+        check_cross_gstreamer(board)?;
+    }
+    // One target folder for every board of a target: feature sets live side by side in it, and
+    // tract (most of the build) is shared between them.
+    let dir = PathBuf::from("target/cross");
     eprintln!("==> cargo build --release --no-default-features --target {}{}", board.target, feature_text(board));
     let mut cargo = Command::new("cargo");
     cargo
@@ -285,6 +287,24 @@ fn board_binary(board: &Board, explicit: Option<&Path>) -> Result<PathBuf> {
         bail!("cross-building kestrel for {} failed (rustup target add {}; see above)", board.target, board.target);
     }
     Ok(dir.join(&board.target).join("release/kestrel"))
+}
+
+/// `kestrel watch` links the board's GStreamer: pkg-config must know where its libraries are
+/// (`scripts/cross-gstreamer.sh`, which .cargo/config.toml points at, or the board's root file
+/// system). Said before a long build rather than after it.
+fn check_cross_gstreamer(board: &Board) -> Result<()> {
+    let triple = board.target.replace('-', "_");
+    let own = std::env::var_os(format!("PKG_CONFIG_LIBDIR_{triple}")).is_some();
+    let ours = Path::new("target/gstreamer-aarch64/pkgconfig/gstreamer-1.0.pc").is_file();
+    if own || (ours && board.target == "aarch64-unknown-linux-gnu") {
+        return Ok(());
+    }
+    bail!(
+        "board `{}` is built with `kestrel watch` (feature `camera`), which links the board's GStreamer: \
+         run `bash scripts/cross-gstreamer.sh` (Debian's arm64 GStreamer libraries), or set \
+         PKG_CONFIG_SYSROOT_DIR_{triple} and PKG_CONFIG_LIBDIR_{triple} to a copy of the board's root file system",
+        board.name
+    )
 }
 
 fn feature_text(board: &Board) -> String {

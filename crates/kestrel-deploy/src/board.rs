@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Cargo features a board may be built with (the CUDA backend's two bindings).
-pub const BUILD_FEATURES: [&str; 2] = ["cuda", "cuda-12"];
+/// Cargo features a board may be built with: the CUDA backend's two bindings, and `camera`
+/// (`kestrel watch`, linked against the board's GStreamer).
+pub const BUILD_FEATURES: [&str; 3] = ["cuda", "cuda-12", "camera"];
 /// Targets Kestrel is built and tested for.
 pub const TARGETS: [&str; 3] = ["aarch64-unknown-linux-gnu", "aarch64-unknown-linux-musl", "x86_64-unknown-linux-gnu"];
 const BACKENDS: [&str; 3] = ["cpu", "cuda", "auto"];
@@ -76,8 +77,19 @@ pub struct Gpu {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Build {
-    /// Cargo features of the `kestrel` binary for this board (`cuda` or `cuda-12`, or none).
+    /// Cargo features of the `kestrel` binary for this board (`cuda` or `cuda-12`, `camera`).
     pub features: Vec<String>,
+}
+
+impl Build {
+    /// The CUDA binding this board is built with, if any.
+    pub fn cuda_feature(&self) -> Option<&str> {
+        self.features.iter().map(String::as_str).find(|f| f.starts_with("cuda"))
+    }
+
+    pub fn has_camera(&self) -> bool {
+        self.features.iter().any(|f| f == "camera")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,7 +113,7 @@ pub struct Install {
     /// Seconds the health check may take on the board.
     pub health_budget_s: u32,
     /// Command prefix that starts board binaries: empty on real hardware; an emulated board
-    /// uses `qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu`.
+    /// uses `qemu-aarch64 -cpu max`.
     #[serde(default)]
     pub launcher: String,
 }
@@ -176,13 +188,16 @@ impl Board {
             return bad("build.features", format!("`{f}` is not one of {}", BUILD_FEATURES.join(", ")));
         }
         let gpu_supported = self.gpu.as_ref().is_some_and(|g| g.supported);
-        if !self.build.features.is_empty() && !gpu_supported {
+        if self.build.cuda_feature().is_some() && !gpu_supported {
             return bad("build.features", "CUDA features need a `[gpu]` with `supported = true`".into());
+        }
+        if self.build.has_camera() && self.target.ends_with("-musl") {
+            return bad("build.features", "`camera` links GStreamer dynamically; a static musl build cannot".into());
         }
         if !BACKENDS.contains(&self.runtime.backend.as_str()) {
             return bad("runtime.backend", format!("`{}` is not one of {}", self.runtime.backend, BACKENDS.join(", ")));
         }
-        if self.runtime.backend == "cuda" && self.build.features.is_empty() {
+        if self.runtime.backend == "cuda" && self.build.cuda_feature().is_none() {
             return bad("runtime.backend", "`cuda` needs a CUDA feature in build.features".into());
         }
         if self.runtime.threads == 0 || self.runtime.threads > self.cpu.cores {
@@ -295,6 +310,11 @@ health_budget_s = 30
             (GOOD.replace("target = \"aarch64-unknown-linux-gnu\"", "target = \"mips\""), "target"),
             (GOOD.replace("supported = true", "supported = false"), "gpu.note"),
             (GOOD.replace("supported = true", "supported = false\nnote = \"CUDA 11\""), "build.features"),
+            (
+                GOOD.replace("[\"cuda-12\"]", "[\"camera\"]").replace("backend = \"auto\"", "backend = \"cuda\""),
+                "runtime.backend",
+            ),
+            (GOOD.replace("[\"cuda-12\"]", "[\"camera\"]").replace("linux-gnu", "linux-musl"), "build.features"),
         ];
         for (text, field) in cases {
             let err = load(&text).expect_err(field).to_string();
