@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # One prepared check for a lent GPU machine (x86-64, NVIDIA GPU, CUDA 13 driver, no internet, no
-# cargo registry). Build the binary here and carry it:
-#     cargo build --release --features cuda --target-dir target/cuda
+# cargo registry, no GStreamer). Build the binary here, without the camera, and carry it:
+#     cargo build --release --no-default-features --features cuda --target-dir target/cuda
 # then, on the GPU machine, from the repo root (under 5 minutes):
 #     bash scripts/gpu-check.sh [target/cuda/release/kestrel]
 # It lists the device, compares the CUDA preprocessing kernel with its CPU reference
 # (`gpu-selftest`), runs both bundled models on CUDA and on the CPU and compares their results
 # (scripts/gpu_compare.py: boxes within 0.5 px, scores and probabilities within 1e-3), with a
-# latency table (median of 50 runs after warm-up).
+# latency table (median of 50 runs after warm-up). `kestrel watch --backend cuda` (frames
+# prepared by the same kernel) needs GStreamer as well: `cargo test --features cuda --test
+# cuda_backend` checks it against the CPU path on a CUDA machine that has both (a Jetson).
 # Exit status: 0 when everything matched; 1 when anything failed on a machine with a GPU (a
 # self-test failure, a CUDA/CPU mismatch, a model that does not run); 0 with a SKIP line when
 # this machine has no GPU device at all (then only the CPU half runs).

@@ -70,3 +70,53 @@ fn auto_chooses_by_the_model_and_the_machine_and_says_why() {
     assert!(err.lines().any(|l| l == want), "{err}");
     assert_eq!(v["backend"], if gpu { "cuda" } else { "cpu" });
 }
+
+/// `kestrel watch --backend cuda`: with a GPU, the CUDA kernel prepares the frames (bilinear
+/// resampling where the CPU path uses `image`'s triangle filter, so boxes agree to IoU ≥ 0.8,
+/// not to the pixel) and every frame gets the CPU path's faces; without one, one clear error
+/// before any frame.
+#[cfg(feature = "camera")]
+#[test]
+fn watch_prepares_frames_on_the_gpu_or_fails_before_any_frame() {
+    let args = |backend| {
+        let clip = "models/clips/face.mp4";
+        ["watch", "models/blazeface/model.onnx", clip, "--frames", "10", "--json", "--backend", backend]
+    };
+    let frames = |stdout: &[u8]| -> Vec<Value> {
+        let text = String::from_utf8_lossy(stdout);
+        let lines = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap());
+        lines.filter(|v| v.get("frame").is_some()).collect()
+    };
+    if cfg!(feature = "cuda") && gpu_device_here() {
+        let cpu = common::kestrel(&args("cpu"));
+        let gpu = common::kestrel(&args("cuda"));
+        let err = String::from_utf8_lossy(&gpu.stderr);
+        assert!(gpu.status.success() && err.contains("preprocessing on the GPU"), "{err}");
+        let (cpu, gpu) = (frames(&cpu.stdout), frames(&gpu.stdout));
+        assert_eq!((cpu.len(), gpu.len()), (10, 10));
+        let iou = |a: &Value, b: &Value| {
+            let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
+            let w = f(a, "x_max").min(f(b, "x_max")) - f(a, "x_min").max(f(b, "x_min"));
+            let h = f(a, "y_max").min(f(b, "y_max")) - f(a, "y_min").max(f(b, "y_min"));
+            let inter = w.max(0.0) * h.max(0.0);
+            let area = |v: &Value| (f(v, "x_max") - f(v, "x_min")) * (f(v, "y_max") - f(v, "y_min"));
+            inter / (area(a) + area(b) - inter)
+        };
+        for (c, g) in cpu.iter().zip(&gpu) {
+            assert_eq!(c["frame"], g["frame"]);
+            let (c, g) = (c["detections"].as_array().unwrap(), g["detections"].as_array().unwrap());
+            assert!(!c.is_empty() && c.len() == g.len(), "cpu {c:?} vs cuda {g:?}");
+            for (a, b) in c.iter().zip(g) {
+                assert!(iou(a, b) >= 0.8, "{a} vs {b}");
+            }
+        }
+        return;
+    }
+    let out = common::kestrel(&args("cuda"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(frames(&out.stdout).is_empty(), "no frame may be processed");
+    let expected = if cfg!(feature = "cuda") { "no CUDA driver found" } else { "rebuild with `--features cuda`" };
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("Error: ") && last.contains(expected), "{err}");
+}

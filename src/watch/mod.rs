@@ -3,6 +3,7 @@
 //! the newest frame and nothing piles up.
 
 mod output;
+mod prepare;
 mod preview;
 mod stats;
 mod visuals;
@@ -16,12 +17,13 @@ use kestrel_camera::{
     BufferPool, Capture, CaptureOptions, Frame, LatestQueue, Popped, Recovery, SourceCounters, WhenFull,
 };
 use kestrel_engine::{Engine, Tensor, TensorData};
-use kestrel_vision::preprocess::{FrameMap, Preprocessor};
+use kestrel_vision::preprocess::FrameMap;
 use kestrel_vision::ModelConfig;
 
 use crate::cli::WatchArgs;
 use crate::commands::run::{Decoded, ImageModel, ResultDecoder};
 use output::Output;
+use prepare::FramePreparer;
 use visuals::Visuals;
 
 /// Frames a lane holds between two stages.
@@ -168,6 +170,7 @@ impl Pipeline {
                 .context("installing the Ctrl-C/SIGTERM handler")?;
         }
         let start = Instant::now();
+        let backend = engine.backend();
         let capture_errors: Vec<String> = std::thread::scope(|s| {
             let this = &self;
             let sources: Vec<_> = captures
@@ -177,7 +180,7 @@ impl Pipeline {
                     s.spawn(move || c.run(&this.frames, &this.pool, &this.stop, counters))
                 })
                 .collect();
-            s.spawn(|| this.preprocess_stage(&config));
+            s.spawn(|| this.preprocess_stage(&config, backend));
             s.spawn(|| this.infer_stage(&mut engine));
             s.spawn(|| this.watchdog(start));
             let result = self.output_stage(&config, &mut out, &mut visuals, start);
@@ -222,22 +225,29 @@ impl Pipeline {
         self.inferred.stop();
     }
 
-    fn preprocess_stage(&self, config: &ModelConfig) {
-        let mut pre = Preprocessor::new(config.preprocess);
+    fn preprocess_stage(&self, config: &ModelConfig, backend: &str) {
+        let mut pre = match FramePreparer::new(config.preprocess, backend) {
+            Ok(pre) => pre,
+            Err(e) => return self.fail(e.context("preparing the preprocessing")),
+        };
         while let Some(frame) = self.frames.pop() {
             let t = Instant::now();
-            let map = pre.run(&frame.image);
             let reused = lock(&self.tensors).pop();
             let mut tensor = match reused {
                 Some(t) => t,
-                None => match Tensor::f32(pre.shape().to_vec(), pre.tensor().to_vec()) {
-                    Ok(t) => t,
-                    Err(e) => return self.fail(anyhow::Error::new(e).context("preparing the model input")),
-                },
+                None => {
+                    let shape = pre.shape().to_vec();
+                    match Tensor::f32(shape.clone(), vec![0.0; shape.iter().product()]) {
+                        Ok(t) => t,
+                        Err(e) => return self.fail(anyhow::Error::new(e).context("preparing the model input")),
+                    }
+                }
             };
-            if let TensorData::F32(data) = &mut tensor.data {
-                data.copy_from_slice(pre.tensor());
-            }
+            let TensorData::F32(data) = &mut tensor.data else { unreachable!("made as f32 above") };
+            let map = match pre.run(&frame.image, data) {
+                Ok(map) => map,
+                Err(e) => return self.fail(e.context("preprocessing a frame")),
+            };
             let lane = frame.source;
             let item = Prepared { frame, input: [tensor], map, preprocess_ms: ms(t) };
             let _ = self.prepared.push(lane, item, self.when_full[lane]);

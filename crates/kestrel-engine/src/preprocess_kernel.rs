@@ -3,7 +3,8 @@
 //! two agree bit for bit when the kernel is compiled without FMA contraction (`--fmad=false`).
 //!
 //! Input: 8-bit RGB (HWC) or YUYV 4:2:2. Output: float32 NCHW, resized with bilinear sampling at
-//! half-pixel centers, each channel mapped from 0..255 onto `lo..hi`.
+//! half-pixel centers into a rectangle of the output (all of it when stretching; centered with
+//! black around it when letterboxing), each channel mapped from 0..255 onto `lo..hi`.
 
 /// Pixel layout of a camera frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,28 @@ impl FrameFormat {
     }
 }
 
+/// The output tensor's size and the rectangle the frame is resized into (the rest is black).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Canvas {
+    pub width: usize,
+    pub height: usize,
+    /// Left, top, width, height of the resized frame inside the output.
+    pub inner: (usize, usize, usize, usize),
+}
+
+impl Canvas {
+    /// The frame stretched over the whole output.
+    pub fn stretch(width: usize, height: usize) -> Canvas {
+        Canvas { width, height, inner: (0, 0, width, height) }
+    }
+
+    /// Whether the rectangle is non-empty and inside the output.
+    pub fn is_valid(&self) -> bool {
+        let (x, y, w, h) = self.inner;
+        w > 0 && h > 0 && x + w <= self.width && y + h <= self.height
+    }
+}
+
 /// The kernel: one thread per output pixel, writing its three channels.
 pub const KERNEL_SOURCE: &str = r#"
 __device__ float kestrel_channel(const unsigned char* src, int format, int w, int x, int y, int c) {
@@ -48,13 +71,17 @@ __device__ float kestrel_channel(const unsigned char* src, int format, int w, in
 
 extern "C" __global__ void kestrel_preprocess(
     const unsigned char* src, int format, int src_w, int src_h,
-    float* dst, int dst_w, int dst_h, float lo, float hi)
+    float* dst, int dst_w, int dst_h, int rx, int ry, int rw, int rh, float lo, float hi)
 {
     int ox = blockIdx.x * blockDim.x + threadIdx.x;
     int oy = blockIdx.y * blockDim.y + threadIdx.y;
     if (ox >= dst_w || oy >= dst_h) return;
-    float sx = ((float)ox + 0.5f) * ((float)src_w / (float)dst_w) - 0.5f;
-    float sy = ((float)oy + 0.5f) * ((float)src_h / (float)dst_h) - 0.5f;
+    if (ox < rx || oy < ry || ox >= rx + rw || oy >= ry + rh) {
+        for (int c = 0; c < 3; c++) dst[(c * dst_h + oy) * dst_w + ox] = lo;
+        return;
+    }
+    float sx = ((float)(ox - rx) + 0.5f) * ((float)src_w / (float)rw) - 0.5f;
+    float sy = ((float)(oy - ry) + 0.5f) * ((float)src_h / (float)rh) - 0.5f;
     sx = fminf(fmaxf(sx, 0.0f), (float)(src_w - 1));
     sy = fminf(fmaxf(sy, 0.0f), (float)(src_h - 1));
     int x0 = (int)floorf(sx);
@@ -96,15 +123,17 @@ pub fn preprocess_reference(
     src: &[u8],
     format: FrameFormat,
     (src_w, src_h): (usize, usize),
-    (dst_w, dst_h): (usize, usize),
+    canvas: Canvas,
     (lo, hi): (f32, f32),
 ) -> Vec<f32> {
-    let mut dst = vec![0f32; 3 * dst_w * dst_h];
+    let (dst_w, dst_h) = (canvas.width, canvas.height);
+    let (rx, ry, rw, rh) = canvas.inner;
+    let mut dst = vec![lo; 3 * dst_w * dst_h];
     let scale = (hi - lo) / 255.0;
-    for oy in 0..dst_h {
-        for ox in 0..dst_w {
-            let sx = ((ox as f32 + 0.5) * (src_w as f32 / dst_w as f32) - 0.5).clamp(0.0, (src_w - 1) as f32);
-            let sy = ((oy as f32 + 0.5) * (src_h as f32 / dst_h as f32) - 0.5).clamp(0.0, (src_h - 1) as f32);
+    for oy in ry..ry + rh {
+        for ox in rx..rx + rw {
+            let sx = (((ox - rx) as f32 + 0.5) * (src_w as f32 / rw as f32) - 0.5).clamp(0.0, (src_w - 1) as f32);
+            let sy = (((oy - ry) as f32 + 0.5) * (src_h as f32 / rh as f32) - 0.5).clamp(0.0, (src_h - 1) as f32);
             let (x0, y0) = (sx.floor() as usize, sy.floor() as usize);
             let (x1, y1) = ((x0 + 1).min(src_w - 1), (y0 + 1).min(src_h - 1));
             let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
@@ -166,7 +195,7 @@ mod tests {
             [(64, 48, 128, 128), (640, 480, 128, 128), (31, 17, 28, 28), (128, 128, 128, 128)].iter().enumerate()
         {
             let src = frame(w * h * 3, 0x1234_5678 + i as u64);
-            let got = preprocess_reference(&src, FrameFormat::Rgb, (w, h), (dw, dh), (-1.0, 1.0));
+            let got = preprocess_reference(&src, FrameFormat::Rgb, (w, h), Canvas::stretch(dw, dh), (-1.0, 1.0));
             let want = independent(&src, (w, h), (dw, dh), (-1.0, 1.0));
             assert_eq!((got.len(), want.len()), (3 * dw * dh, 3 * dw * dh));
             for (g, e) in got.iter().zip(&want) {
@@ -178,7 +207,7 @@ mod tests {
     #[test]
     fn same_size_is_the_identity_up_to_normalization() {
         let src = frame(16 * 8 * 3, 99);
-        let got = preprocess_reference(&src, FrameFormat::Rgb, (16, 8), (16, 8), (0.0, 255.0));
+        let got = preprocess_reference(&src, FrameFormat::Rgb, (16, 8), Canvas::stretch(16, 8), (0.0, 255.0));
         for c in 0..3 {
             for p in 0..16 * 8 {
                 assert_eq!(got[c * 128 + p], f32::from(src[p * 3 + c]));
@@ -190,11 +219,35 @@ mod tests {
     fn yuyv_gray_pixels_stay_gray() {
         // U = V = 128 means no color: R = G = B = Y.
         let src: Vec<u8> = (0..8 * 4).flat_map(|i| [(i * 7 % 256) as u8, 128]).collect();
-        let got = preprocess_reference(&src, FrameFormat::Yuyv, (8, 4), (8, 4), (0.0, 255.0));
+        let got = preprocess_reference(&src, FrameFormat::Yuyv, (8, 4), Canvas::stretch(8, 4), (0.0, 255.0));
         for p in 0..32 {
             assert_eq!(got[p], got[32 + p]);
             assert_eq!(got[p], got[64 + p]);
             assert_eq!(got[p], f32::from(src[p * 2]));
         }
+    }
+
+    /// Letterboxed: black (`lo`) outside the rectangle, and inside it exactly the frame
+    /// stretched onto a tensor of the rectangle's size.
+    #[test]
+    fn letterbox_is_a_stretch_into_the_rectangle_with_black_around() {
+        let (w, h) = (64, 48);
+        let src = frame(w * h * 3, 7);
+        let canvas = Canvas { width: 32, height: 32, inner: (0, 4, 32, 24) };
+        assert!(canvas.is_valid());
+        let got = preprocess_reference(&src, FrameFormat::Rgb, (w, h), canvas, (-1.0, 1.0));
+        let inner = preprocess_reference(&src, FrameFormat::Rgb, (w, h), Canvas::stretch(32, 24), (-1.0, 1.0));
+        for c in 0..3 {
+            for y in 0..32 {
+                for x in 0..32 {
+                    let v = got[(c * 32 + y) * 32 + x];
+                    match y.checked_sub(4).filter(|&iy| iy < 24) {
+                        Some(iy) => assert_eq!(v, inner[(c * 24 + iy) * 32 + x], "({c}, {y}, {x})"),
+                        None => assert_eq!(v, -1.0, "({c}, {y}, {x})"),
+                    }
+                }
+            }
+        }
+        assert!(!Canvas { width: 32, height: 32, inner: (1, 0, 32, 32) }.is_valid());
     }
 }

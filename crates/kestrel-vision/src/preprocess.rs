@@ -39,6 +39,52 @@ pub fn preprocess(img: &RgbImage, p: &Preprocess) -> Prepared {
     Prepared { shape: pre.shape().to_vec(), data: pre.tensor().to_vec(), frame }
 }
 
+/// Where a source image lands in the model input: resized to `inner`, placed at `offset` (the
+/// rest black), and how to map boxes back. Shared by the CPU path and the CUDA kernel's caller.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Placement {
+    pub inner: (u32, u32),
+    pub offset: (u32, u32),
+    pub frame: FrameMap,
+}
+
+impl Placement {
+    pub fn new(p: &Preprocess, src_w: u32, src_h: u32) -> Placement {
+        let (w, h) = (p.width, p.height);
+        let (sw, sh) = (src_w.max(1) as f32, src_h.max(1) as f32);
+        let (inner, offset, frame) = match p.resize {
+            Resize::Stretch => (
+                (w, h),
+                (0, 0),
+                FrameMap {
+                    input_width: w as f32,
+                    input_height: h as f32,
+                    scale_x: sw / w as f32,
+                    scale_y: sh / h as f32,
+                    pad_x: 0.0,
+                    pad_y: 0.0,
+                },
+            ),
+            Resize::Letterbox => {
+                let s = (w as f32 / sw).min(h as f32 / sh);
+                let nw = ((sw * s).round() as u32).clamp(1, w);
+                let nh = ((sh * s).round() as u32).clamp(1, h);
+                let (ox, oy) = ((w - nw) / 2, (h - nh) / 2);
+                let frame = FrameMap {
+                    input_width: w as f32,
+                    input_height: h as f32,
+                    scale_x: 1.0 / s,
+                    scale_y: 1.0 / s,
+                    pad_x: ox as f32,
+                    pad_y: oy as f32,
+                };
+                ((nw, nh), (ox, oy), frame)
+            }
+        };
+        Placement { inner, offset, frame }
+    }
+}
+
 /// Preprocessing that reuses its buffers and resampling weights from frame to frame: after the
 /// first frame of a size, [`Preprocessor::run`] allocates nothing. Its output is bit-identical
 /// to `image`'s `resize` with `FilterType::Triangle` followed by the canvas and normalization
@@ -149,37 +195,7 @@ impl Preprocessor {
 
     /// Layout, taps and buffers for a new source size.
     fn fit(&mut self, src_w: u32, src_h: u32) {
-        let (w, h) = (self.p.width, self.p.height);
-        let (sw, sh) = (src_w.max(1) as f32, src_h.max(1) as f32);
-        let (inner, offset, frame) = match self.p.resize {
-            Resize::Stretch => (
-                (w, h),
-                (0, 0),
-                FrameMap {
-                    input_width: w as f32,
-                    input_height: h as f32,
-                    scale_x: sw / w as f32,
-                    scale_y: sh / h as f32,
-                    pad_x: 0.0,
-                    pad_y: 0.0,
-                },
-            ),
-            Resize::Letterbox => {
-                let s = (w as f32 / sw).min(h as f32 / sh);
-                let nw = ((sw * s).round() as u32).clamp(1, w);
-                let nh = ((sh * s).round() as u32).clamp(1, h);
-                let (ox, oy) = ((w - nw) / 2, (h - nh) / 2);
-                let frame = FrameMap {
-                    input_width: w as f32,
-                    input_height: h as f32,
-                    scale_x: 1.0 / s,
-                    scale_y: 1.0 / s,
-                    pad_x: ox as f32,
-                    pad_y: oy as f32,
-                };
-                ((nw, nh), (ox, oy), frame)
-            }
-        };
+        let Placement { inner, offset, frame } = Placement::new(&self.p, src_w, src_h);
         self.source = (src_w, src_h);
         (self.inner, self.offset, self.frame) = (inner, offset, frame);
         if src_w > 0 && src_h > 0 {

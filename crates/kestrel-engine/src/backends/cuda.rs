@@ -4,13 +4,16 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaContext, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchConfig, PushKernelArg,
+    ValidAsZeroBits,
+};
 use kestrel_onnx::OnnxModel;
 use tract_onnx::tract_core::internal::TractErrorContext;
 use tract_onnx::tract_core::runtime::{runtime_for_name, State};
 
 use super::cpu::{guard, run_state, specs, typed_model};
-use crate::preprocess_kernel::{FrameFormat, KERNEL_SOURCE};
+use crate::preprocess_kernel::{Canvas, FrameFormat, KERNEL_SOURCE};
 use crate::{Backend, EngineError, PrepareOptions, Prepared, Tensor, TensorSpec};
 
 // tract-cuda registers its runtime through a link-time registry: keep the crate linked.
@@ -88,39 +91,102 @@ impl Prepared for CudaPrepared {
     }
 }
 
-/// Runs the preprocessing kernel on the GPU: compiled with NVRTC (no FMA contraction, so it
-/// matches the CPU reference bit for bit) at first use and cached as PTX on disk.
+/// The preprocessing kernel, loaded once, with device buffers reused from frame to frame (a
+/// camera sends frames of one size: after the first, `run` allocates nothing on either side).
+pub struct GpuPreprocessor {
+    stream: Arc<CudaStream>,
+    func: CudaFunction,
+    src: Option<CudaSlice<u8>>,
+    dst: Option<CudaSlice<f32>>,
+}
+
+fn preprocess_error(what: &str, e: &dyn std::fmt::Display) -> EngineError {
+    EngineError::Run(format!("CUDA preprocessing: {what}: {e}"))
+}
+
+impl GpuPreprocessor {
+    /// Compiles the kernel with NVRTC (no FMA contraction, so it matches the CPU reference bit
+    /// for bit) at first use, caches the PTX on disk, and loads it on `ctx`.
+    pub fn new(ctx: &Arc<CudaContext>) -> Result<GpuPreprocessor, EngineError> {
+        let ptx = cached_ptx().map_err(|e| preprocess_error("compiling the kernel with NVRTC", &e))?;
+        let module = ctx.load_module(ptx).map_err(|e| preprocess_error("loading the kernel", &e))?;
+        let func =
+            module.load_function("kestrel_preprocess").map_err(|e| preprocess_error("finding the kernel", &e))?;
+        Ok(GpuPreprocessor { stream: ctx.default_stream(), func, src: None, dst: None })
+    }
+
+    /// `src` (a `src_w`×`src_h` frame) → `out` (3 × canvas, NCHW), mapped onto `lo..hi`.
+    pub fn run(
+        &mut self,
+        src: &[u8],
+        format: FrameFormat,
+        (src_w, src_h): (usize, usize),
+        canvas: Canvas,
+        (lo, hi): (f32, f32),
+        out: &mut [f32],
+    ) -> Result<(), EngineError> {
+        let err = preprocess_error;
+        if src.len() != format.bytes(src_w, src_h) || src_w == 0 || src_h == 0 {
+            return Err(EngineError::Shape(format!(
+                "a {src_w}x{src_h} {format:?} frame cannot hold {} bytes",
+                src.len()
+            )));
+        }
+        if !canvas.is_valid() || out.len() != 3 * canvas.width * canvas.height {
+            return Err(EngineError::Shape(format!("{canvas:?} does not fit an output of {} values", out.len())));
+        }
+        let stream = &self.stream;
+        let d_src = reuse(&mut self.src, src.len(), stream).map_err(|e| err("allocating the frame", &e))?;
+        let d_dst = reuse(&mut self.dst, out.len(), stream).map_err(|e| err("allocating the output", &e))?;
+        stream.memcpy_htod(src, d_src).map_err(|e| err("copying the frame", &e))?;
+        let (x, y, w, h) = canvas.inner;
+        let ints = [format.code(), src_w as i32, src_h as i32];
+        let geometry = [canvas.width as i32, canvas.height as i32, x as i32, y as i32, w as i32, h as i32];
+        let cfg = LaunchConfig {
+            grid_dim: ((canvas.width as u32).div_ceil(16), (canvas.height as u32).div_ceil(16), 1),
+            block_dim: (16, 16, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut launch = stream.launch_builder(&self.func);
+        launch.arg(d_src).arg(&ints[0]).arg(&ints[1]).arg(&ints[2]).arg(&mut *d_dst);
+        for g in &geometry {
+            launch.arg(g);
+        }
+        launch.arg(&lo).arg(&hi);
+        // SAFETY: the argument list matches the kernel's signature (pointer, 3 ints, pointer,
+        // 6 ints, 2 floats); the grid covers the output and the kernel bounds-checks every thread
+        // against dst_w × dst_h; d_src holds exactly the frame's bytes, d_dst 3·dst_w·dst_h
+        // floats, and the rectangle lies inside the output (`Canvas::is_valid`).
+        unsafe { launch.launch(cfg) }.map_err(|e| err("launching the kernel", &e))?;
+        stream.memcpy_dtoh(&*d_dst, out).map_err(|e| err("copying the result back", &e))?;
+        stream.synchronize().map_err(|e| err("waiting for the GPU", &e))
+    }
+}
+
+/// The device buffer in `slot`, reallocated only when the size changes.
+fn reuse<'a, T: DeviceRepr + ValidAsZeroBits>(
+    slot: &'a mut Option<CudaSlice<T>>,
+    len: usize,
+    stream: &Arc<CudaStream>,
+) -> Result<&'a mut CudaSlice<T>, DriverError> {
+    if slot.as_ref().is_none_or(|d| d.len() != len) {
+        *slot = Some(stream.alloc_zeros::<T>(len)?);
+    }
+    Ok(slot.as_mut().expect("allocated above"))
+}
+
+/// One frame through [`GpuPreprocessor`], for checks (`kestrel gpu-selftest`).
 pub fn gpu_preprocess(
     ctx: &Arc<CudaContext>,
     src: &[u8],
     format: FrameFormat,
-    (src_w, src_h): (usize, usize),
-    (dst_w, dst_h): (usize, usize),
-    (lo, hi): (f32, f32),
+    src_size: (usize, usize),
+    canvas: Canvas,
+    range: (f32, f32),
 ) -> Result<Vec<f32>, EngineError> {
-    let err = |what: &str, e: &dyn std::fmt::Display| EngineError::Run(format!("CUDA preprocessing: {what}: {e}"));
-    if src.len() != format.bytes(src_w, src_h) || src_w == 0 || src_h == 0 || dst_w == 0 || dst_h == 0 {
-        return Err(EngineError::Shape(format!("a {src_w}x{src_h} {format:?} frame cannot hold {} bytes", src.len())));
-    }
-    let ptx = cached_ptx().map_err(|e| err("compiling the kernel with NVRTC", &e))?;
-    let module = ctx.load_module(ptx).map_err(|e| err("loading the kernel", &e))?;
-    let func = module.load_function("kestrel_preprocess").map_err(|e| err("finding the kernel", &e))?;
-    let stream = ctx.default_stream();
-    let d_src = stream.clone_htod(src).map_err(|e| err("copying the frame", &e))?;
-    let mut d_dst = stream.alloc_zeros::<f32>(3 * dst_w * dst_h).map_err(|e| err("allocating the output", &e))?;
-    let (fmt, sw, sh, dw, dh) = (format.code(), src_w as i32, src_h as i32, dst_w as i32, dst_h as i32);
-    let cfg = LaunchConfig {
-        grid_dim: ((dst_w as u32).div_ceil(16), (dst_h as u32).div_ceil(16), 1),
-        block_dim: (16, 16, 1),
-        shared_mem_bytes: 0,
-    };
-    let mut launch = stream.launch_builder(&func);
-    launch.arg(&d_src).arg(&fmt).arg(&sw).arg(&sh).arg(&mut d_dst).arg(&dw).arg(&dh).arg(&lo).arg(&hi);
-    // SAFETY: the argument list matches the kernel's signature (pointer, int, int, int, pointer,
-    // int, int, float, float); the grid covers the output and the kernel bounds-checks every
-    // thread against dst_w × dst_h; d_src holds exactly the frame's bytes, d_dst 3·dst_w·dst_h floats.
-    unsafe { launch.launch(cfg) }.map_err(|e| err("launching the kernel", &e))?;
-    stream.clone_dtoh(&d_dst).map_err(|e| err("copying the result back", &e))
+    let mut out = vec![0f32; 3 * canvas.width * canvas.height];
+    GpuPreprocessor::new(ctx)?.run(src, format, src_size, canvas, range, &mut out)?;
+    Ok(out)
 }
 
 fn cached_ptx() -> Result<cudarc::nvrtc::Ptx, String> {
