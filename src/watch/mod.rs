@@ -250,7 +250,11 @@ impl Pipeline {
             };
             let lane = frame.source;
             let item = Prepared { frame, input: [tensor], map, preprocess_ms: ms(t) };
-            let _ = self.prepared.push(lane, item, self.when_full[lane]);
+            // A frame dropped here (inference is behind) gives its model input back to the pool.
+            if let Ok(Some(dropped)) = self.prepared.push(lane, item, self.when_full[lane]) {
+                let [tensor] = dropped.input;
+                lock(&self.tensors).push(tensor);
+            }
         }
         self.prepared.close_all();
     }
@@ -266,11 +270,10 @@ impl Pipeline {
             let Prepared { frame, input: [tensor], map, preprocess_ms } = p;
             lock(&self.tensors).push(tensor);
             let lane = frame.source;
-            let _ = self.inferred.push(
-                lane,
-                Inferred { frame, outputs, map, preprocess_ms, infer_ms },
-                self.when_full[lane],
-            );
+            let item = Inferred { frame, outputs, map, preprocess_ms, infer_ms };
+            if let Ok(Some(dropped)) = self.inferred.push(lane, item, self.when_full[lane]) {
+                lock(&self.outputs).push(dropped.outputs);
+            }
         }
         self.inferred.close_all();
     }

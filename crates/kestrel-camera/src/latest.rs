@@ -63,10 +63,12 @@ impl<T> LatestQueue<T> {
         self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues `item` on `lane`. Returns the item back when the queue was stopped or the lane
-    /// closed (the producer should end).
-    pub fn push(&self, lane: usize, item: T, when_full: WhenFull) -> Result<(), T> {
+    /// Queues `item` on `lane`; returns the oldest item when it was dropped to make room (so
+    /// the caller can reuse its buffers). Returns the item back as the error when the queue was
+    /// stopped or the lane closed (the producer should end).
+    pub fn push(&self, lane: usize, item: T, when_full: WhenFull) -> Result<Option<T>, T> {
         let mut l = self.lock();
+        let mut dropped = None;
         loop {
             if l.stopped || !l.open[lane] {
                 return Err(item);
@@ -76,7 +78,7 @@ impl<T> LatestQueue<T> {
             }
             match when_full {
                 WhenFull::DropOldest => {
-                    l.queued[lane].pop_front();
+                    dropped = l.queued[lane].pop_front();
                     l.dropped[lane] += 1;
                     break;
                 }
@@ -86,7 +88,7 @@ impl<T> LatestQueue<T> {
         l.queued[lane].push_back(item);
         drop(l);
         self.filled.notify_one();
-        Ok(())
+        Ok(dropped)
     }
 
     /// The next item, taking the lanes in turn; `None` once every lane is closed and empty, or
@@ -168,9 +170,8 @@ mod tests {
     #[test]
     fn a_full_live_lane_drops_its_oldest_item() {
         let q = LatestQueue::new(1, 2);
-        for i in 0..5 {
-            q.push(0, i, WhenFull::DropOldest).unwrap();
-        }
+        let dropped: Vec<_> = (0..5).map(|i| q.push(0, i, WhenFull::DropOldest).unwrap()).collect();
+        assert_eq!(dropped, [None, None, Some(0), Some(1), Some(2)], "the dropped items come back");
         q.close(0);
         assert_eq!((q.pop(), q.pop(), q.pop()), (Some(3), Some(4), None));
         assert_eq!(q.dropped(0), 3);
