@@ -18,6 +18,9 @@ pub struct Cli {
 pub enum Command {
     /// Show a model's inputs, outputs, ops, parameters, weight bytes and MACs.
     Inspect(InspectArgs),
+    /// Write a commented kestrel.toml beside a model: its preprocessing guessed from the
+    /// input, raw outputs, and the other decoders to choose from.
+    Init(InitArgs),
     /// Run a model on images and print decoded results (classes or boxes).
     Run(RunArgs),
     /// Perceive live: a camera, stream, video or image folder through a model, newest frame
@@ -168,25 +171,57 @@ pub struct EngineArgs {
     pub threads: usize,
 }
 
+/// How a model's inputs are made and its outputs read.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConfigArgs {
+    /// Preprocessing/decoding config (default: the one a compressed model carries, else
+    /// kestrel.toml beside the model, else guessed from the input's shape, with raw outputs).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The model's input shape, comma-separated (e.g. 1,3,480,640): fills dynamic dimensions
+    /// and sets the input size.
+    #[arg(long, value_delimiter = ',')]
+    pub input_shape: Vec<usize>,
+}
+
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// The .onnx model.
     pub model: PathBuf,
+    /// Shape for MACs and memory, comma-separated (default: the config's input size, else the
+    /// declared dims with 1 for the batch and 640 for other dynamic ones).
+    #[arg(long, value_delimiter = ',')]
+    pub input_shape: Vec<usize>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The .onnx model; kestrel.toml is written beside it.
+    pub model: PathBuf,
+    /// The model's input shape, comma-separated, when its dims are dynamic.
+    #[arg(long, value_delimiter = ',')]
+    pub input_shape: Vec<usize>,
+    /// Replace an existing kestrel.toml.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The .onnx model (its folder holds kestrel.toml, or pass --config).
+    /// The .onnx model (configured by --config, kestrel.toml beside it, or guessed).
     pub model: PathBuf,
     /// PNG or JPEG images.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
-    /// Preprocessing/decoding config (default: kestrel.toml beside the model).
+    #[command(flatten)]
+    pub model_config: ConfigArgs,
+    /// Write every output of every image as NumPy .npy files into this folder
+    /// (IMAGE-STEM.OUTPUT-NAME.npy).
     #[arg(long)]
-    pub config: Option<PathBuf>,
+    pub save_outputs: Option<PathBuf>,
     /// Write annotated PNGs into this folder.
     #[arg(long)]
     pub annotate: Option<PathBuf>,
@@ -202,16 +237,15 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// The .onnx model (its folder holds kestrel.toml, or pass --config).
+    /// The .onnx model (configured by --config, kestrel.toml beside it, or guessed).
     pub model: PathBuf,
     /// Sources: v4l2:///dev/video0, csi://0, rtsp://host:port/path, file://clip.mp4 (or a
     /// path to a video or a folder of images), test://[pattern], gst://PIPELINE ending in
     /// `appsink name=kestrel`.
     #[arg(required = true)]
     pub sources: Vec<String>,
-    /// Preprocessing/decoding config (default: kestrel.toml beside the model).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub model_config: ConfigArgs,
     /// One JSON line per processed frame (and a `stats` line every few seconds and at the end).
     #[arg(long)]
     pub json: bool,
@@ -277,8 +311,8 @@ pub struct EvalArgs {
     /// Images per inference.
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub model_config: ConfigArgs,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -298,7 +332,7 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct CompressArgs {
-    /// The float .onnx model (its folder holds kestrel.toml, or pass --config).
+    /// The float .onnx model (configured by --config, kestrel.toml beside it, or guessed).
     pub model: PathBuf,
     /// Calibration data: a folder of images, or `fashion-mnist` (a slice of its training set).
     #[arg(long)]
@@ -337,8 +371,8 @@ pub struct CompressArgs {
     /// Write the pass reports as JSON here.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub model_config: ConfigArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -360,6 +394,9 @@ pub struct Workload {
     /// Worker threads for inference.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// The models' input shape, comma-separated, when their dims are dynamic.
+    #[arg(long, value_delimiter = ',')]
+    pub input_shape: Vec<usize>,
     /// Backend: auto (each model where it runs fastest: an int8 model the integer runtime runs
     /// whole on micro, others on cuda or cpu), cpu, cuda, or micro (the int8 candidates on the
     /// integer runtime, the full model on cpu).

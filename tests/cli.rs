@@ -173,3 +173,120 @@ fn auto_runs_int8_models_on_the_integer_runtime_and_says_why() {
     assert!(err.starts_with("Error: ") && err.contains("op `LogSoftmax`"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A `.npy` file of float32 values (what `--save-outputs` writes): its shape and values.
+fn read_npy_f32(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "{}", path.display());
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"), "{header}");
+    let dims = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape = dims.split(',').filter(|d| !d.trim().is_empty()).map(|d| d.trim().parse().unwrap()).collect();
+    let values = bytes[10 + len..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    (shape, values)
+}
+
+/// A model with no config anywhere: it runs with guessed preprocessing and raw outputs (saved
+/// as .npy), `init` writes a config that, edited as BlazeFace's, decodes exactly as the bundled
+/// one; a shape the model does not declare is refused before tract sees it.
+#[test]
+fn a_model_without_config_runs_raw_and_init_writes_an_editable_one() {
+    let dir = std::env::temp_dir().join(format!("kestrel-byo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("face.onnx");
+    std::fs::copy(common::repo().join("models/blazeface/model.onnx"), &model).unwrap();
+    let (model_s, npy_s) = (model.display().to_string(), dir.join("npy").display().to_string());
+    let photo = "models/samples/astronaut.png";
+
+    let out = common::kestrel(&["run", &model_s, photo, "--json", "--save-outputs", &npy_s]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("guessed layout NCHW") && stderr.contains("size 128x128"), "{stderr}");
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outputs = result["outputs"].as_array().expect("raw outputs");
+    assert_eq!(outputs.len(), 2);
+    for (o, (name, shape)) in
+        outputs.iter().zip([("regressors", vec![1, 896, 16]), ("classificators", vec![1, 896, 1])])
+    {
+        assert_eq!(o["name"], name);
+        assert_eq!(o["shape"], serde_json::json!(shape));
+        // The saved file holds the very values the summary describes.
+        let (npy_shape, values) = read_npy_f32(&dir.join("npy").join(format!("astronaut.{name}.npy")));
+        assert_eq!(npy_shape, shape);
+        let (ix, max) = values.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+        assert_eq!(f64::from(max), o["max"].as_f64().unwrap());
+        let top = o["top"][0]["index"].as_array().unwrap();
+        let flat = top.iter().zip(&shape).fold(0, |acc, (i, d)| acc * d + i.as_u64().unwrap() as usize);
+        assert_eq!(flat, ix, "{o}");
+    }
+
+    common::kestrel_ok(&["init", &model_s]);
+    let config = dir.join("kestrel.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let again = common::kestrel(&["init", &model_s]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--force"));
+    // Edited as MediaPipe feeds BlazeFace: the decoded faces equal the bundled config's exactly.
+    let edited = text
+        .replace("resize = \"stretch\"", "resize = \"letterbox\"")
+        .replace("range = [0.0, 1.0]", "range = [-1.0, 1.0]")
+        .replace("kind = \"raw\"", "kind = \"blazeface\"")
+        .replace("\ntop = 5\n", "\n");
+    assert_ne!(edited, text);
+    std::fs::write(&config, edited).unwrap();
+    let ours: Value = serde_json::from_str(&common::kestrel_ok(&["run", &model_s, photo, "--json"])).unwrap();
+    let bundled: Value =
+        serde_json::from_str(&common::kestrel_ok(&["run", "models/blazeface/model.onnx", photo, "--json"])).unwrap();
+    assert_eq!(ours["detections"], bundled["detections"]);
+    assert_eq!(ours["detections"].as_array().unwrap().len(), 1);
+
+    let bad = common::kestrel(&["run", &model_s, photo, "--input-shape", "1,3,64,64"]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("declares input `input` as [1, 3, 128, 128]"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// MACs are counted at a concrete shape: dynamic height and width take --input-shape (or a
+/// stated default), and a shape tract cannot analyse gives "unknown: reason", not a crash.
+#[test]
+fn inspect_counts_macs_at_a_stated_shape() {
+    let dir = std::env::temp_dir().join(format!("kestrel-inspect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut model =
+        kestrel_onnx::load(&common::repo().join("models/blazeface/model.onnx"), &Default::default()).unwrap();
+    // The same network with its input's height and width declared dynamic.
+    use kestrel_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
+    let graph = model.proto.graph.as_mut().unwrap();
+    graph.value_info.clear();
+    let Some(kestrel_onnx::pb::type_proto::Value::TensorType(t)) =
+        graph.input[0].r#type.as_mut().and_then(|t| t.value.as_mut())
+    else {
+        panic!("tensor input")
+    };
+    let dims = &mut t.shape.as_mut().unwrap().dim;
+    (dims[2].value, dims[3].value) = (Some(Dim::DimParam("h".into())), Some(Dim::DimParam("w".into())));
+    let path = dir.join("dynamic.onnx");
+    kestrel_onnx::save(&model.proto, &path).unwrap();
+    let p = path.display().to_string();
+
+    let at = |extra: &[&str]| -> Value {
+        let mut args = vec!["inspect", &p, "--json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&common::kestrel_ok(&args)).unwrap()
+    };
+    let fixed = at(&["--input-shape", "1,3,128,128"]);
+    assert_eq!(fixed["cost_shape"], serde_json::json!([1, 3, 128, 128]));
+    assert_eq!(fixed["macs"], 30_760_960, "{fixed}");
+    assert!(fixed["activation_bytes"].as_u64().unwrap() > 3 * 128 * 128 * 4);
+    // No shape given: 640x640, stated; every layer is convolutional, so 25 times the MACs.
+    let default = at(&[]);
+    assert_eq!(default["cost_shape"], serde_json::json!([1, 3, 640, 640]));
+    assert!(default["cost_shape_from"].as_str().unwrap().contains("--input-shape"), "{default}");
+    assert_eq!(default["macs"], 25 * 30_760_960, "{default}");
+    // 1x1 pixels leave nothing after the strided layers: tract's panic is told in words.
+    let tiny = at(&["--input-shape", "1,3,1,1"]);
+    let why = tiny["macs_error"].as_str().expect("MACs unknown at 1x1");
+    assert!(why.contains("cannot analyse") && !why.contains("internal error"), "{why}");
+    std::fs::remove_dir_all(&dir).ok();
+}

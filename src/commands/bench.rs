@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::eval::{batch_tensor, evaluate, load_dataset};
 use super::run::ImageModel;
-use crate::cli::{BenchArgs, BenchWorkerArgs, EngineArgs, EvalArgs, Workload};
+use crate::cli::{BenchArgs, BenchWorkerArgs, ConfigArgs, EngineArgs, EvalArgs, Workload};
 use crate::models::{engine, load_config, load_model};
 
 const WARM_UP: usize = 20;
@@ -175,7 +175,8 @@ fn measure(path: &Path, w: &Workload) -> Result<Measurement> {
     let engine_args = EngineArgs { backend: w.backend.clone(), threads: w.threads };
     let start = Instant::now();
     let onnx = load_model(path)?;
-    let config = load_config(path, &onnx, None)?;
+    let config_args = ConfigArgs { config: None, input_shape: w.input_shape.clone() };
+    let config = load_config(path, &onnx, &config_args)?;
     let image_paths = w.images.as_deref().map(images_in).transpose()?;
     let input = match (&w.dataset, &image_paths) {
         (Some(name), _) => batch_tensor(&load_dataset(name, None)?, 0..1, &config.preprocess)?,
@@ -207,7 +208,7 @@ fn measure(path: &Path, w: &Workload) -> Result<Measurement> {
         int8_layers: layers(&["QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"]),
         file_bytes: std::fs::metadata(path)?.len(),
         parameters: summary.parameters,
-        macs: kestrel_engine::count_macs(&onnx, &[]).ok(),
+        macs: kestrel_engine::count_macs(&onnx, std::slice::from_ref(&inputs[0].shape)).ok(),
         load_ms,
         latencies_ms,
         peak_rss_kib: None,
@@ -221,13 +222,13 @@ fn measure(path: &Path, w: &Workload) -> Result<Measurement> {
             data_dir: None,
             limit: w.limit,
             batch: 100,
-            config: None,
+            model_config: config_args.clone(),
             json: true,
             engine: engine_args,
         })?;
         m.top1 = Some(report.top1);
     } else if let Some(paths) = image_paths {
-        let mut model = ImageModel::open(path, None, &engine_args)?;
+        let mut model = ImageModel::open(path, &config_args, &engine_args)?;
         for p in &paths {
             let r = model.infer(p, None, 1)?;
             m.images.push(ImageOutcome {
@@ -252,6 +253,10 @@ fn measure_in_child(model: &Path, w: &Workload, backend: &str) -> Result<Measure
     let mut cmd = Command::new(exe);
     cmd.arg("bench-worker").arg(model).args(["--runs", &w.runs.to_string(), "--threads", &w.threads.to_string()]);
     cmd.args(["--backend", backend]);
+    if !w.input_shape.is_empty() {
+        let dims: Vec<String> = w.input_shape.iter().map(usize::to_string).collect();
+        cmd.args(["--input-shape", &dims.join(",")]);
+    }
     if let Some(d) = &w.dataset {
         cmd.args(["--dataset", d]);
     }

@@ -105,7 +105,7 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
         other => bail!("unknown --calibration `{other}` (minmax or percentile)"),
     };
     let model = load_model(&args.model)?;
-    let config = load_config(&args.model, &model, args.config.as_deref())?;
+    let config = load_config(&args.model, &model, &args.model_config)?;
     let samples = calibration_samples(&args.calib, &config, args.calib_count)?;
     let start = Instant::now();
     let mut current = model.clone();
@@ -168,9 +168,10 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
             method,
             min_layer_sqnr_db: args.min_layer_sqnr,
             // Detector heads carry rare, decisive values (a face's score) that calibration on
-            // mostly-background images does not cover; classifier heads are fine in int8.
+            // mostly-background images does not cover; classifier heads are fine in int8, and a
+            // model of unknown kind is treated as a detector.
             keep_output_heads_float: !args.integer_only
-                && matches!(config.decoder, kestrel_vision::config::Decoder::Blazeface { .. }),
+                && !matches!(config.decoder, kestrel_vision::config::Decoder::Classifier { .. }),
             integer_only: args.integer_only,
             ..Default::default()
         };
@@ -200,15 +201,16 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
     bar.finish_and_clear();
     // The output carries its preprocessing config, so `kestrel run` works on it anywhere.
     current.proto.metadata_props.retain(|e| e.key != CONFIG_METADATA_KEY);
-    current.proto.metadata_props.push(kestrel_onnx::pb::StringStringEntryProto {
-        key: CONFIG_METADATA_KEY.into(),
-        value: config_text(&args.model, &model, args.config.as_deref())?,
-    });
+    current
+        .proto
+        .metadata_props
+        .push(kestrel_onnx::pb::StringStringEntryProto { key: CONFIG_METADATA_KEY.into(), value: config.to_toml()? });
     kestrel_onnx::validate(&current, &kestrel_onnx::Limits::default())
         .context("the compressed model failed validation (a bug)")?;
     kestrel_onnx::save(&current.proto, &args.out)?;
     let (bytes_in, bytes_out) = (std::fs::metadata(&args.model)?.len(), std::fs::metadata(&args.out)?.len());
-    let macs = |m: &kestrel_onnx::OnnxModel| kestrel_engine::count_macs(m, &[]).ok();
+    let shape = [config.preprocess.shape()];
+    let macs = |m: &kestrel_onnx::OnnxModel| kestrel_engine::count_macs(m, &shape).ok();
     let mut shape = samples[0].shape.clone();
     shape[0] = 1;
     let (integer_runtime, where_it_runs) = where_it_runs(&current, &shape, &float_layers);
@@ -280,15 +282,4 @@ fn int8_subset(samples: &[Tensor]) -> &[Tensor] {
         images <= 512
     });
     &samples[..n.count().max(1)]
-}
-
-/// The TOML text of the config `load_config` would use.
-fn config_text(path: &Path, model: &kestrel_onnx::OnnxModel, explicit: Option<&Path>) -> Result<String> {
-    if let Some(entry) = model.proto.metadata_props.iter().find(|e| e.key == CONFIG_METADATA_KEY) {
-        if explicit.is_none() {
-            return Ok(entry.value.clone());
-        }
-    }
-    let file = explicit.map(Path::to_path_buf).unwrap_or_else(|| ModelConfig::path_for(path));
-    std::fs::read_to_string(&file).with_context(|| format!("reading config `{}`", file.display()))
 }

@@ -8,7 +8,7 @@ use super::bench::{compare, table, write_atomically, Machine};
 use super::bench_html::page;
 use super::eval::evaluate;
 use super::run::ImageModel;
-use crate::cli::{CompressArgs, DemoArgs, EngineArgs, EvalArgs, Workload};
+use crate::cli::{CompressArgs, ConfigArgs, DemoArgs, EngineArgs, EvalArgs, Workload};
 use crate::models::models_dir;
 
 pub fn demo(args: &DemoArgs) -> Result<()> {
@@ -22,7 +22,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
 
     say("== Face detection: BlazeFace short-range on the bundled photos ==");
     let faces = models.join("blazeface/model.onnx");
-    let mut detector = ImageModel::open(&faces, None, &args.engine)?;
+    let mut detector = ImageModel::open(&faces, &ConfigArgs::default(), &args.engine)?;
     let mut photos: Vec<_> = std::fs::read_dir(models.join("samples"))
         .with_context(|| format!("listing `{}`", models.join("samples").display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -40,7 +40,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
 
     say("== Classification: Fashion-MNIST CNN on sample images ==");
     let fashion = models.join("fashion-cnn/model.onnx");
-    let mut classifier = ImageModel::open(&fashion, None, &args.engine)?;
+    let mut classifier = ImageModel::open(&fashion, &ConfigArgs::default(), &args.engine)?;
     let mut samples: Vec<_> = std::fs::read_dir(models.join("fashion-cnn/samples"))
         .context("listing the Fashion-MNIST samples")?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -62,7 +62,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         data_dir: None,
         limit: None,
         batch: 100,
-        config: None,
+        model_config: ConfigArgs::default(),
         json: args.json,
         engine: engine_args(),
     })?;
@@ -104,6 +104,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         limit: None,
         runs: 100,
         threads: args.engine.threads,
+        input_shape: Vec::new(),
         backend: args.engine.backend.clone(),
     };
     let watched = [("full", faces_full.clone()), ("int8", faces_int8.clone())];
@@ -150,7 +151,7 @@ fn watch_clip(clip: &Path, model: &Path, stem: &Path, engine: EngineArgs) -> Res
     crate::watch::watch(&crate::cli::WatchArgs {
         model: model.to_path_buf(),
         sources: vec![clip.display().to_string()],
-        config: None,
+        model_config: ConfigArgs::default(),
         json: true,
         out: Some(jsonl.clone()),
         preview: None,
@@ -217,7 +218,7 @@ fn compress_quietly(model: &Path, calib: &str, out: &Path, how: Compression) -> 
         min_layer_sqnr: 30.0,
         integer_only: matches!(how, Compression::IntegerOnly),
         report: Some(out.with_extension("report.json")),
-        config: None,
+        model_config: ConfigArgs::default(),
         json: true,
     })
     .map(|(summary, _)| summary)

@@ -11,7 +11,7 @@ use kestrel_deploy::deploy::{Event, Target};
 use kestrel_deploy::ssh::Ssh;
 
 use super::run::ImageModel;
-use crate::cli::{BoardsArgs, BundleArgs, BundleOptions, DeployArgs, EngineArgs};
+use crate::cli::{BoardsArgs, BundleArgs, BundleOptions, ConfigArgs, DeployArgs, EngineArgs};
 use crate::models::{load_model, models_dir};
 
 /// `--boards-dir`, else `$KESTREL_BOARDS`, else `./boards`, else the source tree's.
@@ -179,7 +179,7 @@ fn make_bundle(board: &Board, opts: &BundleOptions, service_user: Option<String>
     // for `cuda`: the GPU's result must match the CPU's): the board must reproduce it.
     let host_backend = if backend == "cuda" { "auto".to_string() } else { backend.clone() };
     let host = EngineArgs { backend: host_backend, threads: 1 };
-    let mut model = ImageModel::open(&model_paths[0], None, &host)?;
+    let mut model = ImageModel::open(&model_paths[0], &ConfigArgs::default(), &host)?;
     let mut expected = serde_json::to_value(model.infer(&health_image, None, 1)?)?;
     if let Some(o) = expected.as_object_mut() {
         o.retain(|k, _| k == "classes" || k == "detections");

@@ -69,14 +69,10 @@ fn load_split(name: &str, data_dir: Option<&Path>, split: &str) -> Result<Labele
 /// Packs gray images `range` into one batch tensor laid out as the config says.
 pub fn batch_tensor(data: &LabeledImages, range: std::ops::Range<usize>, p: &Preprocess) -> Result<Tensor> {
     let (w, h) = (data.width, data.height);
-    let (lo, hi) = p.range;
     let n = range.len();
     let mut values = Vec::with_capacity(n * w * h);
     for i in range {
-        values.extend(data.image(i).iter().map(|&v| {
-            let v = if p.invert { 255 - v } else { v };
-            f32::from(v) / 255.0 * (hi - lo) + lo
-        }));
+        values.extend(data.image(i).iter().map(|&v| p.value(v, 0)));
     }
     let shape = match p.layout {
         Layout::Nhwc => vec![n, h, w, 1],
@@ -90,7 +86,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
         bail!("--batch must be at least 1");
     }
     let model = load_model(&args.model)?;
-    let config = load_config(&args.model, &model, args.config.as_deref())?;
+    let config = load_config(&args.model, &model, &args.model_config)?;
     let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
     let p = &config.preprocess;
     if p.color != Color::Gray || p.width as usize != data.width || p.height as usize != data.height {

@@ -8,6 +8,7 @@ mod deploy;
 mod eval;
 mod export;
 mod gpu_selftest;
+mod init;
 mod inspect;
 pub mod run;
 mod serve;
@@ -23,6 +24,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Inspect(a) => inspect::inspect(&a),
+        Command::Init(a) => init::init(&a),
         Command::Run(a) => run::run(&a),
         #[cfg(feature = "camera")]
         Command::Watch(a) => crate::watch::watch(&a),

@@ -4,15 +4,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use kestrel_engine::{Engine, Tensor};
+use kestrel_engine::{Engine, Tensor, TensorSpec};
 use kestrel_vision::config::Decoder;
+use kestrel_vision::decode::raw::{self, OutputSummary};
 use kestrel_vision::decode::{blazeface, classify, Detection};
 use kestrel_vision::image::RgbImage;
 use kestrel_vision::preprocess::FrameMap;
 use kestrel_vision::{draw, image_io, preprocess, ModelConfig};
 use serde::Serialize;
 
-use crate::cli::RunArgs;
+use crate::cli::{ConfigArgs, RunArgs};
 use crate::models::{engine, load_config, load_model};
 
 /// What one image gave.
@@ -26,11 +27,26 @@ pub struct ImageResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detections: Option<Vec<Detection>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<OutputSummary>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub annotated: Option<String>,
+    /// The .npy files written (`--save-outputs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub saved: Vec<String>,
 }
 
 impl ImageResult {
     pub fn describe(&self) -> String {
+        if let Some(outputs) = &self.outputs {
+            let lines: Vec<String> = outputs.iter().map(|o| format!("\n  {}", o.describe())).collect();
+            return format!(
+                "{}: {} output(s) ({:.2} ms){}",
+                self.image,
+                outputs.len(),
+                self.latency_ms,
+                lines.concat()
+            );
+        }
         if let Some(classes) = &self.classes {
             let top: Vec<String> = classes.iter().take(3).map(|c| format!("{} {:.3}", c.label, c.score)).collect();
             format!("{}: {} ({:.2} ms)", self.image, top.join(", "), self.latency_ms)
@@ -51,15 +67,22 @@ impl ImageResult {
 pub struct ImageModel {
     pub config: ModelConfig,
     pub engine: Engine,
+    /// Writes every output as .npy into this folder (`--save-outputs`).
+    pub save_outputs: Option<PathBuf>,
 }
 
 impl ImageModel {
-    pub fn open(model: &Path, config: Option<&Path>, args: &crate::cli::EngineArgs) -> Result<ImageModel> {
+    pub fn open(model: &Path, config: &ConfigArgs, args: &crate::cli::EngineArgs) -> Result<ImageModel> {
         let onnx = load_model(model)?;
         let config = load_config(model, &onnx, config)?;
-        let probe = preprocess::preprocess(&kestrel_vision::image::RgbImage::new(1, 1), &config.preprocess);
-        let engine = engine(&onnx, args, probe.shape).with_context(|| format!("preparing `{}`", model.display()))?;
-        Ok(ImageModel { config, engine })
+        let engine = engine(&onnx, args, config.preprocess.shape())
+            .with_context(|| format!("preparing `{}`", model.display()))?;
+        Ok(ImageModel { config, engine, save_outputs: None })
+    }
+
+    /// A decoder that knows this model's output names.
+    pub fn decoder(&self) -> ResultDecoder {
+        ResultDecoder { names: self.engine.outputs().iter().map(|o| o.name.clone()).collect(), ..Default::default() }
     }
 
     /// Preprocess, infer, decode; optionally write an annotated PNG into `annotate`.
@@ -86,11 +109,19 @@ impl ImageModel {
             latency_ms,
             classes: None,
             detections: None,
+            outputs: None,
             annotated: None,
+            saved: Vec::new(),
         };
-        match decode(&self.config, &outputs, &input.frame)? {
+        let mut decoded = Decoded::Detections(Vec::new());
+        self.decoder().decode(&self.config, &outputs, &input.frame, &mut decoded)?;
+        match decoded {
             Decoded::Classes(classes) => result.classes = Some(classes),
             Decoded::Detections(dets) => result.detections = Some(dets),
+            Decoded::Raw(summaries) => result.outputs = Some(summaries),
+        }
+        if let Some(dir) = &self.save_outputs {
+            result.saved = save_outputs(dir, image, self.engine.outputs(), &outputs)?;
         }
         if annotate.is_some() {
             draw_results(&mut rgb, result.classes.as_deref(), result.detections.as_deref());
@@ -106,25 +137,39 @@ impl ImageModel {
     }
 }
 
+/// Writes each output as `STEM.NAME.npy` into `dir`; returns the paths.
+fn save_outputs(dir: &Path, image: &Path, specs: &[TensorSpec], outputs: &[Tensor]) -> Result<Vec<String>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating --save-outputs folder `{}`", dir.display()))?;
+    let stem = image.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let mut saved = Vec::with_capacity(outputs.len());
+    for (i, t) in outputs.iter().enumerate() {
+        let name = specs.get(i).map_or_else(|| format!("output{i}"), |s| s.name.clone());
+        // Output names may hold `/` or `:` (TensorFlow exports): keep file names plain.
+        let safe: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+        let path = dir.join(format!("{stem}.{safe}.npy"));
+        std::fs::write(&path, t.to_npy()).with_context(|| format!("writing `{}`", path.display()))?;
+        saved.push(path.display().to_string());
+    }
+    Ok(saved)
+}
+
 /// What a model's outputs say, as its config's decoder reads them.
 pub enum Decoded {
     Classes(Vec<classify::Class>),
     Detections(Vec<Detection>),
-}
-
-/// Decodes `outputs` into classes or boxes (in the pixels of the frame `frame` maps back to).
-pub fn decode(config: &ModelConfig, outputs: &[Tensor], frame: &FrameMap) -> Result<Decoded> {
-    let mut decoded = Decoded::Detections(Vec::new());
-    ResultDecoder::default().decode(config, outputs, frame, &mut decoded)?;
-    Ok(decoded)
+    /// Every output summarized (decoder `raw`).
+    Raw(Vec<OutputSummary>),
 }
 
 /// The decoders with their scratch, for a stream of frames: after warm-up, decoding into the
-/// same [`Decoded`] allocates nothing.
+/// same [`Decoded`] allocates nothing (the raw decoder aside).
 #[derive(Default)]
 pub struct ResultDecoder {
     faces: blazeface::Decoder,
     top: classify::TopK,
+    /// Output names, for the raw decoder.
+    names: Vec<String>,
 }
 
 impl ResultDecoder {
@@ -152,6 +197,20 @@ impl ResultDecoder {
                 if let Decoded::Detections(dets) = into {
                     self.faces.decode(reg, scores, frame, (*score_threshold, *iou_threshold), dets)?;
                 }
+            }
+            Decoder::Raw { top } => {
+                let summaries = outputs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        let name = self.names.get(i).map_or_else(|| format!("output{i}"), Clone::clone);
+                        match t.as_f32() {
+                            Some(v) => raw::summarize(&name, t.dtype_name(), &t.shape, v, *top),
+                            None => raw::summarize(&name, t.dtype_name(), &t.shape, &t.to_f64_vec(), *top),
+                        }
+                    })
+                    .collect();
+                *into = Decoded::Raw(summaries);
             }
         }
         Ok(())
@@ -191,7 +250,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
     if args.repeat == 0 {
         bail!("--repeat must be at least 1");
     }
-    let mut model = ImageModel::open(&args.model, args.config.as_deref(), &args.engine)?;
+    let mut model = ImageModel::open(&args.model, &args.model_config, &args.engine)?;
+    model.save_outputs.clone_from(&args.save_outputs);
     let mut failed = 0;
     for image in &args.images {
         match model.infer(image, args.annotate.as_deref(), args.repeat) {

@@ -13,7 +13,7 @@ use kestrel_vision::decode::Detection;
 use serde::Deserialize;
 
 use super::run::{ImageModel, ImageResult};
-use crate::cli::{EngineArgs, HealthArgs, ServeArgs};
+use crate::cli::{ConfigArgs, EngineArgs, HealthArgs, ServeArgs};
 
 /// Largest class-score difference between the host's result and the board's (different SIMD
 /// kernels reorder float sums; the aarch64 tests see < 1e-4).
@@ -86,7 +86,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
 fn check(dir: &Path, engine: &EngineArgs) -> Result<(ImageModel, ImageResult, f64)> {
     let spec = read_json::<HealthSpec>(dir, HEALTH)?;
     let start = Instant::now();
-    let mut model = ImageModel::open(&dir.join(&spec.model), None, engine)?;
+    let mut model = ImageModel::open(&dir.join(&spec.model), &ConfigArgs::default(), engine)?;
     let result = model.infer(&dir.join(&spec.image), None, 1)?;
     let expected: Expected = serde_json::from_value(spec.expected.clone()).context("health.json: expected")?;
     compare(&result, &expected).with_context(|| format!("health check of `{}` on `{}`", spec.model, spec.image))?;

@@ -66,7 +66,9 @@ fn watch_into(args: &WatchArgs, sink: Option<Box<dyn std::io::Write + Send>>) ->
         max_reconnects: args.max_reconnects,
         ..Recovery::default()
     };
-    let ImageModel { config, engine } = ImageModel::open(&args.model, args.config.as_deref(), &args.engine)?;
+    let model = ImageModel::open(&args.model, &args.model_config, &args.engine)?;
+    let decoder = model.decoder();
+    let ImageModel { config, engine, .. } = model;
     let mut captures = Vec::new();
     for (index, uri) in args.sources.iter().enumerate() {
         let capture = Capture::open(index, uri, &options, &recovery)?;
@@ -84,7 +86,7 @@ fn watch_into(args: &WatchArgs, sink: Option<Box<dyn std::io::Write + Send>>) ->
     };
     let visuals = Visuals::new(args.record.as_deref(), captures.len(), preview);
     let out = Output::open(args, names, sink)?;
-    Pipeline::new(&captures, args).run(captures, config, engine, out, visuals)
+    Pipeline::new(&captures, args).run(captures, config, decoder, engine, out, visuals)
 }
 
 fn check_args(args: &WatchArgs) -> Result<()> {
@@ -161,6 +163,7 @@ impl Pipeline {
         self,
         captures: Vec<Capture>,
         config: ModelConfig,
+        decoder: ResultDecoder,
         mut engine: Engine,
         mut out: Output,
         mut visuals: Visuals,
@@ -183,7 +186,7 @@ impl Pipeline {
             s.spawn(|| this.preprocess_stage(&config, backend));
             s.spawn(|| this.infer_stage(&mut engine));
             s.spawn(|| this.watchdog(start));
-            let result = self.output_stage(&config, &mut out, &mut visuals, start);
+            let result = self.output_stage(&config, decoder, &mut out, &mut visuals, start);
             self.stop.store(true, Ordering::Relaxed);
             if let Err(e) = result {
                 self.fail(e);
@@ -290,13 +293,13 @@ impl Pipeline {
     fn output_stage(
         &self,
         config: &ModelConfig,
+        mut decoder: ResultDecoder,
         out: &mut Output,
         visuals: &mut Visuals,
         start: Instant,
     ) -> Result<()> {
         let mut last_stats = Instant::now();
         let mut last_note = Instant::now();
-        let mut decoder = ResultDecoder::default();
         let mut decoded = Decoded::Detections(Vec::new());
         loop {
             let mut item = match self.inferred.pop_within(Duration::from_millis(200)) {

@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::stats::{Histogram, Percentiles, SourceLine, StageTimes, StagesLine, Stats, StatsLine};
 use crate::cli::WatchArgs;
 use crate::commands::run::Decoded;
+use kestrel_vision::decode::raw::OutputSummary;
 
 /// One source's counters, as the capture threads and queues keep them.
 pub struct SourceCounts {
@@ -45,6 +46,8 @@ struct ResultLine<'a> {
     detections: Option<&'a [Detection]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     classes: Option<&'a [Class]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outputs: Option<&'a [OutputSummary]>,
 }
 
 pub struct Output {
@@ -95,9 +98,10 @@ impl Output {
         self.stages.infer.record(stages[1]);
         self.stages.decode.record(stages[2]);
         self.processed[frame.source] += 1;
-        let (detections, classes) = match decoded {
-            Decoded::Detections(d) => (Some(d.as_slice()), None),
-            Decoded::Classes(c) => (None, Some(c.as_slice())),
+        let (detections, classes, outputs) = match decoded {
+            Decoded::Detections(d) => (Some(d.as_slice()), None, None),
+            Decoded::Classes(c) => (None, Some(c.as_slice()), None),
+            Decoded::Raw(o) => (None, None, Some(o.as_slice())),
         };
         let r = |v: f64| (v * 1000.0).round() / 1000.0;
         let line = ResultLine {
@@ -112,6 +116,7 @@ impl Output {
             height: frame.image.height(),
             detections,
             classes,
+            outputs,
         };
         self.line.clear();
         serde_json::to_writer(&mut self.line, &line)?;
@@ -124,6 +129,7 @@ impl Output {
                 let what = match (detections, classes) {
                     (Some(d), _) => format!("{} detection(s)", d.len()),
                     (_, Some(c)) => c.first().map_or("no class".into(), |c| format!("{} {:.3}", c.label, c.score)),
+                    _ if outputs.is_some() => format!("{} raw output(s)", outputs.map_or(0, <[_]>::len)),
                     _ => String::new(),
                 };
                 let text = format!(

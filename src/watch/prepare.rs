@@ -58,7 +58,7 @@ mod gpu {
     use anyhow::{Context, Result};
     use kestrel_engine::backends::cuda::{probe, GpuPreprocessor};
     use kestrel_engine::preprocess_kernel::{Canvas, FrameFormat};
-    use kestrel_vision::config::{Color, Layout, Preprocess};
+    use kestrel_vision::config::{Color, Layout, Preprocess, Resize};
     use kestrel_vision::image::RgbImage;
     use kestrel_vision::preprocess::{FrameMap, Placement};
 
@@ -75,10 +75,14 @@ mod gpu {
         /// Why the kernel cannot prepare this model's input, if it cannot.
         pub fn unsupported(p: &Preprocess) -> Option<&'static str> {
             match (p.color, p.layout, p.invert) {
-                (Color::Rgb, Layout::Nchw, false) => None,
                 (Color::Gray, _, _) => Some("the CUDA kernel writes RGB and this model wants gray"),
+                (Color::Bgr, _, _) => Some("the CUDA kernel writes RGB and this model wants BGR"),
                 (_, Layout::Nhwc, _) => Some("the CUDA kernel writes NCHW and this model wants NHWC"),
                 (_, _, true) => Some("the CUDA kernel does not invert"),
+                _ if p.has_mean_std() => Some("the CUDA kernel does not apply mean/std"),
+                _ if p.pad_value != 0 => Some("the CUDA kernel pads letterboxes with black only"),
+                _ if p.resize == Resize::Crop => Some("the CUDA kernel does not centre-crop"),
+                (Color::Rgb, Layout::Nchw, false) => None,
             }
         }
 

@@ -37,6 +37,7 @@ impl Visuals {
         let (classes, detections) = match decoded {
             Decoded::Classes(c) => (Some(c.as_slice()), None),
             Decoded::Detections(d) => (None, Some(d.as_slice())),
+            Decoded::Raw(_) => (None, None),
         };
         draw_results(&mut frame.image, classes, detections);
         if let Some(base) = &self.record {

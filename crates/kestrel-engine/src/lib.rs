@@ -4,6 +4,7 @@ mod backend;
 pub mod backends;
 mod error;
 pub mod export_kmodel;
+mod npy;
 pub mod preprocess_kernel;
 mod tensor;
 

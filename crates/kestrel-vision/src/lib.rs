@@ -5,6 +5,7 @@ pub mod dataset;
 pub mod decode;
 pub mod draw;
 mod error;
+pub mod guess;
 pub mod image_io;
 pub mod preprocess;
 

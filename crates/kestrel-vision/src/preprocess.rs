@@ -39,10 +39,12 @@ pub fn preprocess(img: &RgbImage, p: &Preprocess) -> Prepared {
     Prepared { shape: pre.shape().to_vec(), data: pre.tensor().to_vec(), frame }
 }
 
-/// Where a source image lands in the model input: resized to `inner`, placed at `offset` (the
-/// rest black), and how to map boxes back. Shared by the CPU path and the CUDA kernel's caller.
+/// Where a source image lands in the model input: its region `crop` (x, y, width, height; the
+/// whole image unless centre-cropped) resized to `inner`, placed at `offset` (the rest padded),
+/// and how to map boxes back. Shared by the CPU path and the CUDA kernel's caller.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Placement {
+    pub crop: (u32, u32, u32, u32),
     pub inner: (u32, u32),
     pub offset: (u32, u32),
     pub frame: FrameMap,
@@ -52,36 +54,48 @@ impl Placement {
     pub fn new(p: &Preprocess, src_w: u32, src_h: u32) -> Placement {
         let (w, h) = (p.width, p.height);
         let (sw, sh) = (src_w.max(1) as f32, src_h.max(1) as f32);
-        let (inner, offset, frame) = match p.resize {
-            Resize::Stretch => (
-                (w, h),
-                (0, 0),
-                FrameMap {
-                    input_width: w as f32,
-                    input_height: h as f32,
-                    scale_x: sw / w as f32,
-                    scale_y: sh / h as f32,
-                    pad_x: 0.0,
-                    pad_y: 0.0,
-                },
-            ),
+        let whole = (0, 0, src_w, src_h);
+        let frame = |scale_x: f32, scale_y: f32, pad_x: f32, pad_y: f32| FrameMap {
+            input_width: w as f32,
+            input_height: h as f32,
+            scale_x,
+            scale_y,
+            pad_x,
+            pad_y,
+        };
+        match p.resize {
+            Resize::Stretch => Placement {
+                crop: whole,
+                inner: (w, h),
+                offset: (0, 0),
+                frame: frame(sw / w as f32, sh / h as f32, 0.0, 0.0),
+            },
             Resize::Letterbox => {
                 let s = (w as f32 / sw).min(h as f32 / sh);
                 let nw = ((sw * s).round() as u32).clamp(1, w);
                 let nh = ((sh * s).round() as u32).clamp(1, h);
                 let (ox, oy) = ((w - nw) / 2, (h - nh) / 2);
-                let frame = FrameMap {
-                    input_width: w as f32,
-                    input_height: h as f32,
-                    scale_x: 1.0 / s,
-                    scale_y: 1.0 / s,
-                    pad_x: ox as f32,
-                    pad_y: oy as f32,
-                };
-                ((nw, nh), (ox, oy), frame)
+                Placement {
+                    crop: whole,
+                    inner: (nw, nh),
+                    offset: (ox, oy),
+                    frame: frame(1.0 / s, 1.0 / s, ox as f32, oy as f32),
+                }
             }
-        };
-        Placement { inner, offset, frame }
+            Resize::Crop => {
+                let s = (w as f32 / sw).max(h as f32 / sh);
+                let cw = ((w as f32 / s).round() as u32).clamp(1, src_w.max(1));
+                let ch = ((h as f32 / s).round() as u32).clamp(1, src_h.max(1));
+                let (x0, y0) = ((src_w.max(1) - cw) / 2, (src_h.max(1) - ch) / 2);
+                let (scale_x, scale_y) = (cw as f32 / w as f32, ch as f32 / h as f32);
+                Placement {
+                    crop: (x0, y0, cw, ch),
+                    inner: (w, h),
+                    offset: (0, 0),
+                    frame: frame(scale_x, scale_y, -(x0 as f32) / scale_x, -(y0 as f32) / scale_y),
+                }
+            }
+        }
     }
 }
 
@@ -95,6 +109,8 @@ pub struct Preprocessor {
     p: Preprocess,
     /// Source size the taps and buffers were made for.
     source: (u32, u32),
+    /// The source region resized (the whole source unless centre-cropped).
+    crop: (u32, u32, u32, u32),
     /// Size of the resized image inside the input (the whole input unless letterboxed).
     inner: (u32, u32),
     offset: (u32, u32),
@@ -143,24 +159,25 @@ impl Taps {
         }
         taps
     }
+
+    /// The same taps over a region that starts `by` pixels into the source.
+    fn shifted(mut self, by: u32) -> Taps {
+        for span in &mut self.spans {
+            span.0 += by as usize;
+        }
+        self
+    }
 }
 
 impl Preprocessor {
     pub fn new(p: Preprocess) -> Preprocessor {
-        let channels = match p.color {
-            Color::Rgb => 3,
-            Color::Gray => 1,
-        };
-        let (w, h) = (p.width as usize, p.height as usize);
-        let shape = match p.layout {
-            Layout::Nchw => vec![1, channels, h, w],
-            Layout::Nhwc => vec![1, h, w, channels],
-        };
+        let shape = p.shape();
         let frame =
             FrameMap { input_width: 0.0, input_height: 0.0, scale_x: 1.0, scale_y: 1.0, pad_x: 0.0, pad_y: 0.0 };
         Preprocessor {
             p,
             source: (0, 0),
+            crop: (0, 0, 0, 0),
             inner: (0, 0),
             offset: (0, 0),
             frame,
@@ -168,7 +185,7 @@ impl Preprocessor {
             cols: Taps::default(),
             vertical: Vec::new(),
             resized: Vec::new(),
-            tensor: vec![0.0; w * h * channels],
+            tensor: vec![0.0; shape.iter().product()],
             shape,
         }
     }
@@ -195,12 +212,12 @@ impl Preprocessor {
 
     /// Layout, taps and buffers for a new source size.
     fn fit(&mut self, src_w: u32, src_h: u32) {
-        let Placement { inner, offset, frame } = Placement::new(&self.p, src_w, src_h);
+        let Placement { crop, inner, offset, frame } = Placement::new(&self.p, src_w, src_h);
         self.source = (src_w, src_h);
-        (self.inner, self.offset, self.frame) = (inner, offset, frame);
+        (self.crop, self.inner, self.offset, self.frame) = (crop, inner, offset, frame);
         if src_w > 0 && src_h > 0 {
-            self.rows = Taps::new(src_h, inner.1);
-            self.cols = Taps::new(src_w, inner.0);
+            self.rows = Taps::new(crop.3, inner.1).shifted(crop.1);
+            self.cols = Taps::new(crop.2, inner.0).shifted(crop.0);
         }
         self.vertical = vec![0.0; src_w as usize * inner.1 as usize * 3];
         self.resized = vec![0; inner.0 as usize * inner.1 as usize * 3];
@@ -215,7 +232,7 @@ impl Preprocessor {
             self.resized.fill(0);
             return;
         }
-        if (src_w, src_h) == (nw, nh) {
+        if self.crop == (0, 0, nw as u32, nh as u32) && (src_w, src_h) == (nw, nh) {
             self.resized.copy_from_slice(src);
             return;
         }
@@ -249,18 +266,14 @@ impl Preprocessor {
         }
     }
 
-    /// The resized image on the input canvas (black around a letterbox), converted and scaled.
+    /// The resized image on the input canvas (padded around a letterbox), converted and scaled.
     fn normalize(&mut self) {
         let p = &self.p;
-        let (lo, hi) = p.range;
-        let norm = |v: u8| {
-            let v = if p.invert { 255 - v } else { v };
-            f32::from(v) / 255.0 * (hi - lo) + lo
-        };
         let (w, h) = (p.width as usize, p.height as usize);
         let (nw, nh) = (self.inner.0 as usize, self.inner.1 as usize);
         let (ox, oy) = (self.offset.0 as usize, self.offset.1 as usize);
-        let channels = self.shape[if p.layout == Layout::Nchw { 1 } else { 3 }];
+        let channels = p.color.channels();
+        let pad = [p.pad_value; 3];
         for y in 0..h {
             for x in 0..w {
                 let inside = x >= ox && x < ox + nw && y >= oy && y < oy + nh;
@@ -268,25 +281,27 @@ impl Preprocessor {
                     let at = ((y - oy) * nw + (x - ox)) * 3;
                     [self.resized[at], self.resized[at + 1], self.resized[at + 2]]
                 } else {
-                    [0, 0, 0]
+                    pad
                 };
                 for c in 0..channels {
-                    let v = match p.color {
-                        Color::Rgb => px[c],
-                        // ITU-R 601 luma, as PIL's convert("L").
-                        Color::Gray => {
-                            ((u32::from(px[0]) * 299 + u32::from(px[1]) * 587 + u32::from(px[2]) * 114 + 500) / 1000)
-                                as u8
-                        }
-                    };
                     let ix = match p.layout {
                         Layout::Nchw => c * h * w + y * w + x,
                         Layout::Nhwc => (y * w + x) * channels + c,
                     };
-                    self.tensor[ix] = norm(v);
+                    self.tensor[ix] = p.value(channel(px, p.color, c), c);
                 }
             }
         }
+    }
+}
+
+/// Channel `c` of an RGB pixel in the model's colour order.
+pub fn channel(px: [u8; 3], color: Color, c: usize) -> u8 {
+    match color {
+        Color::Rgb => px[c],
+        Color::Bgr => px[2 - c],
+        // ITU-R 601 luma, as PIL's convert("L").
+        Color::Gray => ((u32::from(px[0]) * 299 + u32::from(px[1]) * 587 + u32::from(px[2]) * 114 + 500) / 1000) as u8,
     }
 }
 
@@ -302,17 +317,25 @@ mod tests {
         let (src_w, src_h) = (img.width().max(1) as f32, img.height().max(1) as f32);
         let canvas = match p.resize {
             Resize::Stretch => imageops::resize(img, w, h, FilterType::Triangle),
+            Resize::Crop => {
+                let s = (w as f32 / src_w).max(h as f32 / src_h);
+                let cw = ((w as f32 / s).round() as u32).clamp(1, img.width().max(1));
+                let ch = ((h as f32 / s).round() as u32).clamp(1, img.height().max(1));
+                let (x0, y0) = ((img.width().max(1) - cw) / 2, (img.height().max(1) - ch) / 2);
+                let region = imageops::crop_imm(img, x0, y0, cw, ch).to_image();
+                imageops::resize(&region, w, h, FilterType::Triangle)
+            }
             Resize::Letterbox => {
                 let s = (w as f32 / src_w).min(h as f32 / src_h);
                 let nw = ((src_w * s).round() as u32).clamp(1, w);
                 let nh = ((src_h * s).round() as u32).clamp(1, h);
                 let resized = imageops::resize(img, nw, nh, FilterType::Triangle);
-                let mut canvas = RgbImage::from_pixel(w, h, Rgb([0, 0, 0]));
+                let mut canvas = RgbImage::from_pixel(w, h, Rgb([p.pad_value; 3]));
                 imageops::replace(&mut canvas, &resized, i64::from((w - nw) / 2), i64::from((h - nh) / 2));
                 canvas
             }
         };
-        let channels = if p.color == Color::Rgb { 3 } else { 1 };
+        let channels = if p.color == Color::Gray { 1 } else { 3 };
         let (lo, hi) = p.range;
         let (wu, hu) = (w as usize, h as usize);
         let mut data = vec![0.0f32; wu * hu * channels];
@@ -321,6 +344,7 @@ mod tests {
             for c in 0..channels {
                 let v = match p.color {
                     Color::Rgb => px.0[c],
+                    Color::Bgr => px.0[2 - c],
                     Color::Gray => {
                         ((u32::from(px.0[0]) * 299 + u32::from(px.0[1]) * 587 + u32::from(px.0[2]) * 114 + 500) / 1000)
                             as u8
@@ -331,7 +355,7 @@ mod tests {
                     Layout::Nchw => c * hu * wu + y * wu + x,
                     Layout::Nhwc => (y * wu + x) * channels + c,
                 };
-                data[ix] = f32::from(v) / 255.0 * (hi - lo) + lo;
+                data[ix] = (f32::from(v) / 255.0 * (hi - lo) + lo - p.mean[c]) / p.std[c];
             }
         }
         data
@@ -346,14 +370,19 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
+        let imagenet = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+        let plain = ([0.0; 3], [1.0; 3]);
         let configs = [
-            (128, 128, Layout::Nchw, Color::Rgb, Resize::Letterbox, false, (-1.0, 1.0)),
-            (96, 64, Layout::Nhwc, Color::Rgb, Resize::Stretch, false, (0.0, 1.0)),
-            (28, 28, Layout::Nhwc, Color::Gray, Resize::Stretch, true, (0.0, 1.0)),
-            (40, 30, Layout::Nchw, Color::Gray, Resize::Letterbox, false, (0.0, 255.0)),
+            (128, 128, Layout::Nchw, Color::Rgb, Resize::Letterbox, false, (-1.0, 1.0), plain, 0),
+            (96, 64, Layout::Nhwc, Color::Rgb, Resize::Stretch, false, (0.0, 1.0), plain, 0),
+            (28, 28, Layout::Nhwc, Color::Gray, Resize::Stretch, true, (0.0, 1.0), plain, 0),
+            (40, 30, Layout::Nchw, Color::Gray, Resize::Letterbox, false, (0.0, 255.0), plain, 0),
+            (64, 48, Layout::Nchw, Color::Bgr, Resize::Letterbox, false, (0.0, 1.0), imagenet, 114),
+            (56, 56, Layout::Nchw, Color::Rgb, Resize::Crop, false, (0.0, 1.0), imagenet, 0),
+            (30, 50, Layout::Nhwc, Color::Bgr, Resize::Crop, false, (0.0, 255.0), ([104.0, 117.0, 123.0], [1.0; 3]), 0),
         ];
-        for (width, height, layout, color, resize, invert, range) in configs {
-            let p = Preprocess { width, height, layout, color, resize, invert, range };
+        for (width, height, layout, color, resize, invert, range, (mean, std), pad_value) in configs {
+            let p = Preprocess { width, height, layout, color, resize, invert, range, mean, std, pad_value };
             let mut pre = Preprocessor::new(p);
             // Several sizes (down, up, same, odd), and each size twice so the cached taps are reused.
             for (sw, sh) in [(640, 480), (640, 480), (37, 91), (width, height), (300, 17), (1, 1), (37, 91)] {

@@ -3,6 +3,7 @@
 pub mod blazeface;
 pub mod classify;
 pub mod nms;
+pub mod raw;
 
 use serde::{Deserialize, Serialize};
 
