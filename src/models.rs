@@ -96,7 +96,9 @@ pub fn guess_config(path: &Path, model: &OnnxModel, shape: Option<&[usize]>) -> 
             summary.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
-    Ok(guess::guess(&input.name, &input.shape, shape)?)
+    let metadata: Vec<(&str, &str)> =
+        model.proto.metadata_props.iter().map(|e| (e.key.as_str(), e.value.as_str())).collect();
+    Ok(guess::guess(&input.name, &input.shape, shape, &metadata)?)
 }
 
 /// `--input-shape` on a configured model: the size it sets, checked against the layout.

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use anyhow::{bail, Context, Result};
-use kestrel_vision::config::{Color, Layout, Resize};
+use kestrel_vision::config::{Color, Decoder, Layout, Resize};
 use kestrel_vision::ModelConfig;
 
 use crate::cli::InitArgs;
@@ -29,7 +29,7 @@ pub fn init(args: &InitArgs) -> Result<()> {
 
 fn render(model: &str, g: &kestrel_vision::guess::Guess, outputs: &[kestrel_onnx::IoInfo]) -> Result<String> {
     let p = &g.config.preprocess;
-    let mut t = String::new();
+    let list = |v: [f32; 3]| format!("[{:?}, {:?}, {:?}]", v[0], v[1], v[2]);
     let layout = if p.layout == Layout::Nchw { "nchw" } else { "nhwc" };
     let color = match p.color {
         Color::Rgb => "rgb",
@@ -41,40 +41,52 @@ fn render(model: &str, g: &kestrel_vision::guess::Guess, outputs: &[kestrel_onnx
         Resize::Letterbox => "letterbox",
         Resize::Crop => "crop",
     };
+    let mut t = String::new();
     writeln!(t, "# How kestrel feeds `{model}` and reads its outputs (written by `kestrel init`).")?;
-    writeln!(t, "# Guessed from the input's shape: {}.", g.notes.join("; "))?;
-    writeln!(t, "# Check every value against how the model was trained; each command reads this file.")?;
-    writeln!(t, "name = \"\"")?;
+    writeln!(t, "# Guessed: {}.", g.notes.join("; "))?;
+    writeln!(t, "# Check every value against how the model was trained; every command reads this file.")?;
+    writeln!(t, "name = {:?}", g.config.name)?;
     writeln!(t)?;
     writeln!(t, "[preprocess]")?;
-    writeln!(t, "width = {}", p.width)?;
-    writeln!(t, "height = {}", p.height)?;
-    writeln!(t, "layout = \"{layout}\"            # nchw (channels first) or nhwc")?;
-    writeln!(t, "color = \"{color}\"              # rgb, bgr (OpenCV-trained models) or gray")?;
-    writeln!(t, "resize = \"{resize}\"          # stretch, letterbox (keep aspect, pad) or crop (centre crop)")?;
-    writeln!(t, "range = [{:?}, {:?}]          # pixel 0..255 maps onto this range", p.range.0, p.range.1)?;
-    writeln!(t, "# mean = [0.485, 0.456, 0.406]  # per channel, subtracted after range (ImageNet style)")?;
-    writeln!(t, "# std = [0.229, 0.224, 0.225]   # per channel, divides after mean")?;
-    writeln!(t, "# pad_value = 114               # letterbox border, pixel value 0..255")?;
-    writeln!(t, "# invert = false                # gray only: light-on-dark training images")?;
+    for (line, comment) in [
+        (format!("width = {}", p.width), "model input size"),
+        (format!("height = {}", p.height), ""),
+        (format!("layout = \"{layout}\""), "nchw (channels first) or nhwc"),
+        (format!("color = \"{color}\""), "rgb, bgr (OpenCV-trained models) or gray"),
+        (format!("resize = \"{resize}\""), "stretch, letterbox (keep aspect, pad) or crop (centre crop)"),
+        (format!("range = [{:?}, {:?}]", p.range.0, p.range.1), "pixel values 0..255 map onto this range"),
+        (format!("mean = {}", list(p.mean)), "per channel, subtracted after range (ImageNet: [0.485, 0.456, 0.406])"),
+        (format!("std = {}", list(p.std)), "per channel, divides after mean (ImageNet: [0.229, 0.224, 0.225])"),
+        (format!("pad_value = {}", p.pad_value), "letterbox border, pixel value 0..255 (Ultralytics: 114)"),
+    ] {
+        let comment = if comment.is_empty() { String::new() } else { format!("# {comment}") };
+        writeln!(t, "{}", format!("{line:<32}{comment}").trim_end())?;
+    }
     writeln!(t)?;
     writeln!(t, "# The model's outputs:")?;
     for o in outputs {
         let dims: Vec<String> =
-            o.shape.iter().zip(&o.dim_names).map(|(d, n)| d.map_or_else(|| n.clone(), |d| d.to_string())).collect();
+            // A symbolic dim may be a whole formula (Ultralytics exports): `?` says enough.
+            o.shape.iter().zip(&o.dim_names).map(|(d, n)| d.map_or_else(|| if n.len() > 16 { "?".into() } else { n.clone() }, |d| d.to_string())).collect();
         writeln!(t, "#   {} {} [{}]", o.name, o.dtype, dims.join(", "))?;
     }
     writeln!(t, "[decoder]")?;
-    writeln!(t, "kind = \"raw\"                   # print every output; `kestrel run --save-outputs DIR` writes .npy")?;
-    writeln!(t, "top = 5")?;
-    writeln!(t, "# Other decoders (replace the two lines above):")?;
-    writeln!(t, "# kind = \"classifier\"")?;
-    writeln!(t, "# labels = [\"cat\", \"dog\"]     # one per class, in output order")?;
-    writeln!(t, "# top_k = 5")?;
-    writeln!(t, "# softmax = true               # when the output is logits")?;
-    writeln!(t, "#")?;
-    writeln!(t, "# kind = \"blazeface\"           # MediaPipe BlazeFace short-range (128x128, 896 anchors)")?;
-    writeln!(t, "# score_threshold = 0.5")?;
-    writeln!(t, "# iou_threshold = 0.3")?;
+    if let Decoder::Raw { top } = g.config.decoder {
+        writeln!(
+            t,
+            "kind = \"raw\"                    # every output summarized; `kestrel run --save-outputs DIR` writes .npy"
+        )?;
+        writeln!(t, "top = {top}")?;
+    } else {
+        #[derive(serde::Serialize)]
+        struct Only<'a> {
+            decoder: &'a Decoder,
+        }
+        let text = toml::to_string(&Only { decoder: &g.config.decoder })?;
+        t.push_str(text.trim_start_matches("[decoder]\n"));
+    }
+    writeln!(t, "# Decoders (kind = …): raw; classifier (labels, top_k, softmax); blazeface (score_threshold,")?;
+    writeln!(t, "# iou_threshold); yolo (labels, score_threshold, iou_threshold, max_detections, class_agnostic,")?;
+    writeln!(t, "# layout = auto|v8|v5|end2end, keypoints, keypoint_values, mask_coefficients).")?;
     Ok(t)
 }

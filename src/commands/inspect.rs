@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::si;
 use crate::cli::{ConfigArgs, InspectArgs};
-use crate::models::{load_config, load_model, CONFIG_METADATA_KEY};
+use crate::models::{guess_config, load_config, load_model, CONFIG_METADATA_KEY};
 
 /// The concrete input shape costs are counted at, and where it came from.
 fn cost_shape(args: &InspectArgs, model: &OnnxModel, declared: &[Option<u64>]) -> (Vec<usize>, String) {
@@ -19,6 +19,10 @@ fn cost_shape(args: &InspectArgs, model: &OnnxModel, declared: &[Option<u64>]) -
     if configured {
         if let Ok(c) = load_config(&args.model, model, &ConfigArgs::default()) {
             return (c.preprocess.shape(), "the model's config".into());
+        }
+    } else if let Ok(g) = guess_config(&args.model, model, None) {
+        if !g.notes.iter().any(|n| n.contains("dynamic")) {
+            return (g.config.preprocess.shape(), "guessed from the model, as `kestrel run` would".into());
         }
     }
     let size = kestrel_vision::guess::DEFAULT_SIZE as usize;

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use kestrel_engine::{Engine, Tensor, TensorSpec};
 use kestrel_vision::config::Decoder;
 use kestrel_vision::decode::raw::{self, OutputSummary};
-use kestrel_vision::decode::{blazeface, classify, Detection};
+use kestrel_vision::decode::{blazeface, classify, yolo, Detection};
 use kestrel_vision::image::RgbImage;
 use kestrel_vision::preprocess::FrameMap;
 use kestrel_vision::{draw, image_io, preprocess, ModelConfig};
@@ -55,7 +55,11 @@ impl ImageResult {
             let boxes: Vec<String> = dets
                 .iter()
                 .map(|d| {
-                    format!("[{:.0}, {:.0}, {:.0}, {:.0}] score {:.3}", d.x_min, d.y_min, d.x_max, d.y_max, d.score)
+                    let label = if d.label.is_empty() { String::new() } else { format!("{} ", d.label) };
+                    format!(
+                        "{label}[{:.0}, {:.0}, {:.0}, {:.0}] score {:.3}",
+                        d.x_min, d.y_min, d.x_max, d.y_max, d.score
+                    )
                 })
                 .collect();
             format!("{}: {} detection(s) {} ({:.2} ms)", self.image, dets.len(), boxes.join(" "), self.latency_ms)
@@ -167,6 +171,7 @@ pub enum Decoded {
 #[derive(Default)]
 pub struct ResultDecoder {
     faces: blazeface::Decoder,
+    yolo: yolo::Decoder,
     top: classify::TopK,
     /// Output names, for the raw decoder.
     names: Vec<String>,
@@ -191,12 +196,34 @@ impl ResultDecoder {
             }
             Decoder::Blazeface { score_threshold, iou_threshold } => {
                 let (reg, scores) = blazeface_outputs(outputs)?;
-                if !matches!(into, Decoded::Detections(_)) {
-                    *into = Decoded::Detections(Vec::new());
-                }
-                if let Decoded::Detections(dets) = into {
-                    self.faces.decode(reg, scores, frame, (*score_threshold, *iou_threshold), dets)?;
-                }
+                self.faces.decode(reg, scores, frame, (*score_threshold, *iou_threshold), detections(into))?;
+            }
+            Decoder::Yolo {
+                labels,
+                score_threshold,
+                iou_threshold,
+                max_detections,
+                class_agnostic,
+                layout,
+                keypoints,
+                keypoint_values,
+                mask_coefficients,
+            } => {
+                let params = yolo::Params {
+                    labels,
+                    score_threshold: *score_threshold,
+                    iou_threshold: *iou_threshold,
+                    max_detections: *max_detections,
+                    class_agnostic: *class_agnostic,
+                    layout: *layout,
+                    keypoints: *keypoints,
+                    keypoint_values: *keypoint_values,
+                    mask_coefficients: *mask_coefficients,
+                };
+                let shape = &outputs.first().context("the model has no output")?.shape;
+                let values = f32_output(outputs, 0)?;
+                let dets = detections(into);
+                self.yolo.decode(values, shape, frame, &params, dets)?;
             }
             Decoder::Raw { top } => {
                 let summaries = outputs
@@ -214,6 +241,17 @@ impl ResultDecoder {
             }
         }
         Ok(())
+    }
+}
+
+/// The detections `into` holds (made empty ones if it held something else).
+fn detections(into: &mut Decoded) -> &mut Vec<Detection> {
+    if !matches!(into, Decoded::Detections(_)) {
+        *into = Decoded::Detections(Vec::new());
+    }
+    match into {
+        Decoded::Detections(dets) => dets,
+        _ => unreachable!("set just above"),
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::decode::yolo::YoloLayout;
 use crate::VisionError;
 
 /// Preprocessing and decoding for one model.
@@ -137,6 +138,14 @@ impl Preprocess {
     }
 }
 
+/// Scores and IoUs are fractions.
+fn check_thresholds(score: f32, iou: f32) -> Result<(), String> {
+    if !(0.0..=1.0).contains(&score) || !(0.0..=1.0).contains(&iou) {
+        return Err(format!("score_threshold {score} and iou_threshold {iou} must be within [0, 1]"));
+    }
+    Ok(())
+}
+
 fn zeros() -> [f32; 3] {
     [0.0; 3]
 }
@@ -181,6 +190,30 @@ pub enum Decoder {
         #[serde(default = "default_iou")]
         iou_threshold: f32,
     },
+    /// Ultralytics YOLO exports (v5, v8/v11, end-to-end): one output of boxes and class scores.
+    Yolo {
+        #[serde(default)]
+        labels: Vec<String>,
+        #[serde(default = "default_yolo_score")]
+        score_threshold: f32,
+        #[serde(default = "default_yolo_iou")]
+        iou_threshold: f32,
+        #[serde(default = "default_max_detections")]
+        max_detections: usize,
+        /// Boxes of different classes suppress each other too.
+        #[serde(default)]
+        class_agnostic: bool,
+        #[serde(default)]
+        layout: YoloLayout,
+        /// Pose models: keypoints per box and values per keypoint (x, y[, visibility]).
+        #[serde(default)]
+        keypoints: usize,
+        #[serde(default = "default_keypoint_values")]
+        keypoint_values: usize,
+        /// Segmentation models: mask coefficients after the class scores (skipped).
+        #[serde(default)]
+        mask_coefficients: usize,
+    },
     /// No decoding: every output summarized (shape, min/max/mean, the largest values).
     Raw {
         /// How many of each output's largest values to report.
@@ -189,6 +222,18 @@ pub enum Decoder {
     },
 }
 
+fn default_yolo_score() -> f32 {
+    0.25
+}
+fn default_yolo_iou() -> f32 {
+    0.45
+}
+fn default_max_detections() -> usize {
+    300
+}
+fn default_keypoint_values() -> usize {
+    3
+}
 fn default_top_k() -> usize {
     5
 }
@@ -215,6 +260,20 @@ impl ModelConfig {
             if labels.is_empty() || *top_k == 0 {
                 return Err(err("a classifier needs labels and top_k >= 1".into()));
             }
+        }
+        if let Decoder::Yolo { score_threshold, iou_threshold, max_detections, keypoints, keypoint_values, .. } =
+            &cfg.decoder
+        {
+            check_thresholds(*score_threshold, *iou_threshold).map_err(err)?;
+            if !(1..=100_000).contains(max_detections) || *keypoints > 1000 || !(2..=3).contains(keypoint_values) {
+                return Err(err(format!(
+                    "yolo decoder: max_detections {max_detections} (1..=100000), keypoints {keypoints} (at most \
+                     1000), keypoint_values {keypoint_values} (2 or 3)"
+                )));
+            }
+        }
+        if let Decoder::Blazeface { score_threshold, iou_threshold } = &cfg.decoder {
+            check_thresholds(*score_threshold, *iou_threshold).map_err(err)?;
         }
         if let Decoder::Raw { top } = &cfg.decoder {
             if *top > 1000 {

@@ -1,7 +1,7 @@
 //! MediaPipe BlazeFace (short range) decoding: SSD anchors, box regression, sigmoid scores.
 //! Follows mediapipe's ssd_anchors_calculator and tflite_tensors_to_detections_calculator.
 
-use super::nms::{next_slot, Nms};
+use super::nms::{next_slot, Nms, Suppress};
 use super::Detection;
 use crate::preprocess::FrameMap;
 use crate::VisionError;
@@ -106,7 +106,7 @@ impl Decoder {
             d.keypoints.clear();
             d.keypoints.extend((2..VALUES_PER_ANCHOR / 2).map(|k| (r[2 * k] / w + ax, r[2 * k + 1] / h + ay)));
         }
-        self.nms.run(&self.candidates[..n], iou_threshold, true, out);
+        self.nms.run(&self.candidates[..n], Suppress { iou_threshold, weighted: true, agnostic: true }, out);
         for d in out.iter_mut() {
             (d.x_min, d.y_min) = frame.to_source(d.x_min, d.y_min);
             (d.x_max, d.y_max) = frame.to_source(d.x_max, d.y_max);

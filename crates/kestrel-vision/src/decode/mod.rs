@@ -4,6 +4,7 @@ pub mod blazeface;
 pub mod classify;
 pub mod nms;
 pub mod raw;
+pub mod yolo;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,10 +16,31 @@ pub struct Detection {
     pub x_max: f32,
     pub y_max: f32,
     pub score: f32,
+    #[serde(default)]
     pub keypoints: Vec<(f32, f32)>,
+    /// Index of the class, for detectors of several classes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<usize>,
+    /// The class's name, when the config has labels.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label: String,
 }
 
 impl Detection {
+    /// An empty box (a slot to fill).
+    pub fn empty() -> Detection {
+        Detection {
+            x_min: 0.0,
+            y_min: 0.0,
+            x_max: 0.0,
+            y_max: 0.0,
+            score: 0.0,
+            keypoints: Vec::new(),
+            class: None,
+            label: String::new(),
+        }
+    }
+
     pub fn area(&self) -> f32 {
         (self.x_max - self.x_min).max(0.0) * (self.y_max - self.y_min).max(0.0)
     }

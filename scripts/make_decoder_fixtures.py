@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Reference decodings for the output decoders, from onnxruntime's outputs. Never needed at test time.
+
+For each third-party model (fetched by scripts/fetch-models.sh into target/models/) and each
+photo: the model input made the way the model's authors make it, onnxruntime's raw outputs
+(ONNX TensorProto .pb, so the Rust tests feed our decoders exactly these values), and the
+detections decoded from them in numpy as upstream decodes them, in source-image pixels:
+tests/fixtures/decoders/<family>/<photo>.output_<i>.pb and <family>/reference.json.
+
+Venv: onnx onnxruntime numpy pillow. Run from the repo root after scripts/fetch-models.sh:
+    python scripts/make_decoder_fixtures.py
+"""
+import ast
+import json
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+from PIL import Image
+
+FIX = "tests/fixtures/decoders"
+PHOTOS = ["models/samples/astronaut.png", "models/samples/person.jpg"]
+
+
+def letterbox(img, width, height, pad):
+    """Ultralytics' LetterBox: scale to fit, centre (left/top padding rounded down), pad value."""
+    w, h = img.size
+    s = min(width / w, height / h)
+    nw, nh = min(max(round(w * s), 1), width), min(max(round(h * s), 1), height)
+    ox, oy = (width - nw) // 2, (height - nh) // 2
+    canvas = Image.new("RGB", (width, height), (pad, pad, pad))
+    canvas.paste(img.resize((nw, nh), Image.BILINEAR), (ox, oy))
+    return np.asarray(canvas, np.float32), (1 / s, ox, oy)
+
+
+def iou(a, b):
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def nms(boxes, scores, classes, iou_threshold, per_class=True):
+    """Greedy, best score first; boxes of different classes never suppress each other."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    keep, dead = [], set()
+    for r, i in enumerate(order):
+        if i in dead:
+            continue
+        keep.append(i)
+        for j in order[r + 1:]:
+            if j not in dead and (not per_class or classes[i] == classes[j]) and iou(boxes[i], boxes[j]) > iou_threshold:
+                dead.add(j)
+    return keep
+
+
+def save(family, stem, outputs):
+    d = os.path.join(FIX, family)
+    os.makedirs(d, exist_ok=True)
+    for i, a in enumerate(outputs):
+        open(f"{d}/{stem}.output_{i}.pb", "wb").write(numpy_helper.from_array(a).SerializeToString())
+
+
+def yolo():
+    """Ultralytics YOLOv8 detect export: [1, 4 + nc, N], boxes cx, cy, w, h in input pixels,
+    class scores after sigmoid; conf = best class score; per-class NMS."""
+    path = "target/models/yolov8n-320/320n.onnx"
+    meta = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    names = ast.literal_eval(meta["names"])
+    labels = [names[i] for i in range(len(names))]
+    size = ast.literal_eval(meta["imgsz"])
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    # Ultralytics' defaults, and a low threshold with a small cap so NMS and the cap have work.
+    settings = [(0.25, 0.45, 300), (0.02, 0.45, 10)]
+    reference = []
+    for (photo, (score_threshold, iou_threshold, max_detections)) in [(p, s) for s in settings for p in PHOTOS]:
+        img = Image.open(photo).convert("RGB")
+        x, (scale, ox, oy) = letterbox(img, size[1], size[0], 114)
+        x = (x / 255.0).transpose(2, 0, 1)[None].astype(np.float32)
+        (out,) = sess.run(None, {sess.get_inputs()[0].name: x})
+        stem = os.path.splitext(os.path.basename(photo))[0]
+        save("yolo", stem, [out])
+        pred = out[0].T.astype(np.float64)
+        cls = pred[:, 4:].argmax(1)
+        conf = pred[:, 4:].max(1)
+        idx = np.nonzero(conf > score_threshold)[0]
+        boxes = [(pred[i, 0] - pred[i, 2] / 2, pred[i, 1] - pred[i, 3] / 2,
+                  pred[i, 0] + pred[i, 2] / 2, pred[i, 1] + pred[i, 3] / 2) for i in idx]
+        keep = nms(boxes, [conf[i] for i in idx], [cls[i] for i in idx], iou_threshold)[:max_detections]
+        dets = []
+        for k in keep:
+            b, i = boxes[k], idx[k]
+            src = [(b[0] - ox) * scale, (b[1] - oy) * scale, (b[2] - ox) * scale, (b[3] - oy) * scale]
+            dets.append({"x_min": src[0], "y_min": src[1], "x_max": src[2], "y_max": src[3],
+                         "score": float(conf[i]), "class": int(cls[i]), "label": labels[cls[i]]})
+        reference.append({"image": photo, "width": img.size[0], "height": img.size[1],
+                          "score_threshold": score_threshold, "iou_threshold": iou_threshold,
+                          "max_detections": max_detections, "detections": dets})
+        print(f"yolo {photo} @{score_threshold}: {[(d['label'], round(d['score'], 3)) for d in dets]}")
+    json.dump({"size": size, "labels": labels, "cases": reference}, open(f"{FIX}/yolo/reference.json", "w"), indent=1)
+
+
+if __name__ == "__main__":
+    yolo()
