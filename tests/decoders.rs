@@ -6,6 +6,7 @@
 mod common;
 
 use kestrel_vision::config::{Color, Layout, Preprocess, Resize};
+use kestrel_vision::decode::gfl;
 use kestrel_vision::decode::yolo::{self, YoloLayout};
 use kestrel_vision::decode::Detection;
 use kestrel_vision::preprocess::Placement;
@@ -54,7 +55,7 @@ fn yolo_decodes_as_ultralytics_does() {
     for case in r["cases"].as_array().unwrap() {
         let image = case["image"].as_str().unwrap();
         let dir = common::repo().join("tests/fixtures/decoders/yolo");
-        let output = common::read_pb(&dir.join(format!("{}.output_0.pb", stem(image)))).unwrap();
+        let output = common::read_pb_gz(&dir.join(format!("{}.output_0.pb.gz", stem(image)))).unwrap();
         let size = (case["width"].as_u64().unwrap() as u32, case["height"].as_u64().unwrap() as u32);
         let frame = Placement::new(&pre, size.0, size.1).frame;
         let params = yolo::Params {
@@ -74,6 +75,33 @@ fn yolo_decodes_as_ultralytics_does() {
     }
 }
 
+/// `kestrel run MODEL IMAGES --json` with `config` (TOML text; none when empty): each image's
+/// detections must match the reference case's by IoU and score (our resize is not PIL's).
+fn run_matches_reference(model: &str, config: &str, cases: &[&Value], min_iou: f32) {
+    let file = std::env::temp_dir().join(format!("kestrel-decoders-{}-{}.toml", std::process::id(), stem(model)));
+    let file_s = file.display().to_string();
+    let mut args = vec!["run", model, "--json", "--backend", "cpu"];
+    if !config.is_empty() {
+        std::fs::write(&file, config).unwrap();
+        args.extend(["--config", &file_s]);
+    }
+    args.extend(cases.iter().map(|c| c["image"].as_str().unwrap()));
+    let out = common::kestrel_ok(&args);
+    std::fs::remove_file(&file).ok();
+    assert_eq!(out.lines().count(), cases.len(), "{out}");
+    for (line, case) in out.lines().zip(cases) {
+        let got: Value = serde_json::from_str(line).unwrap();
+        let (got, want) = (got["detections"].as_array().unwrap(), case["detections"].as_array().unwrap());
+        assert_eq!(got.len(), want.len(), "{line}\nwant {want:?}");
+        for (g, w) in got.iter().zip(want) {
+            let d = |v: &Value| -> Detection { serde_json::from_value(v.clone()).unwrap() };
+            assert!(d(g).iou(&d(w)) >= min_iou, "{g} vs {w}");
+            assert!((g["score"].as_f64().unwrap() - w["score"].as_f64().unwrap()).abs() < 0.02, "{g} vs {w}");
+            assert_eq!(g["label"], w["label"]);
+        }
+    }
+}
+
 /// `kestrel run yolov8n.onnx photo` with no config: Ultralytics' metadata configures it; boxes
 /// as the reference finds them (our resize is not PIL's: IoU, not pixels).
 #[test]
@@ -82,19 +110,61 @@ fn a_yolo_export_runs_with_no_config() {
     let r = reference("yolo");
     let cases: Vec<&Value> =
         r["cases"].as_array().unwrap().iter().filter(|c| c["score_threshold"].as_f64() == Some(0.25)).collect();
-    let images: Vec<&str> = cases.iter().map(|c| c["image"].as_str().unwrap()).collect();
-    let mut args = vec!["run", &model, "--json", "--backend", "cpu"];
-    args.extend(&images);
-    let out = common::kestrel_ok(&args);
-    for (line, case) in out.lines().zip(&cases) {
-        let got: Value = serde_json::from_str(line).unwrap();
-        let (got, want) = (got["detections"].as_array().unwrap(), case["detections"].as_array().unwrap());
-        assert_eq!(got.len(), want.len(), "{line}\nwant {want:?}");
-        for (g, w) in got.iter().zip(want) {
-            let d = |v: &Value| -> Detection { serde_json::from_value(v.clone()).unwrap() };
-            assert!(d(g).iou(&d(w)) >= 0.9, "{g} vs {w}");
-            assert!((g["score"].as_f64().unwrap() - w["score"].as_f64().unwrap()).abs() < 0.02, "{g} vs {w}");
-            assert_eq!(g["label"], w["label"]);
-        }
+    run_matches_reference(&model, "", &cases, 0.9);
+}
+
+#[test]
+fn gfl_decodes_as_paddledetection_does() {
+    let r = reference("gfl");
+    let c = &r["config"];
+    let strings =
+        |v: &Value| -> Vec<String> { v.as_array().unwrap().iter().map(|l| l.as_str().unwrap().into()).collect() };
+    let labels = strings(&c["labels"]);
+    let strides: Vec<usize> = c["strides"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap() as usize).collect();
+    let (w, h) = (c["width"].as_u64().unwrap() as u32, c["height"].as_u64().unwrap() as u32);
+    let pre = Preprocess::plain(w, h, Layout::Nchw, Color::Rgb);
+    let params = gfl::Params {
+        labels: &labels,
+        strides: &strides,
+        reg_max: c["reg_max"].as_u64().unwrap() as usize,
+        center_offset: 0.5,
+        sigmoid: false,
+        score_threshold: c["score_threshold"].as_f64().unwrap() as f32,
+        iou_threshold: c["iou_threshold"].as_f64().unwrap() as f32,
+        pre_nms_top_k: c["pre_nms_top_k"].as_u64().unwrap() as usize,
+        max_detections: c["max_detections"].as_u64().unwrap() as usize,
+        class_agnostic: false,
+    };
+    let mut decoder = gfl::Decoder::default();
+    let mut out = Vec::new();
+    for case in r["cases"].as_array().unwrap() {
+        let image = case["image"].as_str().unwrap();
+        let dir = common::repo().join("tests/fixtures/decoders/gfl");
+        let tensors: Vec<_> = (0..8)
+            .map(|i| common::read_pb_gz(&dir.join(format!("{}.output_{i}.pb.gz", stem(image)))).unwrap())
+            .collect();
+        let outputs: Vec<(&[f32], &[usize])> =
+            tensors.iter().map(|t| (t.as_f32().unwrap(), t.shape.as_slice())).collect();
+        let levels = gfl::levels(&outputs, &params, (w as usize, h as usize)).unwrap();
+        let size = (case["width"].as_u64().unwrap() as u32, case["height"].as_u64().unwrap() as u32);
+        decoder.decode(&levels, &Placement::new(&pre, size.0, size.1).frame, &params, &mut out).unwrap();
+        assert_same(&out, case["detections"].as_array().unwrap(), 1.0, 1e-3, image);
     }
+}
+
+/// The PicoDet layout model with the config a user writes after `kestrel init` (PaddleDetection's
+/// preprocessing, the labels from the model's metadata, the GFL head's strides).
+#[test]
+fn a_picodet_layout_model_runs_with_its_edited_config() {
+    let model = fetched("target/models/picodet-layout/layout_cdla.onnx");
+    let r = reference("gfl");
+    let labels: Vec<String> = r["config"]["labels"].as_array().unwrap().iter().map(|l| l.to_string()).collect();
+    let config = format!(
+        "[preprocess]\nwidth = 608\nheight = 800\nlayout = \"nchw\"\ncolor = \"rgb\"\nresize = \"stretch\"\n\
+         range = [0.0, 1.0]\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n\n\
+         [decoder]\nkind = \"gfl\"\nlabels = [{}]\nstrides = [8, 16, 32, 64]\n",
+        labels.join(", ")
+    );
+    let cases: Vec<&Value> = r["cases"].as_array().unwrap().iter().collect();
+    run_matches_reference(&model, &config, &cases, 0.9);
 }

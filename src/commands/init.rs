@@ -87,6 +87,8 @@ fn render(model: &str, g: &kestrel_vision::guess::Guess, outputs: &[kestrel_onnx
     }
     writeln!(t, "# Decoders (kind = …): raw; classifier (labels, top_k, softmax); blazeface (score_threshold,")?;
     writeln!(t, "# iou_threshold); yolo (labels, score_threshold, iou_threshold, max_detections, class_agnostic,")?;
-    writeln!(t, "# layout = auto|v8|v5|end2end, keypoints, keypoint_values, mask_coefficients).")?;
+    writeln!(t, "# layout = auto|v8|v5|end2end, keypoints, keypoint_values, mask_coefficients); gfl for PicoDet/")?;
+    writeln!(t, "# NanoDet heads (labels, strides = [8, 16, 32, 64], reg_max = 7, center_offset = 0.5, sigmoid,")?;
+    writeln!(t, "# score_threshold, iou_threshold, pre_nms_top_k, max_detections, class_agnostic).")?;
     Ok(t)
 }

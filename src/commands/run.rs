@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use kestrel_engine::{Engine, Tensor, TensorSpec};
 use kestrel_vision::config::Decoder;
 use kestrel_vision::decode::raw::{self, OutputSummary};
-use kestrel_vision::decode::{blazeface, classify, yolo, Detection};
+use kestrel_vision::decode::{blazeface, classify, gfl, yolo, Detection};
 use kestrel_vision::image::RgbImage;
 use kestrel_vision::preprocess::FrameMap;
 use kestrel_vision::{draw, image_io, preprocess, ModelConfig};
@@ -172,6 +172,7 @@ pub enum Decoded {
 pub struct ResultDecoder {
     faces: blazeface::Decoder,
     yolo: yolo::Decoder,
+    gfl: gfl::Decoder,
     top: classify::TopK,
     /// Output names, for the raw decoder.
     names: Vec<String>,
@@ -224,6 +225,37 @@ impl ResultDecoder {
                 let values = f32_output(outputs, 0)?;
                 let dets = detections(into);
                 self.yolo.decode(values, shape, frame, &params, dets)?;
+            }
+            Decoder::Gfl {
+                labels,
+                strides,
+                reg_max,
+                center_offset,
+                sigmoid,
+                score_threshold,
+                iou_threshold,
+                pre_nms_top_k,
+                max_detections,
+                class_agnostic,
+            } => {
+                let params = gfl::Params {
+                    labels,
+                    strides,
+                    reg_max: *reg_max,
+                    center_offset: *center_offset,
+                    sigmoid: *sigmoid,
+                    score_threshold: *score_threshold,
+                    iou_threshold: *iou_threshold,
+                    pre_nms_top_k: *pre_nms_top_k,
+                    max_detections: *max_detections,
+                    class_agnostic: *class_agnostic,
+                };
+                let tensors = (0..outputs.len())
+                    .map(|i| Ok((f32_output(outputs, i)?, outputs[i].shape.as_slice())))
+                    .collect::<Result<Vec<_>>>()?;
+                let input = (frame.input_width as usize, frame.input_height as usize);
+                let levels = gfl::levels(&tensors, &params, input)?;
+                self.gfl.decode(&levels, frame, &params, detections(into))?;
             }
             Decoder::Raw { top } => {
                 let summaries = outputs

@@ -18,6 +18,19 @@ pub fn read_pb(path: &Path) -> Result<Tensor> {
     Tensor::from_le_bytes(raw.elem.code, raw.dims, &raw.bytes).with_context(|| format!("{}", path.display()))
 }
 
+/// Reads a gzip-compressed TensorProto file (`output_0.pb.gz`: sparse decoder fixtures).
+pub fn read_pb_gz(path: &Path) -> Result<Tensor> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path)?).read_to_end(&mut bytes)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = std::env::temp_dir().join(format!("kestrel-{}-{name}.pb", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    let t = read_pb(&tmp);
+    std::fs::remove_file(&tmp).ok();
+    t
+}
+
 /// Numbered `prefix_N.pb` files of a folder, in order.
 pub fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     (0..).map(|i| dir.join(format!("{prefix}_{i}.pb"))).take_while(|p| p.exists()).collect()

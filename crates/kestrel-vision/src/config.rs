@@ -214,6 +214,28 @@ pub enum Decoder {
         #[serde(default)]
         mask_coefficients: usize,
     },
+    /// GFL heads (PicoDet, NanoDet): per-level class scores and distance distributions.
+    Gfl {
+        labels: Vec<String>,
+        /// Stride of each level, finest first.
+        strides: Vec<usize>,
+        #[serde(default = "default_reg_max")]
+        reg_max: usize,
+        #[serde(default = "default_center_offset")]
+        center_offset: f32,
+        #[serde(default)]
+        sigmoid: bool,
+        #[serde(default = "default_gfl_score")]
+        score_threshold: f32,
+        #[serde(default = "default_gfl_iou")]
+        iou_threshold: f32,
+        #[serde(default = "default_pre_nms_top_k")]
+        pre_nms_top_k: usize,
+        #[serde(default = "default_gfl_max")]
+        max_detections: usize,
+        #[serde(default)]
+        class_agnostic: bool,
+    },
     /// No decoding: every output summarized (shape, min/max/mean, the largest values).
     Raw {
         /// How many of each output's largest values to report.
@@ -233,6 +255,24 @@ fn default_max_detections() -> usize {
 }
 fn default_keypoint_values() -> usize {
     3
+}
+fn default_reg_max() -> usize {
+    7
+}
+fn default_center_offset() -> f32 {
+    0.5
+}
+fn default_gfl_score() -> f32 {
+    0.4
+}
+fn default_gfl_iou() -> f32 {
+    0.5
+}
+fn default_pre_nms_top_k() -> usize {
+    1000
+}
+fn default_gfl_max() -> usize {
+    100
 }
 fn default_top_k() -> usize {
     5
@@ -269,6 +309,35 @@ impl ModelConfig {
                 return Err(err(format!(
                     "yolo decoder: max_detections {max_detections} (1..=100000), keypoints {keypoints} (at most \
                      1000), keypoint_values {keypoint_values} (2 or 3)"
+                )));
+            }
+        }
+        if let Decoder::Gfl {
+            labels,
+            strides,
+            reg_max,
+            center_offset,
+            score_threshold,
+            iou_threshold,
+            pre_nms_top_k,
+            max_detections,
+            ..
+        } = &cfg.decoder
+        {
+            check_thresholds(*score_threshold, *iou_threshold).map_err(err)?;
+            let sane = !labels.is_empty()
+                && labels.len() <= 100_000
+                && (1..=8).contains(&strides.len())
+                && strides.iter().all(|s| (1..=1024).contains(s))
+                && (1..=64).contains(reg_max)
+                && (0.0..=1.0).contains(center_offset)
+                && (1..=100_000).contains(pre_nms_top_k)
+                && (1..=100_000).contains(max_detections);
+            if !sane {
+                return Err(err(format!(
+                    "gfl decoder: needs labels (one per class), 1 to 8 strides within 1..=1024 (got {strides:?}), \
+                     reg_max within 1..=64 (got {reg_max}), center_offset within [0, 1] (got {center_offset}), \
+                     pre_nms_top_k and max_detections within 1..=100000"
                 )));
             }
         }

@@ -2,6 +2,7 @@
 
 pub mod blazeface;
 pub mod classify;
+pub mod gfl;
 pub mod nms;
 pub mod raw;
 pub mod yolo;
