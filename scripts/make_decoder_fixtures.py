@@ -181,6 +181,64 @@ def gfl():
     json.dump({"config": config, "cases": reference}, open(f"{FIX}/gfl/reference.json", "w"), indent=1)
 
 
+def regions(prob, threshold, box_threshold, min_size, unclip_ratio):
+    """8-connected regions above the threshold, as kestrel's segmentation decoder (DB-style
+    scoring and unclip on axis-aligned boxes), found by a plain flood fill."""
+    h, w = prob.shape
+    above = prob > threshold
+    seen = np.zeros_like(above)
+    found = []
+    for y in range(h):
+        for x in range(w):
+            if not above[y, x] or seen[y, x]:
+                continue
+            seen[y, x] = True
+            stack, pixels = [(y, x)], []
+            while stack:
+                cy, cx = stack.pop()
+                pixels.append((cy, cx))
+                for ny in range(max(cy - 1, 0), min(cy + 2, h)):
+                    for nx in range(max(cx - 1, 0), min(cx + 2, w)):
+                        if above[ny, nx] and not seen[ny, nx]:
+                            seen[ny, nx] = True
+                            stack.append((ny, nx))
+            ys, xs = [p[0] for p in pixels], [p[1] for p in pixels]
+            score = float(np.mean([prob[p] for p in pixels], dtype=np.float64))
+            bw, bh = max(xs) + 1 - min(xs), max(ys) + 1 - min(ys)
+            if score < box_threshold or min(bw, bh) < min_size:
+                continue
+            grow = bw * bh * unclip_ratio / (2 * (bw + bh))
+            found.append((min(xs) - grow, min(ys) - grow, max(xs) + 1 + grow, max(ys) + 1 + grow, score))
+    return sorted(found, key=lambda r: -r[4])
+
+
+def segmentation():
+    """PP-OCRv4's DB text detector: [1, 1, H, W] text probability. Input as PaddleOCR feeds it:
+    the image as OpenCV reads it (BGR), ImageNet mean/std; here stretched to 768x384."""
+    path = "target/models/ppocr-det/ch_PP-OCRv4_det_infer.onnx"
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    width, height = 768, 384
+    threshold, box_threshold, min_size, unclip_ratio = 0.3, 0.6, 3.0, 1.5
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    reference = []
+    for photo in ["models/samples/page.png"]:
+        img = Image.open(photo).convert("RGB")
+        x, (sx, sy) = stretch(img, width, height)
+        x = ((x[:, :, ::-1] / 255.0 - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
+        (out,) = sess.run(None, {sess.get_inputs()[0].name: x})
+        out[out < 0.05] = 0  # far under the threshold: no region can use them; compresses
+        save("segmentation", os.path.splitext(os.path.basename(photo))[0], [out], compress=True)
+        dets = [{"x_min": r[0] * sx, "y_min": r[1] * sy, "x_max": r[2] * sx, "y_max": r[3] * sy, "score": r[4],
+                 "class": None, "label": ""}
+                for r in regions(out[0, 0].astype(np.float64), threshold, box_threshold, min_size, unclip_ratio)]
+        reference.append({"image": photo, "width": img.size[0], "height": img.size[1], "detections": dets})
+        print(f"segmentation {photo}: {len(dets)} regions, scores {[round(d['score'], 3) for d in dets]}")
+    config = {"width": width, "height": height, "threshold": threshold, "box_threshold": box_threshold,
+              "min_size": min_size, "unclip_ratio": unclip_ratio}
+    json.dump({"config": config, "cases": reference}, open(f"{FIX}/segmentation/reference.json", "w"), indent=1)
+
+
 if __name__ == "__main__":
     yolo()
     gfl()
+    segmentation()

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use kestrel_engine::{Engine, Tensor, TensorSpec};
 use kestrel_vision::config::Decoder;
 use kestrel_vision::decode::raw::{self, OutputSummary};
-use kestrel_vision::decode::{blazeface, classify, gfl, yolo, Detection};
+use kestrel_vision::decode::{blazeface, classify, gfl, segmentation, yolo, Detection};
 use kestrel_vision::image::RgbImage;
 use kestrel_vision::preprocess::FrameMap;
 use kestrel_vision::{draw, image_io, preprocess, ModelConfig};
@@ -173,6 +173,7 @@ pub struct ResultDecoder {
     faces: blazeface::Decoder,
     yolo: yolo::Decoder,
     gfl: gfl::Decoder,
+    regions: segmentation::Decoder,
     top: classify::TopK,
     /// Output names, for the raw decoder.
     names: Vec<String>,
@@ -256,6 +257,28 @@ impl ResultDecoder {
                 let input = (frame.input_width as usize, frame.input_height as usize);
                 let levels = gfl::levels(&tensors, &params, input)?;
                 self.gfl.decode(&levels, frame, &params, detections(into))?;
+            }
+            Decoder::Segmentation {
+                labels,
+                threshold,
+                box_threshold,
+                min_size,
+                unclip_ratio,
+                max_detections,
+                background,
+            } => {
+                let params = segmentation::Params {
+                    labels,
+                    threshold: *threshold,
+                    box_threshold: *box_threshold,
+                    min_size: *min_size,
+                    unclip_ratio: *unclip_ratio,
+                    max_detections: *max_detections,
+                    background: *background,
+                };
+                let shape = &outputs.first().context("the model has no output")?.shape;
+                let map = f32_output(outputs, 0)?;
+                self.regions.decode(map, shape, frame, &params, detections(into))?;
             }
             Decoder::Raw { top } => {
                 let summaries = outputs

@@ -236,6 +236,24 @@ pub enum Decoder {
         #[serde(default)]
         class_agnostic: bool,
     },
+    /// A probability map (DB text detectors) or class map: regions to boxes.
+    Segmentation {
+        #[serde(default)]
+        labels: Vec<String>,
+        #[serde(default = "default_seg_threshold")]
+        threshold: f32,
+        #[serde(default = "default_box_threshold")]
+        box_threshold: f32,
+        #[serde(default = "default_min_size")]
+        min_size: f32,
+        #[serde(default = "default_unclip")]
+        unclip_ratio: f32,
+        #[serde(default = "default_seg_max")]
+        max_detections: usize,
+        /// Class maps: the class whose pixels are background.
+        #[serde(default)]
+        background: Option<usize>,
+    },
     /// No decoding: every output summarized (shape, min/max/mean, the largest values).
     Raw {
         /// How many of each output's largest values to report.
@@ -273,6 +291,21 @@ fn default_pre_nms_top_k() -> usize {
 }
 fn default_gfl_max() -> usize {
     100
+}
+fn default_seg_threshold() -> f32 {
+    0.3
+}
+fn default_box_threshold() -> f32 {
+    0.6
+}
+fn default_min_size() -> f32 {
+    3.0
+}
+fn default_unclip() -> f32 {
+    1.5
+}
+fn default_seg_max() -> usize {
+    1000
 }
 fn default_top_k() -> usize {
     5
@@ -338,6 +371,17 @@ impl ModelConfig {
                     "gfl decoder: needs labels (one per class), 1 to 8 strides within 1..=1024 (got {strides:?}), \
                      reg_max within 1..=64 (got {reg_max}), center_offset within [0, 1] (got {center_offset}), \
                      pre_nms_top_k and max_detections within 1..=100000"
+                )));
+            }
+        }
+        if let Decoder::Segmentation { threshold, box_threshold, min_size, unclip_ratio, max_detections, .. } =
+            &cfg.decoder
+        {
+            let finite = [threshold, box_threshold, min_size, unclip_ratio].iter().all(|v| v.is_finite());
+            if !finite || !(0.0..=100.0).contains(unclip_ratio) || !(1..=100_000).contains(max_detections) {
+                return Err(err(format!(
+                    "segmentation decoder: thresholds and min_size must be finite, unclip_ratio within [0, 100] \
+                     (got {unclip_ratio}), max_detections within 1..=100000 (got {max_detections})"
                 )));
             }
         }

@@ -5,6 +5,7 @@ pub mod classify;
 pub mod gfl;
 pub mod nms;
 pub mod raw;
+pub mod segmentation;
 pub mod yolo;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,202 @@
+//! Probability or class maps to regions, as DB text detectors (PP-OCR) are read: pixels above
+//! `threshold` (or of one class) joined into 8-connected regions; a region is kept when its
+//! mean probability reaches `box_threshold` and its box is at least `min_size` map pixels on
+//! each side; its box is then grown by the DB "unclip" distance `area × ratio / perimeter`.
+//! Boxes are axis-aligned (PaddleOCR fits rotated rectangles to the region's contour instead:
+//! on level text the two agree).
+
+use super::Detection;
+use crate::preprocess::FrameMap;
+use crate::VisionError;
+
+/// What the decoder needs from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct Params<'a> {
+    /// Class names for a class map (`[1, C, H, W]`, C > 1); a probability map needs none.
+    pub labels: &'a [String],
+    /// A pixel of a probability map belongs to a region above this.
+    pub threshold: f32,
+    /// A region is kept when its mean probability (class maps: its class's) reaches this.
+    pub box_threshold: f32,
+    pub min_size: f32,
+    /// Growth of each box: `area × unclip_ratio / perimeter` map pixels per side (0: none).
+    pub unclip_ratio: f32,
+    pub max_detections: usize,
+    /// Class maps: the background class, whose pixels form no region.
+    pub background: Option<usize>,
+}
+
+/// The decoder with its scratch kept between frames.
+#[derive(Debug, Default, Clone)]
+pub struct Decoder {
+    /// Region (class) of each pixel: `u32::MAX` for none.
+    class: Vec<u32>,
+    seen: Vec<bool>,
+    stack: Vec<usize>,
+}
+
+impl Decoder {
+    /// Decodes a `[1, C, H, W]` map (C = 1: probabilities; C > 1: per-class scores) into
+    /// region boxes in source pixels, best first, into `out`.
+    pub fn decode(
+        &mut self,
+        map: &[f32],
+        shape: &[usize],
+        frame: &FrameMap,
+        p: &Params,
+        out: &mut Vec<Detection>,
+    ) -> Result<(), VisionError> {
+        let (c, h, w) = match shape {
+            [1, c, h, w] => (*c, *h, *w),
+            [1, h, w] | [h, w] => (1, *h, *w),
+            _ => {
+                return Err(VisionError::Decode(format!(
+                    "segmentation decoder: output shape {shape:?}: expected [1, C, H, W] or [1, H, W]"
+                )))
+            }
+        };
+        if map.len() != c * h * w || c == 0 || h == 0 || w == 0 {
+            return Err(VisionError::Decode(format!("segmentation decoder: {} values for shape {shape:?}", map.len())));
+        }
+        if c > 1 && p.labels.len() != c {
+            return Err(VisionError::Decode(format!(
+                "segmentation decoder: a class map of {c} classes needs {c} labels, the config has {}",
+                p.labels.len()
+            )));
+        }
+        let plane = h * w;
+        // Each pixel's class (probability maps: 0 above the threshold), and its score.
+        self.class.clear();
+        self.class.extend((0..plane).map(|i| {
+            if c == 1 {
+                return if map[i] > p.threshold { 0 } else { u32::MAX };
+            }
+            let best =
+                (0..c).fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, k| if map[k * plane + i] > b.1 { (k, map[k * plane + i]) } else { b },
+                );
+            if best.1.is_nan() || Some(best.0) == p.background {
+                u32::MAX
+            } else {
+                best.0 as u32
+            }
+        }));
+        self.seen.clear();
+        self.seen.resize(plane, false);
+        out.clear();
+        for start in 0..plane {
+            let class = self.class[start];
+            if class == u32::MAX || self.seen[start] {
+                continue;
+            }
+            // Flood the 8-connected region of this class.
+            let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+            let (mut sum, mut count) = (0.0f64, 0usize);
+            self.seen[start] = true;
+            self.stack.clear();
+            self.stack.push(start);
+            while let Some(i) = self.stack.pop() {
+                let (x, y) = (i % w, i / w);
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+                sum += f64::from(map[class as usize * plane + i]);
+                count += 1;
+                for ny in y.saturating_sub(1)..=(y + 1).min(h - 1) {
+                    for nx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
+                        let j = ny * w + nx;
+                        if !self.seen[j] && self.class[j] == class {
+                            self.seen[j] = true;
+                            self.stack.push(j);
+                        }
+                    }
+                }
+            }
+            let score = (sum / count as f64) as f32;
+            // Pixel edges: a region of columns x0..=x1 spans x0 to x1 + 1.
+            let (bw, bh) = ((x1 + 1 - x0) as f32, (y1 + 1 - y0) as f32);
+            if score < p.box_threshold || bw.min(bh) < p.min_size {
+                continue;
+            }
+            let grow = bw * bh * p.unclip_ratio / (2.0 * (bw + bh));
+            let mut d = Detection::empty();
+            (d.x_min, d.y_min) = ((x0 as f32 - grow) / w as f32, (y0 as f32 - grow) / h as f32);
+            (d.x_max, d.y_max) = (((x1 + 1) as f32 + grow) / w as f32, ((y1 + 1) as f32 + grow) / h as f32);
+            d.score = score;
+            if c > 1 {
+                d.class = Some(class as usize);
+                d.label.clone_from(&p.labels[class as usize]);
+            }
+            out.push(d);
+        }
+        // Best first (ties: first found, i.e. top to bottom), then the cap.
+        out.sort_by(|a, b| b.score.total_cmp(&a.score));
+        out.truncate(p.max_detections);
+        for d in out.iter_mut() {
+            (d.x_min, d.y_min) = frame.to_source(d.x_min, d.y_min);
+            (d.x_max, d.y_max) = frame.to_source(d.x_max, d.y_max);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(labels: &[String]) -> Params<'_> {
+        Params {
+            labels,
+            threshold: 0.3,
+            box_threshold: 0.6,
+            min_size: 2.0,
+            unclip_ratio: 0.0,
+            max_detections: 10,
+            background: Some(0),
+        }
+    }
+
+    fn frame(w: f32, h: f32) -> FrameMap {
+        FrameMap { input_width: w, input_height: h, scale_x: 1.0, scale_y: 1.0, pad_x: 0.0, pad_y: 0.0 }
+    }
+
+    #[test]
+    fn regions_of_a_probability_map_become_boxes() {
+        // 8x4 map: a 3x2 blob (0.9) touching a diagonal pixel, a faint blob (0.4), a lone pixel.
+        #[rustfmt::skip]
+        let map = [
+            0.9, 0.9, 0.9, 0.0, 0.0, 0.4, 0.4, 0.0,
+            0.9, 0.9, 0.9, 0.0, 0.0, 0.4, 0.4, 0.0,
+            0.0, 0.0, 0.0, 0.9, 0.0, 0.0, 0.0, 0.0,
+            0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.95,
+        ];
+        let mut out = Vec::new();
+        Decoder::default().decode(&map, &[1, 1, 4, 8], &frame(8.0, 4.0), &params(&[]), &mut out).unwrap();
+        // The faint blob scores 0.4 < 0.6; the lone pixel is smaller than min_size.
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((out[0].x_min, out[0].y_min, out[0].x_max, out[0].y_max), (0.0, 0.0, 4.0, 3.0));
+        assert!((out[0].score - 0.9).abs() < 1e-6);
+        // Unclip: a 4x3 box grows by 12 * 1.5 / 14 on each side.
+        let p = Params { unclip_ratio: 1.5, ..params(&[]) };
+        Decoder::default().decode(&map, &[1, 1, 4, 8], &frame(8.0, 4.0), &p, &mut out).unwrap();
+        assert!((out[0].x_min + 18.0 / 14.0).abs() < 1e-5, "{:?}", out[0]);
+    }
+
+    #[test]
+    fn class_maps_give_labelled_regions_and_bad_shapes_an_error() {
+        let labels: Vec<String> = ["background", "road"].map(String::from).to_vec();
+        let mut map = vec![1.0; 2 * 4 * 4];
+        for i in [5, 6, 9, 10] {
+            (map[i], map[16 + i]) = (0.0, 0.8);
+        }
+        let mut out = Vec::new();
+        Decoder::default().decode(&map, &[1, 2, 4, 4], &frame(4.0, 4.0), &params(&labels), &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].label.as_str(), out[0].x_min, out[0].x_max), ("road", 1.0, 3.0));
+        let e = Decoder::default().decode(&map, &[1, 2, 4, 4], &frame(4.0, 4.0), &params(&[]), &mut out);
+        assert!(e.unwrap_err().to_string().contains("needs 2 labels"));
+        assert!(Decoder::default().decode(&map, &[3, 16], &frame(4.0, 4.0), &params(&[]), &mut out).is_err());
+        let nan = [f32::NAN; 16];
+        Decoder::default().decode(&nan, &[1, 1, 4, 4], &frame(4.0, 4.0), &params(&[]), &mut out).unwrap();
+        assert!(out.is_empty());
+    }
+}
