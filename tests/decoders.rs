@@ -224,3 +224,64 @@ fn a_db_text_detector_runs_with_its_edited_config() {
     let cases: Vec<&Value> = r["cases"].as_array().unwrap().iter().collect();
     run_matches_reference(&model, config, &cases, 0.8);
 }
+
+/// The SSD-anchor decoder configured with the options of MediaPipe's
+/// face_detection_short_range graph, copied as a user would (SsdAnchorsCalculator and
+/// TensorsToDetectionsCalculator), decodes BlazeFace exactly as the bundled config does.
+#[test]
+fn ssd_anchors_with_mediapipes_options_is_the_blazeface_decoder() {
+    let config = r#"
+[preprocess]
+width = 128
+height = 128
+layout = "nchw"
+color = "rgb"
+resize = "letterbox"
+range = [-1.0, 1.0]
+
+[decoder]
+kind = "ssd_anchors"
+num_layers = 4
+min_scale = 0.1484375
+max_scale = 0.75
+input_size_height = 128
+input_size_width = 128
+anchor_offset_x = 0.5
+anchor_offset_y = 0.5
+strides = [8, 16, 16, 16]
+aspect_ratios = [1.0]
+fixed_anchor_size = true
+num_classes = 1
+num_boxes = 896
+num_coords = 16
+box_coord_offset = 0
+keypoint_coord_offset = 4
+num_keypoints = 6
+num_values_per_keypoint = 2
+sigmoid_score = true
+score_clipping_thresh = 100.0
+reverse_output_order = true
+x_scale = 128.0
+y_scale = 128.0
+h_scale = 128.0
+w_scale = 128.0
+min_score_thresh = 0.5
+min_suppression_threshold = 0.3
+"#;
+    let file = std::env::temp_dir().join(format!("kestrel-ssd-{}.toml", std::process::id()));
+    std::fs::write(&file, config).unwrap();
+    let file_s = file.display().to_string();
+    let model = "models/blazeface/model.onnx";
+    let photos = ["models/samples/astronaut.png", "models/samples/person.jpg"];
+    let mut ours = vec!["run", model, "--json", "--config", &file_s];
+    ours.extend(photos);
+    let mut bundled = vec!["run", model, "--json"];
+    bundled.extend(photos);
+    let (ours, bundled) = (common::kestrel_ok(&ours), common::kestrel_ok(&bundled));
+    std::fs::remove_file(&file).ok();
+    for (a, b) in ours.lines().zip(bundled.lines()) {
+        let (a, b): (Value, Value) = (serde_json::from_str(a).unwrap(), serde_json::from_str(b).unwrap());
+        assert_eq!(a["detections"], b["detections"]);
+    }
+    assert!(ours.contains("\"keypoints\":[["), "{ours}");
+}

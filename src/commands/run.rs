@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use kestrel_engine::{Engine, Tensor, TensorSpec};
 use kestrel_vision::config::Decoder;
 use kestrel_vision::decode::raw::{self, OutputSummary};
-use kestrel_vision::decode::{blazeface, classify, gfl, segmentation, yolo, Detection};
+use kestrel_vision::decode::ssd_anchors::{self, SsdOptions};
+use kestrel_vision::decode::{classify, gfl, segmentation, yolo, Detection};
 use kestrel_vision::image::RgbImage;
 use kestrel_vision::preprocess::FrameMap;
 use kestrel_vision::{draw, image_io, preprocess, ModelConfig};
@@ -170,7 +171,7 @@ pub enum Decoded {
 /// same [`Decoded`] allocates nothing (the raw decoder aside).
 #[derive(Default)]
 pub struct ResultDecoder {
-    faces: blazeface::Decoder,
+    ssd: ssd_anchors::Decoder,
     yolo: yolo::Decoder,
     gfl: gfl::Decoder,
     regions: segmentation::Decoder,
@@ -197,8 +198,13 @@ impl ResultDecoder {
                 }
             }
             Decoder::Blazeface { score_threshold, iou_threshold } => {
-                let (reg, scores) = blazeface_outputs(outputs)?;
-                self.faces.decode(reg, scores, frame, (*score_threshold, *iou_threshold), detections(into))?;
+                let options = SsdOptions::blazeface_short_range(*score_threshold, *iou_threshold);
+                let (boxes, scores) = ssd_outputs(outputs, &options)?;
+                self.ssd.decode(boxes, scores, frame, &options, detections(into))?;
+            }
+            Decoder::SsdAnchors(options) => {
+                let (boxes, scores) = ssd_outputs(outputs, options)?;
+                self.ssd.decode(boxes, scores, frame, options, detections(into))?;
             }
             Decoder::Yolo {
                 labels,
@@ -325,18 +331,24 @@ fn f32_output(outputs: &[Tensor], ix: usize) -> Result<&[f32]> {
     t.as_f32().with_context(|| format!("output #{ix} is {}, expected float32", t.dtype_name()))
 }
 
-/// BlazeFace's two outputs, told apart by their last dimension (16 box values vs 1 score).
-fn blazeface_outputs(outputs: &[Tensor]) -> Result<(&[f32], &[f32])> {
-    let find = |last: usize| {
-        outputs.iter().position(|t| t.shape.last() == Some(&last)).with_context(|| {
-            format!(
-                "BlazeFace decoder: no output with last dimension {last} (got shapes {:?})",
+/// An SSD model's box and score outputs, told apart by their last dimension (`num_coords`
+/// box values vs `num_classes` scores); in output order when those are equal.
+fn ssd_outputs<'t>(outputs: &'t [Tensor], o: &SsdOptions) -> Result<(&'t [f32], &'t [f32])> {
+    let find = |last: usize, skip: Option<usize>| {
+        outputs.iter().enumerate().position(|(i, t)| Some(i) != skip && t.shape.last() == Some(&last)).with_context(
+            || {
+                format!(
+                "SSD decoder: no output with last dimension {last} (num_coords {}, num_classes {}; got shapes {:?})",
+                o.num_coords,
+                o.num_classes,
                 outputs.iter().map(|t| &t.shape).collect::<Vec<_>>()
             )
-        })
+            },
+        )
     };
-    let (r, s) = (find(blazeface::VALUES_PER_ANCHOR)?, find(1)?);
-    Ok((f32_output(outputs, r)?, f32_output(outputs, s)?))
+    let b = find(o.num_coords, None)?;
+    let s = find(o.num_classes, Some(b))?;
+    Ok((f32_output(outputs, b)?, f32_output(outputs, s)?))
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {

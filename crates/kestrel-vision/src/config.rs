@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::decode::ssd_anchors::SsdOptions;
 use crate::decode::yolo::YoloLayout;
 use crate::VisionError;
 
@@ -190,6 +191,9 @@ pub enum Decoder {
         #[serde(default = "default_iou")]
         iou_threshold: f32,
     },
+    /// MediaPipe-style SSD detectors, with MediaPipe's option names.
+    #[serde(rename = "ssd_anchors")]
+    SsdAnchors(SsdOptions),
     /// Ultralytics YOLO exports (v5, v8/v11, end-to-end): one output of boxes and class scores.
     Yolo {
         #[serde(default)]
@@ -384,6 +388,9 @@ impl ModelConfig {
                      (got {unclip_ratio}), max_detections within 1..=100000 (got {max_detections})"
                 )));
             }
+        }
+        if let Decoder::SsdAnchors(o) = &cfg.decoder {
+            o.check().map_err(|e| err(format!("ssd_anchors decoder: {e}")))?;
         }
         if let Decoder::Blazeface { score_threshold, iou_threshold } = &cfg.decoder {
             check_thresholds(*score_threshold, *iou_threshold).map_err(err)?;

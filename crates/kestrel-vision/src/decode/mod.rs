@@ -6,6 +6,7 @@ pub mod gfl;
 pub mod nms;
 pub mod raw;
 pub mod segmentation;
+pub mod ssd_anchors;
 pub mod yolo;
 
 use serde::{Deserialize, Serialize};
