@@ -238,7 +238,27 @@ def segmentation():
     json.dump({"config": config, "cases": reference}, open(f"{FIX}/segmentation/reference.json", "w"), indent=1)
 
 
+def landmarks():
+    """MediaPipe's hand landmarks: [1, 63] = 21 x (x, y, z) in input pixels, presence [1, 1].
+    Input: stretched to 224x224, RGB in [0, 1] (MediaPipe feeds a hand crop the same way)."""
+    path = "models/hand-landmark/model.onnx"
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    reference = []
+    for photo in ["models/samples/astronaut.png", "models/samples/person.jpg"]:
+        img = Image.open(photo).convert("RGB")
+        x, (sx, sy) = stretch(img, 224, 224)
+        outs = sess.run(None, {"input_1": (x / 255.0).transpose(2, 0, 1)[None].astype(np.float32)})
+        save("landmarks", os.path.splitext(os.path.basename(photo))[0], outs, compress=True)
+        pts = outs[0].reshape(21, 3)[:, :2].astype(np.float64) * [sx, sy]
+        det = {"x_min": pts[:, 0].min(), "y_min": pts[:, 1].min(), "x_max": pts[:, 0].max(), "y_max": pts[:, 1].max(),
+               "score": float(outs[1].item()), "class": None, "label": "", "keypoints": pts.tolist()}
+        reference.append({"image": photo, "width": img.size[0], "height": img.size[1], "detections": [det]})
+        print(f"landmarks {photo}: presence {outs[1].item():.4f}")
+    json.dump({"cases": reference}, open(f"{FIX}/landmarks/reference.json", "w"), indent=1)
+
+
 if __name__ == "__main__":
     yolo()
     gfl()
     segmentation()
+    landmarks()

@@ -8,7 +8,7 @@ mod common;
 use kestrel_vision::config::{Color, Layout, Preprocess, Resize};
 use kestrel_vision::decode::yolo::{self, YoloLayout};
 use kestrel_vision::decode::Detection;
-use kestrel_vision::decode::{gfl, segmentation};
+use kestrel_vision::decode::{gfl, landmarks, segmentation};
 use kestrel_vision::preprocess::Placement;
 use serde_json::Value;
 
@@ -284,4 +284,88 @@ min_suppression_threshold = 0.3
         assert_eq!(a["detections"], b["detections"]);
     }
     assert!(ours.contains("\"keypoints\":[["), "{ours}");
+}
+
+#[test]
+fn landmarks_decode_as_the_reference() {
+    let r = reference("landmarks");
+    // No bundled photo shows a bare hand (presence stays near 0): compare with the threshold at 0.
+    let params = landmarks::Params {
+        num_landmarks: 21,
+        values_per_landmark: 3,
+        normalized: false,
+        presence_threshold: 0.0,
+        presence_sigmoid: false,
+    };
+    let pre = Preprocess::plain(224, 224, Layout::Nchw, Color::Rgb);
+    for case in r["cases"].as_array().unwrap() {
+        let image = case["image"].as_str().unwrap();
+        let dir = common::repo().join("tests/fixtures/decoders/landmarks");
+        let read = |i: usize| common::read_pb_gz(&dir.join(format!("{}.output_{i}.pb.gz", stem(image)))).unwrap();
+        let (points, presence) = (read(0), read(1));
+        let size = (case["width"].as_u64().unwrap() as u32, case["height"].as_u64().unwrap() as u32);
+        let mut out = Vec::new();
+        let frame = Placement::new(&pre, size.0, size.1).frame;
+        landmarks::decode(points.as_f32().unwrap(), Some(presence.as_f32().unwrap()[0]), &frame, &params, &mut out)
+            .unwrap();
+        let want = case["detections"].as_array().unwrap();
+        assert_same(&out, want, 1.0, 1e-3, image);
+        let keypoints = want[0]["keypoints"].as_array().unwrap();
+        assert_eq!(out[0].keypoints.len(), 21);
+        for (got, want) in out[0].keypoints.iter().zip(keypoints) {
+            let (x, y) = (want[0].as_f64().unwrap(), want[1].as_f64().unwrap());
+            assert!((f64::from(got.0) - x).abs() <= 1.0 && (f64::from(got.1) - y).abs() <= 1.0, "{got:?} vs {want}");
+        }
+    }
+}
+
+/// The bundled hand landmark model with its config (the threshold lowered to 0, see above).
+#[test]
+fn the_hand_landmark_model_runs_with_its_config() {
+    let r = reference("landmarks");
+    let config = std::fs::read_to_string(common::repo().join("models/hand-landmark/kestrel.toml"))
+        .unwrap()
+        .replace("presence_threshold = 0.5", "presence_threshold = 0.0");
+    let cases: Vec<&Value> = r["cases"].as_array().unwrap().iter().collect();
+    run_matches_reference("models/hand-landmark/model.onnx", &config, &cases, 0.8);
+    // At MediaPipe's threshold, no hand is reported on photos without one.
+    let out = common::kestrel_ok(&["run", "models/hand-landmark/model.onnx", "models/samples/astronaut.png", "--json"]);
+    assert!(out.contains("\"detections\":[]"), "{out}");
+}
+
+/// Decoders that do not fit the model's outputs, and absurd decoder settings: one clear error
+/// and exit code 1, never a panic.
+#[test]
+fn mismatched_or_absurd_decoders_fail_in_one_line() {
+    let preprocess = "[preprocess]\nwidth = 128\nheight = 128\nlayout = \"nchw\"\ncolor = \"rgb\"\nresize = \"letterbox\"\nrange = [-1.0, 1.0]\n";
+    let cases = [
+        ("kind = \"yolo\"", "fits no YOLO layout"),
+        ("kind = \"gfl\"\nlabels = [\"a\"]\nstrides = [8, 16]", "no [1, 256, 1] scores"),
+        ("kind = \"landmarks\"\nnum_landmarks = 5", "no output of 15 values"),
+        ("kind = \"gfl\"\nlabels = [\"a\"]\nstrides = [0]\nreg_max = 1000", "reg_max within 1..=64"),
+        ("kind = \"yolo\"\nscore_threshold = nan", "within [0, 1]"),
+        ("kind = \"segmentation\"\nunclip_ratio = 1e30", "unclip_ratio within [0, 100]"),
+        (
+            "kind = \"ssd_anchors\"\nnum_layers = 1\nmin_scale = 0.1\nmax_scale = 0.5\ninput_size_width = 8192\n\
+             input_size_height = 8192\nstrides = [1]\nnum_classes = 1\nnum_boxes = 896\nnum_coords = 16\n\
+             x_scale = 1.0\ny_scale = 1.0\nw_scale = 1.0\nh_scale = 1.0",
+            "generate 134217728 anchors; num_boxes says 896",
+        ),
+    ];
+    let file = std::env::temp_dir().join(format!("kestrel-bad-decoder-{}.toml", std::process::id()));
+    let file_s = file.display().to_string();
+    for (decoder, phrase) in cases {
+        std::fs::write(&file, format!("{preprocess}\n[decoder]\n{decoder}\n")).unwrap();
+        let out = common::kestrel(&[
+            "run",
+            "models/blazeface/model.onnx",
+            "models/samples/astronaut.png",
+            "--config",
+            &file_s,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{decoder}: {stderr}");
+        assert!(stderr.contains(phrase) && !stderr.contains("panicked"), "{decoder}: {stderr}");
+    }
+    std::fs::remove_file(&file).ok();
 }

@@ -8,7 +8,7 @@ use kestrel_engine::{Engine, Tensor, TensorSpec};
 use kestrel_vision::config::Decoder;
 use kestrel_vision::decode::raw::{self, OutputSummary};
 use kestrel_vision::decode::ssd_anchors::{self, SsdOptions};
-use kestrel_vision::decode::{classify, gfl, segmentation, yolo, Detection};
+use kestrel_vision::decode::{classify, gfl, landmarks, segmentation, yolo, Detection};
 use kestrel_vision::image::RgbImage;
 use kestrel_vision::preprocess::FrameMap;
 use kestrel_vision::{draw, image_io, preprocess, ModelConfig};
@@ -286,6 +286,39 @@ impl ResultDecoder {
                 let map = f32_output(outputs, 0)?;
                 self.regions.decode(map, shape, frame, &params, detections(into))?;
             }
+            Decoder::Landmarks {
+                num_landmarks,
+                values_per_landmark,
+                normalized,
+                presence_threshold,
+                presence_sigmoid,
+                landmarks_output,
+                presence_output,
+            } => {
+                let params = landmarks::Params {
+                    num_landmarks: *num_landmarks,
+                    values_per_landmark: *values_per_landmark,
+                    normalized: *normalized,
+                    presence_threshold: *presence_threshold,
+                    presence_sigmoid: *presence_sigmoid,
+                };
+                let values = num_landmarks * values_per_landmark;
+                let l = self.output(outputs, landmarks_output.as_deref(), |t| t.len() == values, None).with_context(
+                    || {
+                        format!(
+                            "landmarks decoder: no output of {values} values ({num_landmarks} x {values_per_landmark})"
+                        )
+                    },
+                )?;
+                let presence = match self.output(outputs, presence_output.as_deref(), |t| t.len() == 1, Some(l)) {
+                    Some(i) => Some(*f32_output(outputs, i)?.first().context("empty presence output")?),
+                    None if presence_output.is_some() => {
+                        bail!("landmarks decoder: no output named {presence_output:?}")
+                    }
+                    None => None,
+                };
+                landmarks::decode(f32_output(outputs, l)?, presence, frame, &params, detections(into))?;
+            }
             Decoder::Raw { top } => {
                 let summaries = outputs
                     .iter()
@@ -302,6 +335,22 @@ impl ResultDecoder {
             }
         }
         Ok(())
+    }
+}
+
+impl ResultDecoder {
+    /// The output named `name`, else the first (other than `skip`) that `fits`.
+    fn output(
+        &self,
+        outputs: &[Tensor],
+        name: Option<&str>,
+        fits: impl Fn(&Tensor) -> bool,
+        skip: Option<usize>,
+    ) -> Option<usize> {
+        match name {
+            Some(name) => self.names.iter().position(|n| n == name).filter(|&i| i < outputs.len()),
+            None => outputs.iter().enumerate().position(|(i, t)| Some(i) != skip && fits(t)),
+        }
     }
 }
 

@@ -258,6 +258,24 @@ pub enum Decoder {
         #[serde(default)]
         background: Option<usize>,
     },
+    /// Regressed landmarks (MediaPipe hand/face/pose landmark models) and a presence score.
+    Landmarks {
+        num_landmarks: usize,
+        #[serde(default = "default_landmark_values")]
+        values_per_landmark: usize,
+        /// Coordinates are fractions of the input (else input pixels).
+        #[serde(default)]
+        normalized: bool,
+        #[serde(default = "default_score")]
+        presence_threshold: f32,
+        #[serde(default)]
+        presence_sigmoid: bool,
+        /// Output names (default: the first output of the right size; the first single value).
+        #[serde(default)]
+        landmarks_output: Option<String>,
+        #[serde(default)]
+        presence_output: Option<String>,
+    },
     /// No decoding: every output summarized (shape, min/max/mean, the largest values).
     Raw {
         /// How many of each output's largest values to report.
@@ -310,6 +328,9 @@ fn default_unclip() -> f32 {
 }
 fn default_seg_max() -> usize {
     1000
+}
+fn default_landmark_values() -> usize {
+    3
 }
 fn default_top_k() -> usize {
     5
@@ -391,6 +412,17 @@ impl ModelConfig {
         }
         if let Decoder::SsdAnchors(o) = &cfg.decoder {
             o.check().map_err(|e| err(format!("ssd_anchors decoder: {e}")))?;
+        }
+        if let Decoder::Landmarks { num_landmarks, values_per_landmark, presence_threshold, .. } = &cfg.decoder {
+            if !(1..=100_000).contains(num_landmarks)
+                || !(2..=16).contains(values_per_landmark)
+                || !presence_threshold.is_finite()
+            {
+                return Err(err(format!(
+                    "landmarks decoder: num_landmarks {num_landmarks} (1..=100000), values_per_landmark \
+                     {values_per_landmark} (2..=16), presence_threshold finite"
+                )));
+            }
         }
         if let Decoder::Blazeface { score_threshold, iou_threshold } = &cfg.decoder {
             check_thresholds(*score_threshold, *iou_threshold).map_err(err)?;

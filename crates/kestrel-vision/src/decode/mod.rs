@@ -3,6 +3,7 @@
 pub mod blazeface;
 pub mod classify;
 pub mod gfl;
+pub mod landmarks;
 pub mod nms;
 pub mod raw;
 pub mod segmentation;
