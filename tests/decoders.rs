@@ -6,9 +6,11 @@
 mod common;
 
 use kestrel_vision::config::{Color, Layout, Preprocess, Resize};
-use kestrel_vision::decode::yolo::{self, YoloLayout};
+use kestrel_vision::decode::gfl::{self, GflConfig};
+use kestrel_vision::decode::landmarks::{self, LandmarksConfig};
+use kestrel_vision::decode::segmentation::{self, SegmentationConfig};
+use kestrel_vision::decode::yolo::{self, YoloConfig};
 use kestrel_vision::decode::Detection;
-use kestrel_vision::decode::{gfl, landmarks, segmentation};
 use kestrel_vision::preprocess::Placement;
 use serde_json::Value;
 
@@ -58,16 +60,11 @@ fn yolo_decodes_as_ultralytics_does() {
         let output = common::read_pb_gz(&dir.join(format!("{}.output_0.pb.gz", stem(image)))).unwrap();
         let size = (case["width"].as_u64().unwrap() as u32, case["height"].as_u64().unwrap() as u32);
         let frame = Placement::new(&pre, size.0, size.1).frame;
-        let params = yolo::Params {
-            labels: &labels,
+        let params = YoloConfig {
             score_threshold: case["score_threshold"].as_f64().unwrap() as f32,
             iou_threshold: case["iou_threshold"].as_f64().unwrap() as f32,
             max_detections: case["max_detections"].as_u64().unwrap() as usize,
-            class_agnostic: false,
-            layout: YoloLayout::Auto,
-            keypoints: 0,
-            keypoint_values: 3,
-            mask_coefficients: 0,
+            ..YoloConfig::new(labels.clone())
         };
         decoder.decode(output.as_f32().unwrap(), &output.shape, &frame, &params, &mut out).unwrap();
         let what = format!("{image} at score {}", params.score_threshold);
@@ -129,17 +126,13 @@ fn gfl_decodes_as_paddledetection_does() {
     let strides: Vec<usize> = c["strides"].as_array().unwrap().iter().map(|s| s.as_u64().unwrap() as usize).collect();
     let (w, h) = (c["width"].as_u64().unwrap() as u32, c["height"].as_u64().unwrap() as u32);
     let pre = Preprocess::plain(w, h, Layout::Nchw, Color::Rgb);
-    let params = gfl::Params {
-        labels: &labels,
-        strides: &strides,
+    let params = GflConfig {
         reg_max: c["reg_max"].as_u64().unwrap() as usize,
-        center_offset: 0.5,
-        sigmoid: false,
         score_threshold: c["score_threshold"].as_f64().unwrap() as f32,
         iou_threshold: c["iou_threshold"].as_f64().unwrap() as f32,
         pre_nms_top_k: c["pre_nms_top_k"].as_u64().unwrap() as usize,
         max_detections: c["max_detections"].as_u64().unwrap() as usize,
-        class_agnostic: false,
+        ..GflConfig::new(labels, strides)
     };
     let mut decoder = gfl::Decoder::default();
     let mut out = Vec::new();
@@ -185,14 +178,12 @@ fn segmentation_decodes_db_text_maps_as_the_reference() {
     let r = reference("segmentation");
     let c = &r["config"];
     let f = |k: &str| c[k].as_f64().unwrap() as f32;
-    let params = segmentation::Params {
-        labels: &[],
+    let params = SegmentationConfig {
         threshold: f("threshold"),
         box_threshold: f("box_threshold"),
         min_size: f("min_size"),
         unclip_ratio: f("unclip_ratio"),
-        max_detections: 1000,
-        background: None,
+        ..SegmentationConfig::default()
     };
     let (w, h) = (c["width"].as_u64().unwrap() as u32, c["height"].as_u64().unwrap() as u32);
     let pre = Preprocess::plain(w, h, Layout::Nchw, Color::Bgr);
@@ -290,13 +281,7 @@ min_suppression_threshold = 0.3
 fn landmarks_decode_as_the_reference() {
     let r = reference("landmarks");
     // No bundled photo shows a bare hand (presence stays near 0): compare with the threshold at 0.
-    let params = landmarks::Params {
-        num_landmarks: 21,
-        values_per_landmark: 3,
-        normalized: false,
-        presence_threshold: 0.0,
-        presence_sigmoid: false,
-    };
+    let params = LandmarksConfig { presence_threshold: 0.0, ..LandmarksConfig::new(21) };
     let pre = Preprocess::plain(224, 224, Layout::Nchw, Color::Rgb);
     for case in r["cases"].as_array().unwrap() {
         let image = case["image"].as_str().unwrap();

@@ -206,118 +206,40 @@ impl ResultDecoder {
                 let (boxes, scores) = ssd_outputs(outputs, options)?;
                 self.ssd.decode(boxes, scores, frame, options, detections(into))?;
             }
-            Decoder::Yolo {
-                labels,
-                score_threshold,
-                iou_threshold,
-                max_detections,
-                class_agnostic,
-                layout,
-                keypoints,
-                keypoint_values,
-                mask_coefficients,
-            } => {
-                let params = yolo::Params {
-                    labels,
-                    score_threshold: *score_threshold,
-                    iou_threshold: *iou_threshold,
-                    max_detections: *max_detections,
-                    class_agnostic: *class_agnostic,
-                    layout: *layout,
-                    keypoints: *keypoints,
-                    keypoint_values: *keypoint_values,
-                    mask_coefficients: *mask_coefficients,
-                };
+            Decoder::Yolo(c) => {
                 let shape = &outputs.first().context("the model has no output")?.shape;
-                let values = f32_output(outputs, 0)?;
-                let dets = detections(into);
-                self.yolo.decode(values, shape, frame, &params, dets)?;
+                self.yolo.decode(f32_output(outputs, 0)?, shape, frame, c, detections(into))?;
             }
-            Decoder::Gfl {
-                labels,
-                strides,
-                reg_max,
-                center_offset,
-                sigmoid,
-                score_threshold,
-                iou_threshold,
-                pre_nms_top_k,
-                max_detections,
-                class_agnostic,
-            } => {
-                let params = gfl::Params {
-                    labels,
-                    strides,
-                    reg_max: *reg_max,
-                    center_offset: *center_offset,
-                    sigmoid: *sigmoid,
-                    score_threshold: *score_threshold,
-                    iou_threshold: *iou_threshold,
-                    pre_nms_top_k: *pre_nms_top_k,
-                    max_detections: *max_detections,
-                    class_agnostic: *class_agnostic,
-                };
+            Decoder::Gfl(c) => {
                 let tensors = (0..outputs.len())
                     .map(|i| Ok((f32_output(outputs, i)?, outputs[i].shape.as_slice())))
                     .collect::<Result<Vec<_>>>()?;
                 let input = (frame.input_width as usize, frame.input_height as usize);
-                let levels = gfl::levels(&tensors, &params, input)?;
-                self.gfl.decode(&levels, frame, &params, detections(into))?;
+                let levels = gfl::levels(&tensors, c, input)?;
+                self.gfl.decode(&levels, frame, c, detections(into))?;
             }
-            Decoder::Segmentation {
-                labels,
-                threshold,
-                box_threshold,
-                min_size,
-                unclip_ratio,
-                max_detections,
-                background,
-            } => {
-                let params = segmentation::Params {
-                    labels,
-                    threshold: *threshold,
-                    box_threshold: *box_threshold,
-                    min_size: *min_size,
-                    unclip_ratio: *unclip_ratio,
-                    max_detections: *max_detections,
-                    background: *background,
-                };
+            Decoder::Segmentation(c) => {
                 let shape = &outputs.first().context("the model has no output")?.shape;
-                let map = f32_output(outputs, 0)?;
-                self.regions.decode(map, shape, frame, &params, detections(into))?;
+                self.regions.decode(f32_output(outputs, 0)?, shape, frame, c, detections(into))?;
             }
-            Decoder::Landmarks {
-                num_landmarks,
-                values_per_landmark,
-                normalized,
-                presence_threshold,
-                presence_sigmoid,
-                landmarks_output,
-                presence_output,
-            } => {
-                let params = landmarks::Params {
-                    num_landmarks: *num_landmarks,
-                    values_per_landmark: *values_per_landmark,
-                    normalized: *normalized,
-                    presence_threshold: *presence_threshold,
-                    presence_sigmoid: *presence_sigmoid,
-                };
-                let values = num_landmarks * values_per_landmark;
-                let l = self.output(outputs, landmarks_output.as_deref(), |t| t.len() == values, None).with_context(
+            Decoder::Landmarks(c) => {
+                let values = c.num_landmarks * c.values_per_landmark;
+                let l = self.output(outputs, c.landmarks_output.as_deref(), |t| t.len() == values, None).with_context(
                     || {
                         format!(
-                            "landmarks decoder: no output of {values} values ({num_landmarks} x {values_per_landmark})"
+                            "landmarks decoder: no output of {values} values ({} x {})",
+                            c.num_landmarks, c.values_per_landmark
                         )
                     },
                 )?;
-                let presence = match self.output(outputs, presence_output.as_deref(), |t| t.len() == 1, Some(l)) {
+                let presence = match self.output(outputs, c.presence_output.as_deref(), |t| t.len() == 1, Some(l)) {
                     Some(i) => Some(*f32_output(outputs, i)?.first().context("empty presence output")?),
-                    None if presence_output.is_some() => {
-                        bail!("landmarks decoder: no output named {presence_output:?}")
+                    None if c.presence_output.is_some() => {
+                        bail!("landmarks decoder: no output named {:?}", c.presence_output)
                     }
                     None => None,
                 };
-                landmarks::decode(f32_output(outputs, l)?, presence, frame, &params, detections(into))?;
+                landmarks::decode(f32_output(outputs, l)?, presence, frame, c, detections(into))?;
             }
             Decoder::Raw { top } => {
                 let summaries = outputs

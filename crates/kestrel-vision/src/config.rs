@@ -4,8 +4,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::decode::check_thresholds;
+use crate::decode::gfl::GflConfig;
+use crate::decode::landmarks::LandmarksConfig;
+use crate::decode::segmentation::SegmentationConfig;
 use crate::decode::ssd_anchors::SsdOptions;
-use crate::decode::yolo::YoloLayout;
+use crate::decode::yolo::YoloConfig;
 use crate::VisionError;
 
 /// Preprocessing and decoding for one model.
@@ -139,14 +143,6 @@ impl Preprocess {
     }
 }
 
-/// Scores and IoUs are fractions.
-fn check_thresholds(score: f32, iou: f32) -> Result<(), String> {
-    if !(0.0..=1.0).contains(&score) || !(0.0..=1.0).contains(&iou) {
-        return Err(format!("score_threshold {score} and iou_threshold {iou} must be within [0, 1]"));
-    }
-    Ok(())
-}
-
 fn zeros() -> [f32; 3] {
     [0.0; 3]
 }
@@ -195,87 +191,13 @@ pub enum Decoder {
     #[serde(rename = "ssd_anchors")]
     SsdAnchors(SsdOptions),
     /// Ultralytics YOLO exports (v5, v8/v11, end-to-end): one output of boxes and class scores.
-    Yolo {
-        #[serde(default)]
-        labels: Vec<String>,
-        #[serde(default = "default_yolo_score")]
-        score_threshold: f32,
-        #[serde(default = "default_yolo_iou")]
-        iou_threshold: f32,
-        #[serde(default = "default_max_detections")]
-        max_detections: usize,
-        /// Boxes of different classes suppress each other too.
-        #[serde(default)]
-        class_agnostic: bool,
-        #[serde(default)]
-        layout: YoloLayout,
-        /// Pose models: keypoints per box and values per keypoint (x, y[, visibility]).
-        #[serde(default)]
-        keypoints: usize,
-        #[serde(default = "default_keypoint_values")]
-        keypoint_values: usize,
-        /// Segmentation models: mask coefficients after the class scores (skipped).
-        #[serde(default)]
-        mask_coefficients: usize,
-    },
+    Yolo(YoloConfig),
     /// GFL heads (PicoDet, NanoDet): per-level class scores and distance distributions.
-    Gfl {
-        labels: Vec<String>,
-        /// Stride of each level, finest first.
-        strides: Vec<usize>,
-        #[serde(default = "default_reg_max")]
-        reg_max: usize,
-        #[serde(default = "default_center_offset")]
-        center_offset: f32,
-        #[serde(default)]
-        sigmoid: bool,
-        #[serde(default = "default_gfl_score")]
-        score_threshold: f32,
-        #[serde(default = "default_gfl_iou")]
-        iou_threshold: f32,
-        #[serde(default = "default_pre_nms_top_k")]
-        pre_nms_top_k: usize,
-        #[serde(default = "default_gfl_max")]
-        max_detections: usize,
-        #[serde(default)]
-        class_agnostic: bool,
-    },
+    Gfl(GflConfig),
     /// A probability map (DB text detectors) or class map: regions to boxes.
-    Segmentation {
-        #[serde(default)]
-        labels: Vec<String>,
-        #[serde(default = "default_seg_threshold")]
-        threshold: f32,
-        #[serde(default = "default_box_threshold")]
-        box_threshold: f32,
-        #[serde(default = "default_min_size")]
-        min_size: f32,
-        #[serde(default = "default_unclip")]
-        unclip_ratio: f32,
-        #[serde(default = "default_seg_max")]
-        max_detections: usize,
-        /// Class maps: the class whose pixels are background.
-        #[serde(default)]
-        background: Option<usize>,
-    },
+    Segmentation(SegmentationConfig),
     /// Regressed landmarks (MediaPipe hand/face/pose landmark models) and a presence score.
-    Landmarks {
-        num_landmarks: usize,
-        #[serde(default = "default_landmark_values")]
-        values_per_landmark: usize,
-        /// Coordinates are fractions of the input (else input pixels).
-        #[serde(default)]
-        normalized: bool,
-        #[serde(default = "default_score")]
-        presence_threshold: f32,
-        #[serde(default)]
-        presence_sigmoid: bool,
-        /// Output names (default: the first output of the right size; the first single value).
-        #[serde(default)]
-        landmarks_output: Option<String>,
-        #[serde(default)]
-        presence_output: Option<String>,
-    },
+    Landmarks(LandmarksConfig),
     /// No decoding: every output summarized (shape, min/max/mean, the largest values).
     Raw {
         /// How many of each output's largest values to report.
@@ -284,54 +206,6 @@ pub enum Decoder {
     },
 }
 
-fn default_yolo_score() -> f32 {
-    0.25
-}
-fn default_yolo_iou() -> f32 {
-    0.45
-}
-fn default_max_detections() -> usize {
-    300
-}
-fn default_keypoint_values() -> usize {
-    3
-}
-fn default_reg_max() -> usize {
-    7
-}
-fn default_center_offset() -> f32 {
-    0.5
-}
-fn default_gfl_score() -> f32 {
-    0.4
-}
-fn default_gfl_iou() -> f32 {
-    0.5
-}
-fn default_pre_nms_top_k() -> usize {
-    1000
-}
-fn default_gfl_max() -> usize {
-    100
-}
-fn default_seg_threshold() -> f32 {
-    0.3
-}
-fn default_box_threshold() -> f32 {
-    0.6
-}
-fn default_min_size() -> f32 {
-    3.0
-}
-fn default_unclip() -> f32 {
-    1.5
-}
-fn default_seg_max() -> usize {
-    1000
-}
-fn default_landmark_values() -> usize {
-    3
-}
 fn default_top_k() -> usize {
     5
 }
@@ -359,74 +233,16 @@ impl ModelConfig {
                 return Err(err("a classifier needs labels and top_k >= 1".into()));
             }
         }
-        if let Decoder::Yolo { score_threshold, iou_threshold, max_detections, keypoints, keypoint_values, .. } =
-            &cfg.decoder
-        {
-            check_thresholds(*score_threshold, *iou_threshold).map_err(err)?;
-            if !(1..=100_000).contains(max_detections) || *keypoints > 1000 || !(2..=3).contains(keypoint_values) {
-                return Err(err(format!(
-                    "yolo decoder: max_detections {max_detections} (1..=100000), keypoints {keypoints} (at most \
-                     1000), keypoint_values {keypoint_values} (2 or 3)"
-                )));
-            }
-        }
-        if let Decoder::Gfl {
-            labels,
-            strides,
-            reg_max,
-            center_offset,
-            score_threshold,
-            iou_threshold,
-            pre_nms_top_k,
-            max_detections,
-            ..
-        } = &cfg.decoder
-        {
-            check_thresholds(*score_threshold, *iou_threshold).map_err(err)?;
-            let sane = !labels.is_empty()
-                && labels.len() <= 100_000
-                && (1..=8).contains(&strides.len())
-                && strides.iter().all(|s| (1..=1024).contains(s))
-                && (1..=64).contains(reg_max)
-                && (0.0..=1.0).contains(center_offset)
-                && (1..=100_000).contains(pre_nms_top_k)
-                && (1..=100_000).contains(max_detections);
-            if !sane {
-                return Err(err(format!(
-                    "gfl decoder: needs labels (one per class), 1 to 8 strides within 1..=1024 (got {strides:?}), \
-                     reg_max within 1..=64 (got {reg_max}), center_offset within [0, 1] (got {center_offset}), \
-                     pre_nms_top_k and max_detections within 1..=100000"
-                )));
-            }
-        }
-        if let Decoder::Segmentation { threshold, box_threshold, min_size, unclip_ratio, max_detections, .. } =
-            &cfg.decoder
-        {
-            let finite = [threshold, box_threshold, min_size, unclip_ratio].iter().all(|v| v.is_finite());
-            if !finite || !(0.0..=100.0).contains(unclip_ratio) || !(1..=100_000).contains(max_detections) {
-                return Err(err(format!(
-                    "segmentation decoder: thresholds and min_size must be finite, unclip_ratio within [0, 100] \
-                     (got {unclip_ratio}), max_detections within 1..=100000 (got {max_detections})"
-                )));
-            }
-        }
-        if let Decoder::SsdAnchors(o) = &cfg.decoder {
-            o.check().map_err(|e| err(format!("ssd_anchors decoder: {e}")))?;
-        }
-        if let Decoder::Landmarks { num_landmarks, values_per_landmark, presence_threshold, .. } = &cfg.decoder {
-            if !(1..=100_000).contains(num_landmarks)
-                || !(2..=16).contains(values_per_landmark)
-                || !presence_threshold.is_finite()
-            {
-                return Err(err(format!(
-                    "landmarks decoder: num_landmarks {num_landmarks} (1..=100000), values_per_landmark \
-                     {values_per_landmark} (2..=16), presence_threshold finite"
-                )));
-            }
-        }
-        if let Decoder::Blazeface { score_threshold, iou_threshold } = &cfg.decoder {
-            check_thresholds(*score_threshold, *iou_threshold).map_err(err)?;
-        }
+        let checked = match &cfg.decoder {
+            Decoder::SsdAnchors(o) => o.check().map_err(|e| format!("ssd_anchors decoder: {e}")),
+            Decoder::Yolo(c) => c.check().map_err(|e| format!("yolo decoder: {e}")),
+            Decoder::Gfl(c) => c.check().map_err(|e| format!("gfl decoder: {e}")),
+            Decoder::Segmentation(c) => c.check().map_err(|e| format!("segmentation decoder: {e}")),
+            Decoder::Landmarks(c) => c.check().map_err(|e| format!("landmarks decoder: {e}")),
+            Decoder::Blazeface { score_threshold, iou_threshold } => check_thresholds(*score_threshold, *iou_threshold),
+            _ => Ok(()),
+        };
+        checked.map_err(err)?;
         if let Decoder::Raw { top } = &cfg.decoder {
             if *top > 1000 {
                 return Err(err(format!("raw decoder: top = {top} (at most 1000)")));

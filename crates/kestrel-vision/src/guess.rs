@@ -2,7 +2,7 @@
 //! shape, outputs left raw. Every guess is stated, so a user knows what to correct.
 
 use crate::config::{Color, Decoder, Layout, ModelConfig, Preprocess, Resize};
-use crate::decode::yolo::YoloLayout;
+use crate::decode::yolo::YoloConfig;
 use crate::VisionError;
 
 /// Height and width used for a dynamic spatial dimension when no shape is given.
@@ -84,17 +84,12 @@ impl Ultralytics {
             "detect" | "pose" | "segment" => {
                 (p.resize, p.pad_value) = (Resize::Letterbox, 114);
                 let (keypoints, keypoint_values) = self.keypoints.unwrap_or((0, 3));
-                Decoder::Yolo {
-                    labels: self.labels,
-                    score_threshold: 0.25,
-                    iou_threshold: 0.45,
-                    max_detections: 300,
-                    class_agnostic: false,
-                    layout: YoloLayout::Auto,
+                Decoder::Yolo(YoloConfig {
                     keypoints,
                     keypoint_values,
                     mask_coefficients: if self.task == "segment" { 32 } else { 0 },
-                }
+                    ..YoloConfig::new(self.labels)
+                })
             }
             "classify" => {
                 p.resize = Resize::Crop;
@@ -111,7 +106,7 @@ impl Ultralytics {
             p.height,
             if p.resize == Resize::Crop { "centre crop" } else { "letterbox padded with 114" },
             match &decoder {
-                Decoder::Yolo { labels, .. } | Decoder::Classifier { labels, .. } => labels.len(),
+                Decoder::Yolo(YoloConfig { labels, .. }) | Decoder::Classifier { labels, .. } => labels.len(),
                 _ => 0,
             }
         ));
@@ -249,7 +244,9 @@ mod tests {
         let g = guess("images", &dims, None, &meta).unwrap();
         let p = g.config.preprocess;
         assert_eq!((p.width, p.height, p.resize, p.pad_value), (480, 320, Resize::Letterbox, 114));
-        let Decoder::Yolo { labels, keypoints, .. } = &g.config.decoder else { panic!("{:?}", g.config.decoder) };
+        let Decoder::Yolo(YoloConfig { labels, keypoints, .. }) = &g.config.decoder else {
+            panic!("{:?}", g.config.decoder)
+        };
         assert_eq!((labels.as_slice(), *keypoints), (&["person".to_string(), "it's".into(), "a, b".into()][..], 0));
         assert!(g.notes.iter().any(|n| n.contains("Ultralytics detect export")), "{:?}", g.notes);
         // --input-shape wins over imgsz; an unknown task keeps the plain guess.
@@ -264,7 +261,8 @@ mod tests {
             ("names", "{0: 'person'}"),
             ("kpt_shape", "[17, 3]"),
         ];
-        let Decoder::Yolo { keypoints, keypoint_values, .. } = guess("i", &dims, None, &pose).unwrap().config.decoder
+        let Decoder::Yolo(YoloConfig { keypoints, keypoint_values, .. }) =
+            guess("i", &dims, None, &pose).unwrap().config.decoder
         else {
             panic!()
         };

@@ -4,29 +4,97 @@
 //! the best `pre_nms_top_k` cells of each level, every class above the threshold a candidate
 //! (a box may carry several classes), per-class NMS.
 
+use serde::{Deserialize, Serialize};
+
 use super::nms::{next_slot, Nms, Suppress};
 use super::Detection;
 use crate::preprocess::FrameMap;
 use crate::VisionError;
 
-/// What the decoder needs from the config.
-#[derive(Debug, Clone, Copy)]
-pub struct Params<'a> {
-    pub labels: &'a [String],
+/// The `gfl` decoder's config (defaults: PaddleDetection's PicoDet, as rapid-layout decodes it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GflConfig {
+    pub labels: Vec<String>,
     /// Stride of each level, finest first.
-    pub strides: &'a [usize],
+    pub strides: Vec<usize>,
     /// Bins per side minus one (PicoDet: 7, NanoDet: 7 or 10).
+    #[serde(default = "default_reg_max")]
     pub reg_max: usize,
     /// Cell centres at `(i + offset) * stride` (PicoDet: 0.5; NanoDet-Plus: 0).
+    #[serde(default = "default_center_offset")]
     pub center_offset: f32,
     /// Scores are logits (apply a sigmoid); most exports apply it inside.
+    #[serde(default)]
     pub sigmoid: bool,
+    #[serde(default = "default_score")]
     pub score_threshold: f32,
+    #[serde(default = "default_iou")]
     pub iou_threshold: f32,
     /// Cells kept per level before NMS, by their best score.
+    #[serde(default = "default_pre_nms_top_k")]
     pub pre_nms_top_k: usize,
+    #[serde(default = "default_max")]
     pub max_detections: usize,
+    #[serde(default)]
     pub class_agnostic: bool,
+}
+
+fn default_reg_max() -> usize {
+    7
+}
+fn default_center_offset() -> f32 {
+    0.5
+}
+fn default_score() -> f32 {
+    0.4
+}
+fn default_iou() -> f32 {
+    0.5
+}
+fn default_pre_nms_top_k() -> usize {
+    1000
+}
+fn default_max() -> usize {
+    100
+}
+
+impl GflConfig {
+    /// PicoDet's defaults for these labels and strides.
+    pub fn new(labels: Vec<String>, strides: Vec<usize>) -> GflConfig {
+        GflConfig {
+            labels,
+            strides,
+            reg_max: default_reg_max(),
+            center_offset: default_center_offset(),
+            sigmoid: false,
+            score_threshold: default_score(),
+            iou_threshold: default_iou(),
+            pre_nms_top_k: default_pre_nms_top_k(),
+            max_detections: default_max(),
+            class_agnostic: false,
+        }
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        super::check_thresholds(self.score_threshold, self.iou_threshold)?;
+        let sane = !self.labels.is_empty()
+            && self.labels.len() <= 100_000
+            && (1..=8).contains(&self.strides.len())
+            && self.strides.iter().all(|s| (1..=1024).contains(s))
+            && (1..=64).contains(&self.reg_max)
+            && (0.0..=1.0).contains(&self.center_offset)
+            && (1..=100_000).contains(&self.pre_nms_top_k)
+            && (1..=100_000).contains(&self.max_detections);
+        if !sane {
+            return Err(format!(
+                "needs labels (one per class), 1 to 8 strides within 1..=1024 (got {:?}), reg_max within 1..=64 \
+                 (got {}), center_offset within [0, 1] (got {}), pre_nms_top_k and max_detections within 1..=100000",
+                self.strides, self.reg_max, self.center_offset
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One level's scores and box distributions.
@@ -40,7 +108,7 @@ pub struct Level<'t> {
 /// both, concatenated per cell, for every level (NanoDet-Plus exports).
 pub fn levels<'t>(
     outputs: &[(&'t [f32], &[usize])],
-    p: &Params,
+    p: &GflConfig,
     input: (usize, usize),
 ) -> Result<Vec<Level<'t>>, VisionError> {
     let fail = |why: String| Err(VisionError::Decode(format!("GFL decoder: {why}")));
@@ -109,7 +177,7 @@ impl Decoder {
         &mut self,
         levels: &[Level],
         frame: &FrameMap,
-        p: &Params,
+        p: &GflConfig,
         out: &mut Vec<Detection>,
     ) -> Result<(), VisionError> {
         let classes = p.labels.len();
@@ -119,7 +187,7 @@ impl Decoder {
         let step = if interleaved { classes + 4 * bins } else { classes };
         let box_step = if interleaved { classes + 4 * bins } else { 4 * bins };
         let mut n = 0;
-        for (level, &stride) in levels.iter().zip(p.strides) {
+        for (level, &stride) in levels.iter().zip(&p.strides) {
             let cols = (w as usize).div_ceil(stride);
             let cells = level.scores.len().div_ceil(step);
             let score = |cell: usize, c: usize| {
@@ -171,10 +239,7 @@ impl Decoder {
         let how = Suppress { iou_threshold: p.iou_threshold, weighted: false, agnostic: p.class_agnostic };
         self.nms.run(&self.candidates[..n], how, out);
         out.truncate(p.max_detections);
-        for d in out.iter_mut() {
-            (d.x_min, d.y_min) = frame.to_source(d.x_min, d.y_min);
-            (d.x_max, d.y_max) = frame.to_source(d.x_max, d.y_max);
-        }
+        out.iter_mut().for_each(|d| d.to_source(frame));
         Ok(())
     }
 }
@@ -192,19 +257,8 @@ fn expectation(d: &[f32], scratch: &mut Vec<f32>) -> f32 {
 mod tests {
     use super::*;
 
-    fn params<'a>(labels: &'a [String], strides: &'a [usize]) -> Params<'a> {
-        Params {
-            labels,
-            strides,
-            reg_max: 3,
-            center_offset: 0.5,
-            sigmoid: false,
-            score_threshold: 0.4,
-            iou_threshold: 0.5,
-            pre_nms_top_k: 1000,
-            max_detections: 100,
-            class_agnostic: false,
-        }
+    fn params(labels: &[String], strides: &[usize]) -> GflConfig {
+        GflConfig { reg_max: 3, ..GflConfig::new(labels.to_vec(), strides.to_vec()) }
     }
 
     #[test]

@@ -12,6 +12,16 @@ pub mod yolo;
 
 use serde::{Deserialize, Serialize};
 
+use crate::preprocess::FrameMap;
+
+/// Scores and IoUs are fractions.
+pub(crate) fn check_thresholds(score: f32, iou: f32) -> Result<(), String> {
+    if !(0.0..=1.0).contains(&score) || !(0.0..=1.0).contains(&iou) {
+        return Err(format!("score_threshold {score} and iou_threshold {iou} must be within [0, 1]"));
+    }
+    Ok(())
+}
+
 /// An axis-aligned box in source-image pixels with a score and optional keypoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
@@ -47,6 +57,15 @@ impl Detection {
 
     pub fn area(&self) -> f32 {
         (self.x_max - self.x_min).max(0.0) * (self.y_max - self.y_min).max(0.0)
+    }
+
+    /// Maps the box and keypoints from normalized model coordinates to source pixels.
+    pub fn to_source(&mut self, frame: &FrameMap) {
+        (self.x_min, self.y_min) = frame.to_source(self.x_min, self.y_min);
+        (self.x_max, self.y_max) = frame.to_source(self.x_max, self.y_max);
+        for k in &mut self.keypoints {
+            *k = frame.to_source(k.0, k.1);
+        }
     }
 
     /// Intersection over union with another box.

@@ -5,25 +5,80 @@
 //! Boxes are axis-aligned (PaddleOCR fits rotated rectangles to the region's contour instead:
 //! on level text the two agree).
 
+use serde::{Deserialize, Serialize};
+
 use super::Detection;
 use crate::preprocess::FrameMap;
 use crate::VisionError;
 
-/// What the decoder needs from the config.
-#[derive(Debug, Clone, Copy)]
-pub struct Params<'a> {
+/// The `segmentation` decoder's config (defaults: PaddleOCR's DB post-processing).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentationConfig {
     /// Class names for a class map (`[1, C, H, W]`, C > 1); a probability map needs none.
-    pub labels: &'a [String],
+    #[serde(default)]
+    pub labels: Vec<String>,
     /// A pixel of a probability map belongs to a region above this.
+    #[serde(default = "default_threshold")]
     pub threshold: f32,
     /// A region is kept when its mean probability (class maps: its class's) reaches this.
+    #[serde(default = "default_box_threshold")]
     pub box_threshold: f32,
+    #[serde(default = "default_min_size")]
     pub min_size: f32,
     /// Growth of each box: `area × unclip_ratio / perimeter` map pixels per side (0: none).
+    #[serde(default = "default_unclip")]
     pub unclip_ratio: f32,
+    #[serde(default = "default_max")]
     pub max_detections: usize,
     /// Class maps: the background class, whose pixels form no region.
+    #[serde(default)]
     pub background: Option<usize>,
+}
+
+fn default_threshold() -> f32 {
+    0.3
+}
+fn default_box_threshold() -> f32 {
+    0.6
+}
+fn default_min_size() -> f32 {
+    3.0
+}
+fn default_unclip() -> f32 {
+    1.5
+}
+fn default_max() -> usize {
+    1000
+}
+
+impl Default for SegmentationConfig {
+    fn default() -> SegmentationConfig {
+        SegmentationConfig {
+            labels: Vec::new(),
+            threshold: default_threshold(),
+            box_threshold: default_box_threshold(),
+            min_size: default_min_size(),
+            unclip_ratio: default_unclip(),
+            max_detections: default_max(),
+            background: None,
+        }
+    }
+}
+
+impl SegmentationConfig {
+    pub fn check(&self) -> Result<(), String> {
+        let finite =
+            [self.threshold, self.box_threshold, self.min_size, self.unclip_ratio].iter().all(|v| v.is_finite());
+        if !finite || !(0.0..=100.0).contains(&self.unclip_ratio) || !(1..=100_000).contains(&self.max_detections) {
+            return Err(format!(
+                "thresholds and min_size must be finite, unclip_ratio within [0, 100] (got {}), max_detections \
+                 within 1..=100000 (got {})",
+                self.unclip_ratio, self.max_detections
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The decoder with its scratch kept between frames.
@@ -43,7 +98,7 @@ impl Decoder {
         map: &[f32],
         shape: &[usize],
         frame: &FrameMap,
-        p: &Params,
+        p: &SegmentationConfig,
         out: &mut Vec<Detection>,
     ) -> Result<(), VisionError> {
         let (c, h, w) = match shape {
@@ -131,10 +186,7 @@ impl Decoder {
         // Best first (ties: first found, i.e. top to bottom), then the cap.
         out.sort_by(|a, b| b.score.total_cmp(&a.score));
         out.truncate(p.max_detections);
-        for d in out.iter_mut() {
-            (d.x_min, d.y_min) = frame.to_source(d.x_min, d.y_min);
-            (d.x_max, d.y_max) = frame.to_source(d.x_max, d.y_max);
-        }
+        out.iter_mut().for_each(|d| d.to_source(frame));
         Ok(())
     }
 }
@@ -143,15 +195,13 @@ impl Decoder {
 mod tests {
     use super::*;
 
-    fn params(labels: &[String]) -> Params<'_> {
-        Params {
-            labels,
-            threshold: 0.3,
-            box_threshold: 0.6,
+    fn params(labels: &[String]) -> SegmentationConfig {
+        SegmentationConfig {
+            labels: labels.to_vec(),
             min_size: 2.0,
             unclip_ratio: 0.0,
-            max_detections: 10,
             background: Some(0),
+            ..SegmentationConfig::default()
         }
     }
 
@@ -176,7 +226,7 @@ mod tests {
         assert_eq!((out[0].x_min, out[0].y_min, out[0].x_max, out[0].y_max), (0.0, 0.0, 4.0, 3.0));
         assert!((out[0].score - 0.9).abs() < 1e-6);
         // Unclip: a 4x3 box grows by 12 * 1.5 / 14 on each side.
-        let p = Params { unclip_ratio: 1.5, ..params(&[]) };
+        let p = SegmentationConfig { unclip_ratio: 1.5, ..params(&[]) };
         Decoder::default().decode(&map, &[1, 1, 4, 8], &frame(8.0, 4.0), &p, &mut out).unwrap();
         assert!((out[0].x_min + 18.0 / 14.0).abs() < 1e-5, "{:?}", out[0]);
     }

@@ -355,13 +355,7 @@ impl Decoder {
         if let Some(max) = o.max_num_detections {
             out.truncate(max);
         }
-        for d in out.iter_mut() {
-            (d.x_min, d.y_min) = frame.to_source(d.x_min, d.y_min);
-            (d.x_max, d.y_max) = frame.to_source(d.x_max, d.y_max);
-            for k in &mut d.keypoints {
-                *k = frame.to_source(k.0, k.1);
-            }
-        }
+        out.iter_mut().for_each(|d| d.to_source(frame));
         Ok(())
     }
 }

@@ -24,22 +24,78 @@ pub enum YoloLayout {
     End2end,
 }
 
-/// What the decoder needs from the config.
-#[derive(Debug, Clone, Copy)]
-pub struct Params<'a> {
+/// The `yolo` decoder's config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YoloConfig {
     /// One per class (may be empty: then the classes are numbered from the shape).
-    pub labels: &'a [String],
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default = "default_score")]
     pub score_threshold: f32,
+    #[serde(default = "default_iou")]
     pub iou_threshold: f32,
+    #[serde(default = "default_max")]
     pub max_detections: usize,
     /// Boxes of different classes suppress each other too.
+    #[serde(default)]
     pub class_agnostic: bool,
+    #[serde(default)]
     pub layout: YoloLayout,
-    /// Keypoints per box (pose models) and values per keypoint (2: x, y; 3: with visibility).
+    /// Pose models: keypoints per box and values per keypoint (2: x, y; 3: with visibility).
+    #[serde(default)]
     pub keypoints: usize,
+    #[serde(default = "default_keypoint_values")]
     pub keypoint_values: usize,
     /// Mask coefficients after the class scores (segmentation models: 32); skipped.
+    #[serde(default)]
     pub mask_coefficients: usize,
+}
+
+fn default_score() -> f32 {
+    0.25
+}
+fn default_iou() -> f32 {
+    0.45
+}
+fn default_max() -> usize {
+    300
+}
+fn default_keypoint_values() -> usize {
+    3
+}
+
+impl YoloConfig {
+    /// Ultralytics' defaults for these labels (threshold 0.25, IoU 0.45, 300 boxes).
+    pub fn new(labels: Vec<String>) -> YoloConfig {
+        YoloConfig {
+            labels,
+            score_threshold: default_score(),
+            iou_threshold: default_iou(),
+            max_detections: default_max(),
+            class_agnostic: false,
+            layout: YoloLayout::Auto,
+            keypoints: 0,
+            keypoint_values: default_keypoint_values(),
+            mask_coefficients: 0,
+        }
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        super::check_thresholds(self.score_threshold, self.iou_threshold)?;
+        if !(1..=100_000).contains(&self.max_detections)
+            || self.keypoints > 1000
+            || !(2..=3).contains(&self.keypoint_values)
+            || self.mask_coefficients > 1000
+        {
+            return Err(format!(
+                "max_detections {} (1..=100000), keypoints {} (at most 1000), keypoint_values {} (2 or 3), \
+                 mask_coefficients {} (at most 1000)",
+                self.max_detections, self.keypoints, self.keypoint_values, self.mask_coefficients
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where each value of box `i` lives in the output.
@@ -61,7 +117,7 @@ impl Geometry {
     }
 }
 
-fn geometry(shape: &[usize], p: &Params) -> Result<Geometry, VisionError> {
+fn geometry(shape: &[usize], p: &YoloConfig) -> Result<Geometry, VisionError> {
     let fail = |why: String| Err(VisionError::Decode(format!("YOLO decoder: output shape {shape:?}: {why}")));
     let (a, b) = match shape {
         [1, a, b] | [a, b] => (*a, *b),
@@ -112,7 +168,7 @@ impl Decoder {
         output: &[f32],
         shape: &[usize],
         frame: &FrameMap,
-        p: &Params,
+        p: &YoloConfig,
         out: &mut Vec<Detection>,
     ) -> Result<(), VisionError> {
         let g = geometry(shape, p)?;
@@ -177,13 +233,7 @@ impl Decoder {
             self.nms.run(&self.candidates[..n], how, out);
         }
         out.truncate(p.max_detections);
-        for d in out.iter_mut() {
-            (d.x_min, d.y_min) = frame.to_source(d.x_min, d.y_min);
-            (d.x_max, d.y_max) = frame.to_source(d.x_max, d.y_max);
-            for k in &mut d.keypoints {
-                *k = frame.to_source(k.0, k.1);
-            }
-        }
+        out.iter_mut().for_each(|d| d.to_source(frame));
         Ok(())
     }
 }
@@ -196,18 +246,8 @@ mod tests {
         FrameMap { input_width: 64.0, input_height: 64.0, scale_x: 2.0, scale_y: 2.0, pad_x: 0.0, pad_y: 8.0 }
     }
 
-    fn params(labels: &[String]) -> Params<'_> {
-        Params {
-            labels,
-            score_threshold: 0.25,
-            iou_threshold: 0.45,
-            max_detections: 10,
-            class_agnostic: false,
-            layout: YoloLayout::Auto,
-            keypoints: 0,
-            keypoint_values: 3,
-            mask_coefficients: 0,
-        }
+    fn params(labels: &[String]) -> YoloConfig {
+        YoloConfig { max_detections: 10, ..YoloConfig::new(labels.to_vec()) }
     }
 
     #[test]
