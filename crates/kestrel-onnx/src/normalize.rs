@@ -4,9 +4,43 @@ use crate::pb;
 
 /// Applies every normalization to all graphs, subgraphs included.
 pub fn normalize(model: &mut pb::ModelProto) {
+    let ir_version = model.ir_version;
     if let Some(graph) = model.graph.as_mut() {
         normalize_graph(graph);
+        // Initializers need not be graph inputs from IR 4 on.
+        if ir_version >= 4 {
+            constants_to_initializers(graph);
+        }
     }
+}
+
+/// `Constant` nodes holding a tensor become initializers (Paddle and TensorFlow exports keep
+/// their weights in Constant nodes): passes and backends that look for constant weights then
+/// find them. A Constant that is itself a graph output stays a node.
+fn constants_to_initializers(graph: &mut pb::GraphProto) {
+    let outputs: std::collections::HashSet<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    let mut kept = Vec::with_capacity(graph.node.len());
+    for mut node in std::mem::take(&mut graph.node) {
+        let movable = node.op_type == "Constant"
+            && node.domain.is_empty()
+            && node.output.len() == 1
+            && !outputs.contains(&node.output[0])
+            && node.attribute.len() == 1
+            && node.attribute[0].name == "value";
+        match node.attribute.first_mut().and_then(|a| a.t.take()) {
+            Some(mut t) if movable => {
+                t.name.clone_from(&node.output[0]);
+                graph.initializer.push(t);
+            }
+            taken => {
+                if let (Some(t), Some(a)) = (taken, node.attribute.first_mut()) {
+                    a.t = Some(t);
+                }
+                kept.push(node);
+            }
+        }
+    }
+    graph.node = kept;
 }
 
 fn normalize_graph(graph: &mut pb::GraphProto) {

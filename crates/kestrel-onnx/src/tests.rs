@@ -119,3 +119,23 @@ fn constant_of_shape_gets_a_float_default() {
     let value = graph.node[0].attribute.iter().find(|a| a.name == "value").unwrap();
     assert_eq!(value.t.as_ref().unwrap().data_type, 1);
 }
+
+#[test]
+fn constant_weights_become_initializers_unless_they_are_outputs() {
+    let constant = |out: &str| pb::NodeProto {
+        attribute: vec![pb::AttributeProto {
+            name: "value".into(),
+            r#type: pb::attribute_proto::AttributeType::Tensor as i32,
+            t: Some(tensor("", &[2], 2)),
+            ..Default::default()
+        }],
+        ..node("Constant", out, &[], &[out])
+    };
+    // `w` feeds an Add: it becomes an initializer named `w`; `y` is the graph's output: it stays.
+    let m = model(vec![constant("w"), node("Add", "a", &["x", "w"], &["z"]), constant("y")], vec![]);
+    let graph = check(&m).unwrap().proto.graph.unwrap();
+    let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+    assert_eq!(ops, ["Add", "Constant"]);
+    assert_eq!(graph.initializer.len(), 1);
+    assert_eq!((graph.initializer[0].name.as_str(), graph.initializer[0].float_data.len()), ("w", 2));
+}
