@@ -172,6 +172,8 @@ pub enum Decoded {
 #[derive(Default)]
 pub struct ResultDecoder {
     ssd: ssd_anchors::Decoder,
+    /// The `blazeface` decoder's SSD options.
+    blazeface: Option<SsdOptions>,
     yolo: yolo::Decoder,
     gfl: gfl::Decoder,
     regions: segmentation::Decoder,
@@ -198,9 +200,13 @@ impl ResultDecoder {
                 }
             }
             Decoder::Blazeface { score_threshold, iou_threshold } => {
-                let options = SsdOptions::blazeface_short_range(*score_threshold, *iou_threshold);
-                let (boxes, scores) = ssd_outputs(outputs, &options)?;
-                self.ssd.decode(boxes, scores, frame, &options, detections(into))?;
+                // Made once (its anchor options are vectors): no allocation per frame.
+                let options = self
+                    .blazeface
+                    .get_or_insert_with(|| SsdOptions::blazeface_short_range(*score_threshold, *iou_threshold));
+                (options.min_score_thresh, options.min_suppression_threshold) = (*score_threshold, *iou_threshold);
+                let (boxes, scores) = ssd_outputs(outputs, options)?;
+                self.ssd.decode(boxes, scores, frame, options, detections(into))?;
             }
             Decoder::SsdAnchors(options) => {
                 let (boxes, scores) = ssd_outputs(outputs, options)?;
