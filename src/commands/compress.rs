@@ -16,7 +16,7 @@ use kestrel_vision::{image_io, preprocess, ModelConfig};
 use serde_json::json;
 
 use super::eval::{batch_tensor, load_calibration};
-use crate::cli::CompressArgs;
+use crate::cli::{CompressArgs, ConfigArgs};
 use crate::models::{load_config, load_model, CONFIG_METADATA_KEY};
 
 /// Calibration inputs: a named dataset's calibration split, or every image in a folder.
@@ -201,10 +201,13 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
     bar.finish_and_clear();
     // The output carries its preprocessing config, so `kestrel run` works on it anywhere.
     current.proto.metadata_props.retain(|e| e.key != CONFIG_METADATA_KEY);
-    current
-        .proto
-        .metadata_props
-        .push(kestrel_onnx::pb::StringStringEntryProto { key: CONFIG_METADATA_KEY.into(), value: config.to_toml()? });
+    current.proto.metadata_props.push(kestrel_onnx::pb::StringStringEntryProto {
+        key: CONFIG_METADATA_KEY.into(),
+        value: match config_text(&args.model, &model, &args.model_config)? {
+            Some(text) => text,
+            None => config.to_toml()?,
+        },
+    });
     kestrel_onnx::validate(&current, &kestrel_onnx::Limits::default())
         .context("the compressed model failed validation (a bug)")?;
     kestrel_onnx::save(&current.proto, &args.out)?;
@@ -282,4 +285,22 @@ fn int8_subset(samples: &[Tensor]) -> &[Tensor] {
         images <= 512
     });
     &samples[..n.count().max(1)]
+}
+
+/// The text of the config `load_config` used, comments kept: `None` when it was guessed or
+/// changed by `--input-shape` (then the config is written out as TOML instead).
+fn config_text(path: &Path, model: &kestrel_onnx::OnnxModel, args: &ConfigArgs) -> Result<Option<String>> {
+    if !args.input_shape.is_empty() {
+        return Ok(None);
+    }
+    if args.config.is_none() {
+        if let Some(entry) = model.proto.metadata_props.iter().find(|e| e.key == CONFIG_METADATA_KEY) {
+            return Ok(Some(entry.value.clone()));
+        }
+    }
+    let file = args.config.clone().unwrap_or_else(|| ModelConfig::path_for(path));
+    if args.config.is_none() && !file.exists() {
+        return Ok(None);
+    }
+    std::fs::read_to_string(&file).map(Some).with_context(|| format!("reading config `{}`", file.display()))
 }
