@@ -430,12 +430,13 @@ pub struct BenchWorkerArgs {
 pub struct ExportArgs {
     /// The int8 .onnx model (from `kestrel compress --int8`).
     pub model: PathBuf,
-    /// Where the .kmodel goes (written atomically).
+    /// Where the .kmodel goes (written atomically). It carries the model's config and its
+    /// input and output names, so `kestrel run|eval|bench|watch` take it alone.
     #[arg(short, long)]
     pub out: PathBuf,
-    /// Input shape, comma-separated (default: the declared one, batch 1).
-    #[arg(long, value_delimiter = ',')]
-    pub input_shape: Vec<usize>,
+    /// The input shape is the config's (the model's declared one, batch 1, when guessed).
+    #[command(flatten)]
+    pub model_config: ConfigArgs,
     #[arg(long)]
     pub json: bool,
 }

@@ -282,6 +282,12 @@ fn blazeface_integer_only_exports_whole_and_finds_the_face() {
     ]))
     .unwrap();
     assert_eq!(v["detections"].as_array().map(Vec::len), Some(1), "{v}");
+    // The .kmodel alone (its config inside) finds the same face, to the bit.
+    let k: Value =
+        serde_json::from_str(&common::kestrel_ok(&["run", &kmodel_s, "models/samples/astronaut.png", "--json"]))
+            .unwrap();
+    assert_eq!(k["backend"], "micro");
+    assert_eq!(k["detections"], v["detections"]);
     // Without --int8 the flag means nothing: refused.
     let o = common::kestrel(
         &[&args[..2], &["--integer-only", "--calib", "models/blazeface/calib", "--out", &out_s]].concat(),
@@ -290,7 +296,9 @@ fn blazeface_integer_only_exports_whole_and_finds_the_face() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// `kestrel export` writes a .kmodel the micro backend runs; an op it cannot run is named.
+/// `kestrel export` writes a .kmodel that `run`, `eval` and `bench` take alone (its config and
+/// tensor names inside) on the integer runtime; an op it cannot run is named; a .kmodel given
+/// to a float backend or to `compress`, or cut short, is refused in one line.
 #[test]
 fn export_to_kmodel_and_run_on_the_integer_runtime() {
     let dir = tmp("export");
@@ -308,19 +316,40 @@ fn export_to_kmodel_and_run_on_the_integer_runtime() {
     let bytes = std::fs::read(&out).unwrap();
     assert_eq!(&bytes[..4], b"KMDL");
     assert_eq!(bytes.len() as u64, v["bytes"].as_u64().unwrap());
-    // The whole test set on the integer runtime: same accuracy class as onnxruntime's int8.
-    let r: Value = serde_json::from_str(&common::kestrel_ok(&[
-        "eval",
-        "models/fashion-cnn/model.int8.onnx",
-        "--dataset",
-        "fashion-mnist",
-        "--backend",
-        "micro",
-        "--json",
-    ]))
-    .unwrap();
+    // The whole test set on the .kmodel: same accuracy class as onnxruntime's int8.
+    let r: Value =
+        serde_json::from_str(&common::kestrel_ok(&["eval", &out_s, "--dataset", "fashion-mnist", "--json"])).unwrap();
     assert_eq!(r["backend"], "micro");
     assert!(r["top1"].as_f64().unwrap() >= 0.893, "{r}");
+    // Its scores are the ONNX model's on the integer runtime, to the bit.
+    let image = "models/fashion-cnn/samples/00-ankle-boot.png";
+    let run = |model: &str, backend: &str| -> Value {
+        serde_json::from_str(&common::kestrel_ok(&["run", model, image, "--backend", backend, "--json"])).unwrap()
+    };
+    let (k, o) = (run(&out_s, "micro"), run("models/fashion-cnn/model.int8.onnx", "micro"));
+    assert!(k["classes"].as_array().is_some_and(|c| !c.is_empty()) && k["classes"] == o["classes"], "{k} {o}");
+    // Benched against its float original: the MACs it reports are the ONNX model's.
+    let json = dir.join("bench.json");
+    let full = "models/fashion-cnn/model.onnx";
+    let bench = ["bench", full, &out_s, "--dataset", "fashion-mnist", "--runs", "3", "--limit", "50", "--json"];
+    common::kestrel_ok(&[&bench[..], &[json.to_str().unwrap()]].concat());
+    let b: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(b["models"][1]["backend"], "micro", "{b}");
+    assert!(b["models"][1]["macs"].as_u64().is_some_and(|m| Some(m) == b["models"][0]["macs"].as_u64()), "{b}");
+    for (args, want) in [
+        (vec!["run", &out_s, image, "--backend", "cpu"], "a .kmodel runs only on the integer runtime"),
+        (vec!["compress", &out_s, "--int8", "--calib", "models/fashion-cnn/data", "--out", "x.onnx"], "is a .kmodel"),
+    ] {
+        let o = common::kestrel(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want) && err.lines().count() == 1, "{args:?}: {err}");
+    }
+    let cut = dir.join("cut.kmodel");
+    std::fs::write(&cut, &bytes[..bytes.len() - 7]).unwrap();
+    let o = common::kestrel(&["run", &cut.display().to_string(), image]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(1) && err.contains("not a valid .kmodel"), "{err}");
     // A float matrix product has no kernel (float Conv has one): refused, naming the op and the node.
     let o = common::kestrel(&["export", "models/fashion-cnn/model.onnx", "-o", &out_s]);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -148,7 +148,7 @@ fn micro_runtime_runs_integer_only_blazeface_exactly() {
     let root = common::repo();
     let path = root.join("models/blazeface/model.integer.int8.onnx");
     let onnx = kestrel_onnx::load(&path, &Limits::default()).unwrap();
-    let exported = kestrel_engine::export_kmodel::export_kmodel(&onnx, &[1, 3, 128, 128]).unwrap();
+    let exported = kestrel_engine::export_kmodel::export_kmodel(&onnx, &[1, 3, 128, 128], None).unwrap();
     let model = kestrel_micro::Model::parse(&exported.bytes).unwrap();
     let float_ops = (0..model.op_count())
         .map(|o| model.op(o))

@@ -132,9 +132,13 @@ fn the_clip_gives_kestrel_runs_boxes_on_every_frame_in_order() {
     }
     assert!(with_face * 100 >= CLIP_FRAMES * 95, "a face in {with_face} of {CLIP_FRAMES} frames");
 
-    // The compressed model on the integer runtime finds it too.
-    let out = watch(&[FACE_INT8, CLIP, "--json", "--backend", "micro"], Duration::from_secs(60));
+    // The compressed model, exported to a .kmodel, finds it too: alone (its config inside), on
+    // the integer runtime.
+    let kmodel = scratch("kmodel").join("faces.kmodel");
+    common::kestrel_ok(&["export", FACE_INT8, "-o", kmodel.to_str().unwrap()]);
+    let out = watch(&[kmodel.to_str().unwrap(), CLIP, "--json"], Duration::from_secs(60));
     ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("backend micro"));
     let (results, _) = lines(&out);
     assert_eq!(results.len(), CLIP_FRAMES);
     let found = results.iter().filter(|r| boxes(r).len() == 1).count();

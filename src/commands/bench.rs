@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::eval::{batch_tensor, evaluate, load_dataset};
 use super::run::ImageModel;
 use crate::cli::{BenchArgs, BenchWorkerArgs, ConfigArgs, EngineArgs, EvalArgs, Workload};
-use crate::models::{engine, load_config, load_model};
+use crate::models::{engine, load_config, open_model, ModelFile};
 
 const WARM_UP: usize = 20;
 
@@ -169,14 +169,37 @@ fn peak_rss_kib() -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// A `.kmodel`'s float and integer layers, its parameters (the elements of its constant
+/// tensors) and the MACs of its convolutions and matrix products (each output element takes
+/// one filter: the weights' elements over the output channels, the last dim in either layout).
+fn kmodel_counts(bytes: &[u8]) -> (usize, usize, u64, Option<u64>) {
+    use kestrel_engine::micro::{Model, OpCode, Storage};
+    let Ok(m) = Model::parse(bytes) else { return (0, 0, 0, None) };
+    let count = |codes: &[OpCode]| (0..m.op_count()).filter(|&o| codes.contains(&m.op(o).code)).count();
+    let parameters = (0..m.tensor_count())
+        .map(|t| m.tensor(t))
+        .filter(|t| t.storage == Storage::Weights)
+        .map(|t| t.elements() as u64)
+        .sum();
+    let macs = (0..m.op_count())
+        .map(|o| m.op(o))
+        .filter(|op| matches!(op.code, OpCode::Conv | OpCode::ConvF32 | OpCode::FullyConnected))
+        .map(|op| {
+            let (out, w) = (m.tensor(usize::from(op.outputs[0])), m.tensor(usize::from(op.inputs[1])));
+            (out.elements() * (w.elements() / out.dims[out.rank - 1])) as u64
+        })
+        .sum();
+    (count(&[OpCode::ConvF32]), count(&[OpCode::Conv, OpCode::FullyConnected]), parameters, Some(macs))
+}
+
 /// Measures one model in this process.
 fn measure(path: &Path, w: &Workload) -> Result<Measurement> {
     check_workload(w)?;
     let engine_args = EngineArgs { backend: w.backend.clone(), threads: w.threads };
     let start = Instant::now();
-    let onnx = load_model(path)?;
+    let file = open_model(path)?;
     let config_args = ConfigArgs { config: None, input_shape: w.input_shape.clone() };
-    let config = load_config(path, &onnx, &config_args)?;
+    let config = load_config(path, &file, &config_args)?;
     let image_paths = w.images.as_deref().map(images_in).transpose()?;
     let input = match (&w.dataset, &image_paths) {
         (Some(name), _) => batch_tensor(&load_dataset(name, None)?, 0..1, &config.preprocess)?,
@@ -186,7 +209,7 @@ fn measure(path: &Path, w: &Workload) -> Result<Measurement> {
         }
         (None, None) => unreachable!("checked above"),
     };
-    let mut eng = engine(&onnx, &engine_args, input.shape.clone())?;
+    let mut eng = engine(&file, &engine_args, input.shape.clone())?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let inputs = [input];
     let mut latencies_ms = Vec::with_capacity(w.runs);
@@ -197,18 +220,30 @@ fn measure(path: &Path, w: &Workload) -> Result<Measurement> {
             latencies_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    let summary = kestrel_onnx::summarize(&onnx.proto);
-    let layers = |ops: &[&str]| summary.ops.iter().filter(|(op, _)| ops.contains(&op.as_str())).map(|(_, n)| n).sum();
+    let (float_layers, int8_layers, parameters, macs) = match &file {
+        ModelFile::Onnx(onnx) => {
+            let summary = kestrel_onnx::summarize(&onnx.proto);
+            let layers =
+                |ops: &[&str]| summary.ops.iter().filter(|(op, _)| ops.contains(&op.as_str())).map(|(_, n)| n).sum();
+            (
+                layers(&["Conv", "MatMul", "Gemm", "ConvTranspose"]),
+                layers(&["QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"]),
+                summary.parameters,
+                kestrel_engine::count_macs(onnx, std::slice::from_ref(&inputs[0].shape)).ok(),
+            )
+        }
+        ModelFile::Kmodel(bytes) => kmodel_counts(bytes),
+    };
     let mut m = Measurement {
         model: path.display().to_string(),
         backend: eng.backend().to_string(),
         backend_reason: eng.reason().to_string(),
         threads: w.threads,
-        float_layers: layers(&["Conv", "MatMul", "Gemm", "ConvTranspose"]),
-        int8_layers: layers(&["QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"]),
+        float_layers,
+        int8_layers,
         file_bytes: std::fs::metadata(path)?.len(),
-        parameters: summary.parameters,
-        macs: kestrel_engine::count_macs(&onnx, std::slice::from_ref(&inputs[0].shape)).ok(),
+        parameters,
+        macs,
         load_ms,
         latencies_ms,
         peak_rss_kib: None,

@@ -16,8 +16,8 @@ use kestrel_vision::{image_io, preprocess, ModelConfig};
 use serde_json::json;
 
 use super::eval::{batch_tensor, load_calibration};
-use crate::cli::{CompressArgs, ConfigArgs};
-use crate::models::{load_config, load_model, CONFIG_METADATA_KEY};
+use crate::cli::CompressArgs;
+use crate::models::{config_to_carry, load_config, load_model, CONFIG_METADATA_KEY};
 
 /// Calibration inputs: a named dataset's calibration split, or every image in a folder.
 fn calibration_samples(src: &str, config: &ModelConfig, count: usize) -> Result<Vec<Tensor>> {
@@ -203,10 +203,7 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
     current.proto.metadata_props.retain(|e| e.key != CONFIG_METADATA_KEY);
     current.proto.metadata_props.push(kestrel_onnx::pb::StringStringEntryProto {
         key: CONFIG_METADATA_KEY.into(),
-        value: match config_text(&args.model, &model, &args.model_config)? {
-            Some(text) => text,
-            None => config.to_toml()?,
-        },
+        value: config_to_carry(&args.model, &model, &config, &args.model_config)?,
     });
     kestrel_onnx::validate(&current, &kestrel_onnx::Limits::default())
         .context("the compressed model failed validation (a bug)")?;
@@ -248,7 +245,7 @@ fn where_it_runs(model: &kestrel_onnx::OnnxModel, shape: &[usize], float_layers:
     if !kestrel_engine::is_quantized(model) {
         return (false, "runs on: the CPU backend, or CUDA where a GPU is usable (a float model; add --int8 for the integer runtime)".into());
     }
-    match kestrel_engine::export_kmodel::export_kmodel(model, shape) {
+    match kestrel_engine::export_kmodel::export_kmodel(model, shape, None) {
         Ok(_) => {
             let float = match float_layers.len() {
                 0 => String::new(),
@@ -285,22 +282,4 @@ fn int8_subset(samples: &[Tensor]) -> &[Tensor] {
         images <= 512
     });
     &samples[..n.count().max(1)]
-}
-
-/// The text of the config `load_config` used, comments kept: `None` when it was guessed or
-/// changed by `--input-shape` (then the config is written out as TOML instead).
-fn config_text(path: &Path, model: &kestrel_onnx::OnnxModel, args: &ConfigArgs) -> Result<Option<String>> {
-    if !args.input_shape.is_empty() {
-        return Ok(None);
-    }
-    if args.config.is_none() {
-        if let Some(entry) = model.proto.metadata_props.iter().find(|e| e.key == CONFIG_METADATA_KEY) {
-            return Ok(Some(entry.value.clone()));
-        }
-    }
-    let file = args.config.clone().unwrap_or_else(|| ModelConfig::path_for(path));
-    if args.config.is_none() && !file.exists() {
-        return Ok(None);
-    }
-    std::fs::read_to_string(&file).map(Some).with_context(|| format!("reading config `{}`", file.display()))
 }

@@ -12,7 +12,7 @@ use kestrel_vision::decode::classify::argmax;
 use serde::Serialize;
 
 use crate::cli::EvalArgs;
-use crate::models::{engine, load_config, load_model, models_dir};
+use crate::models::{engine, load_config, models_dir, open_model, ModelFile};
 
 #[derive(Debug, Serialize)]
 pub struct EvalReport {
@@ -85,7 +85,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let model = load_model(&args.model)?;
+    let model = open_model(&args.model)?;
     let config = load_config(&args.model, &model, &args.model_config)?;
     let data = load_dataset(&args.dataset, args.data_dir.as_deref())?;
     let p = &config.preprocess;
@@ -108,7 +108,8 @@ pub fn evaluate(args: &EvalArgs) -> Result<EvalReport> {
     if total == 0 {
         bail!("nothing to evaluate (--limit 0 or an empty dataset)");
     }
-    let batch = args.batch.min(total);
+    // A .kmodel's batch was fixed when it was exported (the config's shape, checked above).
+    let batch = if matches!(model, ModelFile::Kmodel(_)) { p.shape()[0] } else { args.batch.min(total) };
     let shape_of = |n: usize| batch_tensor(&data, 0..n, p).map(|t| t.shape);
     let mut full = engine(&model, &args.engine, shape_of(batch)?)?;
     let rest = total % batch;

@@ -4,16 +4,14 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use crate::cli::ExportArgs;
-use crate::models::load_model;
+use crate::models::{config_to_carry, load_config, load_model};
 
 pub fn export(args: &ExportArgs) -> Result<()> {
     let model = load_model(&args.model)?;
-    let shape = if args.input_shape.is_empty() {
-        kestrel_engine::export_kmodel::declared_input_shape(&model)
-    } else {
-        args.input_shape.clone()
-    };
-    let exported = kestrel_engine::export_kmodel::export_kmodel(&model, &shape)
+    let config = load_config(&args.model, &model, &args.model_config)?;
+    let shape = config.preprocess.shape();
+    let text = config_to_carry(&args.model, &model, &config, &args.model_config)?;
+    let exported = kestrel_engine::export_kmodel::export_kmodel(&model, &shape, Some(&text))
         .with_context(|| format!("exporting `{}`", args.model.display()))?;
     let tmp = args.out.with_extension("kmodel.tmp");
     std::fs::write(&tmp, &exported.bytes).with_context(|| format!("writing `{}`", args.out.display()))?;

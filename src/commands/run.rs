@@ -15,7 +15,7 @@ use kestrel_vision::{draw, image_io, preprocess, ModelConfig};
 use serde::Serialize;
 
 use crate::cli::{ConfigArgs, RunArgs};
-use crate::models::{engine, load_config, load_model};
+use crate::models::{engine, load_config, open_model};
 
 /// What one image gave.
 #[derive(Debug, Serialize)]
@@ -78,9 +78,9 @@ pub struct ImageModel {
 
 impl ImageModel {
     pub fn open(model: &Path, config: &ConfigArgs, args: &crate::cli::EngineArgs) -> Result<ImageModel> {
-        let onnx = load_model(model)?;
-        let config = load_config(model, &onnx, config)?;
-        let engine = engine(&onnx, args, config.preprocess.shape())
+        let file = open_model(model)?;
+        let config = load_config(model, &file, config)?;
+        let engine = engine(&file, args, config.preprocess.shape())
             .with_context(|| format!("preparing `{}`", model.display()))?;
         Ok(ImageModel { config, engine, save_outputs: None })
     }

@@ -18,6 +18,8 @@ pub enum EngineError {
     UnsupportedType(String),
     #[error("internal error in {backend} (a bug, please report it): {message}")]
     Internal { backend: &'static str, message: String },
+    #[error("not a valid .kmodel: {0}")]
+    Kmodel(kestrel_micro::Error),
     #[error(transparent)]
     Onnx(#[from] kestrel_onnx::OnnxError),
 }

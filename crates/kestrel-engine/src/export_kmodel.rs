@@ -1043,8 +1043,15 @@ pub fn declared_input_shape(model: &OnnxModel) -> Vec<usize> {
     s.inputs.first().map(|i| i.shape.iter().map(|d| d.unwrap_or(1) as usize).collect()).unwrap_or_default()
 }
 
-/// Exports a quantized model for input shape `input_shape` (one float32 input).
-pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize]) -> Result<Exported, EngineError> {
+/// Metadata keys of the names of the model's inputs and outputs (one per line) and of its
+/// `kestrel.toml` text, so that a `.kmodel` runs on the host with nothing beside it.
+pub const INPUTS_KEY: &str = "kestrel.inputs";
+pub const OUTPUTS_KEY: &str = "kestrel.outputs";
+pub const CONFIG_KEY: &str = "kestrel.config";
+
+/// Exports a quantized model for input shape `input_shape` (one float32 input), with its
+/// input/output names and, when given, its config text in the file's metadata.
+pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize], config: Option<&str>) -> Result<Exported, EngineError> {
     let g = model.proto.graph.as_ref().ok_or(EngineError::Onnx(kestrel_onnx::OnnxError::NoGraph))?;
     let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: Vec<&pb::ValueInfoProto> = g.input.iter().filter(|i| !inits.contains(i.name.as_str())).collect();
@@ -1127,6 +1134,12 @@ pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize]) -> Result<Exporte
         ex.b.output(ids[o]);
     }
     ex.b.arena(arena_len as u32);
+    ex.b.metadata(INPUTS_KEY, inputs[0].name.as_bytes());
+    let names: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    ex.b.metadata(OUTPUTS_KEY, names.join("\n").as_bytes());
+    if let Some(config) = config {
+        ex.b.metadata(CONFIG_KEY, config.as_bytes());
+    }
     let bytes = ex.b.finish();
     kestrel_micro::Model::parse(&bytes)
         .map_err(|e| EngineError::Internal { backend: "micro export", message: e.to_string() })?;

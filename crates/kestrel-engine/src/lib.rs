@@ -15,6 +15,8 @@ use kestrel_onnx::OnnxModel;
 pub use backend::{Backend, PrepareOptions, Prepared, TensorSpec};
 pub use backends::cpu::count_macs;
 pub use error::EngineError;
+/// The integer runtime's crate, for reading `.kmodel` files.
+pub use kestrel_micro as micro;
 /// The integer runtime's convolution kernel on this CPU (for reports).
 pub use kestrel_micro::conv_kernel as micro_conv_kernel;
 pub use tensor::{Tensor, TensorData};
@@ -94,6 +96,21 @@ impl Engine {
         backend.check()?;
         let prepared = backend.prepare(model, options)?;
         Ok(Engine { backend: backend.name(), reason: "asked for".into(), prepared })
+    }
+
+    /// Prepares a `.kmodel` file's bytes: only the integer runtime runs those (`Auto` and
+    /// `Micro`); any other backend needs the ONNX model it was exported from.
+    pub fn from_kmodel(kind: BackendKind, bytes: Vec<u8>) -> Result<Engine, EngineError> {
+        match kind {
+            BackendKind::Auto | BackendKind::Micro => {
+                let reason = if kind == BackendKind::Auto { "a .kmodel runs on the integer runtime" } else { "asked for" };
+                Ok(Engine { backend: "micro", reason: reason.into(), prepared: backends::micro::prepare_kmodel(bytes)? })
+            }
+            other => Err(EngineError::Prepare(format!(
+                "a .kmodel runs only on the integer runtime (`--backend micro` or `auto`), not `{}`: give the ONNX model it was exported from",
+                backend(other).name()
+            ))),
+        }
     }
 
     /// An int8 model goes to the integer runtime when it has a kernel for every op (the model is

@@ -27,6 +27,7 @@ pub struct Builder {
     outputs: Vec<u16>,
     weights: Vec<u8>,
     arena_len: u32,
+    metadata: Vec<u8>,
 }
 
 impl Builder {
@@ -104,6 +105,15 @@ impl Builder {
         self.arena_len = len;
     }
 
+    /// Adds a metadata entry (the key is 1..=255 bytes of UTF-8).
+    pub fn metadata(&mut self, key: &str, value: &[u8]) {
+        assert!((1..=255).contains(&key.len()), "metadata key length");
+        self.metadata.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        self.metadata.extend_from_slice(key.as_bytes());
+        self.metadata.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        self.metadata.extend_from_slice(value);
+    }
+
     /// The file: header, tables and weights, each 16-byte aligned, with its checksum.
     pub fn finish(&self) -> Vec<u8> {
         let align = |v: &mut Vec<u8>| {
@@ -123,6 +133,8 @@ impl Builder {
         align(&mut out);
         let weights_at = out.len();
         out.extend_from_slice(&self.weights);
+        let metadata_at = if self.metadata.is_empty() { 0 } else { out.len() };
+        out.extend_from_slice(&self.metadata);
         let h = &mut out[..HEADER_LEN];
         h[0..4].copy_from_slice(&MAGIC);
         h[4..6].copy_from_slice(&VERSION.to_le_bytes());
@@ -138,6 +150,8 @@ impl Builder {
             (36, weights_at),
             (40, self.weights.len()),
             (44, self.arena_len as usize),
+            (48, metadata_at),
+            (52, self.metadata.len()),
         ] {
             h[at..at + 4].copy_from_slice(&(v as u32).to_le_bytes());
         }

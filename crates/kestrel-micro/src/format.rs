@@ -209,6 +209,9 @@ pub struct Model<'a> {
     weights_at: usize,
     weights_len: usize,
     arena_len: usize,
+    /// The metadata section `[at, at + len)`, empty when the file has none.
+    metadata_at: usize,
+    metadata_len: usize,
 }
 
 fn u16_at(b: &[u8], at: usize, what: &'static str) -> Result<u16, Error> {
@@ -269,8 +272,10 @@ impl<'a> Model<'a> {
             weights_at: field(36)?,
             weights_len: field(40)?,
             arena_len: field(44)?,
+            metadata_at: field(48)?,
+            metadata_len: field(52)?,
         };
-        if u16_at(h, 22, "header")? != 0 || h[48..64].iter().any(|&b| b != 0) {
+        if u16_at(h, 22, "header")? != 0 || h[56..64].iter().any(|&b| b != 0) {
             return Err(Error::Invalid { what: "reserved header bytes", index: 0 });
         }
         if m.n_tensors == 0 || m.n_ops == 0 || !(1..=8).contains(&m.n_inputs) || !(1..=8).contains(&m.n_outputs) {
@@ -291,6 +296,17 @@ impl<'a> Model<'a> {
             if at < HEADER_LEN || !within(at, len, bytes.len()) {
                 return Err(Error::OutOfBounds { what, index: 0 });
             }
+        }
+        if m.metadata_len > 0 && (m.metadata_at < HEADER_LEN || !within(m.metadata_at, m.metadata_len, bytes.len())) {
+            return Err(Error::OutOfBounds { what: "metadata", index: 0 });
+        }
+        if m.metadata_len == 0 && m.metadata_at != 0 {
+            return Err(Error::Invalid { what: "metadata offset", index: 0 });
+        }
+        let mut entries = m.metadata();
+        for _ in entries.by_ref() {}
+        if let Some(e) = entries.error {
+            return Err(e);
         }
         for t in 0..m.n_tensors {
             m.check_tensor(t)?;
@@ -806,6 +822,17 @@ impl<'a> Model<'a> {
         f32::from_le_bytes([b[0], b[1], b[2], b[3]])
     }
 
+    /// The metadata entries (key, value) in file order: what the host needs around the model
+    /// (input and output names, its preprocessing config), never read by the runtime itself.
+    pub fn metadata(&self) -> Metadata<'a> {
+        Metadata { rest: &self.bytes[self.metadata_at..self.metadata_at + self.metadata_len], index: 0, error: None }
+    }
+
+    /// The value of metadata entry `key`, if the file has one.
+    pub fn metadata_value(&self, key: &str) -> Option<&'a [u8]> {
+        self.metadata().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
     pub fn tensor_count(&self) -> usize {
         self.n_tensors
     }
@@ -866,5 +893,50 @@ impl<'a> Model<'a> {
     pub fn f32s(&self, at: usize, count: usize) -> impl Iterator<Item = f32> + 'a {
         let bytes = &self.bytes[self.weights_at + at..self.weights_at + at + 4 * count];
         bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+}
+
+/// Iterator over a file's metadata entries: `u16` key length, UTF-8 key (1..=255 bytes), `u32`
+/// value length, value. Stops at the first malformed entry and records why in `error`
+/// (`Model::parse` refuses such files, so a parsed model's entries are all well-formed).
+pub struct Metadata<'a> {
+    rest: &'a [u8],
+    index: u32,
+    error: Option<Error>,
+}
+
+impl<'a> Iterator for Metadata<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() || self.error.is_some() {
+            return None;
+        }
+        let bad = Error::Invalid { what: "metadata entry", index: self.index };
+        let entry = (|| {
+            let key_len = usize::from(u16_at(self.rest, 0, "metadata")?);
+            let key = self.rest.get(2..2 + key_len).ok_or(Error::Truncated { what: "metadata" })?;
+            let key = core::str::from_utf8(key).map_err(|_| bad)?;
+            if key.is_empty() || key_len > 255 {
+                return Err(bad);
+            }
+            let value_len = u32_at(self.rest, 2 + key_len, "metadata")? as usize;
+            let start = 6 + key_len;
+            if !within(start, value_len, self.rest.len()) {
+                return Err(Error::Truncated { what: "metadata" });
+            }
+            Ok((key, &self.rest[start..start + value_len], start + value_len))
+        })();
+        match entry {
+            Ok((key, value, end)) => {
+                self.rest = &self.rest[end..];
+                self.index += 1;
+                Some((key, value))
+            }
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
+        }
     }
 }

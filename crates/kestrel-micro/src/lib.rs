@@ -14,7 +14,7 @@ pub mod ops;
 
 pub use crc::crc32;
 pub use error::{Error, ErrorKind};
-pub use format::{DType, Model, Op, OpCode, Storage, TensorInfo, HEADER_LEN, MAGIC, VERSION};
+pub use format::{DType, Metadata, Model, Op, OpCode, Storage, TensorInfo, HEADER_LEN, MAGIC, VERSION};
 pub use interpreter::Interpreter;
 
 /// The convolution kernel this CPU runs (what a benchmark report records beside its numbers):

@@ -6,7 +6,15 @@ use kestrel_micro::{DType, Error, ErrorKind, Interpreter, Model, OpCode, Storage
 
 /// A one-Conv model: x u8 [1,4,4,1] (NHWC) → 3×3 conv, 2 filters [2,3,3,1] → y u8 [1,2,2,2].
 fn conv_model() -> Vec<u8> {
+    conv_model_with(&[])
+}
+
+/// `conv_model` with metadata entries.
+fn conv_model_with(metadata: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = Builder::new();
+    for (key, value) in metadata {
+        b.metadata(key, value);
+    }
     let w_at = b.weights(&[1u8; 18]);
     let bias_at = b.weights(&[0u8; 8]);
     let mult_at = b.f32_weights(&[0.01, 0.02]);
@@ -195,6 +203,32 @@ fn a_valid_model_parses_zero_copy() {
 }
 
 #[test]
+fn metadata_entries_round_trip_and_their_damage_is_caught() {
+    assert_eq!(Model::parse(&conv_model()).unwrap().metadata().count(), 0);
+    let entries: [(&str, &[u8]); 3] =
+        [("kestrel.inputs", b"images"), ("empty", b""), ("kestrel.config", b"[x]\ny = 1")];
+    let good = conv_model_with(&entries);
+    let m = Model::parse(&good).unwrap();
+    assert_eq!(m.metadata().collect::<Vec<_>>(), entries.to_vec());
+    assert_eq!(m.metadata_value("kestrel.config"), Some(&b"[x]\ny = 1"[..]));
+    assert_eq!(m.metadata_value("absent"), None);
+    let at = u32::from_le_bytes(good[48..52].try_into().unwrap()) as usize;
+    let patch = |at: usize, bytes: &[u8]| {
+        let mut f = good.clone();
+        f[at..at + bytes.len()].copy_from_slice(bytes);
+        seal(&mut f);
+        Model::parse(&f).map(|_| ())
+    };
+    let invalid = |what| Err(Error::Invalid { what, index: 0 });
+    assert_eq!(patch(at, &0u16.to_le_bytes()), invalid("metadata entry"), "an empty key");
+    assert_eq!(patch(at + 2, &[0xFF]), invalid("metadata entry"), "a key that is not UTF-8");
+    assert_eq!(patch(at + 2 + 14, &u32::MAX.to_le_bytes()), Err(Error::Truncated { what: "metadata" }));
+    assert_eq!(patch(48, &(good.len() as u32).to_le_bytes()), Err(Error::OutOfBounds { what: "metadata", index: 0 }));
+    assert_eq!(patch(52, &0u32.to_le_bytes()), invalid("metadata offset"), "an offset without a length");
+    assert_eq!(patch(56, &[1]), invalid("reserved header bytes"));
+}
+
+#[test]
 fn every_truncation_is_an_error() {
     let file = conv_model();
     for len in 0..file.len() {
@@ -217,6 +251,7 @@ fn any_forged_byte_is_handled_without_panicking() {
     // accepts must run without panicking.
     let files = [
         ("conv", conv_model(), 100),
+        ("conv with metadata", conv_model_with(&[("kestrel.inputs", b"x"), ("k", b"")]), 100),
         #[cfg(feature = "all-ops")]
         ("requantizing", requantizing_model(), 200),
         #[cfg(feature = "all-ops")]

@@ -4,7 +4,7 @@
 use kestrel_micro::{DType, Interpreter, Model};
 use kestrel_onnx::OnnxModel;
 
-use crate::export_kmodel::{declared_input_shape, export_kmodel};
+use crate::export_kmodel::{declared_input_shape, export_kmodel, INPUTS_KEY, OUTPUTS_KEY};
 use crate::tensor::TensorData;
 use crate::{Backend, EngineError, PrepareOptions, Prepared, Tensor, TensorSpec};
 
@@ -61,31 +61,49 @@ impl Backend for Micro {
     }
 
     fn prepare(&self, model: &OnnxModel, options: &PrepareOptions) -> Result<Box<dyn Prepared>, EngineError> {
-        let g = model.proto.graph.as_ref().ok_or(EngineError::Onnx(kestrel_onnx::OnnxError::NoGraph))?;
         let shape = options.input_shapes.first().cloned().unwrap_or_else(|| declared_input_shape(model));
-        let exported = export_kmodel(model, &shape)?;
-        let bytes: *mut [u8] = Box::into_raw(exported.bytes.into_boxed_slice());
-        // SAFETY: `bytes` is a valid, uniquely owned allocation that lives until `Drop` frees it,
-        // after the last use of `model`.
-        let leaked: &'static [u8] = unsafe { &*bytes };
-        let m = match Model::parse(leaked) {
-            Ok(m) => m,
-            Err(e) => {
-                // SAFETY: nothing borrows the bytes any more; free them once.
-                unsafe { drop(Box::from_raw(bytes)) };
-                return Err(EngineError::Internal { backend: "micro", message: e.to_string() });
-            }
-        };
-        let inputs = vec![spec(&m, m.input(0), &g.input[0].name)];
-        let outputs = (0..m.output_count()).map(|i| spec(&m, m.output(i), &g.output[i].name)).collect();
-        let arena = vec![0u8; m.arena_len()];
-        let prepared = vec![0u8; Interpreter::prepared_len(&m)];
-        // Built first, so that an error below frees the model bytes (in `Drop`).
-        let mut p = MicroPrepared { model: m, bytes, arena, prepared, inputs, outputs };
-        Interpreter::prepare(&p.model, &mut p.prepared)
-            .map_err(|e| EngineError::Internal { backend: "micro", message: e.to_string() })?;
-        Ok(Box::new(p))
+        let exported = export_kmodel(model, &shape, None)?;
+        prepare_kmodel(exported.bytes).map_err(|e| match e {
+            EngineError::Kmodel(e) => EngineError::Internal { backend: "micro", message: e.to_string() },
+            e => e,
+        })
     }
+}
+
+/// Prepares a `.kmodel` file's bytes: validated once here, then run without re-validation.
+/// Input and output names come from the file's metadata (`kestrel export` writes them), else
+/// `input0`, `output0`, ….
+pub fn prepare_kmodel(bytes: Vec<u8>) -> Result<Box<dyn Prepared>, EngineError> {
+    let bytes: *mut [u8] = Box::into_raw(bytes.into_boxed_slice());
+    // SAFETY: `bytes` is a valid, uniquely owned allocation that lives until `Drop` frees it,
+    // after the last use of `model`.
+    let leaked: &'static [u8] = unsafe { &*bytes };
+    let m = match Model::parse(leaked) {
+        Ok(m) => m,
+        Err(e) => {
+            // SAFETY: nothing borrows the bytes any more; free them once.
+            unsafe { drop(Box::from_raw(bytes)) };
+            return Err(EngineError::Kmodel(e));
+        }
+    };
+    let names = |key: &str, prefix: &str, n: usize| -> Vec<String> {
+        let listed: Vec<String> = m
+            .metadata_value(key)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(|v| v.lines().map(str::to_string).collect())
+            .unwrap_or_default();
+        (0..n).map(|i| listed.get(i).cloned().unwrap_or_else(|| format!("{prefix}{i}"))).collect()
+    };
+    let input_names = names(INPUTS_KEY, "input", m.input_count());
+    let inputs = vec![spec(&m, m.input(0), &input_names[0])];
+    let output_names = names(OUTPUTS_KEY, "output", m.output_count());
+    let outputs = (0..m.output_count()).map(|i| spec(&m, m.output(i), &output_names[i])).collect();
+    let arena = vec![0u8; m.arena_len()];
+    let prepared = vec![0u8; Interpreter::prepared_len(&m)];
+    // Built first, so that an error below frees the model bytes (in `Drop`).
+    let mut p = MicroPrepared { model: m, bytes, arena, prepared, inputs, outputs };
+    Interpreter::prepare(&p.model, &mut p.prepared).map_err(EngineError::Kmodel)?;
+    Ok(Box::new(p))
 }
 
 impl Prepared for MicroPrepared {
