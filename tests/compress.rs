@@ -357,3 +357,39 @@ fn export_to_kmodel_and_run_on_the_integer_runtime() {
     assert!(err.contains("op `MatMul` in node `sequential_1_1/dense_2_1/MatMul`"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A TensorFlow Lite export (MediaPipe's hand landmarks: Relu6 as Clip, a ReduceMean head, Gemm
+/// outputs, Sigmoid scores) compressed `--integer-only` runs whole on the integer runtime:
+/// Gemm becomes a quantized MatMul and its bias Add, ReduceMean a GlobalAveragePool, every Clip
+/// and Sigmoid a table between Dequantize and Quantize; only the bias Adds stay float.
+#[test]
+fn a_tflite_export_compresses_integer_only_and_exports_whole() {
+    let dir = tmp("hand");
+    let out = dir.join("hand.onnx");
+    let v: Value = serde_json::from_str(&common::kestrel_ok(&[
+        "compress",
+        "models/hand-landmark/model.onnx",
+        "--int8",
+        "--integer-only",
+        "--calib",
+        "models/samples",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(v["integer_runtime"], true, "{v}");
+    let report = &v["passes"][0]["report"];
+    assert_eq!(report["float_ops"], serde_json::json!({"Add": 4}), "{report}");
+    let kmodel = dir.join("hand.kmodel");
+    common::kestrel_ok(&["export", out.to_str().unwrap(), "-o", kmodel.to_str().unwrap()]);
+    let r: Value = serde_json::from_str(&common::kestrel_ok(&[
+        "run",
+        kmodel.to_str().unwrap(),
+        "models/samples/person.jpg",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(r["backend"], "micro", "{r}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1055,8 +1055,12 @@ pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize], config: Option<&s
     let g = model.proto.graph.as_ref().ok_or(EngineError::Onnx(kestrel_onnx::OnnxError::NoGraph))?;
     let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: Vec<&pb::ValueInfoProto> = g.input.iter().filter(|i| !inits.contains(i.name.as_str())).collect();
-    if inputs.len() != 1 || g.output.is_empty() {
-        return Err(EngineError::Prepare("micro export: the model must have one input and at least one output".into()));
+    if inputs.len() != 1 || !(1..=8).contains(&g.output.len()) {
+        return Err(EngineError::Prepare(format!(
+            "micro export: the integer runtime takes one input and 1 to 8 outputs; the model has {} and {}",
+            inputs.len(),
+            g.output.len()
+        )));
     }
     let shapes = tensor_shapes(model, &[input_shape.to_vec()])?;
     let mut ex = Exporter {

@@ -23,6 +23,8 @@ use kestrel_engine::Tensor;
 use kestrel_onnx::{pb, OnnxModel};
 use serde::Serialize;
 
+use super::lower_for_int8::lower_for_int8;
+use super::qdq_float_ops;
 use crate::calibrate::{self, RangeMethod};
 use crate::graph::{self, Names};
 use crate::CompressError;
@@ -95,6 +97,7 @@ pub fn quantize_int8(
     samples: &[Tensor],
     config: &QuantizeConfig,
 ) -> Result<(OnnxModel, QuantizeReport), CompressError> {
+    let model = &lowered(model, samples)?;
     let g = graph::graph(&model.proto)?;
     let cands = candidates(g);
     if cands.is_empty() {
@@ -110,6 +113,14 @@ pub fn quantize_int8(
         while let Some(p) = passthrough_input(g, &t) {
             names.push(p.clone());
             t = p;
+        }
+    }
+    if config.integer_only {
+        for n in &g.node {
+            let inputs = qdq_float_ops::quantized_inputs(g, n);
+            if !inputs.is_empty() {
+                names.extend(inputs.iter().map(|&i| n.input[i].clone()).chain(n.output.iter().cloned()));
+            }
         }
     }
     names.sort();
@@ -176,14 +187,29 @@ pub fn quantize_int8(
     Ok((quantized, QuantizeReport { config: config.clone(), layers, float_ops, output_sqnr_db: output_sqnr }))
 }
 
+/// `model` with Gemm and spatial ReduceMean in the forms that quantize (see [`lower_for_int8`]);
+/// the shapes (for ReduceMean's rank) are inferred only when the model has one.
+fn lowered(model: &OnnxModel, samples: &[Tensor]) -> Result<OnnxModel, CompressError> {
+    let mut out = model.clone();
+    let g = graph::graph_mut(&mut out.proto)?;
+    let mut shapes = HashMap::new();
+    if let (true, Some(sample)) = (g.node.iter().any(|n| n.op_type == "ReduceMean"), samples.first()) {
+        let inferred = kestrel_engine::backends::cpu::tensor_shapes(model, std::slice::from_ref(&sample.shape))?;
+        shapes = inferred.into_iter().map(|(name, (_, dims))| (name, dims)).collect();
+    }
+    lower_for_int8(g, &shapes)?;
+    Ok(out)
+}
+
 /// Whether `n` (a node of the float model) runs on integers in the integer-only model `qg`: a
 /// Pad or MaxPool hoisted onto uint8, or an Add (and its Relu) between Dequantize and Quantize.
 fn qdq_integer(qg: &pb::GraphProto, producers: &HashMap<String, usize>, n: &pb::NodeProto) -> bool {
     let Some(out) = n.output.first() else { return false };
     let q_node = qg.node.iter().find(|m| m.output.first() == Some(out));
     match (n.op_type.as_str(), q_node) {
-        // Hoisted: its output is now a Dequantize's.
+        // Hoisted, or put between a Dequantize and a Quantize: its output is now a Dequantize's.
         ("Pad", Some(m)) => m.op_type == "DequantizeLinear",
+        (op, _) if qdq_float_ops::WRAPPED.contains(&op) => qdq_float_ops::in_qdq_form(qg, producers, n),
         ("Add", Some(m)) => {
             m.input.iter().all(|i| producers.get(i).is_some_and(|&p| qg.node[p].op_type == "DequantizeLinear"))
         }
@@ -475,6 +501,14 @@ fn build(
     }
     g.node = nodes;
     g.initializer.extend(inits);
+    if integer_only {
+        let params = |t: &str| match params.get(t) {
+            Some(&p) => Ok(p),
+            None => range(t).map(|(lo, hi)| activation_params(lo, hi)),
+        };
+        sort_topologically(g)?;
+        qdq_float_ops::wrap(g, &mut names, params)?;
+    }
     g.value_info.clear();
     hoist_passthrough(g, &mut names, integer_only);
     cancel_requantization(g);
