@@ -781,6 +781,27 @@ impl<'g> Exporter<'g> {
                 let y = self.new_activation(&out, t.dtype, self.shape_of(n, &out)?, t.scale.map(|s| (s, t.zero_point)));
                 self.push(OpCode::Reshape, vec![x], y, [0; 12], None);
             }
+            "Slice" => {
+                let x = self.activation(n, &n.input[0])?;
+                let dims = self.shape_of(n, &n.input[0])?;
+                let begin = slice_begin(self.g, n, &dims)?;
+                self.crop(n, x, &begin, &out)?;
+            }
+            "Split" => {
+                let x = self.activation(n, &n.input[0])?;
+                let rank = self.shape_of(n, &n.input[0])?.len() as i64;
+                let axis = n.attribute.iter().find(|a| a.name == "axis").map_or(0, |a| a.i);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                if !(0..rank).contains(&axis) {
+                    return Err(unsupported(n, "its axis is outside the rank"));
+                }
+                // Each output is a crop of the input along the axis, sized as the shapes say.
+                let mut begin = vec![0; rank as usize];
+                for o in n.output.iter().filter(|o| !o.is_empty()) {
+                    self.crop(n, x, &begin, o)?;
+                    begin[axis as usize] += self.shape_of(n, o)?[axis as usize];
+                }
+            }
             "Transpose" => {
                 let x = self.activation(n, &n.input[0])?;
                 let t = self.tensors[x].clone();
@@ -920,6 +941,27 @@ impl<'g> Exporter<'g> {
             }
             _ => return Err(unsupported(n, "the integer runtime has no kernel for it")),
         }
+        Ok(())
+    }
+
+    /// `out` = the crop of `x` from `begin` (ONNX axes) to `out`'s shape, in `x`'s layout.
+    fn crop(&mut self, n: &pb::NodeProto, x: usize, begin: &[usize], out: &str) -> Result<(), EngineError> {
+        let t = self.tensors[x].clone();
+        let out_dims = self.shape_of(n, out)?;
+        if out_dims.len() != begin.len() || out_dims.len() != t.dims.len() {
+            return Err(unsupported(n, "its output's rank differs from its input's"));
+        }
+        // Stored axis s of an NHWC-stored tensor holds ONNX axis `logical[s]`.
+        let logical: Vec<usize> = if t.nhwc { vec![0, 2, 3, 1] } else { (0..t.dims.len()).collect() };
+        let mut p = [0u8; 12];
+        for (s, &a) in logical.iter().enumerate() {
+            let b = u16::try_from(begin[a]).map_err(|_| unsupported(n, "a start beyond 65535"))?;
+            p[2 * s..2 * s + 2].copy_from_slice(&b.to_le_bytes());
+        }
+        let dims = logical.iter().map(|&a| out_dims[a]).collect();
+        let y = self.like(x, dims, t.nhwc);
+        self.by_name.insert(out.to_string(), y);
+        self.push(OpCode::Slice, vec![x], y, p, None);
         Ok(())
     }
 
@@ -1148,6 +1190,39 @@ pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize], config: Option<&s
     kestrel_micro::Model::parse(&bytes)
         .map_err(|e| EngineError::Internal { backend: "micro export", message: e.to_string() })?;
     Ok(Exported { bytes, arena_len, ops: ex.ops.len() })
+}
+
+/// A Slice's start per axis of an input of `dims` (ONNX semantics: negative counts from the end,
+/// clamped to the dim), from its constant inputs (opset ≥ 10) or attributes; unit steps only.
+fn slice_begin(g: &pb::GraphProto, n: &pb::NodeProto, dims: &[usize]) -> Result<Vec<usize>, EngineError> {
+    let list = |i: usize, attr: &str| -> Result<Option<Vec<i64>>, EngineError> {
+        match n.input.get(i).filter(|s| !s.is_empty()) {
+            Some(name) => match raw(g, name).filter(|r| r.elem.code == 7) {
+                Some(r) => Ok(Some(
+                    r.bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
+                )),
+                None => Err(unsupported(n, &format!("`{name}` must be an int64 constant"))),
+            },
+            None => Ok(ints(n, attr)),
+        }
+    };
+    let starts = list(1, "starts")?.ok_or_else(|| unsupported(n, "no starts"))?;
+    let rank = dims.len() as i64;
+    let axes = list(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    if list(4, "")?.is_some_and(|s| s.iter().any(|&v| v != 1)) {
+        return Err(unsupported(n, "only unit steps"));
+    }
+    if axes.len() != starts.len() {
+        return Err(unsupported(n, "starts and axes differ in length"));
+    }
+    let mut begin = vec![0; dims.len()];
+    for (&a, &s) in axes.iter().zip(&starts) {
+        let a = if a < 0 { a + rank } else { a };
+        let d =
+            *dims.get(a as usize).filter(|_| a >= 0).ok_or_else(|| unsupported(n, "an axis outside the rank"))? as i64;
+        begin[a as usize] = (if s < 0 { s + d } else { s }).clamp(0, d) as usize;
+    }
+    Ok(begin)
 }
 
 /// Greedy arena plan: largest tensors first, each at the lowest 16-aligned offset that does not

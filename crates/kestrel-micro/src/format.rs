@@ -105,6 +105,8 @@ pub enum OpCode {
     ConvF32,
     /// Float Add of two activations, optional Relu.
     AddF32,
+    /// A crop (ONNX Slice with unit steps; each output of a Split).
+    Slice,
 }
 
 impl OpCode {
@@ -131,6 +133,7 @@ impl OpCode {
             19 => OpCode::Resize,
             20 => OpCode::ConvF32,
             21 => OpCode::AddF32,
+            22 => OpCode::Slice,
             _ => return None,
         })
     }
@@ -158,6 +161,7 @@ impl OpCode {
             OpCode::Resize => 19,
             OpCode::ConvF32 => 20,
             OpCode::AddF32 => 21,
+            OpCode::Slice => 22,
         }
     }
 
@@ -726,6 +730,20 @@ impl<'a> Model<'a> {
                         }
                         at += 2;
                     }
+                }
+                Ok(())
+            }
+            #[cfg(feature = "all-ops")]
+            OpCode::Slice => {
+                let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
+                let p = &op.params;
+                let fits = (0..4).all(|i| {
+                    let begin = usize::from(u16::from_le_bytes([p[2 * i], p[2 * i + 1]]));
+                    begin + y.dims[i] <= x.dims[i]
+                });
+                let same = x.dtype == y.dtype && x.rank == y.rank && x.scale == y.scale && x.zero_point == y.zero_point;
+                if !fits || !same || p[8..].iter().any(|&b| b != 0) {
+                    return Err(bad("Slice (the output a crop of the input, same type)"));
                 }
                 Ok(())
             }

@@ -269,6 +269,16 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 }
             }
             #[cfg(feature = "all-ops")]
+            OpCode::Slice => {
+                let p = &op.params;
+                let mut begin: [usize; 4] =
+                    core::array::from_fn(|i| usize::from(u16::from_le_bytes([p[2 * i], p[2 * i + 1]])));
+                // The kernel moves bytes: the innermost axis counted in bytes.
+                let (size, mut dims, mut out_dims) = (x.dtype.size(), x.dims, y.dims);
+                (dims[3], begin[3], out_dims[3]) = (dims[3] * size, begin[3] * size, out_dims[3] * size);
+                ops::slice::slice(read(&x), dims, begin, out_dims, out);
+            }
+            #[cfg(feature = "all-ops")]
             OpCode::Pad => {
                 let p = &op.params;
                 let (mut begin, mut end) =

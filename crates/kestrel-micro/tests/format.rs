@@ -256,6 +256,8 @@ fn any_forged_byte_is_handled_without_panicking() {
         ("requantizing", requantizing_model(), 200),
         #[cfg(feature = "all-ops")]
         ("float", float_model(), 200),
+        #[cfg(feature = "all-ops")]
+        ("slice", slice_model(), 40),
     ];
     for (name, file, refused) in files {
         let mut errors = 0;
@@ -373,4 +375,54 @@ fn ops_left_out_of_the_build_are_refused_by_name() {
     let e = Model::parse(&b.finish()).unwrap_err();
     assert_eq!((e, e.kind()), (Error::OpNotBuilt { op: 0, opcode: 13 }, ErrorKind::Unsupported));
     assert!(format!("{e}").contains("all-ops"), "{e}");
+}
+
+/// x u8 [1, 2, 3, 4] → Slice from (0, 1, 1, 2) → y u8 [1, 1, 2, 2].
+#[cfg(feature = "all-ops")]
+fn slice_model() -> Vec<u8> {
+    let mut b = Builder::new();
+    let t = |b: &mut Builder, dims: &[usize], offset: u32| {
+        b.tensor(TensorSpec {
+            dtype: DType::U8,
+            dims,
+            storage: Storage::Arena,
+            offset,
+            scale: Some(0.5),
+            zero_point: 7,
+            channel_scales: None,
+        })
+    };
+    let x = t(&mut b, &[1, 2, 3, 4], 0);
+    let y = t(&mut b, &[1, 1, 2, 2], 32);
+    b.op(OpCode::Slice, &[x], &[y], [0, 0, 1, 0, 1, 0, 2, 0, 0, 0, 0, 0], None);
+    b.input(x);
+    b.output(y);
+    b.arena(48);
+    b.finish()
+}
+
+#[cfg(feature = "all-ops")]
+#[test]
+fn slice_crops_and_a_crop_outside_its_input_is_refused() {
+    let good = slice_model();
+    let model = Model::parse(&good).unwrap();
+    let mut arena = vec![0u8; model.arena_len()];
+    let mut it = Interpreter::new(model, &mut arena).unwrap();
+    let x: Vec<u8> = (0..24).collect();
+    it.input_mut(0).unwrap().copy_from_slice(&x);
+    it.run().unwrap();
+    // x[0, 1, 1..3, 2..4]: rows start at (1·3 + 1)·4 + 2 = 18 and (1·3 + 2)·4 + 2 = 22.
+    assert_eq!(it.output(0).unwrap(), &[18, 19, 22, 23][..]);
+    let op_params = 64 + 2 * 32 + 16;
+    let patch = |at: usize, bytes: &[u8]| {
+        let mut f = good.clone();
+        f[at..at + bytes.len()].copy_from_slice(bytes);
+        seal(&mut f);
+        Model::parse(&f).map(|_| ())
+    };
+    let refused = Err(Error::Invalid { what: "Slice (the output a crop of the input, same type)", index: 0 });
+    // Begin 2 on the W axis (of 3) leaves no room for 2 columns; begin 3 on C (of 4) neither.
+    assert_eq!(patch(op_params + 4, &[2]), refused);
+    assert_eq!(patch(op_params + 6, &[3]), refused);
+    assert_eq!(patch(op_params + 11, &[1]), refused, "the bytes after the begins are zero");
 }

@@ -5,7 +5,7 @@
 //! range. Each op gets a Dequantize of its own (the exporter fuses only private ones); the
 //! Quantize before the next layer then cancels against the one added here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use kestrel_onnx::pb;
 
@@ -26,12 +26,17 @@ pub const WRAPPED: &[&str] = &[
 ];
 
 /// The inputs of `n` that are quantized: both of a product of two activations, else the first;
-/// none when `n` is not wrapped (a product with a constant stays float).
-pub fn quantized_inputs(g: &pb::GraphProto, n: &pb::NodeProto) -> Vec<usize> {
-    if !WRAPPED.contains(&n.op_type.as_str()) || n.output.len() != 1 || n.input.is_empty() {
+/// none when `n` is not wrapped (a product with a constant stays float, and so does shape
+/// arithmetic: tensors in `non_float` are integers).
+pub fn quantized_inputs(g: &pb::GraphProto, n: &pb::NodeProto, non_float: &HashSet<String>) -> Vec<usize> {
+    if !WRAPPED.contains(&n.op_type.as_str())
+        || n.output.len() != 1
+        || n.input.is_empty()
+        || non_float.contains(&n.output[0])
+    {
         return vec![];
     }
-    let activation = |i: &String| !i.is_empty() && graph::initializer(g, i).is_none();
+    let activation = |i: &String| !i.is_empty() && graph::initializer(g, i).is_none() && !non_float.contains(i);
     match n.op_type.as_str() {
         "Mul" if n.input.len() == 2 && n.input.iter().all(activation) => vec![0, 1],
         "Mul" => vec![],
@@ -42,12 +47,17 @@ pub fn quantized_inputs(g: &pb::GraphProto, n: &pb::NodeProto) -> Vec<usize> {
 
 /// Whether the node named as `n` (and of its type) in the quantized graph `qg` reads only
 /// Dequantize outputs and is read only by Quantize nodes.
-pub fn in_qdq_form(qg: &pb::GraphProto, producers: &HashMap<String, usize>, n: &pb::NodeProto) -> bool {
+pub fn in_qdq_form(
+    qg: &pb::GraphProto,
+    producers: &HashMap<String, usize>,
+    n: &pb::NodeProto,
+    non_float: &HashSet<String>,
+) -> bool {
     let Some(m) = qg.node.iter().find(|m| !n.name.is_empty() && m.name == n.name && m.op_type == n.op_type) else {
         return false;
     };
     let consumers = graph::consumers(qg);
-    quantized_inputs(qg, m)
+    quantized_inputs(qg, m, non_float)
         .iter()
         .all(|&i| producers.get(&m.input[i]).is_some_and(|&p| qg.node[p].op_type == "DequantizeLinear"))
         && consumers.get(&m.output[0]).is_some_and(|c| c.iter().all(|&r| qg.node[r].op_type == "QuantizeLinear"))
@@ -58,6 +68,7 @@ pub fn in_qdq_form(qg: &pb::GraphProto, producers: &HashMap<String, usize>, n: &
 pub fn wrap<E>(
     g: &mut pb::GraphProto,
     names: &mut Names,
+    non_float: &HashSet<String>,
     params: impl Fn(&str) -> Result<(f32, u8), E>,
 ) -> Result<(), E> {
     // Tensor → the uint8 tensor, scale and zero point it is the Dequantize of.
@@ -72,7 +83,7 @@ pub fn wrap<E>(
     let mut nodes = Vec::with_capacity(g.node.len());
     let old = std::mem::take(&mut g.node);
     for mut n in old.iter().cloned() {
-        let inputs = quantized_inputs(g, &n);
+        let inputs = quantized_inputs(g, &n, non_float);
         let out = n.output.first().cloned().unwrap_or_default();
         let in_qdq_form = inputs.iter().all(|&i| dequantized.contains_key(&n.input[i]))
             && consumers.get(&out).is_some_and(|c| c.iter().all(|&r| old[r].op_type == "QuantizeLinear"));

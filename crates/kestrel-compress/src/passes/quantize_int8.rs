@@ -31,7 +31,7 @@ use crate::CompressError;
 
 const PASS: &str = "quantize-int8";
 /// Ops that commute with an affine uint8 quantization, so they can run on the integers.
-const PASSTHROUGH: &[&str] = &["MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"];
+const PASSTHROUGH: &[&str] = &["MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Split"];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct QuantizeConfig {
@@ -97,7 +97,18 @@ pub fn quantize_int8(
     samples: &[Tensor],
     config: &QuantizeConfig,
 ) -> Result<(OnnxModel, QuantizeReport), CompressError> {
-    let model = &lowered(model, samples)?;
+    let g = graph::graph(&model.proto)?;
+    // Element types and shapes (tract's inference at the calibration shape): integer-only mode
+    // leaves shape arithmetic alone, and ReduceMean is lowered only on 4-D tensors.
+    let typed = match samples.first() {
+        Some(s) if config.integer_only || g.node.iter().any(|n| n.op_type == "ReduceMean") => {
+            kestrel_engine::backends::cpu::tensor_shapes(model, std::slice::from_ref(&s.shape))?
+        }
+        _ => HashMap::new(),
+    };
+    let non_float: HashSet<String> =
+        typed.iter().filter(|(_, (dtype, _))| *dtype != "float32").map(|(name, _)| name.clone()).collect();
+    let model = &lowered(model, &typed)?;
     let g = graph::graph(&model.proto)?;
     let cands = candidates(g);
     if cands.is_empty() {
@@ -117,7 +128,7 @@ pub fn quantize_int8(
     }
     if config.integer_only {
         for n in &g.node {
-            let inputs = qdq_float_ops::quantized_inputs(g, n);
+            let inputs = qdq_float_ops::quantized_inputs(g, n, &non_float);
             if !inputs.is_empty() {
                 names.extend(inputs.iter().map(|&i| n.input[i].clone()).chain(n.output.iter().cloned()));
             }
@@ -128,7 +139,7 @@ pub fn quantize_int8(
     let ranges = calibrate::ranges(model, samples, &names, config.method)?;
     let reference = calibrate::reference_outputs(model, samples)?;
     let score = |set: &HashSet<usize>| -> Result<f64, CompressError> {
-        let q = build(model, &cands, set, &ranges, config.integer_only)?;
+        let q = build(model, &cands, set, &ranges, config.integer_only.then_some(&non_float))?;
         let got = calibrate::reference_outputs(&q, samples)?;
         Ok(reference.iter().zip(&got).map(|(r, t)| calibrate::sqnr_db(r, t)).fold(f64::INFINITY, f64::min))
     };
@@ -170,7 +181,7 @@ pub fn quantize_int8(
             Some(format!("reverted: the whole model was at {output_sqnr:.1} dB (< {} dB)", config.min_model_sqnr_db));
         output_sqnr = score(&chosen)?;
     }
-    let quantized = build(model, &cands, &chosen, &ranges, config.integer_only)?;
+    let quantized = build(model, &cands, &chosen, &ranges, config.integer_only.then_some(&non_float))?;
     let in_candidates: HashSet<usize> = cands.iter().flat_map(|c| std::iter::once(c.node).chain(c.relu)).collect();
     let mut float_ops = BTreeMap::new();
     let qg = graph::graph(&quantized.proto)?;
@@ -179,7 +190,7 @@ pub fn quantize_int8(
     for (ix, n) in g.node.iter().enumerate() {
         let integer = in_candidates.contains(&ix)
             || PASSTHROUGH.contains(&n.op_type.as_str())
-            || (config.integer_only && qdq_integer(qg, &producers, n));
+            || (config.integer_only && qdq_integer(qg, &producers, n, &non_float));
         if !integer {
             *float_ops.entry(n.op_type.clone()).or_default() += 1;
         }
@@ -187,29 +198,28 @@ pub fn quantize_int8(
     Ok((quantized, QuantizeReport { config: config.clone(), layers, float_ops, output_sqnr_db: output_sqnr }))
 }
 
-/// `model` with Gemm and spatial ReduceMean in the forms that quantize (see [`lower_for_int8`]);
-/// the shapes (for ReduceMean's rank) are inferred only when the model has one.
-fn lowered(model: &OnnxModel, samples: &[Tensor]) -> Result<OnnxModel, CompressError> {
+/// `model` with Gemm and spatial ReduceMean in the forms that quantize (see [`lower_for_int8`]).
+fn lowered(model: &OnnxModel, typed: &HashMap<String, (&str, Vec<usize>)>) -> Result<OnnxModel, CompressError> {
     let mut out = model.clone();
-    let g = graph::graph_mut(&mut out.proto)?;
-    let mut shapes = HashMap::new();
-    if let (true, Some(sample)) = (g.node.iter().any(|n| n.op_type == "ReduceMean"), samples.first()) {
-        let inferred = kestrel_engine::backends::cpu::tensor_shapes(model, std::slice::from_ref(&sample.shape))?;
-        shapes = inferred.into_iter().map(|(name, (_, dims))| (name, dims)).collect();
-    }
-    lower_for_int8(g, &shapes)?;
+    let shapes = typed.iter().map(|(name, (_, dims))| (name.clone(), dims.clone())).collect();
+    lower_for_int8(graph::graph_mut(&mut out.proto)?, &shapes)?;
     Ok(out)
 }
 
 /// Whether `n` (a node of the float model) runs on integers in the integer-only model `qg`: a
 /// Pad or MaxPool hoisted onto uint8, or an Add (and its Relu) between Dequantize and Quantize.
-fn qdq_integer(qg: &pb::GraphProto, producers: &HashMap<String, usize>, n: &pb::NodeProto) -> bool {
+fn qdq_integer(
+    qg: &pb::GraphProto,
+    producers: &HashMap<String, usize>,
+    n: &pb::NodeProto,
+    non_float: &HashSet<String>,
+) -> bool {
     let Some(out) = n.output.first() else { return false };
     let q_node = qg.node.iter().find(|m| m.output.first() == Some(out));
     match (n.op_type.as_str(), q_node) {
         // Hoisted, or put between a Dequantize and a Quantize: its output is now a Dequantize's.
         ("Pad", Some(m)) => m.op_type == "DequantizeLinear",
-        (op, _) if qdq_float_ops::WRAPPED.contains(&op) => qdq_float_ops::in_qdq_form(qg, producers, n),
+        (op, _) if qdq_float_ops::WRAPPED.contains(&op) => qdq_float_ops::in_qdq_form(qg, producers, n, non_float),
         ("Add", Some(m)) => {
             m.input.iter().all(|i| producers.get(i).is_some_and(|&p| qg.node[p].op_type == "DequantizeLinear"))
         }
@@ -288,7 +298,7 @@ fn output_heads(g: &pb::GraphProto, cands: &[Candidate]) -> HashSet<usize> {
 fn passthrough_input(g: &pb::GraphProto, t: &str) -> Option<String> {
     g.node
         .iter()
-        .find(|n| n.output.first().is_some_and(|o| o == t) && PASSTHROUGH.contains(&n.op_type.as_str()))
+        .find(|n| n.output.iter().any(|o| o == t) && PASSTHROUGH.contains(&n.op_type.as_str()))
         .map(|n| n.input[0].clone())
 }
 
@@ -317,13 +327,14 @@ fn quantize_weights(dims: &[usize], w: &[f32], axis: usize) -> (Vec<i8>, Vec<f32
     (q, scales)
 }
 
-/// The model with the candidates in `set` quantized.
+/// The model with the candidates in `set` quantized; `integer_only` holds the tensors that are
+/// not float (shape arithmetic), which integer-only mode leaves alone.
 fn build(
     model: &OnnxModel,
     cands: &[Candidate],
     set: &HashSet<usize>,
     ranges: &HashMap<String, (f32, f32)>,
-    integer_only: bool,
+    integer_only: Option<&HashSet<String>>,
 ) -> Result<OnnxModel, CompressError> {
     let mut out = model.clone();
     graph::require_opset(&mut out.proto, 13);
@@ -341,7 +352,7 @@ fn build(
         let (lo, hi) = range(&cands[i].output)?;
         params.insert(cands[i].output.clone(), activation_params(lo, hi));
     }
-    if integer_only {
+    if integer_only.is_some() {
         // The layers concatenated into one tensor (a detector's heads) share one quantization,
         // the union of their ranges: one output, one scale — and a head that calibration never
         // saw fire keeps the range its siblings saw.
@@ -482,7 +493,7 @@ fn build(
             &[&c.output],
         ));
     }
-    if integer_only {
+    if integer_only.is_some() {
         // Every other reader of a quantized layer input reads Dequantize(Quantize(input)).
         let outputs: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
         for (float, (q, s, z)) in &quantized_inputs {
@@ -501,16 +512,16 @@ fn build(
     }
     g.node = nodes;
     g.initializer.extend(inits);
-    if integer_only {
+    if let Some(non_float) = integer_only {
         let params = |t: &str| match params.get(t) {
             Some(&p) => Ok(p),
             None => range(t).map(|(lo, hi)| activation_params(lo, hi)),
         };
         sort_topologically(g)?;
-        qdq_float_ops::wrap(g, &mut names, params)?;
+        qdq_float_ops::wrap(g, &mut names, non_float, params)?;
     }
     g.value_info.clear();
-    hoist_passthrough(g, &mut names, integer_only);
+    hoist_passthrough(g, &mut names, integer_only.is_some());
     cancel_requantization(g);
     remove_dead(g);
     sort_topologically(g)?;
@@ -524,7 +535,7 @@ fn hoist_passthrough(g: &mut pb::GraphProto, names: &mut Names, pad_too: bool) {
         let producers = graph::producers(g);
         let found = g.node.iter().enumerate().find_map(|(ix, n)| {
             let ok = PASSTHROUGH.contains(&n.op_type.as_str()) || (pad_too && zero_pad(g, n));
-            if !ok || n.output.len() != 1 {
+            if !ok || (n.output.len() != 1 && n.op_type != "Split") {
                 return None;
             }
             let d = *producers.get(n.input.first()?)?;
@@ -533,17 +544,21 @@ fn hoist_passthrough(g: &mut pb::GraphProto, names: &mut Names, pad_too: bool) {
         let Some((ix, d)) = found else { return };
         let dq = g.node[d].clone();
         let op = &mut g.node[ix];
-        let out = op.output[0].clone();
-        let out_q = names.fresh(&format!("{out}_quantized"));
         op.input[0] = dq.input[0].clone();
-        op.output[0] = out_q.clone();
         if op.op_type == "Pad" {
             // 0.0 is the zero point on the integers.
             op.input.resize(2, String::new());
             op.input.push(dq.input[2].clone());
         }
-        let name = names.fresh(&format!("{out}_dequantize"));
-        g.node.insert(ix + 1, graph::node("DequantizeLinear", &name, &[&out_q, &dq.input[1], &dq.input[2]], &[&out]));
+        // Each output (a Split has several) now quantized, dequantized for its readers.
+        let mut dequantize = Vec::new();
+        for out in op.output.iter_mut().filter(|o| !o.is_empty()) {
+            let out_q = names.fresh(&format!("{out}_quantized"));
+            let name = names.fresh(&format!("{out}_dequantize"));
+            dequantize.push(graph::node("DequantizeLinear", &name, &[&out_q, &dq.input[1], &dq.input[2]], &[out]));
+            *out = out_q;
+        }
+        g.node.splice(ix + 1..ix + 1, dequantize);
     }
 }
 

@@ -26,6 +26,7 @@ pub mod quantize;
 pub(crate) mod reference;
 pub mod relu;
 pub mod resize;
+pub mod slice;
 pub mod softmax;
 pub mod transpose;
 
