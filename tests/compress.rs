@@ -393,3 +393,36 @@ fn a_tflite_export_compresses_integer_only_and_exports_whole() {
     assert_eq!(r["backend"], "micro", "{r}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// An Ultralytics YOLOv8n export (nudenet's, fetched by scripts/fetch-models.sh) compressed
+/// `--integer-only` runs whole on the integer runtime — SiLU as a table and a product, the C2f
+/// Splits as crops, the anchor grid folded at export, the box decoding on float kernels — and
+/// finds the face the float model finds: same class, IoU ≥ 0.9, score within 0.1.
+#[test]
+fn yolov8_compresses_integer_only_and_finds_the_float_models_face() {
+    let model = common::repo().join("target/models/yolov8n-320/320n.onnx");
+    assert!(model.exists(), "`{}` is missing: run `bash scripts/fetch-models.sh`", model.display());
+    let dir = tmp("yolo");
+    let (out, kmodel) = (dir.join("yolo.onnx"), dir.join("yolo.kmodel"));
+    let args = ["compress", model.to_str().unwrap(), "--int8", "--integer-only", "--calib", "models/samples"];
+    let v: Value =
+        serde_json::from_str(&common::kestrel_ok(&[&args[..], &["--out", out.to_str().unwrap(), "--json"]].concat()))
+            .unwrap();
+    assert_eq!(v["integer_runtime"], true, "{}", v["where_it_runs"]);
+    common::kestrel_ok(&["export", out.to_str().unwrap(), "-o", kmodel.to_str().unwrap()]);
+    let run = |m: &str| -> Value {
+        let out = common::kestrel_ok(&["run", m, "models/samples/astronaut.png", "--json"]);
+        serde_json::from_str(&out).unwrap()
+    };
+    let (float, int) = (run(model.to_str().unwrap()), run(kmodel.to_str().unwrap()));
+    assert_eq!(int["backend"], "micro");
+    let (f, i) = (&float["detections"][0], &int["detections"][0]);
+    let corners = |d: &Value| ["x_min", "y_min", "x_max", "y_max"].map(|k| d[k].as_f64().unwrap());
+    let (a, b) = (corners(f), corners(i));
+    let inter = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0) * (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let area = |c: [f64; 4]| (c[2] - c[0]) * (c[3] - c[1]);
+    let iou = inter / (area(a) + area(b) - inter);
+    let drift = (f["score"].as_f64().unwrap() - i["score"].as_f64().unwrap()).abs();
+    assert!(f["label"] == i["label"] && iou >= 0.9 && drift <= 0.1, "float {f}, integer {i}: IoU {iou:.3}");
+    std::fs::remove_dir_all(&dir).ok();
+}

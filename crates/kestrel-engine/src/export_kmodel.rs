@@ -14,7 +14,7 @@
 //! `Quantize(f(Dequantize(x)))` for an elementwise f (Relu, Clip, LeakyRelu, HardSigmoid,
 //! Sigmoid, Tanh) → a 256-entry table lookup. The layers a mixed int8 model keeps in float run
 //! on the runtime's float kernels: Conv → ConvF32 (weights reordered to [kh, kw, C/g, M]), an Add
-//! of two float activations (and a Relu only it feeds) → AddF32, MaxPool and zero Pad on float.
+//! of two float activations (and a Relu only it feeds) → BinaryF32, MaxPool and zero Pad on float.
 //! Shape-only subgraphs (Shape →
 //! Gather → … → Reshape's shape) are folded away: shapes are fixed at export. Requantization
 //! multipliers are computed in f32 as onnxruntime does, `(x_scale · w_scale) / y_scale`, so the
@@ -27,7 +27,7 @@ use kestrel_micro::builder::{Builder, TensorSpec};
 use kestrel_micro::{DType, OpCode, Storage};
 use kestrel_onnx::{pb, OnnxModel};
 
-use crate::backends::cpu::tensor_shapes;
+use crate::backends::cpu::{constant_values, tensor_shapes, FoldedValue};
 use crate::EngineError;
 
 /// What the export produced.
@@ -63,6 +63,8 @@ struct Op {
 
 struct Exporter<'g> {
     g: &'g pb::GraphProto,
+    /// The default domain's opset (some ops changed meaning over versions).
+    opset: i64,
     shapes: HashMap<String, (&'static str, Vec<usize>)>,
     b: Builder,
     tensors: Vec<Tensor>,
@@ -833,8 +835,11 @@ impl<'g> Exporter<'g> {
                 self.by_name.insert(out.clone(), y);
             }
             "Add" if n.input.len() == 2 && n.input.iter().all(|i| raw(self.g, i).is_none()) => {
-                self.float_add(n, None)?
+                self.float_binary(n, 0, None)?
             }
+            "Sub" => self.float_binary(n, 1, None)?,
+            "Mul" => self.float_binary(n, 2, None)?,
+            "Div" => self.float_binary(n, 3, None)?,
             "Add" => {
                 let (a, b) = (&n.input[0], &n.input[1]);
                 let (act, cst) = if raw(self.g, b).is_some() { (a, b) } else { (b, a) };
@@ -922,12 +927,17 @@ impl<'g> Exporter<'g> {
                 let x = self.activation(n, &n.input[0])?;
                 let x = self.onnx_layout(x);
                 let rank = self.tensors[x].dims.len() as i64;
-                let axis = n.attribute.iter().find(|a| a.name == "axis").map_or(-1, |a| a.i);
-                if self.tensors[x].dtype != DType::F32 || !(axis == -1 || axis == rank - 1) {
-                    return Err(unsupported(n, "only float Softmax over the last axis"));
+                // Before opset 13, Softmax takes every axis from `axis` (default 1) on as one.
+                let coerced = self.opset < 13;
+                let axis = n.attribute.iter().find(|a| a.name == "axis").map_or(if coerced { 1 } else { -1 }, |a| a.i);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                if self.tensors[x].dtype != DType::F32 || !(0..rank).contains(&axis) {
+                    return Err(unsupported(n, "only float Softmax over an axis within the rank"));
                 }
                 let mut p = [0u8; 12];
-                p[0] = (rank - 1) as u8;
+                p[0] = axis as u8;
+                // Over the last axis, both readings agree: written as before.
+                p[1] = u8::from(coerced && axis != rank - 1);
                 let dims = self.tensors[x].dims.clone();
                 let y = self.new_activation(&out, DType::F32, dims, None);
                 self.push(OpCode::Softmax, vec![x], y, p, None);
@@ -1006,21 +1016,28 @@ impl<'g> Exporter<'g> {
 
     /// A float Add of two activations (a mixed model's residual connection), in the layout both
     /// share when they share one, else ONNX's; with `relu`, that Relu node fused into it.
-    fn float_add(&mut self, n: &pb::NodeProto, relu: Option<&pb::NodeProto>) -> Result<(), EngineError> {
+    /// A float Add, Sub, Mul or Div (`kind`: the runtime's code) of two activations or an
+    /// activation and a constant, with the Relu that only it feeds.
+    fn float_binary(&mut self, n: &pb::NodeProto, kind: u8, relu: Option<&pb::NodeProto>) -> Result<(), EngineError> {
         let out = relu.unwrap_or(n).output.first().cloned().unwrap_or_default();
-        let (mut a, mut b) = (self.activation(n, &n.input[0])?, self.activation(n, &n.input[1])?);
+        if n.input.len() != 2 {
+            return Err(unsupported(n, "two operands"));
+        }
+        let (mut a, mut b) = (self.float_operand(n, &n.input[0])?, self.float_operand(n, &n.input[1])?);
         if self.tensors[a].dtype != DType::F32 || self.tensors[b].dtype != DType::F32 {
-            return Err(unsupported(n, "an Add of a float and an integer tensor"));
+            return Err(unsupported(n, "an operation of a float and an integer tensor"));
         }
         if self.tensors[a].nhwc != self.tensors[b].nhwc || self.tensors[a].dims != self.tensors[b].dims {
             (a, b) = (self.onnx_layout(a), self.onnx_layout(b));
         }
         let (da, db) = (self.tensors[a].dims.clone(), self.tensors[b].dims.clone());
         if da.len() > 4 || !broadcasts(&with_leading_ones(&db, da.len()), &da) {
-            if broadcasts(&with_leading_ones(&da, db.len()), &db) && db.len() <= 4 {
+            // Only Add and Mul may swap their operands; the output takes the first's shape.
+            let commutes = kind == 0 || kind == 2;
+            if commutes && broadcasts(&with_leading_ones(&da, db.len()), &db) && db.len() <= 4 {
                 std::mem::swap(&mut a, &mut b);
             } else {
-                return Err(unsupported(n, "operands that do not broadcast to one shape of rank ≤ 4"));
+                return Err(unsupported(n, "operands that do not broadcast to the first's shape of rank ≤ 4"));
             }
         }
         let rank = self.tensors[a].dims.len();
@@ -1033,8 +1050,22 @@ impl<'g> Exporter<'g> {
         let y = self.elementwise(&out, a, DType::F32, None);
         let mut p = [0u8; 12];
         p[0] = u8::from(relu.is_some());
-        self.push(OpCode::AddF32, vec![a, b], y, p, None);
+        p[1] = kind;
+        self.push(OpCode::BinaryF32, vec![a, b], y, p, None);
         Ok(())
+    }
+
+    /// An activation, or a float constant (an initializer or a tensor folded at export) as a
+    /// weights tensor.
+    fn float_operand(&mut self, n: &pb::NodeProto, name: &str) -> Result<usize, EngineError> {
+        if let Some(&x) = self.by_name.get(name) {
+            return Ok(x);
+        }
+        let c = raw(self.g, name)
+            .filter(|r| r.elem.code == 1)
+            .ok_or_else(|| unsupported(n, &format!("`{name}` is neither an activation nor a float constant")))?;
+        let dims = if c.dims.is_empty() { vec![1] } else { c.dims.clone() };
+        Ok(self.constant(DType::F32, dims, &c.bytes, None))
     }
 
     fn push(&mut self, code: OpCode, inputs: Vec<usize>, output: usize, params: [u8; 12], extra: Option<u32>) {
@@ -1079,6 +1110,45 @@ fn shape_only(g: &pb::GraphProto) -> HashSet<usize> {
     }
 }
 
+/// `g` with every computation that does not depend on the input (at the export's fixed shape)
+/// replaced by its value as an initializer — a detector's anchor grid, built from Shape, Range
+/// and Expand — or `None` when there is none. The runtime then sees only constants there.
+fn fold_constants(g: &pb::GraphProto, folded: &HashMap<String, FoldedValue>) -> Option<pb::GraphProto> {
+    let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let outputs: HashSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    let is_folded = |o: &String| o.is_empty() || (folded.contains_key(o) && !outputs.contains(o.as_str()));
+    let dropped: Vec<bool> = g.node.iter().map(|n| !n.output.is_empty() && n.output.iter().all(&is_folded)).collect();
+    if !dropped.contains(&true) {
+        return None;
+    }
+    let mut out = g.clone();
+    out.node = g.node.iter().zip(&dropped).filter(|(_, &d)| !d).map(|(n, _)| n.clone()).collect();
+    // What only the folded part read is dead now (the shape arithmetic tract folded away).
+    loop {
+        let read: HashSet<&str> = out.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
+        let live =
+            |n: &pb::NodeProto| n.output.iter().any(|o| read.contains(o.as_str()) || outputs.contains(o.as_str()));
+        let kept: Vec<pb::NodeProto> = out.node.iter().filter(|n| live(n)).cloned().collect();
+        if kept.len() == out.node.len() {
+            break;
+        }
+        out.node = kept;
+    }
+    let read: HashSet<&str> = out.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
+    for (name, (code, dims, bytes)) in folded {
+        if read.contains(name.as_str()) && !inits.contains(name.as_str()) && !outputs.contains(name.as_str()) {
+            out.initializer.push(pb::TensorProto {
+                name: name.clone(),
+                dims: dims.iter().map(|&d| d as i64).collect(),
+                data_type: *code,
+                raw_data: bytes.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    Some(out)
+}
+
 /// The model's declared input shape, symbolic dimensions (the batch) taken as 1.
 pub fn declared_input_shape(model: &OnnxModel) -> Vec<usize> {
     let s = kestrel_onnx::summarize(&model.proto);
@@ -1105,8 +1175,13 @@ pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize], config: Option<&s
         )));
     }
     let shapes = tensor_shapes(model, &[input_shape.to_vec()])?;
+    let folded_graph = fold_constants(g, &constant_values(model, &[input_shape.to_vec()])?);
+    let g = folded_graph.as_ref().unwrap_or(g);
+    let opset =
+        model.proto.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(1, |o| o.version);
     let mut ex = Exporter {
         g,
+        opset,
         shapes,
         b: Builder::new(),
         tensors: vec![],
@@ -1126,7 +1201,7 @@ pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize], config: Option<&s
     skip.extend(add_relus.values());
     for (ix, n) in g.node.iter().enumerate() {
         if let Some(&relu) = add_relus.get(&ix) {
-            ex.float_add(n, Some(&g.node[relu]))?;
+            ex.float_binary(n, 0, Some(&g.node[relu]))?;
         } else if let Some(f) = fused.get(&ix) {
             ex.fused_binary(n, f)?;
         } else if let Some(&[d, f]) = unaries.get(&ix) {

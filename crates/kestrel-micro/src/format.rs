@@ -103,8 +103,8 @@ pub enum OpCode {
     Resize,
     /// Float convolution (a layer a mixed int8 model keeps in float).
     ConvF32,
-    /// Float Add of two activations, optional Relu.
-    AddF32,
+    /// Float Add, Sub, Mul or Div of two tensors (the second broadcast), optional Relu.
+    BinaryF32,
     /// A crop (ONNX Slice with unit steps; each output of a Split).
     Slice,
 }
@@ -132,7 +132,7 @@ impl OpCode {
             18 => OpCode::PRelu,
             19 => OpCode::Resize,
             20 => OpCode::ConvF32,
-            21 => OpCode::AddF32,
+            21 => OpCode::BinaryF32,
             22 => OpCode::Slice,
             _ => return None,
         })
@@ -160,7 +160,7 @@ impl OpCode {
             OpCode::PRelu => 18,
             OpCode::Resize => 19,
             OpCode::ConvF32 => 20,
-            OpCode::AddF32 => 21,
+            OpCode::BinaryF32 => 21,
             OpCode::Slice => 22,
         }
     }
@@ -179,7 +179,7 @@ impl OpCode {
     fn arity(self) -> (usize, usize, usize) {
         match self {
             OpCode::Conv | OpCode::FullyConnected | OpCode::ConvF32 => (2, 3, 1),
-            OpCode::Add | OpCode::Mul | OpCode::AddConstant | OpCode::PRelu | OpCode::AddF32 => (2, 2, 1),
+            OpCode::Add | OpCode::Mul | OpCode::AddConstant | OpCode::PRelu | OpCode::BinaryF32 => (2, 2, 1),
             OpCode::Concat => (2, 4, 1),
             _ => (1, 1, 1),
         }
@@ -644,9 +644,10 @@ impl<'a> Model<'a> {
                 if x.dtype != DType::F32
                     || y.dtype != DType::F32
                     || x.dims != y.dims
-                    || usize::from(op.params[0]) + 1 != x.rank
+                    || usize::from(op.params[0]) >= x.rank
+                    || op.params[1] > 1
                 {
-                    return Err(bad("Softmax tensors (float, over the last axis)"));
+                    return Err(bad("Softmax tensors (float, over an axis within the rank)"));
                 }
                 Ok(())
             }
@@ -677,13 +678,13 @@ impl<'a> Model<'a> {
                 Ok(())
             }
             #[cfg(feature = "all-ops")]
-            OpCode::AddF32 => {
+            OpCode::BinaryF32 => {
                 let (a, b, y) = (t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0]));
                 if [a.dtype, b.dtype, y.dtype] != [DType::F32; 3] || a.dims != y.dims || !broadcasts(b.dims, y.dims) {
-                    return Err(bad("AddF32 tensors (float32, b broadcast to a's shape)"));
+                    return Err(bad("BinaryF32 tensors (float32, b broadcast to a's shape)"));
                 }
-                if op.params[0] > 1 {
-                    return Err(bad("AddF32 relu flag"));
+                if op.params[0] > 1 || crate::ops::binary_f32::Kind::from_code(op.params[1]).is_none() {
+                    return Err(bad("BinaryF32 relu flag or operation"));
                 }
                 Ok(())
             }

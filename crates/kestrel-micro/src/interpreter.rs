@@ -197,9 +197,10 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 ops::conv_f32::conv_f32(&conv_shape(&m, &op), read(&x), read(&info(1)), bias, out);
             }
             #[cfg(feature = "all-ops")]
-            OpCode::AddF32 => {
+            OpCode::BinaryF32 => {
                 let b = info(1);
-                ops::add_f32::add_f32(read(&x), read(&b), x.dims, b.dims, op.params[0] == 1, out);
+                let kind = ops::binary_f32::Kind::from_code(op.params[1]).unwrap_or(ops::binary_f32::Kind::Add);
+                ops::binary_f32::binary_f32(kind, read(&x), read(&b), x.dims, b.dims, op.params[0] == 1, out);
             }
             OpCode::Quantize => {
                 let (scale, zero) = quant(&y);
@@ -219,7 +220,13 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             OpCode::Relu if x.dtype == DType::F32 => ops::relu::relu_f32(read(&x), out),
             OpCode::Relu => ops::relu::relu_u8(read(&x), x.zero_point, out),
             OpCode::AddConstant => ops::add_constant::add_constant(read(&x), read(&info(1)), out),
-            OpCode::Softmax => ops::softmax::softmax(read(&x), x.dims[x.rank - 1], out),
+            OpCode::Softmax => {
+                // Over axis p[0]; with p[1] = 1, over every axis from p[0] on (ONNX before opset 13).
+                let axis = usize::from(op.params[0]);
+                let to = if op.params[1] == 1 { x.rank } else { axis + 1 };
+                let (outer, len) = (x.dims[..axis].iter().product(), x.dims[axis..to].iter().product());
+                ops::softmax::softmax(read(&x), outer, len, x.dims[to..x.rank].iter().product(), out);
+            }
             #[cfg(feature = "all-ops")]
             OpCode::Add | OpCode::Mul => {
                 let b = info(1);

@@ -108,7 +108,7 @@ fn requantizing_model() -> Vec<u8> {
 }
 
 #[cfg(feature = "all-ops")]
-/// The float ops of a mixed int8 model: x f32 [1,3,3,2] → ConvF32 3×3 (pad 1, bias) → AddF32
+/// The float ops of a mixed int8 model: x f32 [1,3,3,2] → ConvF32 3×3 (pad 1, bias) → BinaryF32
 /// with x (relu) → MaxPool 2×2 → Pad 2 channels with zeros → y f32 [1,2,2,4].
 fn float_model() -> Vec<u8> {
     let mut b = Builder::new();
@@ -133,7 +133,7 @@ fn float_model() -> Vec<u8> {
     let pooled = f32_tensor(&mut b, &[1, 2, 2, 2], Storage::Arena, 240);
     let y = f32_tensor(&mut b, &[1, 2, 2, 4], Storage::Arena, 288);
     b.op(OpCode::ConvF32, &[x, wt, bias], &[conv], [3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0], None);
-    b.op(OpCode::AddF32, &[conv, x], &[sum], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], None);
+    b.op(OpCode::BinaryF32, &[conv, x], &[sum], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], None);
     b.op(OpCode::MaxPool, &[sum], &[pooled], [2, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0], None);
     b.op(OpCode::Pad, &[pooled], &[y], [0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0], None);
     b.input(x);

@@ -136,7 +136,15 @@ pub fn quantize_int8(
     }
     names.sort();
     names.dedup();
-    let ranges = calibrate::ranges(model, samples, &names, config.method)?;
+    let mut ranges = calibrate::ranges(model, samples, &names, config.method)?;
+    if config.integer_only && config.method != RangeMethod::MinMax {
+        // A score head's rare large values are the detections: a percentile would clip them.
+        let heads: Vec<String> =
+            score_head_tensors(g, &cands, &non_float).into_iter().filter(|t| ranges.contains_key(t)).collect();
+        if !heads.is_empty() {
+            ranges.extend(calibrate::ranges(model, samples, &heads, RangeMethod::MinMax)?);
+        }
+    }
     let reference = calibrate::reference_outputs(model, samples)?;
     let score = |set: &HashSet<usize>| -> Result<f64, CompressError> {
         let q = build(model, &cands, set, &ranges, config.integer_only.then_some(&non_float))?;
@@ -196,6 +204,51 @@ pub fn quantize_int8(
         }
     }
     Ok((quantized, QuantizeReport { config: config.clone(), layers, float_ops, output_sqnr_db: output_sqnr }))
+}
+
+/// The tensors of score heads: those from which a model output is reached through an activation
+/// function put on the integers (a Sigmoid over class logits, say) without passing another
+/// layer: the wrapped op's input and output and, upstream of it, everything back to and
+/// including the layers' outputs.
+fn score_head_tensors(g: &pb::GraphProto, cands: &[Candidate], non_float: &HashSet<String>) -> HashSet<String> {
+    let producers = graph::producers(g);
+    let candidate_outputs: HashSet<&str> = cands.iter().map(|c| c.output.as_str()).collect();
+    let outputs: HashSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    // Tensors that reach a model output without passing a layer.
+    let mut reaches = HashSet::new();
+    let mut stack: Vec<&str> = outputs.iter().copied().collect();
+    while let Some(t) = stack.pop() {
+        if !reaches.insert(t.to_string()) || candidate_outputs.contains(t) {
+            continue;
+        }
+        if let Some(&p) = producers.get(t) {
+            stack.extend(g.node[p].input.iter().map(String::as_str).filter(|i| !i.is_empty()));
+        }
+    }
+    let mut found = HashSet::new();
+    for n in g.node.iter().filter(|n| n.output.first().is_some_and(|o| reaches.contains(o))) {
+        let inputs = qdq_float_ops::quantized_inputs(g, n, non_float);
+        if inputs.is_empty() || n.op_type == "Mul" {
+            continue;
+        }
+        found.extend(n.output.iter().cloned());
+        let mut stack: Vec<&str> = inputs.iter().map(|&i| n.input[i].as_str()).collect();
+        while let Some(t) = stack.pop() {
+            if !found.insert(t.to_string()) || candidate_outputs.contains(t) {
+                continue;
+            }
+            if let Some(&p) = producers.get(t) {
+                stack.extend(
+                    g.node[p]
+                        .input
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|i| graph::initializer(g, i).is_none() && !i.is_empty()),
+                );
+            }
+        }
+    }
+    found
 }
 
 /// `model` with Gemm and spatial ReduceMean in the forms that quantize (see [`lower_for_int8`]).

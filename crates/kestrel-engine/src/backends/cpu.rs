@@ -138,6 +138,44 @@ pub fn tensor_shapes(
     .map_err(|e| e.into_prepare())
 }
 
+/// A tensor's value folded at a fixed input shape: ONNX element type (1 float, 7 int64), dims
+/// and little-endian bytes.
+pub type FoldedValue = (i32, Vec<usize>, Vec<u8>);
+
+/// The float32 and int64 tensors of the ONNX graph whose values do not depend on the model's
+/// input at the given input shapes (anchor grids and strides computed from shapes, for
+/// instance), as tract's analysis folds them, by name.
+pub fn constant_values(
+    model: &OnnxModel,
+    input_shapes: &[Vec<usize>],
+) -> Result<std::collections::HashMap<String, FoldedValue>, EngineError> {
+    let dir = model.dir.as_ref().and_then(|d| d.to_str().map(str::to_owned));
+    guard(|| {
+        let m = inference_model(model, dir.as_deref(), input_shapes)?.into_typed()?;
+        let mut out = std::collections::HashMap::new();
+        for node in m.nodes() {
+            for ix in 0..node.outputs.len() {
+                let outlet = OutletId::new(node.id, ix);
+                let Some(konst) = m.outlet_fact(outlet)?.konst.as_ref() else { continue };
+                let (code, bytes): (i32, Vec<u8>) = match konst.datum_type() {
+                    DatumType::F32 => {
+                        (1, konst.to_plain_array_view::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect())
+                    }
+                    DatumType::I64 | DatumType::TDim => {
+                        let ints = konst.cast_to::<i64>()?;
+                        (7, ints.to_plain_array_view::<i64>()?.iter().flat_map(|v| v.to_le_bytes()).collect())
+                    }
+                    _ => continue,
+                };
+                let name = m.outlet_label(outlet).map(str::to_owned).unwrap_or_else(|| node.name.clone());
+                out.insert(name, (code, konst.shape().to_vec(), bytes));
+            }
+        }
+        Ok(out)
+    })
+    .map_err(|e| e.into_prepare())
+}
+
 /// Parses the validated proto with tract, fixes input shapes, and declutters.
 pub(crate) fn typed_model(model: &OnnxModel, input_shapes: &[Vec<usize>]) -> Result<TypedModel, EngineError> {
     let dir = model.dir.as_ref().and_then(|d| d.to_str().map(str::to_owned));

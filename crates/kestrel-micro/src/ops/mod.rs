@@ -2,9 +2,9 @@
 //! bounds-checked (through `Model::parse`), and never allocates.
 
 pub mod add_constant;
-pub mod add_f32;
 pub mod average_pool;
 pub mod binary;
+pub mod binary_f32;
 pub mod concat;
 pub mod conv;
 #[cfg(target_arch = "aarch64")]

@@ -1,4 +1,4 @@
-//! Softmax over the last axis, in float32, with our own `exp` (no libm on microcontrollers).
+//! Softmax over one axis, in float32, with our own `exp` (no libm on microcontrollers).
 
 use super::{f32_at, put_f32};
 
@@ -30,19 +30,21 @@ fn pow2(k: i32) -> f32 {
     f32::from_bits(((k + 127).clamp(1, 254) as u32) << 23)
 }
 
-pub fn softmax(x: &[u8], last: usize, y: &mut [u8]) {
-    let n = y.len() / 4;
-    for row in 0..n / last {
-        let at = row * last;
-        let max = (0..last).map(|i| f32_at(x, at + i)).fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for i in 0..last {
-            let e = exp(f32_at(x, at + i) - max);
-            put_f32(y, at + i, e);
-            sum += e;
-        }
-        for i in 0..last {
-            put_f32(y, at + i, f32_at(y, at + i) / sum);
+/// Softmax of `x` seen as `[outer, len, inner]` over its middle axis (`inner` = 1: the last).
+pub fn softmax(x: &[u8], outer: usize, len: usize, inner: usize, y: &mut [u8]) {
+    for o in 0..outer {
+        for k in 0..inner {
+            let at = |i: usize| (o * len + i) * inner + k;
+            let max = (0..len).map(|i| f32_at(x, at(i))).fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for i in 0..len {
+                let e = exp(f32_at(x, at(i)) - max);
+                put_f32(y, at(i), e);
+                sum += e;
+            }
+            for i in 0..len {
+                put_f32(y, at(i), f32_at(y, at(i)) / sum);
+            }
         }
     }
 }
