@@ -146,7 +146,7 @@ fn float_add_relus(g: &pb::GraphProto, skip: &HashSet<usize>) -> HashMap<usize, 
 
 /// Elementwise float functions that run on the integers as a 256-entry table when they sit
 /// between a Dequantize and a Quantize: `Quantize(f(Dequantize(x)))`.
-const TABLED: &[&str] = &["Relu", "Clip", "LeakyRelu", "HardSigmoid", "Sigmoid", "Tanh"];
+const TABLED: &[&str] = &["Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh"];
 
 /// Float ops with an integer kernel of their own when they sit between a Dequantize and a
 /// Quantize (their other inputs constants).
@@ -679,6 +679,7 @@ impl<'g> Exporter<'g> {
                 Box::new(move |v: f32| (alpha * v + beta).clamp(0.0, 1.0))
             }
             "Sigmoid" => Box::new(|v: f32| 1.0 / (1.0 + (-v).exp())),
+            "HardSwish" => Box::new(|v: f32| v * (v * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0)),
             _ => Box::new(|v: f32| v.tanh()),
         };
         let (lo, hi) = (-yz, 255.0 - yz);

@@ -6,8 +6,12 @@
 //!   integer runtime adds after it.
 //! - `ReduceMean` over H and W of a 4-D tensor → `GlobalAveragePool` (then `Flatten` when
 //!   `keepdims = 0`), which has an integer kernel.
+//! - `BatchNormalization` after a `Conv` (Paddle exports keep them apart) → folded into the
+//!   convolution's weights and bias.
+//! - `Div(Mul(x, Clip(Add(x, 3), 0, 6)), 6)` (HardSwish spelled out) → `HardSwish(x)`, one
+//!   function the integer runtime runs as a table.
 //!
-//! Both are exact rewrites: the same sums in float.
+//! All are rewrites of the same function in float (up to rounding).
 
 use std::collections::HashMap;
 
@@ -17,7 +21,10 @@ use crate::graph::{self, Names};
 use crate::CompressError;
 
 /// Rewrites `g` in place; `shapes` gives each tensor's concrete shape (for the ranks).
-pub fn lower_for_int8(g: &mut pb::GraphProto, shapes: &HashMap<String, Vec<usize>>) -> Result<(), CompressError> {
+/// Returns whether the graph now needs opset 14 (it holds a HardSwish).
+pub fn lower_for_int8(g: &mut pb::GraphProto, shapes: &HashMap<String, Vec<usize>>) -> Result<bool, CompressError> {
+    fold_batch_norms(g)?;
+    let hard_swish = fuse_hard_swish(g);
     let mut names = Names::new(g);
     let mut nodes = Vec::with_capacity(g.node.len());
     let mut inits = Vec::new();
@@ -57,7 +64,118 @@ pub fn lower_for_int8(g: &mut pb::GraphProto, shapes: &HashMap<String, Vec<usize
     }
     g.node = nodes;
     g.initializer.extend(inits);
+    Ok(hard_swish)
+}
+
+/// Folds each BatchNormalization whose input is a Conv's output read by nothing else, with
+/// constant weights and statistics, into that Conv.
+fn fold_batch_norms(g: &mut pb::GraphProto) -> Result<(), CompressError> {
+    let consumers = graph::consumers(g);
+    let producers = graph::producers(g);
+    let outputs: Vec<String> = g.output.iter().map(|o| o.name.clone()).collect();
+    let mut folds = Vec::new();
+    for (bi, bn) in g.node.iter().enumerate().filter(|(_, n)| n.op_type == "BatchNormalization") {
+        let Some(&ci) = bn.input.first().and_then(|x| producers.get(x)) else { continue };
+        let conv = &g.node[ci];
+        let private = consumers.get(&bn.input[0]).is_some_and(|c| c.len() == 1) && !outputs.contains(&bn.input[0]);
+        let consts: Option<Vec<Vec<f32>>> = bn.input[1..]
+            .iter()
+            .map(|i| graph::initializer(g, i).and_then(|t| graph::f32_values(t).ok()).map(|v| v.1))
+            .collect();
+        let weights = conv.input.get(1).and_then(|w| graph::initializer(g, w)).map(graph::f32_values).transpose()?;
+        let (Some(consts), Some((wdims, w))) = (consts, weights) else { continue };
+        if conv.op_type != "Conv" || !private || bn.output.len() != 1 || consts.len() != 4 || wdims.len() != 4 {
+            continue;
+        }
+        let m = wdims[0];
+        if consts.iter().any(|c| c.len() != m) {
+            continue;
+        }
+        let bias = match conv.input.get(2).filter(|b| !b.is_empty()) {
+            Some(b) => match graph::initializer(g, b).map(graph::f32_values).transpose()? {
+                Some((_, b)) if b.len() == m => b,
+                _ => continue,
+            },
+            None => vec![0.0; m],
+        };
+        let eps = bn.attribute.iter().find(|a| a.name == "epsilon").map_or(1e-5, |a| a.f);
+        let [gamma, beta, mean, var] = [&consts[0], &consts[1], &consts[2], &consts[3]];
+        let k: Vec<f32> = (0..m).map(|c| gamma[c] / (var[c] + eps).sqrt()).collect();
+        let per = w.len() / m;
+        let w: Vec<f32> = w.iter().enumerate().map(|(i, &v)| v * k[i / per]).collect();
+        let b: Vec<f32> = (0..m).map(|c| (bias[c] - mean[c]) * k[c] + beta[c]).collect();
+        folds.push((ci, bi, wdims, w, b));
+    }
+    let mut names = Names::new(g);
+    let mut drop = Vec::new();
+    for (ci, bi, wdims, w, b) in folds {
+        let (wn, bn_) = (
+            names.fresh(&format!("{}_folded_w", g.node[ci].name)),
+            names.fresh(&format!("{}_folded_b", g.node[ci].name)),
+        );
+        g.initializer.push(graph::f32_tensor(&wn, &wdims, &w));
+        g.initializer.push(graph::f32_tensor(&bn_, &[wdims[0]], &b));
+        let out = g.node[bi].output[0].clone();
+        let conv = &mut g.node[ci];
+        conv.input.resize(3, String::new());
+        conv.input[1] = wn;
+        conv.input[2] = bn_;
+        conv.output[0] = out;
+        drop.push(bi);
+    }
+    let mut ix = 0;
+    g.node.retain(|_| {
+        ix += 1;
+        !drop.contains(&(ix - 1))
+    });
     Ok(())
+}
+
+/// Replaces `Div(Mul(x, Clip(Add(x, 3), 0, 6)), 6)` (intermediates read by nothing else) with
+/// `HardSwish(x)`; returns whether it did.
+fn fuse_hard_swish(g: &mut pb::GraphProto) -> bool {
+    let producers = graph::producers(g);
+    let consumers = graph::consumers(g);
+    let scalar = |name: &str| {
+        graph::initializer(g, name)
+            .and_then(|t| graph::f32_values(t).ok())
+            .and_then(|(_, v)| (v.len() == 1).then(|| v[0]))
+    };
+    let private = |t: &str| consumers.get(t).is_some_and(|c| c.len() == 1) && !g.output.iter().any(|o| o.name == t);
+    let node_of = |t: &str, op: &str| producers.get(t).copied().filter(|&p| g.node[p].op_type == op);
+    let mut found = Vec::new();
+    for (di, div) in g.node.iter().enumerate().filter(|(_, n)| n.op_type == "Div" && n.input.len() == 2) {
+        let Some(mi) = node_of(&div.input[0], "Mul").filter(|_| scalar(&div.input[1]) == Some(6.0)) else { continue };
+        let mul = &g.node[mi];
+        for (x, c) in [(0, 1), (1, 0)] {
+            let Some(ci) = node_of(&mul.input[c], "Clip") else { continue };
+            let clip = &g.node[ci];
+            let bounds =
+                clip.input.len() == 3 && scalar(&clip.input[1]) == Some(0.0) && scalar(&clip.input[2]) == Some(6.0);
+            let Some(ai) = node_of(&clip.input[0], "Add") else { continue };
+            let add = &g.node[ai];
+            let plus3 = add.input.len() == 2
+                && ((add.input[0] == mul.input[x] && scalar(&add.input[1]) == Some(3.0))
+                    || (add.input[1] == mul.input[x] && scalar(&add.input[0]) == Some(3.0)));
+            if bounds && plus3 && private(&mul.output[0]) && private(&clip.output[0]) && private(&add.output[0]) {
+                found.push((di, [mi, ci, ai], mul.input[x].clone()));
+                break;
+            }
+        }
+    }
+    let mut drop = Vec::new();
+    for (di, absorbed, x) in found {
+        let div = &mut g.node[di];
+        div.op_type = "HardSwish".into();
+        div.input = vec![x];
+        drop.extend(absorbed);
+    }
+    let mut ix = 0;
+    g.node.retain(|_| {
+        ix += 1;
+        !drop.contains(&(ix - 1))
+    });
+    !drop.is_empty()
 }
 
 const INT64: i32 = 7;

@@ -16,6 +16,7 @@ pub const WRAPPED: &[&str] = &[
     "Clip",
     "LeakyRelu",
     "HardSigmoid",
+    "HardSwish",
     "Sigmoid",
     "Tanh",
     "AveragePool",

@@ -255,7 +255,9 @@ fn score_head_tensors(g: &pb::GraphProto, cands: &[Candidate], non_float: &HashS
 fn lowered(model: &OnnxModel, typed: &HashMap<String, (&str, Vec<usize>)>) -> Result<OnnxModel, CompressError> {
     let mut out = model.clone();
     let shapes = typed.iter().map(|(name, (_, dims))| (name.clone(), dims.clone())).collect();
-    lower_for_int8(graph::graph_mut(&mut out.proto)?, &shapes)?;
+    if lower_for_int8(graph::graph_mut(&mut out.proto)?, &shapes)? {
+        graph::require_opset(&mut out.proto, 14);
+    }
     Ok(out)
 }
 

@@ -69,3 +69,41 @@ binary!(div, /);
 fn le(b: &[u8]) -> f32 {
     f32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::{vec, vec::Vec};
+
+    use super::{binary_f32, Kind};
+
+    type Reference = fn(f32, f32) -> f32;
+
+    fn bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn each_kind_computes_its_operation_with_the_second_operand_broadcast() {
+        // a [1, 2, 3, 1], b [1, 1, 3, 1]: b repeats over axis 1.
+        let a = [1.0, 2.0, 3.0, -4.0, 5.0, 6.0];
+        let b = [2.0, -1.0, 0.5];
+        let (dims, b_dims) = ([1, 2, 3, 1], [1, 1, 3, 1]);
+        let cases: [(Kind, Reference); 4] = [
+            (Kind::Add, |x, y| x + y),
+            (Kind::Sub, |x, y| x - y),
+            (Kind::Mul, |x, y| x * y),
+            (Kind::Div, |x, y| x / y),
+        ];
+        for (kind, f) in cases {
+            for relu in [false, true] {
+                let mut y = vec![0u8; 24];
+                binary_f32(kind, &bytes(&a), &bytes(&b), dims, b_dims, relu, &mut y);
+                let want: Vec<f32> =
+                    (0..6).map(|i| f(a[i], b[i % 3])).map(|v| if relu { v.max(0.0) } else { v }).collect();
+                assert_eq!(y, bytes(&want), "relu {relu}");
+            }
+        }
+        assert!(Kind::from_code(4).is_none());
+    }
+}

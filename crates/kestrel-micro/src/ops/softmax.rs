@@ -51,6 +51,25 @@ pub fn softmax(x: &[u8], outer: usize, len: usize, inner: usize, y: &mut [u8]) {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+    use std::{vec, vec::Vec};
+
+    #[test]
+    fn softmax_over_a_middle_axis_normalizes_each_column() {
+        // [outer 1, len 3, inner 2]: each of the 2 columns sums to 1 over the 3 values.
+        let x: Vec<f32> = vec![1.0, 0.0, 2.0, 0.0, 3.0, 0.0];
+        let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut y = vec![0u8; 24];
+        super::softmax(&bytes, 1, 3, 2, &mut y);
+        let y: Vec<f32> = y.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let e: Vec<f64> = [1.0f64, 2.0, 3.0].iter().map(|v| v.exp()).collect();
+        let sum: f64 = e.iter().sum();
+        for i in 0..3 {
+            assert!((f64::from(y[2 * i]) - e[i] / sum).abs() < 1e-6, "{y:?}");
+            assert!((f64::from(y[2 * i + 1]) - 1.0 / 3.0).abs() < 1e-6, "{y:?}");
+        }
+    }
+
     #[test]
     fn exp_is_accurate() {
         for i in -800..=800 {
