@@ -229,3 +229,111 @@ fn spatial_mean(g: &pb::GraphProto, n: &pb::NodeProto, shapes: &HashMap<String, 
     });
     rank4 && axes.as_deref() == Some(&[2, 3])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kestrel_engine::Tensor;
+    use kestrel_onnx::OnnxModel;
+
+    fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
+        use pb::tensor_shape_proto::{dimension::Value, Dimension};
+        let dim = dims.iter().map(|&d| Dimension { value: Some(Value::DimValue(d)), ..Default::default() }).collect();
+        pb::ValueInfoProto {
+            name: name.into(),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                    elem_type: 1,
+                    shape: Some(pb::TensorShapeProto { dim }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n).map(|i| ((i as u32 * 2_654_435_761 ^ seed) % 1000) as f32 / 250.0 - 2.0).collect()
+    }
+
+    /// x [1, 2, 5, 5] → Conv → BatchNormalization → HardSwish spelled out → ReduceMean over H, W
+    /// (keepdims 0) → Gemm (transB) → y [1, 3].
+    fn model() -> OnnxModel {
+        let mut g = pb::GraphProto { name: "lowering".into(), ..Default::default() };
+        let mut init = |name: &str, dims: &[usize], v: Vec<f32>| g.initializer.push(graph::f32_tensor(name, dims, &v));
+        init("w", &[4, 2, 3, 3], values(72, 1));
+        init("gamma", &[4], vec![0.5, 1.5, -1.0, 2.0]);
+        init("beta", &[4], vec![0.1, -0.2, 0.3, 0.0]);
+        init("mean", &[4], vec![0.2, -0.1, 0.0, 0.4]);
+        init("var", &[4], vec![1.0, 0.5, 2.0, 0.25]);
+        init("three", &[], vec![3.0]);
+        init("zero", &[], vec![0.0]);
+        init("six", &[], vec![6.0]);
+        init("gb", &[3, 4], values(12, 2));
+        init("gc", &[3], vec![0.5, -0.5, 1.0]);
+        g.initializer.push(pb::TensorProto {
+            name: "axes".into(),
+            dims: vec![2],
+            data_type: INT64,
+            int64_data: vec![2, 3],
+            ..Default::default()
+        });
+        let mut conv = graph::node("Conv", "conv", &["x", "w"], &["c"]);
+        conv.attribute.push(pb::AttributeProto {
+            name: "pads".into(),
+            r#type: 7,
+            ints: vec![1; 4],
+            ..Default::default()
+        });
+        let mut gemm = graph::node("Gemm", "gemm", &["m", "gb", "gc"], &["y"]);
+        gemm.attribute.push(pb::AttributeProto { name: "transB".into(), r#type: 2, i: 1, ..Default::default() });
+        let mut mean = graph::node("ReduceMean", "mean", &["h"], &["m"]);
+        mean.attribute.push(pb::AttributeProto {
+            name: "axes".into(),
+            r#type: 7,
+            ints: vec![2, 3],
+            ..Default::default()
+        });
+        mean.attribute.push(pb::AttributeProto { name: "keepdims".into(), r#type: 2, i: 0, ..Default::default() });
+        g.node = vec![
+            conv,
+            graph::node("BatchNormalization", "bn", &["c", "gamma", "beta", "mean", "var"], &["b"]),
+            graph::node("Add", "add", &["b", "three"], &["a"]),
+            graph::node("Clip", "clip", &["a", "zero", "six"], &["r"]),
+            graph::node("Mul", "mul", &["b", "r"], &["p"]),
+            graph::node("Div", "div", &["p", "six"], &["h"]),
+            mean,
+            gemm,
+        ];
+        g.input.push(value_info("x", &[1, 2, 5, 5]));
+        g.output.push(value_info("y", &[1, 3]));
+        let proto = pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
+            graph: Some(g),
+            ..Default::default()
+        };
+        OnnxModel { proto, dir: None }
+    }
+
+    #[test]
+    fn lowering_keeps_the_function_and_leaves_the_ops_that_quantize() {
+        let before = model();
+        let mut after = before.clone();
+        let shapes = HashMap::from([("h".to_string(), vec![1, 4, 5, 5])]);
+        let g = graph::graph_mut(&mut after.proto).unwrap();
+        assert!(lower_for_int8(g, &shapes).unwrap(), "HardSwish needs opset 14");
+        let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Conv", "HardSwish", "GlobalAveragePool", "Flatten", "MatMul", "Add"]);
+        graph::require_opset(&mut after.proto, 14);
+        let x = Tensor::f32(vec![1, 2, 5, 5], values(50, 3)).unwrap();
+        let (want, got) = (
+            crate::calibrate::reference_outputs(&before, std::slice::from_ref(&x)).unwrap(),
+            crate::calibrate::reference_outputs(&after, &[x]).unwrap(),
+        );
+        assert_eq!(want[0].len(), 3);
+        for (w, g) in want[0].iter().zip(&got[0]) {
+            assert!((w - g).abs() <= 1e-5 * w.abs().max(1.0), "{want:?} vs {got:?}");
+        }
+    }
+}

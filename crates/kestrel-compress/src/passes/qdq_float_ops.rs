@@ -86,9 +86,13 @@ pub fn wrap<E>(
     for mut n in old.iter().cloned() {
         let inputs = quantized_inputs(g, &n, non_float);
         let out = n.output.first().cloned().unwrap_or_default();
-        let in_qdq_form = inputs.iter().all(|&i| dequantized.contains_key(&n.input[i]))
-            && consumers.get(&out).is_some_and(|c| c.iter().all(|&r| old[r].op_type == "QuantizeLinear"));
-        if inputs.is_empty() || in_qdq_form {
+        // Already `Quantize(f(Dequantize(x)))` with Dequantizes of its own: nothing to do.
+        let private_dequantized = |i: &usize| {
+            dequantized.contains_key(&n.input[*i]) && consumers.get(&n.input[*i]).is_some_and(|c| c.len() == 1)
+        };
+        let output_quantized =
+            consumers.get(&out).is_some_and(|c| c.iter().all(|&r| old[r].op_type == "QuantizeLinear"));
+        if inputs.is_empty() || (inputs.iter().all(private_dequantized) && output_quantized) {
             nodes.push(n);
             continue;
         }
@@ -105,6 +109,10 @@ pub fn wrap<E>(
             let [q, s, z] = &source;
             nodes.push(graph::node("DequantizeLinear", &names.fresh(&format!("{dq}_node")), &[q, s, z], &[&dq]));
             n.input[i] = dq;
+        }
+        if output_quantized {
+            nodes.push(n);
+            continue;
         }
         let float = names.fresh(&format!("{out}_float"));
         n.output[0] = float.clone();
