@@ -253,7 +253,7 @@ mod tests {
     }
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n).map(|i| ((i as u32 * 2_654_435_761 ^ seed) % 1000) as f32 / 250.0 - 2.0).collect()
+        (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 250.0 - 2.0).collect()
     }
 
     /// x [1, 2, 5, 5] → Conv → BatchNormalization → HardSwish spelled out → ReduceMean over H, W
