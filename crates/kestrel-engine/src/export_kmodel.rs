@@ -379,10 +379,13 @@ impl<'g> Exporter<'g> {
     }
 
     /// `x` stored with `perm` applied to its stored axes: a Reshape when no byte moves (only
-    /// axes of size 1 change places), else a Transpose.
+    /// axes of size 1 change places), else a Transpose. Below rank 4, `perm` leaves the missing
+    /// (trailing, size 1) axes in place.
     fn permuted(&mut self, x: usize, perm: [usize; 4], nhwc: bool) -> usize {
-        let d = self.tensors[x].dims.clone();
-        let y = self.like(x, perm.iter().map(|&a| d[a]).collect(), nhwc);
+        let rank = self.tensors[x].dims.len();
+        let mut d = self.tensors[x].dims.clone();
+        d.resize(4, 1);
+        let y = self.like(x, perm[..rank].iter().map(|&a| d[a]).collect(), nhwc);
         let moving: Vec<usize> = perm.iter().copied().filter(|&a| d[a] != 1).collect();
         if moving.windows(2).all(|w| w[0] < w[1]) {
             self.push(OpCode::Reshape, vec![x], y, [0; 12], None);
@@ -808,14 +811,16 @@ impl<'g> Exporter<'g> {
             "Transpose" => {
                 let x = self.activation(n, &n.input[0])?;
                 let t = self.tensors[x].clone();
-                let perm = ints(n, "perm").unwrap_or_default();
+                let rank = t.dims.len();
+                let mut perm = ints(n, "perm").unwrap_or_else(|| (0..rank as i64).rev().collect());
                 let mut seen = [false; 4];
-                if t.dims.len() != 4
-                    || perm.len() != 4
-                    || perm.iter().any(|&a| !(0..4).contains(&a) || std::mem::replace(&mut seen[a as usize], true))
+                if !(1..=4).contains(&rank)
+                    || perm.len() != rank
+                    || perm.iter().any(|&a| !(0..rank as i64).contains(&a) || std::mem::replace(&mut seen[a as usize], true))
                 {
-                    return Err(unsupported(n, "only 4-D transposes with a permutation of 0..4"));
+                    return Err(unsupported(n, "only transposes of rank ≤ 4 with a permutation of its axes"));
                 }
+                perm.extend(rank as i64..4);
                 // Logical axis a of an NHWC-stored tensor is stored at axis `stored[a]`.
                 let stored = if t.nhwc { [0, 3, 1, 2] } else { [0, 1, 2, 3] };
                 let q = [
