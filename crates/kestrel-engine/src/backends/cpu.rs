@@ -114,12 +114,13 @@ pub fn count_macs(model: &OnnxModel, input_shapes: &[Vec<usize>]) -> Result<u64,
     .map_err(|e| e.into_prepare())
 }
 
-/// The element type and concrete shape of every named tensor of the ONNX graph, as tract infers
-/// them for the given input shapes.
-pub fn tensor_shapes(
+/// Each named tensor of the ONNX graph, as tract infers it for the given input shapes, mapped by
+/// `f` (tensors it maps to `None` are left out).
+fn each_tensor<T>(
     model: &OnnxModel,
     input_shapes: &[Vec<usize>],
-) -> Result<std::collections::HashMap<String, (&'static str, Vec<usize>)>, EngineError> {
+    mut f: impl FnMut(&TypedFact) -> TractResult<Option<T>>,
+) -> Result<std::collections::HashMap<String, T>, EngineError> {
     let dir = model.dir.as_ref().and_then(|d| d.to_str().map(str::to_owned));
     guard(|| {
         let m = inference_model(model, dir.as_deref(), input_shapes)?.into_typed()?;
@@ -127,15 +128,26 @@ pub fn tensor_shapes(
         for node in m.nodes() {
             for ix in 0..node.outputs.len() {
                 let outlet = OutletId::new(node.id, ix);
-                let fact = m.outlet_fact(outlet)?;
-                let Some(shape) = fact.shape.as_concrete() else { continue };
-                let name = m.outlet_label(outlet).map(str::to_owned).unwrap_or_else(|| node.name.clone());
-                out.insert(name, (dtype_name(fact.datum_type), shape.to_vec()));
+                if let Some(v) = f(m.outlet_fact(outlet)?)? {
+                    let name = m.outlet_label(outlet).map(str::to_owned).unwrap_or_else(|| node.name.clone());
+                    out.insert(name, v);
+                }
             }
         }
         Ok(out)
     })
     .map_err(|e| e.into_prepare())
+}
+
+/// The element type and concrete shape of every named tensor of the ONNX graph, as tract infers
+/// them for the given input shapes.
+pub fn tensor_shapes(
+    model: &OnnxModel,
+    input_shapes: &[Vec<usize>],
+) -> Result<std::collections::HashMap<String, (&'static str, Vec<usize>)>, EngineError> {
+    each_tensor(model, input_shapes, |fact| {
+        Ok(fact.shape.as_concrete().map(|shape| (dtype_name(fact.datum_type), shape.to_vec())))
+    })
 }
 
 /// A tensor's value folded at a fixed input shape: ONNX element type (1 float, 7 int64), dims
@@ -149,31 +161,25 @@ pub fn constant_values(
     model: &OnnxModel,
     input_shapes: &[Vec<usize>],
 ) -> Result<std::collections::HashMap<String, FoldedValue>, EngineError> {
-    let dir = model.dir.as_ref().and_then(|d| d.to_str().map(str::to_owned));
-    guard(|| {
-        let m = inference_model(model, dir.as_deref(), input_shapes)?.into_typed()?;
-        let mut out = std::collections::HashMap::new();
-        for node in m.nodes() {
-            for ix in 0..node.outputs.len() {
-                let outlet = OutletId::new(node.id, ix);
-                let Some(konst) = m.outlet_fact(outlet)?.konst.as_ref() else { continue };
-                let (code, bytes): (i32, Vec<u8>) = match konst.datum_type() {
-                    DatumType::F32 => {
-                        (1, konst.to_plain_array_view::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect())
-                    }
-                    DatumType::I64 | DatumType::TDim => {
-                        let ints = konst.cast_to::<i64>()?;
-                        (7, ints.to_plain_array_view::<i64>()?.iter().flat_map(|v| v.to_le_bytes()).collect())
-                    }
-                    _ => continue,
-                };
-                let name = m.outlet_label(outlet).map(str::to_owned).unwrap_or_else(|| node.name.clone());
-                out.insert(name, (code, konst.shape().to_vec(), bytes));
+    each_tensor(model, input_shapes, |fact| {
+        let Some(konst) = fact.konst.as_ref() else { return Ok(None) };
+        Ok(match konst.datum_type() {
+            DatumType::F32 => Some((
+                1,
+                konst.shape().to_vec(),
+                konst.to_plain_array_view::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )),
+            DatumType::I64 | DatumType::TDim => {
+                let ints = konst.cast_to::<i64>()?;
+                Some((
+                    7,
+                    konst.shape().to_vec(),
+                    ints.to_plain_array_view::<i64>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                ))
             }
-        }
-        Ok(out)
+            _ => None,
+        })
     })
-    .map_err(|e| e.into_prepare())
 }
 
 /// Parses the validated proto with tract, fixes input shapes, and declutters.
