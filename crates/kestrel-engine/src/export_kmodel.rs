@@ -24,10 +24,11 @@
 use std::collections::{HashMap, HashSet};
 
 use kestrel_micro::builder::{Builder, TensorSpec};
+use kestrel_micro::ops::binary_f32::Kind;
 use kestrel_micro::{DType, OpCode, Storage};
 use kestrel_onnx::{pb, OnnxModel};
 
-use crate::backends::cpu::{constant_values, tensor_shapes, FoldedValue};
+use crate::backends::cpu::{shapes_and_constants, FoldedValue};
 use crate::EngineError;
 
 /// What the export produced.
@@ -841,11 +842,11 @@ impl<'g> Exporter<'g> {
                 self.by_name.insert(out.clone(), y);
             }
             "Add" if n.input.len() == 2 && n.input.iter().all(|i| raw(self.g, i).is_none()) => {
-                self.float_binary(n, 0, None)?
+                self.float_binary(n, Kind::Add, None)?
             }
-            "Sub" => self.float_binary(n, 1, None)?,
-            "Mul" => self.float_binary(n, 2, None)?,
-            "Div" => self.float_binary(n, 3, None)?,
+            "Sub" => self.float_binary(n, Kind::Sub, None)?,
+            "Mul" => self.float_binary(n, Kind::Mul, None)?,
+            "Div" => self.float_binary(n, Kind::Div, None)?,
             "Add" => {
                 let (a, b) = (&n.input[0], &n.input[1]);
                 let (act, cst) = if raw(self.g, b).is_some() { (a, b) } else { (b, a) };
@@ -1020,11 +1021,10 @@ impl<'g> Exporter<'g> {
         Ok(())
     }
 
-    /// A float Add of two activations (a mixed model's residual connection), in the layout both
-    /// share when they share one, else ONNX's; with `relu`, that Relu node fused into it.
-    /// A float Add, Sub, Mul or Div (`kind`: the runtime's code) of two activations or an
-    /// activation and a constant, with the Relu that only it feeds.
-    fn float_binary(&mut self, n: &pb::NodeProto, kind: u8, relu: Option<&pb::NodeProto>) -> Result<(), EngineError> {
+    /// A float Add, Sub, Mul or Div of two activations (a mixed model's residual connection) or
+    /// of an activation and a constant (box decoding), in the layout both share when they share
+    /// one, else ONNX's; with `relu`, that Relu node fused into it.
+    fn float_binary(&mut self, n: &pb::NodeProto, kind: Kind, relu: Option<&pb::NodeProto>) -> Result<(), EngineError> {
         let out = relu.unwrap_or(n).output.first().cloned().unwrap_or_default();
         if n.input.len() != 2 {
             return Err(unsupported(n, "two operands"));
@@ -1039,7 +1039,7 @@ impl<'g> Exporter<'g> {
         let (da, db) = (self.tensors[a].dims.clone(), self.tensors[b].dims.clone());
         if da.len() > 4 || !broadcasts(&with_leading_ones(&db, da.len()), &da) {
             // Only Add and Mul may swap their operands; the output takes the first's shape.
-            let commutes = kind == 0 || kind == 2;
+            let commutes = matches!(kind, Kind::Add | Kind::Mul);
             if commutes && broadcasts(&with_leading_ones(&da, db.len()), &db) && db.len() <= 4 {
                 std::mem::swap(&mut a, &mut b);
             } else {
@@ -1056,7 +1056,7 @@ impl<'g> Exporter<'g> {
         let y = self.elementwise(&out, a, DType::F32, None);
         let mut p = [0u8; 12];
         p[0] = u8::from(relu.is_some());
-        p[1] = kind;
+        p[1] = kind.code();
         self.push(OpCode::BinaryF32, vec![a, b], y, p, None);
         Ok(())
     }
@@ -1180,8 +1180,8 @@ pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize], config: Option<&s
             g.output.len()
         )));
     }
-    let shapes = tensor_shapes(model, &[input_shape.to_vec()])?;
-    let folded_graph = fold_constants(g, &constant_values(model, &[input_shape.to_vec()])?);
+    let (shapes, folded) = shapes_and_constants(model, &[input_shape.to_vec()])?;
+    let folded_graph = fold_constants(g, &folded);
     let g = folded_graph.as_ref().unwrap_or(g);
     let opset =
         model.proto.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(1, |o| o.version);
@@ -1207,7 +1207,7 @@ pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize], config: Option<&s
     skip.extend(add_relus.values());
     for (ix, n) in g.node.iter().enumerate() {
         if let Some(&relu) = add_relus.get(&ix) {
-            ex.float_binary(n, 0, Some(&g.node[relu]))?;
+            ex.float_binary(n, Kind::Add, Some(&g.node[relu]))?;
         } else if let Some(f) = fused.get(&ix) {
             ex.fused_binary(n, f)?;
         } else if let Some(&[d, f]) = unaries.get(&ix) {

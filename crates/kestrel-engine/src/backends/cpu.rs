@@ -145,41 +145,61 @@ pub fn tensor_shapes(
     model: &OnnxModel,
     input_shapes: &[Vec<usize>],
 ) -> Result<std::collections::HashMap<String, (&'static str, Vec<usize>)>, EngineError> {
-    each_tensor(model, input_shapes, |fact| {
-        Ok(fact.shape.as_concrete().map(|shape| (dtype_name(fact.datum_type), shape.to_vec())))
-    })
+    each_tensor(model, input_shapes, |fact| Ok(shape_of(fact)))
 }
 
 /// A tensor's value folded at a fixed input shape: ONNX element type (1 float, 7 int64), dims
 /// and little-endian bytes.
 pub type FoldedValue = (i32, Vec<usize>, Vec<u8>);
 
-/// The float32 and int64 tensors of the ONNX graph whose values do not depend on the model's
-/// input at the given input shapes (anchor grids and strides computed from shapes, for
-/// instance), as tract's analysis folds them, by name.
-pub fn constant_values(
+/// Every named tensor's element type and shape (as [`tensor_shapes`]) and, in the same analysis,
+/// the float32 and int64 tensors whose values do not depend on the model's input at the given
+/// input shapes (anchor grids and strides computed from shapes, for instance), as tract folds
+/// them, by name.
+#[allow(clippy::type_complexity)]
+pub fn shapes_and_constants(
     model: &OnnxModel,
     input_shapes: &[Vec<usize>],
-) -> Result<std::collections::HashMap<String, FoldedValue>, EngineError> {
-    each_tensor(model, input_shapes, |fact| {
-        let Some(konst) = fact.konst.as_ref() else { return Ok(None) };
-        Ok(match konst.datum_type() {
-            DatumType::F32 => Some((
+) -> Result<
+    (std::collections::HashMap<String, (&'static str, Vec<usize>)>, std::collections::HashMap<String, FoldedValue>),
+    EngineError,
+> {
+    let both = each_tensor(model, input_shapes, |fact| {
+        let folded = match fact.konst.as_ref() {
+            None => None,
+            Some(k) if k.datum_type() == DatumType::F32 => Some((
                 1,
-                konst.shape().to_vec(),
-                konst.to_plain_array_view::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                k.shape().to_vec(),
+                k.to_plain_array_view::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
             )),
-            DatumType::I64 | DatumType::TDim => {
-                let ints = konst.cast_to::<i64>()?;
+            Some(k) if matches!(k.datum_type(), DatumType::I64 | DatumType::TDim) => {
+                let ints = k.cast_to::<i64>()?;
                 Some((
                     7,
-                    konst.shape().to_vec(),
+                    k.shape().to_vec(),
                     ints.to_plain_array_view::<i64>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
                 ))
             }
-            _ => None,
-        })
-    })
+            Some(_) => None,
+        };
+        Ok(Some((shape_of(fact), folded)))
+    })?;
+    let mut shapes = std::collections::HashMap::new();
+    let mut constants = std::collections::HashMap::new();
+    for (name, (shape, folded)) in both {
+        if let Some(folded) = folded {
+            constants.insert(name.clone(), folded);
+        }
+        if let Some(shape) = shape {
+            shapes.insert(name, shape);
+        }
+    }
+    Ok((shapes, constants))
+}
+
+/// A tensor's element type and shape, when the shape is concrete.
+fn shape_of(fact: &TypedFact) -> Option<(&'static str, Vec<usize>)> {
+    fact.shape.as_concrete().map(|shape| (dtype_name(fact.datum_type), shape.to_vec()))
 }
 
 /// Parses the validated proto with tract, fixes input shapes, and declutters.

@@ -23,6 +23,16 @@ impl Kind {
             _ => return None,
         })
     }
+
+    /// The parameter byte naming it.
+    pub fn code(self) -> u8 {
+        match self {
+            Kind::Add => 0,
+            Kind::Sub => 1,
+            Kind::Mul => 2,
+            Kind::Div => 3,
+        }
+    }
 }
 
 /// `y = relu?(a ∘ b)`; `a` and `y` have `dims`, `b` has `b_dims`; little-endian float32 bytes.
