@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
+# A failure says where and with how much disk and memory left (a full disk looks like any error).
+trap 'printf "\n==> FAILED after %dm%02ds\n" $((SECONDS / 60)) $((SECONDS % 60)); df -h . || true; free -m || true' ERR
 
 # Checks that can only run on some machines (SIMD kernels, the GPU, the Cortex-M DSP path) say
 # here whether they ran or were skipped and why; the summary at the end prints them and fails

@@ -36,6 +36,13 @@ fn cargo_for(triple: &str, args: &[&str]) -> std::process::Output {
         .expect("running cargo")
 }
 
+/// What a failed cargo run said, without the progress lines that would bury the error.
+fn cargo_errors(out: &std::process::Output) -> String {
+    let text = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim_start().starts_with("Compiling ")).collect();
+    lines[lines.len().saturating_sub(80)..].join("\n")
+}
+
 fn qemu(binary: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> String {
     let out = Command::new("qemu-aarch64")
         .args(["-cpu", "max"])
@@ -85,7 +92,7 @@ fn aarch64_build_matches_the_host_under_qemu() {
     assert!(
         build.status.success(),
         "cross build failed (rustup target add {TRIPLE}; apt-get install gcc-aarch64-linux-gnu):\n{}",
-        String::from_utf8_lossy(&build.stderr)
+        cargo_errors(&build)
     );
     let arm = cross_dir().join(TRIPLE).join("release/kestrel");
     let samples: Vec<String> = std::fs::read_dir(common::repo().join("models/fashion-cnn/samples"))
@@ -129,7 +136,7 @@ fn aarch64_build_matches_the_host_under_qemu() {
 
     // A sample of the conformance suite (every 8th case), its listed cases must pass on aarch64.
     let built = cargo_cross(&["test", "--test", "conformance", "--no-run", "--message-format", "short"]);
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    assert!(built.status.success(), "{}", cargo_errors(&built));
     let stderr = String::from_utf8_lossy(&built.stderr);
     let exe = stderr
         .lines()
@@ -156,7 +163,7 @@ fn static_musl_build_matches_the_host_under_qemu() {
     assert!(
         build.status.success(),
         "musl cross build failed (rustup target add {MUSL}):\n{}",
-        String::from_utf8_lossy(&build.stderr)
+        cargo_errors(&build)
     );
     let arm = cross_dir().join(MUSL).join("release/kestrel");
     let faces = ["run", "models/blazeface/model.onnx", "models/samples/astronaut.png", "--json"];
