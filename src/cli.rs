@@ -34,6 +34,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Compare a full model with compressed candidates: size, MACs, latency, memory, quality.
     Bench(BenchArgs),
+    /// Where a model's time goes, op by op, on the integer runtime.
+    Profile(ProfileArgs),
     /// Check the GPU: list the device and compare the CUDA preprocessing kernel with its CPU
     /// reference on random frames (builds with `--features cuda`).
     GpuSelftest(GpuSelftestArgs),
@@ -437,6 +439,25 @@ pub struct ExportArgs {
     /// The input shape is the config's (the model's declared one, batch 1, when guessed).
     #[command(flatten)]
     pub model_config: ConfigArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// The int8 .onnx model or .kmodel.
+    pub model: PathBuf,
+    /// Timed runs, after 10 warm-up runs; each op's time is its mean over them.
+    #[arg(long, default_value_t = 50)]
+    pub runs: usize,
+    /// How many of the slowest ops to list (every kind of op is always listed).
+    #[arg(long, default_value_t = 12)]
+    pub top: usize,
+    #[command(flatten)]
+    pub model_config: ConfigArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
 }

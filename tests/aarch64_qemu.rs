@@ -160,11 +160,7 @@ fn static_musl_build_matches_the_host_under_qemu() {
         return;
     }
     let build = cargo_for(MUSL, &["build", "--bin", "kestrel"]);
-    assert!(
-        build.status.success(),
-        "musl cross build failed (rustup target add {MUSL}):\n{}",
-        cargo_errors(&build)
-    );
+    assert!(build.status.success(), "musl cross build failed (rustup target add {MUSL}):\n{}", cargo_errors(&build));
     let arm = cross_dir().join(MUSL).join("release/kestrel");
     let faces = ["run", "models/blazeface/model.onnx", "models/samples/astronaut.png", "--json"];
     assert_close(&common::kestrel_ok(&faces), &qemu(&arm, &faces, &[]), 1e-3);

@@ -174,6 +174,37 @@ fn auto_runs_int8_models_on_the_integer_runtime_and_says_why() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn profile_times_each_op_of_the_integer_runtime() {
+    let doc = common::kestrel_ok(&["profile", "models/blazeface/model.int8.onnx", "--runs", "3", "--json"]);
+    let v: Value = serde_json::from_str(&doc).unwrap();
+    assert_eq!(v["backend"], "micro");
+    let ops = v["ops"].as_array().unwrap();
+    let ms: Vec<f64> = ops.iter().map(|o| o["ms"].as_f64().unwrap()).collect();
+    assert!(ms.iter().all(|&t| t >= 0.0) && ms.iter().sum::<f64>() > 0.0, "{doc}");
+    let total = v["total_ms"].as_f64().unwrap();
+    assert!((ms.iter().sum::<f64>() - total).abs() <= 1e-9 * total.max(1.0), "{doc}");
+    // Op kinds add up to the ops; the 15 float and 22 integer convolutions `auto` and `bench` name.
+    let count = |k: &str| v["kinds"].as_array().unwrap().iter().find(|x| x["op"] == k).map(|x| x["count"].clone());
+    let counted: u64 = v["kinds"].as_array().unwrap().iter().map(|k| k["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted as usize, ops.len());
+    assert_eq!((count("ConvF32"), count("Conv")), (Some(15.into()), Some(22.into())), "{doc}");
+    let first = &ops.iter().find(|o| o["op"] == "ConvF32").unwrap()["detail"];
+    assert_eq!(first, "[1, 128, 128, 3] [5, 5, 3, 24] [24] -> [1, 64, 64, 24]");
+    let text = common::kestrel_ok(&["profile", "models/fashion-cnn/model.int8.onnx", "--runs", "2", "--top", "3"]);
+    assert!(text.contains("the 3 slowest ops:") && text.lines().any(|l| l.starts_with("total ")), "{text}");
+    // Where ops cannot be timed one by one, or nothing would be timed: an error, exit 1.
+    for (args, want) in [
+        (vec!["models/fashion-cnn/model.onnx"], "the cpu backend cannot time its ops one by one"),
+        (vec!["models/fashion-cnn/model.int8.onnx", "--runs", "0"], "--runs must be at least 1"),
+    ] {
+        let out = common::kestrel(&[&["profile"][..], &args].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "{err}");
+    }
+}
+
 /// A `.npy` file of float32 values (what `--save-outputs` writes): its shape and values.
 fn read_npy_f32(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     let bytes = std::fs::read(path).unwrap();

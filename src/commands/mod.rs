@@ -10,6 +10,7 @@ mod export;
 mod gpu_selftest;
 mod init;
 mod inspect;
+mod profile;
 pub mod run;
 mod serve;
 
@@ -36,6 +37,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Compress(a) => compress::compress(&a),
         Command::Export(a) => export::export(&a),
         Command::Bench(a) => bench::bench(&a),
+        Command::Profile(a) => profile::profile(&a),
         Command::GpuSelftest(a) => gpu_selftest::gpu_selftest(&a),
         Command::BenchWorker(a) => bench::worker(&a),
         Command::Demo(a) => demo::demo(&a),

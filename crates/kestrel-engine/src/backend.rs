@@ -43,4 +43,20 @@ pub trait Prepared: Send {
         *outputs = self.run(inputs)?;
         Ok(())
     }
+    /// Each op's mean time over `runs` runs of `inputs`, in the order the ops run; `None` where
+    /// the backend cannot time its ops one by one.
+    fn op_times(&mut self, _inputs: &[Tensor], _runs: usize) -> Option<Result<Vec<OpTime>, EngineError>> {
+        None
+    }
+}
+
+/// One op of a per-op profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpTime {
+    /// The op's kind, as the backend names it (e.g. `Conv`, `Dequantize`).
+    pub op: String,
+    /// What it works on: its tensors' shapes.
+    pub detail: String,
+    /// Mean seconds per run.
+    pub seconds: f64,
 }

@@ -18,6 +18,8 @@ pub enum EngineError {
     UnsupportedType(String),
     #[error("internal error in {backend} (a bug, please report it): {message}")]
     Internal { backend: &'static str, message: String },
+    #[error("the {backend} backend cannot time its ops one by one (a per-op profile needs the integer runtime: --backend micro)")]
+    NoOpTimes { backend: &'static str },
     #[error("not a valid .kmodel: {0}")]
     Kmodel(kestrel_micro::Error),
     #[error(transparent)]

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use kestrel_onnx::OnnxModel;
 
-pub use backend::{Backend, PrepareOptions, Prepared, TensorSpec};
+pub use backend::{Backend, OpTime, PrepareOptions, Prepared, TensorSpec};
 pub use backends::cpu::count_macs;
 pub use error::EngineError;
 /// The integer runtime's crate, for reading `.kmodel` files.
@@ -170,5 +170,12 @@ impl Engine {
     /// Runs into `outputs`, reusing its tensors where the backend can (the integer runtime does).
     pub fn run_into(&mut self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<(), EngineError> {
         self.prepared.run_into(inputs, outputs)
+    }
+
+    /// Each op's mean time over `runs` runs (see [`Prepared::op_times`]); an error names the
+    /// backend when it cannot time its ops.
+    pub fn op_times(&mut self, inputs: &[Tensor], runs: usize) -> Result<Vec<OpTime>, EngineError> {
+        let backend = self.backend;
+        self.prepared.op_times(inputs, runs.max(1)).unwrap_or(Err(EngineError::NoOpTimes { backend }))
     }
 }

@@ -113,11 +113,18 @@ impl<'m, 'a> Interpreter<'m, 'a> {
 
     /// Runs every op in order.
     pub fn run(&mut self) -> Result<(), Error> {
+        self.run_observed(|_| {})
+    }
+
+    /// Runs every op in order, calling `after(op index)` as each one finishes: a host times
+    /// the ops with it (a per-op profile), a board could toggle a pin. Costs nothing when empty.
+    pub fn run_observed(&mut self, mut after: impl FnMut(usize)) -> Result<(), Error> {
         let mut at = 0;
         for o in 0..self.model.op_count() {
             let (range, next) = prepared_range(&self.model, o, at);
             at = next;
             self.step(o, self.prepared.get(range))?;
+            after(o);
         }
         Ok(())
     }

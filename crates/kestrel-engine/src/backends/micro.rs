@@ -6,7 +6,9 @@ use kestrel_onnx::OnnxModel;
 
 use crate::export_kmodel::{declared_input_shape, export_kmodel, INPUTS_KEY, OUTPUTS_KEY};
 use crate::tensor::TensorData;
-use crate::{Backend, EngineError, PrepareOptions, Prepared, Tensor, TensorSpec};
+use std::time::Instant;
+
+use crate::{Backend, EngineError, OpTime, PrepareOptions, Prepared, Tensor, TensorSpec};
 
 #[derive(Debug, Default)]
 pub struct Micro;
@@ -122,24 +124,10 @@ impl Prepared for MicroPrepared {
     }
 
     fn run_into(&mut self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<(), EngineError> {
-        let [input] = inputs else {
-            return Err(EngineError::Shape(format!("the model takes 1 input, got {}", inputs.len())));
-        };
-        let want = &self.inputs[0].shape;
-        let fits = input.shape.len() == want.len() && input.shape.iter().zip(want).all(|(&d, w)| d == w.unwrap_or(0));
-        let Some(values) = input.as_f32().filter(|_| fits) else {
-            let want: Vec<usize> = want.iter().map(|d| d.unwrap_or(0)).collect();
-            return Err(EngineError::Shape(format!(
-                "input expects float32 {want:?}, got {} {:?}",
-                input.dtype_name(),
-                input.shape
-            )));
-        };
-        let err = |e: kestrel_micro::Error| EngineError::Run(e.to_string());
-        let mut it = Interpreter::with_prepared(self.model, &mut self.arena, &self.prepared).map_err(err)?;
-        let slot = it.input_mut(0).ok_or_else(|| EngineError::Run("no input 0".into()))?;
-        write_f32s(values, slot);
-        it.run().map_err(err)?;
+        let values = self.input_values(inputs)?;
+        let mut it = Interpreter::with_prepared(self.model, &mut self.arena, &self.prepared).map_err(run_error)?;
+        write_input(&mut it, values)?;
+        it.run().map_err(run_error)?;
         outputs.truncate(self.outputs.len());
         for (i, spec) in self.outputs.iter().enumerate() {
             let bytes = it.output(i).ok_or_else(|| EngineError::Run(format!("no output {i}")))?;
@@ -160,6 +148,66 @@ impl Prepared for MicroPrepared {
         }
         Ok(())
     }
+
+    fn op_times(&mut self, inputs: &[Tensor], runs: usize) -> Option<Result<Vec<OpTime>, EngineError>> {
+        Some(self.time_ops(inputs, runs))
+    }
+}
+
+impl MicroPrepared {
+    /// The input's values, if it is the one float32 tensor of the shape the model takes.
+    fn input_values<'t>(&self, inputs: &'t [Tensor]) -> Result<&'t [f32], EngineError> {
+        let [input] = inputs else {
+            return Err(EngineError::Shape(format!("the model takes 1 input, got {}", inputs.len())));
+        };
+        let want = &self.inputs[0].shape;
+        let fits = input.shape.len() == want.len() && input.shape.iter().zip(want).all(|(&d, w)| d == w.unwrap_or(0));
+        input.as_f32().filter(|_| fits).ok_or_else(|| {
+            let want: Vec<usize> = want.iter().map(|d| d.unwrap_or(0)).collect();
+            EngineError::Shape(format!("input expects float32 {want:?}, got {} {:?}", input.dtype_name(), input.shape))
+        })
+    }
+
+    fn time_ops(&mut self, inputs: &[Tensor], runs: usize) -> Result<Vec<OpTime>, EngineError> {
+        let values = self.input_values(inputs)?;
+        let model = self.model;
+        let mut seconds = vec![0f64; model.op_count()];
+        let mut it = Interpreter::with_prepared(model, &mut self.arena, &self.prepared).map_err(run_error)?;
+        for _ in 0..runs {
+            write_input(&mut it, values)?;
+            let mut last = Instant::now();
+            it.run_observed(|o| {
+                let now = Instant::now();
+                seconds[o] += (now - last).as_secs_f64();
+                last = now;
+            })
+            .map_err(run_error)?;
+        }
+        let dims = |t: u16| format!("{:?}", &model.tensor(usize::from(t)).dims[..model.tensor(usize::from(t)).rank]);
+        Ok((0..model.op_count())
+            .map(|o| {
+                let op = model.op(o);
+                let ins: Vec<String> = op.inputs[..op.n_inputs].iter().map(|&t| dims(t)).collect();
+                let outs: Vec<String> = op.outputs[..op.n_outputs].iter().map(|&t| dims(t)).collect();
+                OpTime {
+                    op: format!("{:?}", op.code),
+                    detail: format!("{} -> {}", ins.join(" "), outs.join(" ")),
+                    seconds: seconds[o] / runs as f64,
+                }
+            })
+            .collect())
+    }
+}
+
+fn run_error(e: kestrel_micro::Error) -> EngineError {
+    EngineError::Run(e.to_string())
+}
+
+/// `values` into the interpreter's input slot.
+fn write_input(it: &mut Interpreter<'_, '_>, values: &[f32]) -> Result<(), EngineError> {
+    let slot = it.input_mut(0).ok_or_else(|| EngineError::Run("no input 0".into()))?;
+    write_f32s(values, slot);
+    Ok(())
 }
 
 /// `values` into `slot` as little-endian bytes: one memcpy on a little-endian host (the conv

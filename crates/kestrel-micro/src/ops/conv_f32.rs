@@ -8,8 +8,8 @@
 //! f32 with a separate multiply and add (no fused multiply-add): every path below performs the
 //! same operations in the same order. The portable path accumulates one pixel's channels in 8-lane
 //! groups; on x86-64 with AVX2, 8 neighbouring pixels × 8 channels accumulate in registers, so
-//! each weight load feeds 8 pixels (the row's last pixels and the channels past the last multiple
-//! of 8 take the portable path).
+//! each weight load feeds 8 pixels (a group's last channels, fewer than 8, under a mask; the
+//! row's last pixels take the portable path).
 
 use super::conv::ConvShape;
 use super::{f32_at, widest};
@@ -32,16 +32,10 @@ widest! {
                     while ox + avx2::PIXELS <= s.ow {
                         let pixels = Pixel { s, x, w, bias, b, oy, ox, depthwise };
                         for g0 in (0..s.m).step_by(group_len) {
-                            let mut m0 = g0;
-                            while g0 + group_len - m0 >= avx2::LANES {
+                            for m0 in (g0..g0 + group_len).step_by(avx2::LANES) {
+                                let n = (g0 + group_len - m0).min(avx2::LANES);
                                 // SAFETY: avx2_available() checked that this CPU runs AVX2 code.
-                                unsafe { avx2::block(&pixels, m0, y) };
-                                m0 += avx2::LANES;
-                            }
-                            for q in (ox..ox + avx2::PIXELS).filter(|_| m0 < g0 + group_len) {
-                                let at = ((b * s.oh + oy) * s.ow + q) * s.m;
-                                let pixel = Pixel { ox: q, ..pixels };
-                                pixel.block(m0, g0 + group_len - m0, &mut acc, &mut y[4 * at..4 * (at + s.m)]);
+                                unsafe { avx2::block(&pixels, m0, n, y) };
                             }
                         }
                         ox += avx2::PIXELS;
@@ -72,22 +66,33 @@ mod avx2 {
     pub(super) const LANES: usize = 8;
     pub(super) const PIXELS: usize = 8;
 
-    /// Pixels `p.ox..p.ox + 8` of `p`'s row × output channels `m0..m0 + 8` (within one group)
-    /// into `y`: the portable path's operations, 8 lanes at a time.
+    /// Pixels `p.ox..p.ox + 8` of `p`'s row × output channels `m0..m0 + n` (within one group,
+    /// 1 ≤ n ≤ 8) into `y`: the portable path's operations, 8 lanes at a time. Fewer than 8
+    /// channels (a group's last ones) load and store under a mask, so no pixel falls back to the
+    /// portable path (a 1×1 conv to 28 channels spent most of its time there).
     ///
     /// # Safety
     /// The CPU must run AVX2 code.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn block(p: &Pixel<'_>, m0: usize, y: &mut [u8]) {
+    pub(super) unsafe fn block(p: &Pixel<'_>, m0: usize, n: usize, y: &mut [u8]) {
         let s = p.s;
         let (cg, mg) = (s.c / s.groups, s.m / s.groups);
+        let whole = n == LANES;
+        // Lane j is on when j < n.
+        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         // A macro, not a closure: a closure would not inherit this function's AVX2 and would
         // call the intrinsic instead of inlining it.
         macro_rules! load {
             ($bytes:expr, $at:expr) => {{
-                let b = &$bytes[4 * $at..4 * ($at + LANES)];
-                // SAFETY: `b` holds 8 floats' bytes; loadu needs no alignment.
-                unsafe { _mm256_loadu_ps(b.as_ptr().cast()) }
+                let b = &$bytes[4 * $at..4 * ($at + n)];
+                if whole {
+                    // SAFETY: `b` holds 8 floats' bytes; loadu needs no alignment.
+                    unsafe { _mm256_loadu_ps(b.as_ptr().cast()) }
+                } else {
+                    // SAFETY: `b` holds the n floats of the lanes the mask turns on; maskload
+                    // reads no other lane and needs no alignment.
+                    unsafe { _mm256_maskload_ps(b.as_ptr().cast(), mask) }
+                }
             }};
         }
         let init = match p.bias {
@@ -149,9 +154,15 @@ mod avx2 {
         let acc = [a0, a1, a2, a3, a4, a5, a6, a7];
         for (q, a) in acc.iter().enumerate() {
             let at = ((p.b * s.oh + p.oy) * s.ow + p.ox + q) * s.m + m0;
-            let out = &mut y[4 * at..4 * (at + LANES)];
-            // SAFETY: `out` holds 8 floats' bytes; storeu needs no alignment.
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr().cast(), *a) };
+            let out = &mut y[4 * at..4 * (at + n)];
+            if whole {
+                // SAFETY: `out` holds 8 floats' bytes; storeu needs no alignment.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr().cast(), *a) };
+            } else {
+                // SAFETY: `out` holds the n floats of the lanes the mask turns on; maskstore
+                // writes no other lane and needs no alignment.
+                unsafe { _mm256_maskstore_ps(out.as_mut_ptr().cast(), mask, *a) };
+            }
         }
     }
 }
