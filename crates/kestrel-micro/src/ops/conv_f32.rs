@@ -61,7 +61,7 @@ widest! {
 mod avx2 {
     use core::arch::x86_64::*;
 
-    use super::{le, Pixel};
+    use super::Pixel;
 
     pub(super) const LANES: usize = 8;
     pub(super) const PIXELS: usize = 8;
@@ -115,7 +115,6 @@ mod avx2 {
                     let ix = ((p.ox + q) * s.stride.1 + kx * s.dilation.1).wrapping_sub(s.pad.1);
                     (ix < s.w).then(|| ((p.b * s.h + iy) * s.w + ix) * s.c)
                 };
-                let (t0, t1, t2, t3, t4, t5, t6, t7) = (at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7));
                 // Each pixel whose tap is inside the input: acc += x(at) · wv (named accumulators,
                 // written out: an array walked in a loop would live in memory).
                 macro_rules! step {
@@ -126,28 +125,35 @@ mod avx2 {
                     };
                 }
                 macro_rules! steps {
-                    ($x:expr, $wv:expr) => {
-                        step!(a0, t0, $x, $wv);
-                        step!(a1, t1, $x, $wv);
-                        step!(a2, t2, $x, $wv);
-                        step!(a3, t3, $x, $wv);
-                        step!(a4, t4, $x, $wv);
-                        step!(a5, t5, $x, $wv);
-                        step!(a6, t6, $x, $wv);
-                        step!(a7, t7, $x, $wv);
+                    ($x:expr, $wv:expr, $t:ident) => {
+                        step!(a0, $t.0, $x, $wv);
+                        step!(a1, $t.1, $x, $wv);
+                        step!(a2, $t.2, $x, $wv);
+                        step!(a3, $t.3, $x, $wv);
+                        step!(a4, $t.4, $x, $wv);
+                        step!(a5, $t.5, $x, $wv);
+                        step!(a6, $t.6, $x, $wv);
+                        step!(a7, $t.7, $x, $wv);
                     };
                 }
                 if p.depthwise {
+                    let taps = (at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7));
                     let wv = load!(p.w, tap * s.m + m0);
                     let x = |at: usize| load!(p.x, at + m0);
-                    steps!(x, wv);
+                    steps!(x, wv, taps);
                     continue;
                 }
+                // Each pixel's group of input channels at this tap, bounds-checked once here
+                // rather than at each of its channels' broadcasts.
                 let first = m0 / mg * cg;
+                let run = |q: usize| at(q).map(|a| p.x[4 * (a + first)..4 * (a + first + cg)].as_ptr().cast::<f32>());
+                let taps = (run(0), run(1), run(2), run(3), run(4), run(5), run(6), run(7));
                 for ci in 0..cg {
                     let wv = load!(p.w, (tap * cg + ci) * s.m + m0);
-                    let x = |at: usize| _mm256_set1_ps(le(&p.x[4 * (at + first + ci)..]));
-                    steps!(x, wv);
+                    // SAFETY: each pointer starts a run of cg floats' bytes checked above and
+                    // ci < cg; read_unaligned needs no alignment.
+                    let x = |run: *const f32| _mm256_set1_ps(unsafe { run.add(ci).read_unaligned() });
+                    steps!(x, wv, taps);
                 }
             }
         }
