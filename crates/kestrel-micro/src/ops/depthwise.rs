@@ -169,23 +169,29 @@ fn by_rows(
 mod tests {
     use super::*;
 
-    /// Stride 1 (rows, in chunks and their remainder) and 2 (pixels), padding and dilation:
-    /// the ONNX definition, exactly.
+    /// Stride 1 (rows, in chunks and their remainder) and 2 (pixels), filters 1 to 7 wide,
+    /// padding (up to wider than the input) and dilation: the ONNX definition, exactly.
     #[test]
     fn depthwise_equals_the_onnx_definition() {
         extern crate std;
         use std::vec::Vec;
         let cases = [
-            (8, 2, 1, (1, 0), 9),
-            (24, 1, 1, (1, 1), 9),
-            (12, 1, 2, (2, 1), 9),
-            (5, 1, 1, (0, 2), 9),
-            (24, 1, 1, (1, 1), 47), // wide rows: many chunks, and a remainder
-            (8, 1, 1, (1, 1), 70),
-            (36, 1, 1, (0, 1), 33),
+            (8, 2, 1, (1, 0), 9, 3),
+            (24, 1, 1, (1, 1), 9, 3),
+            (12, 1, 2, (2, 1), 9, 3),
+            (5, 1, 1, (0, 2), 9, 3),
+            (24, 1, 1, (1, 1), 47, 3), // wide rows: many chunks, and a remainder
+            (8, 1, 1, (1, 1), 70, 3),
+            (36, 1, 1, (0, 1), 33, 3),
+            (24, 1, 1, (2, 2), 40, 5), // 5 wide: columns where 3, 4 or 5 taps read inside
+            (20, 1, 2, (1, 3), 17, 5),
+            (16, 1, 1, (0, 0), 5, 5), // one output column
+            (7, 1, 1, (1, 4), 3, 5),  // no column where every tap reads inside
+            (12, 2, 1, (3, 3), 21, 7),
+            (9, 1, 1, (0, 0), 13, 1),
         ];
-        for (c, stride, dilation, pad, w) in cases {
-            let (h, k) = (7, 3);
+        for (c, stride, dilation, pad, w, k) in cases {
+            let h = 7;
             let span = (k - 1) * dilation + 1;
             let (oh, ow) = ((h + 2 * pad.0 - span) / stride + 1, (w + 2 * pad.1 - span) / stride + 1);
             let s = ConvShape {
@@ -204,13 +210,13 @@ mod tests {
                 groups: c,
             };
             let x: Vec<u8> = (0..2 * h * w * c).map(|i| ((i * 37) % 256) as u8).collect();
-            let wt: Vec<u8> = (0..c * 9).map(|i| ((i * 53) % 256) as u8).collect();
+            let wt: Vec<u8> = (0..c * k * k).map(|i| ((i * 53) % 256) as u8).collect();
             let bias: Vec<u8> = (0..4 * c).map(|i| if i % 4 == 0 { (i * 11) as u8 } else { 0 }).collect();
             let mut y = std::vec![0u8; 2 * oh * ow * c];
             let mult = |ch: usize| 0.001 * (ch + 1) as f32;
             depthwise(&s, &x, 9, &wt, Some(&bias), mult, &mut y, 100);
             let want = super::super::reference::qlinear_conv(&s, &x, 9, &wt, Some(&bias), mult, 100);
-            assert_eq!(y, want, "c {c} w {w} stride {stride} dilation {dilation} pad {pad:?}");
+            assert_eq!(y, want, "c {c} w {w} k {k} stride {stride} dilation {dilation} pad {pad:?}");
         }
     }
 }
