@@ -14,7 +14,7 @@ use super::{i32_at, requantize_row, widest};
 /// `kh·kw` times a block of channels by pixels).
 const MAX_C: usize = 1024;
 const MAX_W: usize = 8192;
-/// Most accumulators of one output row (`ow·C`) for the row-wise path.
+/// Most accumulators of the row-wise path (`C` times the output columns it works at once).
 const MAX_ROW: usize = 4096;
 
 /// Whether this is a depthwise convolution this kernel takes (multiplier 1).
@@ -51,7 +51,7 @@ pub fn depthwise(
     for ch in 0..c {
         (biases[ch], mults[ch]) = (bias.map_or(0, |bb| i32_at(bb, ch)), multipliers(ch));
     }
-    if s.stride.1 == 1 && s.ow * c <= MAX_ROW && taps * chunk <= MAX_W {
+    if s.stride.1 == 1 && taps * chunk <= MAX_W {
         let tiled = tile(w, taps, (0, c), p, &mut tiled);
         return by_rows(s, x, x_zero, tiled, (&biases[..c], &mults[..c]), p, y, y_zero);
     }
@@ -139,39 +139,45 @@ fn by_rows(
     let (biases, mults) = consts;
     let (c, chunk) = (s.c, p * s.c);
     let mut acc = [0i32; MAX_ROW];
-    let acc = &mut acc[..s.ow * c];
+    // Output columns per segment: a row wider than the accumulators goes in several.
+    let seg = MAX_ROW / c;
     for b in 0..s.n {
         for oy in 0..s.oh {
-            for px in acc.chunks_exact_mut(c) {
-                px.copy_from_slice(biases);
-            }
-            for t in 0..s.kh * s.kw {
-                let (ky, kx) = (t / s.kw, t % s.kw);
-                let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
-                if iy >= s.h {
-                    continue;
+            for a0 in (0..s.ow).step_by(seg) {
+                let a1 = (a0 + seg).min(s.ow);
+                let acc = &mut acc[..(a1 - a0) * c];
+                for px in acc.chunks_exact_mut(c) {
+                    px.copy_from_slice(biases);
                 }
-                // Output columns whose input column ox + kx·dw − pad lies in 0..w.
-                let shift = kx * s.dilation.1;
-                let lo = s.pad.1.saturating_sub(shift);
-                let hi = (s.w + s.pad.1).saturating_sub(shift).min(s.ow);
-                if lo >= hi {
-                    continue;
+                for t in 0..s.kh * s.kw {
+                    let (ky, kx) = (t / s.kw, t % s.kw);
+                    let iy = (oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
+                    if iy >= s.h {
+                        continue;
+                    }
+                    // Output columns of this segment whose input column ox + kx·dw − pad lies
+                    // in 0..w.
+                    let shift = kx * s.dilation.1;
+                    let lo = s.pad.1.saturating_sub(shift).max(a0);
+                    let hi = (s.w + s.pad.1).saturating_sub(shift).min(a1);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let at = ((b * s.h + iy) * s.w + lo + shift - s.pad.1) * c;
+                    let (xs, acc) = (&x[at..at + (hi - lo) * c], &mut acc[(lo - a0) * c..(hi - a0) * c]);
+                    let w = &tiled[t * chunk..(t + 1) * chunk];
+                    let mut xi = xs.chunks_exact(chunk);
+                    let mut ai = acc.chunks_exact_mut(chunk);
+                    for (a, xv) in (&mut ai).zip(&mut xi) {
+                        mac(a, xv, x_zero, w);
+                    }
+                    // The last pixels (fewer than p): each starts at channel 0 of the pattern.
+                    mac(ai.into_remainder(), xi.remainder(), x_zero, w);
                 }
-                let at = ((b * s.h + iy) * s.w + lo + shift - s.pad.1) * c;
-                let (xs, acc) = (&x[at..at + (hi - lo) * c], &mut acc[lo * c..hi * c]);
-                let w = &tiled[t * chunk..(t + 1) * chunk];
-                let mut xi = xs.chunks_exact(chunk);
-                let mut ai = acc.chunks_exact_mut(chunk);
-                for (a, xv) in (&mut ai).zip(&mut xi) {
-                    mac(a, xv, x_zero, w);
+                let out = ((b * s.oh + oy) * s.ow + a0) * c;
+                for (o, a) in y[out..out + (a1 - a0) * c].chunks_mut(c).zip(acc.chunks(c)) {
+                    requantize_row(a, mults, y_zero, o);
                 }
-                // The last pixels (fewer than p): each starts at channel 0 of the pattern.
-                mac(ai.into_remainder(), xi.remainder(), x_zero, w);
-            }
-            let out = (b * s.oh + oy) * s.ow * c;
-            for (o, a) in y[out..out + s.ow * c].chunks_mut(c).zip(acc.chunks(c)) {
-                requantize_row(a, mults, y_zero, o);
             }
         }
     }
@@ -203,7 +209,10 @@ mod tests {
             (7, 1, 1, (1, 4), 3, 5),  // no column where every tap reads inside
             (12, 2, 1, (3, 3), 21, 7),
             (9, 1, 1, (0, 0), 13, 1),
-            (400, 1, 1, (2, 2), 14, 5), // rows too long: by pixels, channels in blocks of 327
+            (400, 1, 1, (2, 2), 14, 5), // 10,000 weights: by pixels, channels in blocks of 327
+            (400, 2, 1, (2, 2), 14, 5),
+            (16, 1, 2, (1, 2), 300, 3), // rows of 4,800 accumulators: in segments of 256 columns
+            (200, 1, 1, (1, 1), 47, 3), // 20 columns a segment, the last one short
             (700, 2, 1, (2, 2), 9, 5),
         ];
         for (c, stride, dilation, pad, w, k) in cases {
