@@ -466,6 +466,9 @@ pub fn why_slower(r: &Row) -> String {
              `kestrel compress --int8 --integer-only` makes a model the integer runtime runs whole",
         );
     }
+    if r.backend == "micro" {
+        let _ = write!(why, "; `kestrel profile {}` times its ops one by one", r.model);
+    }
     why
 }
 
