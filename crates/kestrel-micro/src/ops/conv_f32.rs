@@ -9,7 +9,8 @@
 //! same operations in the same order. The portable path accumulates one pixel's channels in 8-lane
 //! groups; on x86-64 with AVX2, 8 neighbouring pixels × 8 channels accumulate in registers, so
 //! each weight load feeds 8 pixels (a group's last channels, fewer than 8, under a mask; the
-//! row's last pixels take the portable path).
+//! row's last pixels take the portable path); blocks with no tap in the padding read at offsets
+//! into one window checked once.
 
 use super::conv::ConvShape;
 use super::{f32_at, widest};
@@ -103,57 +104,98 @@ mod avx2 {
         // independent add chains keep the adder busy.
         let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7) =
             (init, init, init, init, init, init, init, init);
-        for ky in 0..s.kh {
-            let iy = (p.oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
-            if iy >= s.h {
-                continue;
+        // acc_q += x(at_q) · wv for each pixel q whose tap is inside the input (`ats.q` is Some).
+        macro_rules! step {
+            ($acc:ident, $at:expr, $x:expr, $wv:expr) => {
+                if let Some(at) = $at {
+                    $acc = _mm256_add_ps($acc, _mm256_mul_ps($x(at), $wv));
+                }
+            };
+        }
+        macro_rules! steps {
+            ($x:expr, $wv:expr, $ats:ident) => {
+                step!(a0, $ats.0, $x, $wv);
+                step!(a1, $ats.1, $x, $wv);
+                step!(a2, $ats.2, $x, $wv);
+                step!(a3, $ats.3, $x, $wv);
+                step!(a4, $ats.4, $x, $wv);
+                step!(a5, $ats.5, $x, $wv);
+                step!(a6, $ats.6, $x, $wv);
+                step!(a7, $ats.7, $x, $wv);
+            };
+        }
+        // The input channels one output channel reads at a pixel.
+        let (first, run) = if p.depthwise { (m0, n) } else { (m0 / mg * cg, cg) };
+        if let Some(window) = interior(p, first, run) {
+            // No tap in the padding (most blocks): the same sums from offsets into the block's
+            // input window, bounds-checked once here instead of per pixel and tap.
+            let x = &p.x[4 * window.start..4 * window.end];
+            let dx = s.stride.1 * s.c;
+            for ky in 0..s.kh {
+                for kx in 0..s.kw {
+                    let tap = ky * s.kw + kx;
+                    let t = (ky * s.dilation.0 * s.w + kx * s.dilation.1) * s.c;
+                    let ats = (
+                        Some(t),
+                        Some(t + dx),
+                        Some(t + 2 * dx),
+                        Some(t + 3 * dx),
+                        Some(t + 4 * dx),
+                        Some(t + 5 * dx),
+                        Some(t + 6 * dx),
+                        Some(t + 7 * dx),
+                    );
+                    if p.depthwise {
+                        let wv = load!(p.w, tap * s.m + m0);
+                        let xv = |at: usize| load!(x, at);
+                        steps!(xv, wv, ats);
+                        continue;
+                    }
+                    for ci in 0..cg {
+                        let wv = load!(p.w, (tap * cg + ci) * s.m + m0);
+                        let xv = |at: usize| {
+                            // SAFETY: at + ci ≤ t + 7·dx + cg − 1, the offset of the last
+                            // pixel's last tap's last channel, which `interior` put inside `x`;
+                            // read_unaligned needs no alignment.
+                            let v = unsafe { x.as_ptr().cast::<f32>().add(at + ci).read_unaligned() };
+                            _mm256_set1_ps(v)
+                        };
+                        steps!(xv, wv, ats);
+                    }
+                }
             }
-            for kx in 0..s.kw {
-                let tap = ky * s.kw + kx;
-                // Where each pixel's tap reads (None: in the padding).
-                let at = |q: usize| {
-                    let ix = ((p.ox + q) * s.stride.1 + kx * s.dilation.1).wrapping_sub(s.pad.1);
-                    (ix < s.w).then(|| ((p.b * s.h + iy) * s.w + ix) * s.c)
-                };
-                // Each pixel whose tap is inside the input: acc += x(at) · wv (named accumulators,
-                // written out: an array walked in a loop would live in memory).
-                macro_rules! step {
-                    ($acc:ident, $at:expr, $x:expr, $wv:expr) => {
-                        if let Some(at) = $at {
-                            $acc = _mm256_add_ps($acc, _mm256_mul_ps($x(at), $wv));
-                        }
-                    };
-                }
-                macro_rules! steps {
-                    ($x:expr, $wv:expr, $t:ident) => {
-                        step!(a0, $t.0, $x, $wv);
-                        step!(a1, $t.1, $x, $wv);
-                        step!(a2, $t.2, $x, $wv);
-                        step!(a3, $t.3, $x, $wv);
-                        step!(a4, $t.4, $x, $wv);
-                        step!(a5, $t.5, $x, $wv);
-                        step!(a6, $t.6, $x, $wv);
-                        step!(a7, $t.7, $x, $wv);
-                    };
-                }
-                if p.depthwise {
-                    let taps = (at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7));
-                    let wv = load!(p.w, tap * s.m + m0);
-                    let x = |at: usize| load!(p.x, at + m0);
-                    steps!(x, wv, taps);
+        } else {
+            for ky in 0..s.kh {
+                let iy = (p.oy * s.stride.0 + ky * s.dilation.0).wrapping_sub(s.pad.0);
+                if iy >= s.h {
                     continue;
                 }
-                // Each pixel's group of input channels at this tap, bounds-checked once here
-                // rather than at each of its channels' broadcasts.
-                let first = m0 / mg * cg;
-                let run = |q: usize| at(q).map(|a| p.x[4 * (a + first)..4 * (a + first + cg)].as_ptr().cast::<f32>());
-                let taps = (run(0), run(1), run(2), run(3), run(4), run(5), run(6), run(7));
-                for ci in 0..cg {
-                    let wv = load!(p.w, (tap * cg + ci) * s.m + m0);
-                    // SAFETY: each pointer starts a run of cg floats' bytes checked above and
-                    // ci < cg; read_unaligned needs no alignment.
-                    let x = |run: *const f32| _mm256_set1_ps(unsafe { run.add(ci).read_unaligned() });
-                    steps!(x, wv, taps);
+                for kx in 0..s.kw {
+                    let tap = ky * s.kw + kx;
+                    // Where each pixel's tap reads (None: in the padding).
+                    let at = |q: usize| {
+                        let ix = ((p.ox + q) * s.stride.1 + kx * s.dilation.1).wrapping_sub(s.pad.1);
+                        (ix < s.w).then(|| ((p.b * s.h + iy) * s.w + ix) * s.c)
+                    };
+                    if p.depthwise {
+                        let taps = (at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7));
+                        let wv = load!(p.w, tap * s.m + m0);
+                        let x = |at: usize| load!(p.x, at + first);
+                        steps!(x, wv, taps);
+                        continue;
+                    }
+                    // Each pixel's group of input channels at this tap, bounds-checked once here
+                    // rather than at each of its channels' broadcasts.
+                    let start =
+                        |q: usize| at(q).map(|a| p.x[4 * (a + first)..4 * (a + first + run)].as_ptr().cast::<f32>());
+                    let taps = (start(0), start(1), start(2), start(3), start(4), start(5), start(6), start(7));
+                    for ci in 0..cg {
+                        let wv = load!(p.w, (tap * cg + ci) * s.m + m0);
+                        // SAFETY: each pointer starts a run of cg floats' bytes checked above and
+                        // ci < cg; read_unaligned needs no alignment.
+                        let x = |start: *const f32| _mm256_set1_ps(unsafe { start.add(ci).read_unaligned() });
+                        steps!(x, wv, taps);
+                    }
                 }
             }
         }
@@ -170,6 +212,19 @@ mod avx2 {
                 unsafe { _mm256_maskstore_ps(out.as_mut_ptr().cast(), mask, *a) };
             }
         }
+    }
+
+    /// The stretch of input floats that every tap of `p`'s 8 pixels reads, channels
+    /// `first..first + run` at each input pixel, when none of those taps falls in the padding:
+    /// None at the borders.
+    fn interior(p: &Pixel<'_>, first: usize, run: usize) -> Option<core::ops::Range<usize>> {
+        let s = p.s;
+        let iy = (p.oy * s.stride.0).checked_sub(s.pad.0)?;
+        let ix = (p.ox * s.stride.1).checked_sub(s.pad.1)?;
+        let last_y = iy + (s.kh - 1) * s.dilation.0;
+        let last_x = ix + (PIXELS - 1) * s.stride.1 + (s.kw - 1) * s.dilation.1;
+        let at = |y: usize, x: usize| ((p.b * s.h + y) * s.w + x) * s.c + first;
+        (last_y < s.h && last_x < s.w).then(|| at(iy, ix)..at(last_y, last_x) + run)
     }
 }
 
@@ -330,5 +385,46 @@ mod tests {
             tested += 1;
         }
         assert!(tested >= 60, "only {tested} shapes tested");
+    }
+
+    /// Every path performs the same operations in the same order, so the AVX2 blocks (interior
+    /// ones from their checked window, border ones tap by tap) give the portable path's bits, on
+    /// inputs wide enough for interior blocks (BlazeFace's first layer: 5×5, stride 2, 3 → 24).
+    #[test]
+    fn simd_blocks_give_the_portable_paths_bits() {
+        let mut next = super::super::reference::draws(0x9E37_79B9_7F4A_7C15);
+        let mut shapes = std::vec![(3, 24, 1, 5, 2, 1)];
+        for case in 0..24 {
+            let (c, m, groups) = match case % 3 {
+                0 => (1 + next(5), 1 + next(30), 1),
+                1 => (2 * (1 + next(3)), 2 * (1 + next(9)), 2),
+                _ => (1 + next(40), 0, 0), // depthwise: m = c, groups = c
+            };
+            shapes.push((c, m, groups, 1 + next(5), 1 + next(2), next(3)));
+        }
+        for (case, &(c, m, groups, k, stride, pad)) in shapes.iter().enumerate() {
+            let (m, groups) = if groups == 0 { (c, c) } else { (m, groups) };
+            let (h, w) = (20 + next(20), 24 + next(40));
+            let s = ConvShape::fitted(1, (c, m, groups), (h, w), (k, k), (stride, stride), (1, 1), (pad, pad)).unwrap();
+            let value = |next: &mut dyn FnMut(usize) -> usize| next(2001) as f32 / 1000.0 - 1.0;
+            let bytes = |n: usize, next: &mut dyn FnMut(usize) -> usize| {
+                (0..n).flat_map(|_| value(next).to_le_bytes()).collect::<Vec<u8>>()
+            };
+            let (x, wt, bias) =
+                (bytes(h * w * c, &mut next), bytes(k * k * (c / groups) * m, &mut next), bytes(m, &mut next));
+            let mut y = std::vec![0u8; 4 * s.oh * s.ow * m];
+            conv_f32(&s, &x, &wt, Some(&bias), &mut y);
+            let (depthwise, mut acc) = (c / groups == 1 && m / groups == 1, [0f32; BLOCK]);
+            let group_len = if depthwise { m } else { m / groups };
+            for (oy, ox) in (0..s.oh).flat_map(|oy| (0..s.ow).map(move |ox| (oy, ox))) {
+                let mut want = std::vec![0u8; 4 * m];
+                let pixel = Pixel { s: &s, x: &x, w: &wt, bias: Some(&bias), b: 0, oy, ox, depthwise };
+                for g0 in (0..m).step_by(group_len) {
+                    pixel.block(g0, group_len, &mut acc, &mut want);
+                }
+                let at = 4 * (oy * s.ow + ox) * m;
+                assert_eq!(&y[at..at + 4 * m], &want[..], "case {case} {s:?} at {oy},{ox}");
+            }
+        }
     }
 }
