@@ -361,7 +361,9 @@ fn export_to_kmodel_and_run_on_the_integer_runtime() {
 /// A TensorFlow Lite export (MediaPipe's hand landmarks: Relu6 as Clip, a ReduceMean head, Gemm
 /// outputs, Sigmoid scores) compressed `--integer-only` runs whole on the integer runtime:
 /// Gemm becomes a quantized MatMul and its bias Add, ReduceMean a GlobalAveragePool, every Clip
-/// and Sigmoid a table between Dequantize and Quantize; only the bias Adds stay float.
+/// and Sigmoid a table between Dequantize and Quantize, and so is the bias Add of each
+/// one-value output (presence, handedness); only the bias Adds of the two landmark vectors stay
+/// float.
 #[test]
 fn a_tflite_export_compresses_integer_only_and_exports_whole() {
     let dir = tmp("hand");
@@ -380,7 +382,7 @@ fn a_tflite_export_compresses_integer_only_and_exports_whole() {
     .unwrap();
     assert_eq!(v["integer_runtime"], true, "{v}");
     let report = &v["passes"][0]["report"];
-    assert_eq!(report["float_ops"], serde_json::json!({"Add": 4}), "{report}");
+    assert_eq!(report["float_ops"], serde_json::json!({"Add": 2}), "{report}");
     let kmodel = dir.join("hand.kmodel");
     common::kestrel_ok(&["export", out.to_str().unwrap(), "-o", kmodel.to_str().unwrap()]);
     let r: Value = serde_json::from_str(&common::kestrel_ok(&[
@@ -417,12 +419,61 @@ fn yolov8_compresses_integer_only_and_finds_the_float_models_face() {
     let (float, int) = (run(model.to_str().unwrap()), run(kmodel.to_str().unwrap()));
     assert_eq!(int["backend"], "micro");
     let (f, i) = (&float["detections"][0], &int["detections"][0]);
-    let corners = |d: &Value| ["x_min", "y_min", "x_max", "y_max"].map(|k| d[k].as_f64().unwrap());
-    let (a, b) = (corners(f), corners(i));
-    let inter = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0) * (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let area = |c: [f64; 4]| (c[2] - c[0]) * (c[3] - c[1]);
-    let iou = inter / (area(a) + area(b) - inter);
+    let iou = iou(f, i);
     let drift = (f["score"].as_f64().unwrap() - i["score"].as_f64().unwrap()).abs();
     assert!(f["label"] == i["label"] && iou >= 0.9 && drift <= 0.1, "float {f}, integer {i}: IoU {iou:.3}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// PP-OCRv4's DB text detector (rapidocr's Paddle export, fetched by scripts/fetch-models.sh)
+/// compressed `--integer-only`: its two upsampling ConvTransposes (k = s = 2, each followed by a
+/// BatchNormalization) become 1×1 Convs and DepthToSpace, so it exports whole to the integer
+/// runtime, and finds the float model's text lines on the page: as many boxes, each float box
+/// matched by an integer one at IoU ≥ 0.8.
+#[test]
+fn ppocr_compresses_integer_only_and_finds_the_float_models_text_lines() {
+    let model = common::repo().join("target/models/ppocr-det/ch_PP-OCRv4_det_infer.onnx");
+    assert!(model.exists(), "`{}` is missing: run `bash scripts/fetch-models.sh`", model.display());
+    let dir = tmp("ppocr");
+    let (config, calib, out, kmodel) =
+        (dir.join("ppocr.toml"), dir.join("calib"), dir.join("ppocr.onnx"), dir.join("ppocr.kmodel"));
+    std::fs::write(
+        &config,
+        "[preprocess]\nwidth = 768\nheight = 384\nlayout = \"nchw\"\ncolor = \"bgr\"\nresize = \"stretch\"\n\
+         range = [0.0, 1.0]\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n\n[decoder]\nkind = \"segmentation\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(&calib).unwrap();
+    std::fs::copy(common::repo().join("models/samples/page.png"), calib.join("page.png")).unwrap();
+    let (config, out_s) = (config.to_str().unwrap(), out.to_str().unwrap());
+    let args = ["compress", model.to_str().unwrap(), "--config", config, "--int8", "--integer-only"];
+    let v: Value = serde_json::from_str(&common::kestrel_ok(
+        &[&args[..], &["--calib", calib.to_str().unwrap(), "--out", out_s, "--json"]].concat(),
+    ))
+    .unwrap();
+    assert_eq!(v["integer_runtime"], true, "{}", v["where_it_runs"]);
+    common::kestrel_ok(&["export", out_s, "-o", kmodel.to_str().unwrap()]);
+    let page = "models/samples/page.png";
+    let run = |args: &[&str]| -> Vec<Value> {
+        let v: Value =
+            serde_json::from_str(&common::kestrel_ok(&[&["run"], args, &[page, "--json"]].concat())).unwrap();
+        v["detections"].as_array().unwrap().clone()
+    };
+    let float = run(&[model.to_str().unwrap(), "--config", config, "--backend", "cpu"]);
+    let int = run(&[kmodel.to_str().unwrap()]);
+    assert!(float.len() >= 5 && int.len() == float.len(), "float {float:?}\ninteger {int:?}");
+    for f in &float {
+        let best = int.iter().map(|i| iou(f, i)).fold(0.0, f64::max);
+        assert!(best >= 0.8, "float {f}: best IoU {best:.3} among {int:?}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Intersection over union of two detections as `kestrel run --json` writes them.
+fn iou(a: &Value, b: &Value) -> f64 {
+    let corners = |d: &Value| ["x_min", "y_min", "x_max", "y_max"].map(|k| d[k].as_f64().unwrap());
+    let (a, b) = (corners(a), corners(b));
+    let inter = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0) * (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let area = |c: [f64; 4]| (c[2] - c[0]) * (c[3] - c[1]);
+    inter / (area(a) + area(b) - inter)
 }

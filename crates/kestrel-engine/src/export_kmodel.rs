@@ -7,12 +7,13 @@
 //! Transpose between NHWC and NCHW (tf2onnx's) usually becomes a Reshape.
 //!
 //! QLinearConv → Conv, QLinearMatMul → FullyConnected, Quantize/DequantizeLinear at the
-//! edges, MaxPool/Reshape/Flatten/Transpose/Relu/Softmax/Concat/Pad as they are, a float Add of a
+//! edges, MaxPool/Reshape/Flatten/Transpose/Relu/Softmax/Concat/Pad as they are, DepthToSpace as
+//! a Transpose of its channels-last input, a float Add of a
 //! constant (the bias after a dequantized MatMul) → AddConstant, and the QDQ form of an integer
 //! Add (`Quantize(Relu?(Add(Dequantize(a), Dequantize(b))))`, as `kestrel compress
 //! --integer-only` writes residual connections) → one requantizing Add on the integers, and
 //! `Quantize(f(Dequantize(x)))` for an elementwise f (Relu, Clip, LeakyRelu, HardSigmoid,
-//! Sigmoid, Tanh) → a 256-entry table lookup. The layers a mixed int8 model keeps in float run
+//! Sigmoid, Tanh, a product or sum with a scalar) → a 256-entry table lookup. The layers a mixed int8 model keeps in float run
 //! on the runtime's float kernels: Conv → ConvF32 (weights reordered to [kh, kw, C/g, M]), an Add
 //! of two float activations (and a Relu only it feeds) → BinaryF32, MaxPool and zero Pad on float.
 //! Shape-only subgraphs (Shape →
@@ -149,11 +150,27 @@ fn float_add_relus(g: &pb::GraphProto, skip: &HashSet<usize>) -> HashMap<usize, 
 /// between a Dequantize and a Quantize: `Quantize(f(Dequantize(x)))`.
 const TABLED: &[&str] = &["Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh"];
 
+/// A Mul or Add of an activation and a scalar float constant: (the activation, the constant).
+/// Such an op runs on the integers as a table too.
+fn scalar_operand<'g>(g: &'g pb::GraphProto, n: &'g pb::NodeProto) -> Option<(&'g str, &'g str)> {
+    let scalar = |name: &str| raw(g, name).is_some_and(|r| r.elem.code == 1 && r.bytes.len() == 4);
+    match &n.input[..] {
+        [a, b] if matches!(n.op_type.as_str(), "Mul" | "Add") && scalar(b) && !scalar(a) => Some((a, b)),
+        [a, b] if matches!(n.op_type.as_str(), "Mul" | "Add") && scalar(a) && !scalar(b) => Some((b, a)),
+        _ => None,
+    }
+}
+
+/// Whether `n` runs as a table between a Dequantize and a Quantize.
+fn tabled(g: &pb::GraphProto, n: &pb::NodeProto) -> bool {
+    TABLED.contains(&n.op_type.as_str()) || scalar_operand(g, n).is_some()
+}
+
 /// Float ops with an integer kernel of their own when they sit between a Dequantize and a
 /// Quantize (their other inputs constants).
 const REQUANTIZING: &[&str] = &["AveragePool", "GlobalAveragePool", "PRelu", "Resize"];
 
-/// Finds `Quantize(f(Dequantize(x)))` with f in [`TABLED`] or [`REQUANTIZING`], each
+/// Finds `Quantize(f(Dequantize(x)))` with f [`tabled`] or in [`REQUANTIZING`], each
 /// intermediate read by nothing else: by Quantize node, (the Dequantize, f); and every node
 /// they absorb.
 fn fused_unaries(g: &pb::GraphProto, taken: &HashSet<usize>) -> (HashMap<usize, [usize; 2]>, HashSet<usize>) {
@@ -166,9 +183,9 @@ fn fused_unaries(g: &pb::GraphProto, taken: &HashSet<usize>) -> (HashMap<usize, 
     for (qi, q) in g.node.iter().enumerate().filter(|(i, n)| n.op_type == "QuantizeLinear" && !taken.contains(i)) {
         let Some(f) = q.input.first().and_then(|i| producer(i)) else { continue };
         let fnode = &g.node[f];
-        let Some(d) = fnode.input.first().and_then(|i| producer(i)) else { continue };
-        let op = fnode.op_type.as_str();
-        if (TABLED.contains(&op) || REQUANTIZING.contains(&op))
+        let x = scalar_operand(g, fnode).map(|(x, _)| x).or(fnode.input.first().map(String::as_str));
+        let Some(d) = x.and_then(producer) else { continue };
+        if (tabled(g, fnode) || REQUANTIZING.contains(&fnode.op_type.as_str()))
             && g.node[d].op_type == "DequantizeLinear"
             && private(&fnode.output[0])
             && private(&g.node[d].output[0])
@@ -684,7 +701,15 @@ impl<'g> Exporter<'g> {
             }
             "Sigmoid" => Box::new(|v: f32| 1.0 / (1.0 + (-v).exp())),
             "HardSwish" => Box::new(|v: f32| v * (v * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0)),
-            _ => Box::new(|v: f32| v.tanh()),
+            "Tanh" => Box::new(|v: f32| v.tanh()),
+            op => {
+                let c = scalar_operand(self.g, fnode).map(|(_, c)| self.scalar(fnode, c)).transpose()?;
+                match (op, c) {
+                    ("Mul", Some(c)) => Box::new(move |v: f32| v * c),
+                    ("Add", Some(c)) => Box::new(move |v: f32| v + c),
+                    _ => return Err(unsupported(fnode, "no table for this op")),
+                }
+            }
         };
         let (lo, hi) = (-yz, 255.0 - yz);
         let table: Vec<u8> = (0..=255u8)
@@ -841,6 +866,7 @@ impl<'g> Exporter<'g> {
                 }
                 self.by_name.insert(out.clone(), y);
             }
+            "DepthToSpace" => self.depth_to_space(n, &out)?,
             "Add" if n.input.len() == 2 && n.input.iter().all(|i| raw(self.g, i).is_none()) => {
                 self.float_binary(n, Kind::Add, None)?
             }
@@ -979,6 +1005,33 @@ impl<'g> Exporter<'g> {
         let y = self.like(x, dims, t.nhwc);
         self.by_name.insert(out.to_string(), y);
         self.push(OpCode::Slice, vec![x], y, p, None);
+        Ok(())
+    }
+
+    /// DepthToSpace in DCR mode (how the compressor lowers an upsampling ConvTranspose): on the
+    /// channels-last input [N, H, W, b·b·C] with channels ordered (by, bx, c), seen as
+    /// [N·H, W, b, b·C], swapping the middle axes gives [N·H, b, W, b·C], which is the output
+    /// [N, H·b, W·b, C] channels-last: one Transpose between two Reshapes that move no bytes.
+    fn depth_to_space(&mut self, n: &pb::NodeProto, out: &str) -> Result<(), EngineError> {
+        let mode = n.attribute.iter().find(|a| a.name == "mode").map_or(&b"DCR"[..], |a| &a.s[..]);
+        if mode != b"DCR" {
+            return Err(unsupported(n, "only DepthToSpace in DCR mode"));
+        }
+        let b = n.attribute.iter().find(|a| a.name == "blocksize").map_or(0, |a| a.i);
+        let x = self.activation(n, &n.input[0])?;
+        let x = self.channels_last(n, x)?;
+        let [batch, h, w, c] = self.tensors[x].dims[..] else { return Err(unsupported(n, "a 4-D input")) };
+        let b = usize::try_from(b).ok().filter(|&b| b >= 1 && c % (b * b) == 0);
+        let Some(b) = b else { return Err(unsupported(n, "a blocksize whose square divides the channels")) };
+        let rows = self.like(x, vec![batch * h, w, b, c / b], false);
+        self.push(OpCode::Reshape, vec![x], rows, [0; 12], None);
+        let moved = self.permuted(rows, [0, 2, 1, 3], false);
+        let y = self.like(moved, vec![batch, h * b, w * b, c / (b * b)], true);
+        if self.tensors[y].dims != self.nhwc_shape_of(n, out)? {
+            return Err(unsupported(n, "its output shape differs from the model's"));
+        }
+        self.push(OpCode::Reshape, vec![moved], y, [0; 12], None);
+        self.by_name.insert(out.to_string(), y);
         Ok(())
     }
 
@@ -1211,7 +1264,7 @@ pub fn export_kmodel(model: &OnnxModel, input_shape: &[usize], config: Option<&s
         } else if let Some(f) = fused.get(&ix) {
             ex.fused_binary(n, f)?;
         } else if let Some(&[d, f]) = unaries.get(&ix) {
-            if TABLED.contains(&g.node[f].op_type.as_str()) {
+            if tabled(g, &g.node[f]) {
                 ex.fused_lookup(n, [d, f])?;
             } else {
                 ex.fused_kernel(n, [d, f])?;

@@ -6,8 +6,13 @@
 //!   integer runtime adds after it.
 //! - `ReduceMean` over H and W of a 4-D tensor → `GlobalAveragePool` (then `Flatten` when
 //!   `keepdims = 0`), which has an integer kernel.
-//! - `BatchNormalization` after a `Conv` (Paddle exports keep them apart) → folded into the
-//!   convolution's weights and bias.
+//! - A constant per-channel `Mul`, then `Add`, then `BatchNormalization` after a `Conv` or
+//!   `ConvTranspose` (Paddle exports keep bias, normalization and PP-LCNet's learnable affine
+//!   blocks apart) → folded into the convolution's weights and bias.
+//! - `ConvTranspose` whose kernel equals its stride (the k× upsampling of DB text detectors and
+//!   segmentation heads: no two input pixels write the same output) → a 1×1 `Conv` to k·k·M
+//!   channels, then `DepthToSpace` (blocksize k): a Conv quantizes, and the rearrangement moves
+//!   bytes.
 //! - `Div(Mul(x, Clip(Add(x, 3), 0, 6)), 6)` (HardSwish spelled out) → `HardSwish(x)`, one
 //!   function the integer runtime runs as a table.
 //!
@@ -23,6 +28,8 @@ use crate::CompressError;
 /// Rewrites `g` in place; `shapes` gives each tensor's concrete shape (for the ranks).
 /// Returns whether the graph now needs opset 14 (it holds a HardSwish).
 pub fn lower_for_int8(g: &mut pb::GraphProto, shapes: &HashMap<String, Vec<usize>>) -> Result<bool, CompressError> {
+    fold_affine(g, "Mul")?;
+    fold_affine(g, "Add")?;
     fold_batch_norms(g)?;
     let hard_swish = fuse_hard_swish(g);
     let mut names = Names::new(g);
@@ -38,6 +45,29 @@ pub fn lower_for_int8(g: &mut pb::GraphProto, shapes: &HashMap<String, Vec<usize
                     inits.push(graph::f32_tensor(&c_name, &c.0, &c.1));
                     nodes.push(graph::node("MatMul", &format!("{}_matmul", n.name), &[&n.input[0], &b_name], &[&mm]));
                     nodes.push(graph::node("Add", &format!("{}_bias", n.name), &[&mm, &c_name], &[&n.output[0]]));
+                }
+                None => nodes.push(n),
+            },
+            "ConvTranspose" => match upsampling_as_conv(g, &n)? {
+                Some(((wdims, w), b, k)) => {
+                    let depth = names.fresh(&format!("{}_depth", n.output[0]));
+                    let (w_name, b_name) = (names.fresh(&format!("{depth}_w")), names.fresh(&format!("{depth}_b")));
+                    inits.push(graph::f32_tensor(&w_name, &wdims, &w));
+                    inits.push(graph::f32_tensor(&b_name, &[b.len()], &b));
+                    nodes.push(graph::node(
+                        "Conv",
+                        &format!("{}_conv", n.name),
+                        &[&n.input[0], &w_name, &b_name],
+                        &[&depth],
+                    ));
+                    let mut d2s = graph::node("DepthToSpace", &n.name, &[&depth], &[&n.output[0]]);
+                    d2s.attribute.push(pb::AttributeProto {
+                        name: "blocksize".into(),
+                        r#type: pb::attribute_proto::AttributeType::Int as i32,
+                        i: k as i64,
+                        ..Default::default()
+                    });
+                    nodes.push(d2s);
                 }
                 None => nodes.push(n),
             },
@@ -67,8 +97,91 @@ pub fn lower_for_int8(g: &mut pb::GraphProto, shapes: &HashMap<String, Vec<usize
     Ok(hard_swish)
 }
 
-/// Folds each BatchNormalization whose input is a Conv's output read by nothing else, with
-/// constant weights and statistics, into that Conv.
+/// Folds each `op` (Mul or Add) of a constant with one value per channel (shape [1, M, 1, 1],
+/// [M, 1, 1], or one value) and a Conv's or ConvTranspose's output read by nothing else into
+/// that convolution: a product scales its weights and bias, a sum adds to its bias.
+fn fold_affine(g: &mut pb::GraphProto, op: &str) -> Result<(), CompressError> {
+    let consumers = graph::consumers(g);
+    let producers = graph::producers(g);
+    let mut folds = Vec::new();
+    for (ai, node) in g.node.iter().enumerate().filter(|(_, n)| n.op_type == op && n.input.len() == 2) {
+        for (x, c) in [(0, 1), (1, 0)] {
+            let Some(&ci) = producers.get(&node.input[x]) else { continue };
+            let conv = &g.node[ci];
+            let private = consumers.get(&node.input[x]).is_some_and(|r| r.len() == 1)
+                && !g.output.iter().any(|o| o.name == node.input[x]);
+            let weights =
+                conv.input.get(1).and_then(|w| graph::initializer(g, w)).filter(|w| w.data_type == graph::FLOAT);
+            let is_conv = matches!(conv.op_type.as_str(), "Conv" | "ConvTranspose");
+            let Some((wdims, w)) = weights.filter(|_| is_conv).map(graph::f32_values).transpose()? else {
+                continue;
+            };
+            let (m, transposed) = match (conv.op_type.as_str(), &wdims[..]) {
+                ("Conv", [m, _, _, _]) => (*m, false),
+                ("ConvTranspose", [_, m, _, _]) if graph::attr_int(conv, "group").unwrap_or(1) == 1 => (*m, true),
+                _ => continue,
+            };
+            let Some(t) = graph::initializer(g, &node.input[c]).filter(|t| t.data_type == graph::FLOAT) else {
+                continue;
+            };
+            let (dims, values) = graph::f32_values(t)?;
+            let per_channel =
+                matches!(dims[..], [1, n, 1, 1] | [n, 1, 1] if n == m) || (values.len() == 1 && dims.len() <= 4);
+            if !private || !per_channel || node.output.len() != 1 {
+                continue;
+            }
+            let bias = match conv.input.get(2).filter(|b| !b.is_empty()) {
+                Some(b) => match graph::initializer(g, b).map(graph::f32_values).transpose()? {
+                    Some((_, b)) if b.len() == m => b,
+                    _ => continue,
+                },
+                None => vec![0.0; m],
+            };
+            let k = |i: usize| values[if values.len() == 1 { 0 } else { i }];
+            let (w, b): (Option<Vec<f32>>, Vec<f32>) = if op == "Mul" {
+                let channel = |i: usize| if transposed { i / (wdims[2] * wdims[3]) % m } else { i / (w.len() / m) };
+                (
+                    Some(w.iter().enumerate().map(|(i, &v)| v * k(channel(i))).collect()),
+                    (0..m).map(|i| bias[i] * k(i)).collect(),
+                )
+            } else {
+                (None, (0..m).map(|i| bias[i] + k(i)).collect())
+            };
+            folds.push((ci, ai, wdims, w, b));
+            break;
+        }
+    }
+    let mut names = Names::new(g);
+    let mut drop = Vec::new();
+    for (ci, ai, wdims, w, b) in folds {
+        let conv_name = g.node[ci].name.clone();
+        let out = g.node[ai].output[0].clone();
+        let bias = names.fresh(&format!("{conv_name}_folded_b"));
+        g.initializer.push(graph::f32_tensor(&bias, &[b.len()], &b));
+        let weights = w.map(|w| {
+            let name = names.fresh(&format!("{conv_name}_folded_w"));
+            g.initializer.push(graph::f32_tensor(&name, &wdims, &w));
+            name
+        });
+        let conv = &mut g.node[ci];
+        conv.input.resize(3, String::new());
+        if let Some(weights) = weights {
+            conv.input[1] = weights;
+        }
+        conv.input[2] = bias;
+        conv.output[0] = out;
+        drop.push(ai);
+    }
+    let mut ix = 0;
+    g.node.retain(|_| {
+        ix += 1;
+        !drop.contains(&(ix - 1))
+    });
+    Ok(())
+}
+
+/// Folds each BatchNormalization whose input is a Conv's (or a one-group ConvTranspose's) output
+/// read by nothing else, with constant weights and statistics, into that convolution.
 fn fold_batch_norms(g: &mut pb::GraphProto) -> Result<(), CompressError> {
     let consumers = graph::consumers(g);
     let producers = graph::producers(g);
@@ -84,10 +197,17 @@ fn fold_batch_norms(g: &mut pb::GraphProto) -> Result<(), CompressError> {
             .collect();
         let weights = conv.input.get(1).and_then(|w| graph::initializer(g, w)).map(graph::f32_values).transpose()?;
         let (Some(consts), Some((wdims, w))) = (consts, weights) else { continue };
-        if conv.op_type != "Conv" || !private || bn.output.len() != 1 || consts.len() != 4 || wdims.len() != 4 {
+        // Output channels: a Conv's weights are [M, C/g, kh, kw], a ConvTranspose's [C, M/g, kh, kw].
+        let transposed = conv.op_type == "ConvTranspose" && graph::attr_int(conv, "group").unwrap_or(1) == 1;
+        if !(conv.op_type == "Conv" || transposed)
+            || !private
+            || bn.output.len() != 1
+            || consts.len() != 4
+            || wdims.len() != 4
+        {
             continue;
         }
-        let m = wdims[0];
+        let m = if transposed { wdims[1] } else { wdims[0] };
         if consts.iter().any(|c| c.len() != m) {
             continue;
         }
@@ -101,8 +221,9 @@ fn fold_batch_norms(g: &mut pb::GraphProto) -> Result<(), CompressError> {
         let eps = bn.attribute.iter().find(|a| a.name == "epsilon").map_or(1e-5, |a| a.f);
         let [gamma, beta, mean, var] = [&consts[0], &consts[1], &consts[2], &consts[3]];
         let k: Vec<f32> = (0..m).map(|c| gamma[c] / (var[c] + eps).sqrt()).collect();
-        let per = w.len() / m;
-        let w: Vec<f32> = w.iter().enumerate().map(|(i, &v)| v * k[i / per]).collect();
+        let taps = wdims[2] * wdims[3];
+        let channel = |i: usize| if transposed { i / taps % m } else { i / (w.len() / m) };
+        let w: Vec<f32> = w.iter().enumerate().map(|(i, &v)| v * k[channel(i)]).collect();
         let b: Vec<f32> = (0..m).map(|c| (bias[c] - mean[c]) * k[c] + beta[c]).collect();
         folds.push((ci, bi, wdims, w, b));
     }
@@ -114,7 +235,7 @@ fn fold_batch_norms(g: &mut pb::GraphProto) -> Result<(), CompressError> {
             names.fresh(&format!("{}_folded_b", g.node[ci].name)),
         );
         g.initializer.push(graph::f32_tensor(&wn, &wdims, &w));
-        g.initializer.push(graph::f32_tensor(&bn_, &[wdims[0]], &b));
+        g.initializer.push(graph::f32_tensor(&bn_, &[b.len()], &b));
         let out = g.node[bi].output[0].clone();
         let conv = &mut g.node[ci];
         conv.input.resize(3, String::new());
@@ -205,6 +326,47 @@ fn gemm_weights(g: &pb::GraphProto, n: &pb::NodeProto) -> Result<Option<(Values,
         },
     };
     Ok(Some(((vec![k, m], weights), (vec![m], bias))))
+}
+
+/// A ConvTranspose this pass rewrites (kernel = stride = k, square, one group, no padding,
+/// dilation or output padding, constant weights [C, M, k, k] and bias): the 1×1 Conv's weights
+/// [k·k·M, C, 1, 1] and bias, output channels in DepthToSpace's DCR order (ky, kx, m), and k.
+fn upsampling_as_conv(
+    g: &pb::GraphProto,
+    n: &pb::NodeProto,
+) -> Result<Option<(Values, Vec<f32>, usize)>, CompressError> {
+    let Some(w) = n.input.get(1).and_then(|w| graph::initializer(g, w)) else { return Ok(None) };
+    let (dims, w) = graph::f32_values(w)?;
+    let [c, m, k, kw] = dims[..] else { return Ok(None) };
+    let all = |name: &str, v: i64| graph::attr_ints(n, name).is_none_or(|a| a.iter().all(|&x| x == v));
+    let side = k as i64;
+    let plain = k == kw
+        && graph::attr_int(n, "group").unwrap_or(1) == 1
+        && graph::attr_ints(n, "strides").unwrap_or(&[1, 1]) == [side, side]
+        && all("kernel_shape", side)
+        && all("pads", 0)
+        && all("dilations", 1)
+        && all("output_padding", 0)
+        && graph::attr_ints(n, "output_shape").is_none()
+        && n.attribute.iter().all(|a| a.name != "auto_pad" || a.s == b"NOTSET")
+        && n.output.len() == 1;
+    if !plain {
+        return Ok(None);
+    }
+    let bias = match n.input.get(2).filter(|b| !b.is_empty()) {
+        None => vec![0.0; m],
+        Some(b) => match graph::initializer(g, b).map(graph::f32_values).transpose()? {
+            Some((_, b)) if b.len() == m => b,
+            _ => return Ok(None),
+        },
+    };
+    let mut conv = vec![0f32; w.len()];
+    for (i, &v) in w.iter().enumerate() {
+        let (ci, o, tap) = (i / (m * k * k), i / (k * k) % m, i % (k * k));
+        conv[(tap * m + o) * c + ci] = v;
+    }
+    let bias = (0..k * k).flat_map(|_| bias.iter().copied()).collect();
+    Ok(Some(((vec![k * k * m, c, 1, 1], conv), bias, k)))
 }
 
 /// A ReduceMean over exactly axes 2 and 3 of a 4-D tensor (axes as attribute or constant input).
@@ -334,6 +496,75 @@ mod tests {
         assert_eq!(want[0].len(), 3);
         for (w, g) in want[0].iter().zip(&got[0]) {
             assert!((w - g).abs() <= 1e-5 * w.abs().max(1.0), "{want:?} vs {got:?}");
+        }
+    }
+
+    /// x [1, 3, 4, 5] → ConvTranspose (k = s = 2) → Add of a [1, 4, 1, 1] bias (Paddle's) →
+    /// BatchNormalization → Relu, and Conv → Mul, Add by scalars (PP-LCNet's learnable affine
+    /// block), beside a
+    /// ConvTranspose that overlaps (k 3, s 2) and stays as it is.
+    fn upsampling_model() -> OnnxModel {
+        let mut g = pb::GraphProto { name: "upsampling".into(), ..Default::default() };
+        let mut init = |name: &str, dims: &[usize], v: Vec<f32>| g.initializer.push(graph::f32_tensor(name, dims, &v));
+        init("w", &[3, 4, 2, 2], values(48, 5));
+        init("b", &[1, 4, 1, 1], vec![0.3, -0.1, 0.0, 0.7]);
+        init("w3", &[3, 2, 3, 3], values(54, 6));
+        init("wc", &[2, 3, 1, 1], values(6, 8));
+        init("scale", &[1], vec![1.7]);
+        init("shift", &[1], vec![-0.3]);
+        init("gamma", &[4], vec![0.5, 1.5, -1.0, 2.0]);
+        init("beta", &[4], vec![0.1, -0.2, 0.3, 0.0]);
+        init("mean", &[4], vec![0.2, -0.1, 0.0, 0.4]);
+        init("var", &[4], vec![1.0, 0.5, 2.0, 0.25]);
+        let ints = |name: &str, v: &[i64]| pb::AttributeProto {
+            name: name.into(),
+            r#type: pb::attribute_proto::AttributeType::Ints as i32,
+            ints: v.to_vec(),
+            ..Default::default()
+        };
+        let mut up = graph::node("ConvTranspose", "up", &["x", "w"], &["t"]);
+        up.attribute.extend([ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])]);
+        let mut overlap = graph::node("ConvTranspose", "overlap", &["x", "w3"], &["o"]);
+        overlap.attribute.extend([ints("strides", &[2, 2])]);
+        g.node = vec![
+            up,
+            graph::node("Add", "bias", &["t", "b"], &["u"]),
+            graph::node("BatchNormalization", "bn", &["u", "gamma", "beta", "mean", "var"], &["n"]),
+            graph::node("Relu", "relu", &["n"], &["y"]),
+            overlap,
+            graph::node("Conv", "conv", &["x", "wc"], &["c"]),
+            graph::node("Mul", "scale", &["scale", "c"], &["s"]),
+            graph::node("Add", "shift", &["s", "shift"], &["a"]),
+        ];
+        g.input.push(value_info("x", &[1, 3, 4, 5]));
+        g.output.push(value_info("y", &[1, 4, 8, 10]));
+        g.output.push(value_info("o", &[1, 2, 9, 11]));
+        g.output.push(value_info("a", &[1, 2, 4, 5]));
+        let proto = pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
+            graph: Some(g),
+            ..Default::default()
+        };
+        OnnxModel { proto, dir: None }
+    }
+
+    #[test]
+    fn upsampling_conv_transpose_becomes_a_conv_and_depth_to_space_and_affines_fold() {
+        let before = upsampling_model();
+        let mut after = before.clone();
+        let g = graph::graph_mut(&mut after.proto).unwrap();
+        assert!(!lower_for_int8(g, &HashMap::new()).unwrap());
+        let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Conv", "DepthToSpace", "Relu", "ConvTranspose", "Conv"]);
+        let x = Tensor::f32(vec![1, 3, 4, 5], values(60, 7)).unwrap();
+        let (want, got) = (
+            crate::calibrate::reference_outputs(&before, std::slice::from_ref(&x)).unwrap(),
+            crate::calibrate::reference_outputs(&after, &[x]).unwrap(),
+        );
+        assert_eq!((want[0].len(), want[1].len(), want[2].len()), (4 * 8 * 10, 2 * 9 * 11, 2 * 4 * 5));
+        for (w, g) in want.iter().flatten().zip(got.iter().flatten()) {
+            assert!((w - g).abs() <= 1e-5 * w.abs().max(1.0), "{w} vs {g}");
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Integer-only quantization of the float ops between the layers: each op the integer runtime
 //! runs on uint8 when it sits between a Dequantize and a Quantize (a 256-entry table for an
-//! activation function, a requantizing kernel for pooling, Resize, PRelu and the product of two
-//! activations) is put in that form, `Quantize(f(Dequantize(x)))`, with its output's calibrated
+//! activation function or a product or sum with a scalar constant, a requantizing kernel for
+//! pooling, Resize, PRelu and the product of two activations) is put in that form, `Quantize(f(Dequantize(x)))`, with its output's calibrated
 //! range. Each op gets a Dequantize of its own (the exporter fuses only private ones); the
 //! Quantize before the next layer then cancels against the one added here.
 
@@ -26,11 +26,12 @@ pub const WRAPPED: &[&str] = &[
     "Mul",
 ];
 
-/// The inputs of `n` that are quantized: both of a product of two activations, else the first;
-/// none when `n` is not wrapped (a product with a constant stays float, and so does shape
-/// arithmetic: tensors in `non_float` are integers).
+/// The inputs of `n` that are quantized: both of a product of two activations, the activation
+/// of a product or sum with a scalar constant (PP-LCNet's learnable affine blocks), else the
+/// first; none when `n` is not wrapped (a product with a tensor constant stays float, and so does
+/// shape arithmetic: tensors in `non_float` are integers).
 pub fn quantized_inputs(g: &pb::GraphProto, n: &pb::NodeProto, non_float: &HashSet<String>) -> Vec<usize> {
-    if !WRAPPED.contains(&n.op_type.as_str())
+    if !(WRAPPED.contains(&n.op_type.as_str()) || n.op_type == "Add")
         || n.output.len() != 1
         || n.input.is_empty()
         || non_float.contains(&n.output[0])
@@ -38,9 +39,14 @@ pub fn quantized_inputs(g: &pb::GraphProto, n: &pb::NodeProto, non_float: &HashS
         return vec![];
     }
     let activation = |i: &String| !i.is_empty() && graph::initializer(g, i).is_none() && !non_float.contains(i);
-    match n.op_type.as_str() {
-        "Mul" if n.input.len() == 2 && n.input.iter().all(activation) => vec![0, 1],
-        "Mul" => vec![],
+    let scalar = |i: &String| {
+        graph::initializer(g, i).is_some_and(|t| t.data_type == graph::FLOAT && t.dims.iter().product::<i64>() == 1)
+    };
+    match (n.op_type.as_str(), &n.input[..]) {
+        ("Mul", [a, b]) if activation(a) && activation(b) => vec![0, 1],
+        ("Mul" | "Add", [a, b]) if activation(a) && scalar(b) => vec![0],
+        ("Mul" | "Add", [a, b]) if scalar(a) && activation(b) => vec![1],
+        ("Mul" | "Add", _) => vec![],
         _ if activation(&n.input[0]) => vec![0],
         _ => vec![],
     }

@@ -31,7 +31,8 @@ use crate::CompressError;
 
 const PASS: &str = "quantize-int8";
 /// Ops that commute with an affine uint8 quantization, so they can run on the integers.
-const PASSTHROUGH: &[&str] = &["MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Split"];
+const PASSTHROUGH: &[&str] =
+    &["MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Split", "DepthToSpace"];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct QuantizeConfig {
@@ -275,6 +276,9 @@ fn qdq_integer(
         // Hoisted, or put between a Dequantize and a Quantize: its output is now a Dequantize's.
         ("Pad", Some(m)) => m.op_type == "DequantizeLinear",
         (op, _) if qdq_float_ops::WRAPPED.contains(&op) => qdq_float_ops::in_qdq_form(qg, producers, n, non_float),
+        ("Add", _) if !qdq_float_ops::quantized_inputs(qg, n, non_float).is_empty() => {
+            qdq_float_ops::in_qdq_form(qg, producers, n, non_float)
+        }
         ("Add", Some(m)) => {
             m.input.iter().all(|i| producers.get(i).is_some_and(|&p| qg.node[p].op_type == "DequantizeLinear"))
         }
