@@ -390,7 +390,8 @@ pub struct Workload {
     /// Evaluate only the first N dataset images.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Timed inferences per model (after 20 warm-up runs).
+    /// Timed inferences per model (in 5 rounds in which the models take turns, each after 20
+    /// warm-up runs).
     #[arg(long, default_value_t = 200)]
     pub runs: usize,
     /// Worker threads for inference.
@@ -426,6 +427,9 @@ pub struct BenchWorkerArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub workload: Workload,
+    /// Time the runs only (a later round: the first one measured quality).
+    #[arg(long)]
+    pub latency_only: bool,
 }
 
 #[derive(Debug, Args)]

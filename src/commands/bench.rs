@@ -193,7 +193,7 @@ fn kmodel_counts(bytes: &[u8]) -> (usize, usize, u64, Option<u64>) {
 }
 
 /// Measures one model in this process.
-fn measure(path: &Path, w: &Workload) -> Result<Measurement> {
+fn measure(path: &Path, w: &Workload, latency_only: bool) -> Result<Measurement> {
     check_workload(w)?;
     let engine_args = EngineArgs { backend: w.backend.clone(), threads: w.threads };
     let start = Instant::now();
@@ -250,7 +250,9 @@ fn measure(path: &Path, w: &Workload) -> Result<Measurement> {
         top1: None,
         images: vec![],
     };
-    if let Some(name) = &w.dataset {
+    // A later round times the runs only: the first measured the quality.
+    let (dataset, image_paths) = if latency_only { (None, None) } else { (w.dataset.as_ref(), image_paths) };
+    if let Some(name) = dataset {
         let report = evaluate(&EvalArgs {
             model: path.to_path_buf(),
             dataset: name.clone(),
@@ -278,15 +280,19 @@ fn measure(path: &Path, w: &Workload) -> Result<Measurement> {
 }
 
 pub fn worker(args: &BenchWorkerArgs) -> Result<()> {
-    println!("{}", serde_json::to_string(&measure(&args.model, &args.workload)?)?);
+    println!("{}", serde_json::to_string(&measure(&args.model, &args.workload, args.latency_only)?)?);
     Ok(())
 }
 
-/// Runs the worker for `model` in a fresh process.
-fn measure_in_child(model: &Path, w: &Workload, backend: &str) -> Result<Measurement> {
+/// Runs the worker for `model` in a fresh process (`runs` timed runs; with `latency_only`, no
+/// quality measured).
+fn measure_in_child(model: &Path, w: &Workload, backend: &str, runs: usize, latency_only: bool) -> Result<Measurement> {
     let exe = std::env::current_exe().context("finding the kestrel executable")?;
     let mut cmd = Command::new(exe);
-    cmd.arg("bench-worker").arg(model).args(["--runs", &w.runs.to_string(), "--threads", &w.threads.to_string()]);
+    cmd.arg("bench-worker").arg(model).args(["--runs", &runs.to_string(), "--threads", &w.threads.to_string()]);
+    if latency_only {
+        cmd.arg("--latency-only");
+    }
     cmd.args(["--backend", backend]);
     if !w.input_shape.is_empty() {
         let dims: Vec<String> = w.input_shape.iter().map(usize::to_string).collect();
@@ -488,13 +494,33 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
 
 /// Measures every model (the first is the full one) in its own process. With `--backend micro`
 /// the full model, a float one the integer runtime cannot run, is measured on the CPU backend.
+/// Rounds in which the models take turns, each timing its share of the runs in a fresh
+/// process: a shared machine that slows down for a while (a neighbour, a clock change) then
+/// slows every model alike, and their ratios hold (timed one after the other, a 1.5× swing
+/// between two models' turns showed up as a 1.5× ratio).
+const ROUNDS: usize = 5;
+
 pub fn compare(models: &[PathBuf], workload: &Workload) -> Result<Vec<Row>> {
     check_workload(workload)?;
-    let mut measured = Vec::new();
-    for (i, model) in models.iter().enumerate() {
-        let backend = if i == 0 && workload.backend == "micro" { "cpu" } else { &workload.backend };
-        eprintln!("[{}/{}] measuring {} ({backend})", i + 1, models.len(), model.display());
-        measured.push(measure_in_child(model, workload, backend)?);
+    let rounds = ROUNDS.min(workload.runs);
+    let mut measured: Vec<Measurement> = Vec::new();
+    for round in 0..rounds {
+        let runs = workload.runs / rounds + usize::from(round < workload.runs % rounds);
+        for (i, model) in models.iter().enumerate() {
+            let backend = if i == 0 && workload.backend == "micro" { "cpu" } else { &workload.backend };
+            if round == 0 {
+                eprintln!("[{}/{}] measuring {} ({backend})", i + 1, models.len(), model.display());
+                measured.push(measure_in_child(model, workload, backend, runs, false)?);
+                continue;
+            }
+            let later = measure_in_child(model, workload, backend, runs, true)?;
+            let m = &mut measured[i];
+            m.latencies_ms.extend(later.latencies_ms);
+            m.peak_rss_kib = m.peak_rss_kib.max(later.peak_rss_kib);
+        }
+        if round == 0 && rounds > 1 {
+            eprintln!("timing rounds 2–{rounds}: the models take turns");
+        }
     }
     Ok(rows(&measured))
 }
