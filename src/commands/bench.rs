@@ -19,7 +19,7 @@ use crate::models::{engine, load_config, open_model, ModelFile};
 
 const WARM_UP: usize = 20;
 
-/// What one model measured in its own process.
+/// What one model measured in its own process (one round; see [`compare`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
     pub model: String,
@@ -492,14 +492,15 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing `{}`", path.display()))
 }
 
-/// Measures every model (the first is the full one) in its own process. With `--backend micro`
-/// the full model, a float one the integer runtime cannot run, is measured on the CPU backend.
 /// Rounds in which the models take turns, each timing its share of the runs in a fresh
 /// process: a shared machine that slows down for a while (a neighbour, a clock change) then
 /// slows every model alike, and their ratios hold (timed one after the other, a 1.5× swing
 /// between two models' turns showed up as a 1.5× ratio).
-const ROUNDS: usize = 5;
+pub const ROUNDS: usize = 5;
 
+/// Measures every model (the first is the full one) in [`ROUNDS`] rounds. With `--backend
+/// micro` the full model, a float one the integer runtime cannot run, is measured on the CPU
+/// backend.
 pub fn compare(models: &[PathBuf], workload: &Workload) -> Result<Vec<Row>> {
     check_workload(workload)?;
     let rounds = ROUNDS.min(workload.runs);

@@ -258,7 +258,7 @@ pub fn page(rows: &[Row], workload: &Workload, machine: &Machine) -> String {
 </head><body>
 <h1>kestrel bench</h1>
 <p id="machine">Machine: {machine}.</p>
-<p>Workload: {what}; {runs} timed runs per model after warm-up, {threads} thread(s), batch 1; each model measured in its own process. Quality: {kind}.</p>
+<p>Workload: {what}; {runs} timed runs per model after warm-up, {threads} thread(s), batch 1; timed in {rounds} rounds in which the models take turns, each in a fresh process. Quality: {kind}.</p>
 {table}
 {verdicts}
 <h2>Latency against quality (the dashed line is the Pareto frontier)</h2>
@@ -273,6 +273,7 @@ pub fn page(rows: &[Row], workload: &Workload, machine: &Machine) -> String {
         machine = esc(&machine.describe()),
         what = esc(&what),
         runs = workload.runs,
+        rounds = super::bench::ROUNDS.min(workload.runs),
         threads = workload.threads,
         kind = esc(&rows.first().map(|r| r.quality_kind.clone()).unwrap_or_default()),
         best = esc(&best),
