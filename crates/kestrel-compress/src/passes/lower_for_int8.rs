@@ -18,7 +18,7 @@
 //!
 //! All are rewrites of the same function in float (up to rounding).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use kestrel_onnx::pb;
 
@@ -97,6 +97,91 @@ pub fn lower_for_int8(g: &mut pb::GraphProto, shapes: &HashMap<String, Vec<usize
     Ok(hard_swish)
 }
 
+/// A Conv's or one-group ConvTranspose's constant weights and bias, which what follows it can be
+/// folded into.
+struct FoldTarget {
+    dims: Vec<usize>,
+    w: Vec<f32>,
+    bias: Vec<f32>,
+    /// Output channels: a Conv's weights are [M, C/g, kh, kw], a ConvTranspose's [C, M, kh, kw].
+    m: usize,
+    transposed: bool,
+}
+
+impl FoldTarget {
+    /// Node `ci` as a fold target, when it is one and (`private`) its output has one reader.
+    fn of(g: &pb::GraphProto, ci: usize, private: bool) -> Result<Option<FoldTarget>, CompressError> {
+        let conv = &g.node[ci];
+        let transposed = conv.op_type == "ConvTranspose" && graph::attr_int(conv, "group").unwrap_or(1) == 1;
+        let weights = conv.input.get(1).and_then(|w| graph::initializer(g, w)).filter(|w| w.data_type == graph::FLOAT);
+        let Some((dims, w)) =
+            weights.filter(|_| private && (conv.op_type == "Conv" || transposed)).map(graph::f32_values).transpose()?
+        else {
+            return Ok(None);
+        };
+        let [a, b, _, _] = dims[..] else { return Ok(None) };
+        let m = if transposed { b } else { a };
+        let bias = match conv.input.get(2).filter(|b| !b.is_empty()) {
+            Some(b) => match graph::initializer(g, b).map(graph::f32_values).transpose()? {
+                Some((_, b)) if b.len() == m => b,
+                _ => return Ok(None),
+            },
+            None => vec![0.0; m],
+        };
+        Ok(Some(FoldTarget { dims, w, bias, m, transposed }))
+    }
+
+    /// The weights, each multiplied by `k` of its output channel.
+    fn scaled(&self, k: impl Fn(usize) -> f32) -> Vec<f32> {
+        let (taps, per) = (self.dims[2] * self.dims[3], self.w.len() / self.m);
+        let channel = |i: usize| if self.transposed { i / taps % self.m } else { i / per };
+        self.w.iter().enumerate().map(|(i, &v)| v * k(channel(i))).collect()
+    }
+}
+
+/// A fold: convolution `conv` takes `weights` (when they change) and `bias`, and writes what node
+/// `absorbed` wrote; `absorbed` goes.
+struct Fold {
+    conv: usize,
+    absorbed: usize,
+    weights: Option<(Vec<usize>, Vec<f32>)>,
+    bias: Vec<f32>,
+}
+
+fn apply(g: &mut pb::GraphProto, folds: Vec<Fold>) {
+    let mut names = Names::new(g);
+    let mut drop = HashSet::new();
+    for f in folds {
+        let conv_name = g.node[f.conv].name.clone();
+        let out = g.node[f.absorbed].output[0].clone();
+        let weights = f.weights.map(|(dims, w)| {
+            let name = names.fresh(&format!("{conv_name}_folded_w"));
+            g.initializer.push(graph::f32_tensor(&name, &dims, &w));
+            name
+        });
+        let bias = names.fresh(&format!("{conv_name}_folded_b"));
+        g.initializer.push(graph::f32_tensor(&bias, &[f.bias.len()], &f.bias));
+        let conv = &mut g.node[f.conv];
+        conv.input.resize(3, String::new());
+        if let Some(weights) = weights {
+            conv.input[1] = weights;
+        }
+        conv.input[2] = bias;
+        conv.output[0] = out;
+        drop.insert(f.absorbed);
+    }
+    let mut ix = 0;
+    g.node.retain(|_| {
+        ix += 1;
+        !drop.contains(&(ix - 1))
+    });
+}
+
+/// Whether tensor `t` is read by one node and is no graph output.
+fn private(g: &pb::GraphProto, consumers: &HashMap<String, Vec<usize>>, t: &str) -> bool {
+    consumers.get(t).is_some_and(|r| r.len() == 1) && !g.output.iter().any(|o| o.name == t)
+}
+
 /// Folds each `op` (Mul or Add) of a constant with one value per channel (shape [1, M, 1, 1],
 /// [M, 1, 1], or one value) and a Conv's or ConvTranspose's output read by nothing else into
 /// that convolution: a product scales its weights and bias, a sum adds to its bias.
@@ -107,76 +192,28 @@ fn fold_affine(g: &mut pb::GraphProto, op: &str) -> Result<(), CompressError> {
     for (ai, node) in g.node.iter().enumerate().filter(|(_, n)| n.op_type == op && n.input.len() == 2) {
         for (x, c) in [(0, 1), (1, 0)] {
             let Some(&ci) = producers.get(&node.input[x]) else { continue };
-            let conv = &g.node[ci];
-            let private = consumers.get(&node.input[x]).is_some_and(|r| r.len() == 1)
-                && !g.output.iter().any(|o| o.name == node.input[x]);
-            let weights =
-                conv.input.get(1).and_then(|w| graph::initializer(g, w)).filter(|w| w.data_type == graph::FLOAT);
-            let is_conv = matches!(conv.op_type.as_str(), "Conv" | "ConvTranspose");
-            let Some((wdims, w)) = weights.filter(|_| is_conv).map(graph::f32_values).transpose()? else {
+            let Some(t) = FoldTarget::of(g, ci, private(g, &consumers, &node.input[x]))? else { continue };
+            let Some(k) = graph::initializer(g, &node.input[c]).filter(|k| k.data_type == graph::FLOAT) else {
                 continue;
             };
-            let (m, transposed) = match (conv.op_type.as_str(), &wdims[..]) {
-                ("Conv", [m, _, _, _]) => (*m, false),
-                ("ConvTranspose", [_, m, _, _]) if graph::attr_int(conv, "group").unwrap_or(1) == 1 => (*m, true),
-                _ => continue,
-            };
-            let Some(t) = graph::initializer(g, &node.input[c]).filter(|t| t.data_type == graph::FLOAT) else {
-                continue;
-            };
-            let (dims, values) = graph::f32_values(t)?;
+            let (dims, values) = graph::f32_values(k)?;
             let per_channel =
-                matches!(dims[..], [1, n, 1, 1] | [n, 1, 1] if n == m) || (values.len() == 1 && dims.len() <= 4);
-            if !private || !per_channel || node.output.len() != 1 {
+                matches!(dims[..], [1, n, 1, 1] | [n, 1, 1] if n == t.m) || (values.len() == 1 && dims.len() <= 4);
+            if !per_channel || node.output.len() != 1 {
                 continue;
             }
-            let bias = match conv.input.get(2).filter(|b| !b.is_empty()) {
-                Some(b) => match graph::initializer(g, b).map(graph::f32_values).transpose()? {
-                    Some((_, b)) if b.len() == m => b,
-                    _ => continue,
-                },
-                None => vec![0.0; m],
-            };
             let k = |i: usize| values[if values.len() == 1 { 0 } else { i }];
-            let (w, b): (Option<Vec<f32>>, Vec<f32>) = if op == "Mul" {
-                let channel = |i: usize| if transposed { i / (wdims[2] * wdims[3]) % m } else { i / (w.len() / m) };
-                (
-                    Some(w.iter().enumerate().map(|(i, &v)| v * k(channel(i))).collect()),
-                    (0..m).map(|i| bias[i] * k(i)).collect(),
-                )
+            let fold = if op == "Mul" {
+                let bias = (0..t.m).map(|i| t.bias[i] * k(i)).collect();
+                Fold { conv: ci, absorbed: ai, weights: Some((t.dims.clone(), t.scaled(k))), bias }
             } else {
-                (None, (0..m).map(|i| bias[i] + k(i)).collect())
+                Fold { conv: ci, absorbed: ai, weights: None, bias: (0..t.m).map(|i| t.bias[i] + k(i)).collect() }
             };
-            folds.push((ci, ai, wdims, w, b));
+            folds.push(fold);
             break;
         }
     }
-    let mut names = Names::new(g);
-    let mut drop = Vec::new();
-    for (ci, ai, wdims, w, b) in folds {
-        let conv_name = g.node[ci].name.clone();
-        let out = g.node[ai].output[0].clone();
-        let bias = names.fresh(&format!("{conv_name}_folded_b"));
-        g.initializer.push(graph::f32_tensor(&bias, &[b.len()], &b));
-        let weights = w.map(|w| {
-            let name = names.fresh(&format!("{conv_name}_folded_w"));
-            g.initializer.push(graph::f32_tensor(&name, &wdims, &w));
-            name
-        });
-        let conv = &mut g.node[ci];
-        conv.input.resize(3, String::new());
-        if let Some(weights) = weights {
-            conv.input[1] = weights;
-        }
-        conv.input[2] = bias;
-        conv.output[0] = out;
-        drop.push(ai);
-    }
-    let mut ix = 0;
-    g.node.retain(|_| {
-        ix += 1;
-        !drop.contains(&(ix - 1))
-    });
+    apply(g, folds);
     Ok(())
 }
 
@@ -185,70 +222,25 @@ fn fold_affine(g: &mut pb::GraphProto, op: &str) -> Result<(), CompressError> {
 fn fold_batch_norms(g: &mut pb::GraphProto) -> Result<(), CompressError> {
     let consumers = graph::consumers(g);
     let producers = graph::producers(g);
-    let outputs: Vec<String> = g.output.iter().map(|o| o.name.clone()).collect();
     let mut folds = Vec::new();
     for (bi, bn) in g.node.iter().enumerate().filter(|(_, n)| n.op_type == "BatchNormalization") {
         let Some(&ci) = bn.input.first().and_then(|x| producers.get(x)) else { continue };
-        let conv = &g.node[ci];
-        let private = consumers.get(&bn.input[0]).is_some_and(|c| c.len() == 1) && !outputs.contains(&bn.input[0]);
         let consts: Option<Vec<Vec<f32>>> = bn.input[1..]
             .iter()
             .map(|i| graph::initializer(g, i).and_then(|t| graph::f32_values(t).ok()).map(|v| v.1))
             .collect();
-        let weights = conv.input.get(1).and_then(|w| graph::initializer(g, w)).map(graph::f32_values).transpose()?;
-        let (Some(consts), Some((wdims, w))) = (consts, weights) else { continue };
-        // Output channels: a Conv's weights are [M, C/g, kh, kw], a ConvTranspose's [C, M/g, kh, kw].
-        let transposed = conv.op_type == "ConvTranspose" && graph::attr_int(conv, "group").unwrap_or(1) == 1;
-        if !(conv.op_type == "Conv" || transposed)
-            || !private
-            || bn.output.len() != 1
-            || consts.len() != 4
-            || wdims.len() != 4
-        {
+        let Some(t) = FoldTarget::of(g, ci, private(g, &consumers, &bn.input[0]))? else { continue };
+        let Some(consts) = consts.filter(|c| c.len() == 4 && c.iter().all(|c| c.len() == t.m)) else { continue };
+        if bn.output.len() != 1 {
             continue;
         }
-        let m = if transposed { wdims[1] } else { wdims[0] };
-        if consts.iter().any(|c| c.len() != m) {
-            continue;
-        }
-        let bias = match conv.input.get(2).filter(|b| !b.is_empty()) {
-            Some(b) => match graph::initializer(g, b).map(graph::f32_values).transpose()? {
-                Some((_, b)) if b.len() == m => b,
-                _ => continue,
-            },
-            None => vec![0.0; m],
-        };
         let eps = bn.attribute.iter().find(|a| a.name == "epsilon").map_or(1e-5, |a| a.f);
         let [gamma, beta, mean, var] = [&consts[0], &consts[1], &consts[2], &consts[3]];
-        let k: Vec<f32> = (0..m).map(|c| gamma[c] / (var[c] + eps).sqrt()).collect();
-        let taps = wdims[2] * wdims[3];
-        let channel = |i: usize| if transposed { i / taps % m } else { i / (w.len() / m) };
-        let w: Vec<f32> = w.iter().enumerate().map(|(i, &v)| v * k[channel(i)]).collect();
-        let b: Vec<f32> = (0..m).map(|c| (bias[c] - mean[c]) * k[c] + beta[c]).collect();
-        folds.push((ci, bi, wdims, w, b));
+        let k: Vec<f32> = (0..t.m).map(|c| gamma[c] / (var[c] + eps).sqrt()).collect();
+        let bias = (0..t.m).map(|c| (t.bias[c] - mean[c]) * k[c] + beta[c]).collect();
+        folds.push(Fold { conv: ci, absorbed: bi, weights: Some((t.dims.clone(), t.scaled(|c| k[c]))), bias });
     }
-    let mut names = Names::new(g);
-    let mut drop = Vec::new();
-    for (ci, bi, wdims, w, b) in folds {
-        let (wn, bn_) = (
-            names.fresh(&format!("{}_folded_w", g.node[ci].name)),
-            names.fresh(&format!("{}_folded_b", g.node[ci].name)),
-        );
-        g.initializer.push(graph::f32_tensor(&wn, &wdims, &w));
-        g.initializer.push(graph::f32_tensor(&bn_, &[b.len()], &b));
-        let out = g.node[bi].output[0].clone();
-        let conv = &mut g.node[ci];
-        conv.input.resize(3, String::new());
-        conv.input[1] = wn;
-        conv.input[2] = bn_;
-        conv.output[0] = out;
-        drop.push(bi);
-    }
-    let mut ix = 0;
-    g.node.retain(|_| {
-        ix += 1;
-        !drop.contains(&(ix - 1))
-    });
+    apply(g, folds);
     Ok(())
 }
 
@@ -418,16 +410,46 @@ mod tests {
         (0..n).map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 250.0 - 2.0).collect()
     }
 
+    /// A BatchNormalization's gamma, beta, mean and var over 4 channels.
+    const BATCH_NORM: [(&str, [f32; 4]); 4] = [
+        ("gamma", [0.5, 1.5, -1.0, 2.0]),
+        ("beta", [0.1, -0.2, 0.3, 0.0]),
+        ("mean", [0.2, -0.1, 0.0, 0.4]),
+        ("var", [1.0, 0.5, 2.0, 0.25]),
+    ];
+
+    fn opset13(g: pb::GraphProto) -> OnnxModel {
+        let proto = pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
+            graph: Some(g),
+            ..Default::default()
+        };
+        OnnxModel { proto, dir: None }
+    }
+
+    /// Runs both models on `x` (tract) and checks every output within 1e-5 (relative above 1);
+    /// returns the outputs' lengths.
+    fn same_outputs(before: &OnnxModel, after: &OnnxModel, x: Tensor) -> Vec<usize> {
+        let (want, got) = (
+            crate::calibrate::reference_outputs(before, std::slice::from_ref(&x)).unwrap(),
+            crate::calibrate::reference_outputs(after, &[x]).unwrap(),
+        );
+        for (w, g) in want.iter().flatten().zip(got.iter().flatten()) {
+            assert!((w - g).abs() <= 1e-5 * w.abs().max(1.0), "{w} vs {g}");
+        }
+        want.iter().map(Vec::len).collect()
+    }
+
     /// x [1, 2, 5, 5] → Conv → BatchNormalization → HardSwish spelled out → ReduceMean over H, W
     /// (keepdims 0) → Gemm (transB) → y [1, 3].
     fn model() -> OnnxModel {
         let mut g = pb::GraphProto { name: "lowering".into(), ..Default::default() };
         let mut init = |name: &str, dims: &[usize], v: Vec<f32>| g.initializer.push(graph::f32_tensor(name, dims, &v));
         init("w", &[4, 2, 3, 3], values(72, 1));
-        init("gamma", &[4], vec![0.5, 1.5, -1.0, 2.0]);
-        init("beta", &[4], vec![0.1, -0.2, 0.3, 0.0]);
-        init("mean", &[4], vec![0.2, -0.1, 0.0, 0.4]);
-        init("var", &[4], vec![1.0, 0.5, 2.0, 0.25]);
+        for (name, v) in BATCH_NORM {
+            init(name, &[4], v.to_vec());
+        }
         init("three", &[], vec![3.0]);
         init("zero", &[], vec![0.0]);
         init("six", &[], vec![6.0]);
@@ -469,13 +491,7 @@ mod tests {
         ];
         g.input.push(value_info("x", &[1, 2, 5, 5]));
         g.output.push(value_info("y", &[1, 3]));
-        let proto = pb::ModelProto {
-            ir_version: 8,
-            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
-            graph: Some(g),
-            ..Default::default()
-        };
-        OnnxModel { proto, dir: None }
+        opset13(g)
     }
 
     #[test]
@@ -489,20 +505,12 @@ mod tests {
         assert_eq!(ops, ["Conv", "HardSwish", "GlobalAveragePool", "Flatten", "MatMul", "Add"]);
         graph::require_opset(&mut after.proto, 14);
         let x = Tensor::f32(vec![1, 2, 5, 5], values(50, 3)).unwrap();
-        let (want, got) = (
-            crate::calibrate::reference_outputs(&before, std::slice::from_ref(&x)).unwrap(),
-            crate::calibrate::reference_outputs(&after, &[x]).unwrap(),
-        );
-        assert_eq!(want[0].len(), 3);
-        for (w, g) in want[0].iter().zip(&got[0]) {
-            assert!((w - g).abs() <= 1e-5 * w.abs().max(1.0), "{want:?} vs {got:?}");
-        }
+        assert_eq!(same_outputs(&before, &after, x), [3]);
     }
 
     /// x [1, 3, 4, 5] → ConvTranspose (k = s = 2) → Add of a [1, 4, 1, 1] bias (Paddle's) →
     /// BatchNormalization → Relu, and Conv → Mul, Add by scalars (PP-LCNet's learnable affine
-    /// block), beside a
-    /// ConvTranspose that overlaps (k 3, s 2) and stays as it is.
+    /// block), beside a ConvTranspose that overlaps (k 3, s 2) and stays as it is.
     fn upsampling_model() -> OnnxModel {
         let mut g = pb::GraphProto { name: "upsampling".into(), ..Default::default() };
         let mut init = |name: &str, dims: &[usize], v: Vec<f32>| g.initializer.push(graph::f32_tensor(name, dims, &v));
@@ -512,10 +520,9 @@ mod tests {
         init("wc", &[2, 3, 1, 1], values(6, 8));
         init("scale", &[1], vec![1.7]);
         init("shift", &[1], vec![-0.3]);
-        init("gamma", &[4], vec![0.5, 1.5, -1.0, 2.0]);
-        init("beta", &[4], vec![0.1, -0.2, 0.3, 0.0]);
-        init("mean", &[4], vec![0.2, -0.1, 0.0, 0.4]);
-        init("var", &[4], vec![1.0, 0.5, 2.0, 0.25]);
+        for (name, v) in BATCH_NORM {
+            init(name, &[4], v.to_vec());
+        }
         let ints = |name: &str, v: &[i64]| pb::AttributeProto {
             name: name.into(),
             r#type: pb::attribute_proto::AttributeType::Ints as i32,
@@ -540,13 +547,7 @@ mod tests {
         g.output.push(value_info("y", &[1, 4, 8, 10]));
         g.output.push(value_info("o", &[1, 2, 9, 11]));
         g.output.push(value_info("a", &[1, 2, 4, 5]));
-        let proto = pb::ModelProto {
-            ir_version: 8,
-            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
-            graph: Some(g),
-            ..Default::default()
-        };
-        OnnxModel { proto, dir: None }
+        opset13(g)
     }
 
     #[test]
@@ -558,13 +559,6 @@ mod tests {
         let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
         assert_eq!(ops, ["Conv", "DepthToSpace", "Relu", "ConvTranspose", "Conv"]);
         let x = Tensor::f32(vec![1, 3, 4, 5], values(60, 7)).unwrap();
-        let (want, got) = (
-            crate::calibrate::reference_outputs(&before, std::slice::from_ref(&x)).unwrap(),
-            crate::calibrate::reference_outputs(&after, &[x]).unwrap(),
-        );
-        assert_eq!((want[0].len(), want[1].len(), want[2].len()), (4 * 8 * 10, 2 * 9 * 11, 2 * 4 * 5));
-        for (w, g) in want.iter().flatten().zip(got.iter().flatten()) {
-            assert!((w - g).abs() <= 1e-5 * w.abs().max(1.0), "{w} vs {g}");
-        }
+        assert_eq!(same_outputs(&before, &after, x), [4 * 8 * 10, 2 * 9 * 11, 2 * 4 * 5]);
     }
 }
