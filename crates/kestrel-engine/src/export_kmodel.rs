@@ -6,16 +6,16 @@
 //! other one, and remembered, so a chain of convolutions converts once at each end. An ONNX
 //! Transpose between NHWC and NCHW (tf2onnx's) usually becomes a Reshape.
 //!
-//! QLinearConv → Conv, QLinearMatMul → FullyConnected, Quantize/DequantizeLinear at the
-//! edges, MaxPool/Reshape/Flatten/Transpose/Relu/Softmax/Concat/Pad as they are, DepthToSpace as
-//! a Transpose of its channels-last input, a float Add of a
-//! constant (the bias after a dequantized MatMul) → AddConstant, and the QDQ form of an integer
-//! Add (`Quantize(Relu?(Add(Dequantize(a), Dequantize(b))))`, as `kestrel compress
-//! --integer-only` writes residual connections) → one requantizing Add on the integers, and
-//! `Quantize(f(Dequantize(x)))` for an elementwise f (Relu, Clip, LeakyRelu, HardSigmoid,
-//! Sigmoid, Tanh, a product or sum with a scalar) → a 256-entry table lookup. The layers a mixed int8 model keeps in float run
-//! on the runtime's float kernels: Conv → ConvF32 (weights reordered to [kh, kw, C/g, M]), an Add
-//! of two float activations (and a Relu only it feeds) → BinaryF32, MaxPool and zero Pad on float.
+//! QLinearConv → Conv, QLinearMatMul → FullyConnected, Quantize/DequantizeLinear at the edges,
+//! MaxPool/Reshape/Flatten/Transpose/Relu/Softmax/Concat/Pad as they are, DepthToSpace as a
+//! Transpose of its channels-last input, a float Add of a constant (the bias after a dequantized
+//! MatMul) → AddConstant, and the QDQ form of an integer Add (`Quantize(Relu?(Add(Dequantize(a),
+//! Dequantize(b))))`, as `kestrel compress --integer-only` writes residual connections) → one
+//! requantizing Add on the integers, and `Quantize(f(Dequantize(x)))` for an elementwise f (Relu,
+//! Clip, LeakyRelu, HardSigmoid, Sigmoid, Tanh, a product or sum with a scalar) → a 256-entry table
+//! lookup. The layers a mixed int8 model keeps in float run on the runtime's float kernels: Conv →
+//! ConvF32 (weights reordered to [kh, kw, C/g, M]), an Add of two float activations (and a Relu
+//! only it feeds) → BinaryF32, MaxPool and zero Pad on float.
 //! Shape-only subgraphs (Shape →
 //! Gather → … → Reshape's shape) are folded away: shapes are fixed at export. Requantization
 //! multipliers are computed in f32 as onnxruntime does, `(x_scale · w_scale) / y_scale`, so the

@@ -1,9 +1,9 @@
-//! Integer-only quantization of the float ops between the layers: each op the integer runtime
-//! runs on uint8 when it sits between a Dequantize and a Quantize (a 256-entry table for an
-//! activation function or a product or sum with a scalar constant, a requantizing kernel for
-//! pooling, Resize, PRelu and the product of two activations) is put in that form, `Quantize(f(Dequantize(x)))`, with its output's calibrated
-//! range. Each op gets a Dequantize of its own (the exporter fuses only private ones); the
-//! Quantize before the next layer then cancels against the one added here.
+//! Integer-only quantization of the float ops between the layers: each op the integer runtime runs
+//! on uint8 when it sits between a Dequantize and a Quantize (a 256-entry table for an activation
+//! function or a product or sum with a scalar constant, a requantizing kernel for pooling, Resize,
+//! PRelu and the product of two activations) is put in that form, `Quantize(f(Dequantize(x)))`,
+//! with its output's calibrated range. Each op gets a Dequantize of its own (the exporter fuses
+//! only private ones); the Quantize before the next layer then cancels against the one added here.
 
 use std::collections::{HashMap, HashSet};
 
