@@ -141,3 +141,13 @@ pub fn attr_ints<'a>(n: &'a pb::NodeProto, name: &str) -> Option<&'a [i64]> {
 pub fn attr_int(n: &pb::NodeProto, name: &str) -> Option<i64> {
     n.attribute.iter().find(|a| a.name == name).map(|a| a.i)
 }
+
+/// An integer attribute, to push onto a node.
+pub fn int_attr(name: &str, value: i64) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Int as i32,
+        i: value,
+        ..Default::default()
+    }
+}

@@ -61,12 +61,7 @@ pub fn lower_for_int8(g: &mut pb::GraphProto, shapes: &HashMap<String, Vec<usize
                         &[&depth],
                     ));
                     let mut d2s = graph::node("DepthToSpace", &n.name, &[&depth], &[&n.output[0]]);
-                    d2s.attribute.push(pb::AttributeProto {
-                        name: "blocksize".into(),
-                        r#type: pb::attribute_proto::AttributeType::Int as i32,
-                        i: k as i64,
-                        ..Default::default()
-                    });
+                    d2s.attribute.push(graph::int_attr("blocksize", k as i64));
                     nodes.push(d2s);
                 }
                 None => nodes.push(n),
@@ -80,12 +75,7 @@ pub fn lower_for_int8(g: &mut pb::GraphProto, shapes: &HashMap<String, Vec<usize
                     nodes.push(graph::node("GlobalAveragePool", &n.name, &[&n.input[0]], &[&pooled]));
                     let mut flatten =
                         graph::node("Flatten", &format!("{}_flatten", n.name), &[&pooled], &[&n.output[0]]);
-                    flatten.attribute.push(pb::AttributeProto {
-                        name: "axis".into(),
-                        r#type: pb::attribute_proto::AttributeType::Int as i32,
-                        i: 1,
-                        ..Default::default()
-                    });
+                    flatten.attribute.push(graph::int_attr("axis", 1));
                     nodes.push(flatten);
                 }
             }
@@ -121,13 +111,7 @@ impl FoldTarget {
         };
         let [a, b, _, _] = dims[..] else { return Ok(None) };
         let m = if transposed { b } else { a };
-        let bias = match conv.input.get(2).filter(|b| !b.is_empty()) {
-            Some(b) => match graph::initializer(g, b).map(graph::f32_values).transpose()? {
-                Some((_, b)) if b.len() == m => b,
-                _ => return Ok(None),
-            },
-            None => vec![0.0; m],
-        };
+        let Some(bias) = conv_bias(g, conv, m)? else { return Ok(None) };
         Ok(Some(FoldTarget { dims, w, bias, m, transposed }))
     }
 
@@ -175,6 +159,17 @@ fn apply(g: &mut pb::GraphProto, folds: Vec<Fold>) {
         ix += 1;
         !drop.contains(&(ix - 1))
     });
+}
+
+/// A convolution's bias (input 2) of `m` values, zeros when it has none; None when it is not a
+/// constant of `m` values.
+fn conv_bias(g: &pb::GraphProto, n: &pb::NodeProto, m: usize) -> Result<Option<Vec<f32>>, CompressError> {
+    Ok(match n.input.get(2).filter(|b| !b.is_empty()) {
+        None => Some(vec![0.0; m]),
+        Some(b) => {
+            graph::initializer(g, b).map(graph::f32_values).transpose()?.map(|(_, b)| b).filter(|b| b.len() == m)
+        }
+    })
 }
 
 /// Whether tensor `t` is read by one node and is no graph output.
@@ -254,7 +249,6 @@ fn fuse_hard_swish(g: &mut pb::GraphProto) -> bool {
             .and_then(|t| graph::f32_values(t).ok())
             .and_then(|(_, v)| (v.len() == 1).then(|| v[0]))
     };
-    let private = |t: &str| consumers.get(t).is_some_and(|c| c.len() == 1) && !g.output.iter().any(|o| o.name == t);
     let node_of = |t: &str, op: &str| producers.get(t).copied().filter(|&p| g.node[p].op_type == op);
     let mut found = Vec::new();
     for (di, div) in g.node.iter().enumerate().filter(|(_, n)| n.op_type == "Div" && n.input.len() == 2) {
@@ -270,7 +264,10 @@ fn fuse_hard_swish(g: &mut pb::GraphProto) -> bool {
             let plus3 = add.input.len() == 2
                 && ((add.input[0] == mul.input[x] && scalar(&add.input[1]) == Some(3.0))
                     || (add.input[1] == mul.input[x] && scalar(&add.input[0]) == Some(3.0)));
-            if bounds && plus3 && private(&mul.output[0]) && private(&clip.output[0]) && private(&add.output[0]) {
+            if bounds
+                && plus3
+                && [&mul.output[0], &clip.output[0], &add.output[0]].iter().all(|t| private(g, &consumers, t))
+            {
                 found.push((di, [mi, ci, ai], mul.input[x].clone()));
                 break;
             }
@@ -327,8 +324,8 @@ fn upsampling_as_conv(
     g: &pb::GraphProto,
     n: &pb::NodeProto,
 ) -> Result<Option<(Values, Vec<f32>, usize)>, CompressError> {
-    let Some(w) = n.input.get(1).and_then(|w| graph::initializer(g, w)) else { return Ok(None) };
-    let (dims, w) = graph::f32_values(w)?;
+    let weights = n.input.get(1).and_then(|w| graph::initializer(g, w)).filter(|w| w.data_type == graph::FLOAT);
+    let Some((dims, w)) = weights.map(graph::f32_values).transpose()? else { return Ok(None) };
     let [c, m, k, kw] = dims[..] else { return Ok(None) };
     let all = |name: &str, v: i64| graph::attr_ints(n, name).is_none_or(|a| a.iter().all(|&x| x == v));
     let side = k as i64;
@@ -345,13 +342,7 @@ fn upsampling_as_conv(
     if !plain {
         return Ok(None);
     }
-    let bias = match n.input.get(2).filter(|b| !b.is_empty()) {
-        None => vec![0.0; m],
-        Some(b) => match graph::initializer(g, b).map(graph::f32_values).transpose()? {
-            Some((_, b)) if b.len() == m => b,
-            _ => return Ok(None),
-        },
-    };
+    let Some(bias) = conv_bias(g, n, m)? else { return Ok(None) };
     let mut conv = vec![0f32; w.len()];
     for (i, &v) in w.iter().enumerate() {
         let (ci, o, tap) = (i / (m * k * k), i / (k * k) % m, i % (k * k));
