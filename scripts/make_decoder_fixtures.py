@@ -257,7 +257,104 @@ def landmarks():
     json.dump({"cases": reference}, open(f"{FIX}/landmarks/reference.json", "w"), indent=1)
 
 
+def ssd_anchors(o):
+    """MediaPipe's SsdAnchorsCalculator: layers sharing a stride form one grid; per cell its
+    aspect ratios at the layer's scale plus the interpolated anchor; (x, y, w, h) normalized."""
+    n, strides = o["num_layers"], o["strides"]
+    scale = lambda i: (o["min_scale"] + o["max_scale"]) / 2 if n == 1 else \
+        o["min_scale"] + (o["max_scale"] - o["min_scale"]) * i / (n - 1)
+    anchors, layer = [], 0
+    while layer < n:
+        ratios, scales, last = [], [], layer
+        while last < n and strides[last] == strides[layer]:
+            for r in o["aspect_ratios"]:
+                ratios.append(r), scales.append(scale(last))
+            if o.get("interpolated_scale_aspect_ratio", 1.0) > 0:
+                following = 1.0 if last == n - 1 else scale(last + 1)
+                ratios.append(o.get("interpolated_scale_aspect_ratio", 1.0)), scales.append(np.sqrt(scale(last) * following))
+            last += 1
+        rows, cols = -(-o["input_size_height"] // strides[layer]), -(-o["input_size_width"] // strides[layer])
+        for y in range(rows):
+            for x in range(cols):
+                for r, s in zip(ratios, scales):
+                    w, h = (1.0, 1.0) if o["fixed_anchor_size"] else (s * np.sqrt(r), s / np.sqrt(r))
+                    anchors.append(((x + o["anchor_offset_x"]) / cols, (y + o["anchor_offset_y"]) / rows, w, h))
+        layer = last
+    return np.array(anchors)
+
+
+def weighted_nms(dets, threshold):
+    """MediaPipe's NonMaxSuppressionCalculator, algorithm WEIGHTED: best first, each kept
+    detection's box and keypoints the score-weighted mean of those it suppresses (itself
+    included), its score the best one's."""
+    remained = sorted(range(len(dets)), key=lambda i: (-dets[i]["score"], i))
+    out = []
+    while remained:
+        top = dets[remained[0]]
+        group = [i for i in remained if iou(top["box"], dets[i]["box"]) > threshold]
+        remained = [i for i in remained if i not in group]
+        total = sum(dets[i]["score"] for i in group)
+        box = [sum(dets[i]["box"][k] * dets[i]["score"] for i in group) / total for k in range(4)]
+        kps = [[sum(dets[i]["keypoints"][k][c] * dets[i]["score"] for i in group) / total for c in range(2)]
+               for k in range(len(top["keypoints"]))]
+        out.append({"box": box, "score": top["score"], "keypoints": kps})
+    return out
+
+
+def ssd():
+    """MediaPipe's pose detector (models/pose-detection), with the options of its graph
+    (pose_detection_cpu.pbtxt): ImageToTensor letterboxes to 224x224 with a zero border, range
+    [-1, 1]; TensorsToDetections decodes boxes and 4 keypoints against the anchors;
+    NonMaxSuppression WEIGHTED at IoU 0.3; the letterbox is removed."""
+    path = "models/pose-detection/model.onnx"
+    o = {"num_layers": 5, "min_scale": 0.1484375, "max_scale": 0.75, "input_size_height": 224,
+         "input_size_width": 224, "anchor_offset_x": 0.5, "anchor_offset_y": 0.5, "strides": [8, 16, 32, 32, 32],
+         "aspect_ratios": [1.0], "fixed_anchor_size": True, "num_classes": 1, "num_boxes": 2254, "num_coords": 12,
+         "box_coord_offset": 0, "keypoint_coord_offset": 4, "num_keypoints": 4, "num_values_per_keypoint": 2,
+         "sigmoid_score": True, "score_clipping_thresh": 100.0, "reverse_output_order": True, "x_scale": 224.0,
+         "y_scale": 224.0, "h_scale": 224.0, "w_scale": 224.0, "min_score_thresh": 0.2,
+         "min_suppression_threshold": 0.3, "labels": ["person"]}
+    anchors = ssd_anchors(o)
+    assert len(anchors) == o["num_boxes"]
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    reference = []
+    for photo in PHOTOS:
+        img = Image.open(photo).convert("RGB")
+        x, (scale, ox, oy) = letterbox(img, 224, 224, 0)
+        x = (x / 127.5 - 1.0).transpose(2, 0, 1)[None].astype(np.float32)
+        boxes, scores = sess.run(None, {sess.get_inputs()[0].name: x})
+        # Anchors that cannot pass (score under 0.05, far under the threshold) are zeroed, their
+        # score set to -100, so the fixture compresses; the reference decodes what is saved.
+        t = o["score_clipping_thresh"]
+        prob = 1 / (1 + np.exp(-np.clip(scores[0, :, 0].astype(np.float64), -t, t)))
+        boxes[0][prob < 0.05] = 0
+        scores[0][prob < 0.05] = -100
+        save("ssd_anchors", os.path.splitext(os.path.basename(photo))[0], [boxes, scores], compress=True)
+        raw, dets = boxes[0].astype(np.float64), []
+        for i, a in enumerate(anchors):
+            s = 1 / (1 + np.exp(-np.clip(float(scores[0, i, 0]), -t, t)))
+            if s < o["min_score_thresh"]:
+                continue
+            r = raw[i]
+            xc, yc = r[0] / o["x_scale"] * a[2] + a[0], r[1] / o["y_scale"] * a[3] + a[1]
+            w, h = r[2] / o["w_scale"] * a[2], r[3] / o["h_scale"] * a[3]
+            kps = [[r[4 + 2 * k] / o["x_scale"] * a[2] + a[0], r[5 + 2 * k] / o["y_scale"] * a[3] + a[1]]
+                   for k in range(o["num_keypoints"])]
+            dets.append({"box": [xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2], "score": s, "keypoints": kps})
+        px = lambda v, off: (v * 224 - off) * scale
+        found = []
+        for d in weighted_nms(dets, o["min_suppression_threshold"]):
+            b = d["box"]
+            found.append({"x_min": px(b[0], ox), "y_min": px(b[1], oy), "x_max": px(b[2], ox), "y_max": px(b[3], oy),
+                          "score": d["score"], "class": None, "label": "person",
+                          "keypoints": [[px(k[0], ox), px(k[1], oy)] for k in d["keypoints"]]})
+        reference.append({"image": photo, "width": img.size[0], "height": img.size[1], "detections": found})
+        print(f"ssd_anchors {photo}: {[(round(d['score'], 3), [round(v) for v in (d['x_min'], d['y_min'], d['x_max'], d['y_max'])]) for d in found]}")
+    json.dump({"options": o, "cases": reference}, open(f"{FIX}/ssd_anchors/reference.json", "w"), indent=1)
+
+
 if __name__ == "__main__":
+    ssd()
     yolo()
     gfl()
     segmentation()

@@ -215,7 +215,8 @@ pub struct InitArgs {
 pub struct RunArgs {
     /// The .onnx model (configured by --config, kestrel.toml beside it, or guessed).
     pub model: PathBuf,
-    /// PNG or JPEG images.
+    /// PNG or JPEG images, or float32 .npy tensors fed to the model as they are (no
+    /// preprocessing; boxes in input pixels).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     #[command(flatten)]

@@ -218,6 +218,46 @@ fn read_npy_f32(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     (shape, values)
 }
 
+/// A float32 `.npy` given instead of an image is the model input as it is: BlazeFace's outputs on
+/// the fixture's input tensor are onnxruntime's (atol 1e-3, as in engine_vs_onnxruntime); bad tensors and
+/// `--annotate` get one clear error.
+#[test]
+fn a_npy_tensor_is_fed_to_the_model_as_it_is() {
+    let dir = std::env::temp_dir().join(format!("kestrel-npy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixtures = common::repo().join("tests/fixtures/blazeface");
+    let input = dir.join("input.npy");
+    std::fs::write(&input, common::read_pb(&fixtures.join("input_0.pb")).unwrap().to_npy()).unwrap();
+    let (input_s, saved) = (input.display().to_string(), dir.join("out"));
+    let model = "models/blazeface/model.onnx";
+    let args = ["run", model, &input_s, "--backend", "cpu", "--json", "--save-outputs", saved.to_str().unwrap()];
+    let result: Value = serde_json::from_str(&common::kestrel_ok(&args)).unwrap();
+    assert_eq!(result["detections"].as_array().unwrap().len(), 1, "{result}");
+    for (i, name) in ["regressors", "classificators"].iter().enumerate() {
+        let (shape, ours) = read_npy_f32(&saved.join(format!("input.{name}.npy")));
+        let ort = common::read_pb(&fixtures.join(format!("output_{i}.pb"))).unwrap();
+        assert_eq!(shape, ort.shape);
+        let worst = ours.iter().zip(ort.as_f32().unwrap()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst <= 1e-3, "{name}: {worst} from onnxruntime");
+    }
+    let wrong = dir.join("wrong.npy");
+    let i64s = kestrel_engine::Tensor::new(vec![1], kestrel_engine::TensorData::I64(vec![1])).unwrap();
+    std::fs::write(&wrong, i64s.to_npy()).unwrap();
+    let small = dir.join("small.npy");
+    std::fs::write(&small, kestrel_engine::Tensor::f32(vec![1, 3, 8, 8], vec![0.0; 192]).unwrap().to_npy()).unwrap();
+    for (args, phrase) in [
+        (vec![wrong.to_str().unwrap()], "element type <i8"),
+        (vec![small.to_str().unwrap()], "[1, 3, 128, 128]"),
+        (vec![&input_s, "--annotate", dir.to_str().unwrap()], "--annotate needs images"),
+    ] {
+        let out = common::kestrel(&[&["run", model][..], &args].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(phrase) && !stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// A model with no config anywhere: it runs with guessed preprocessing and raw outputs (saved
 /// as .npy), `init` writes a config that, edited as BlazeFace's, decodes exactly as the bundled
 /// one; a shape the model does not declare is refused before tract sees it.

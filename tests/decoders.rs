@@ -9,6 +9,7 @@ use kestrel_vision::config::{Color, Layout, Preprocess, Resize};
 use kestrel_vision::decode::gfl::{self, GflConfig};
 use kestrel_vision::decode::landmarks::{self, LandmarksConfig};
 use kestrel_vision::decode::segmentation::{self, SegmentationConfig};
+use kestrel_vision::decode::ssd_anchors::{self, SsdOptions};
 use kestrel_vision::decode::yolo::{self, YoloConfig};
 use kestrel_vision::decode::Detection;
 use kestrel_vision::preprocess::Placement;
@@ -275,6 +276,50 @@ min_suppression_threshold = 0.3
         assert_eq!(a["detections"], b["detections"]);
     }
     assert!(ours.contains("\"keypoints\":[["), "{ours}");
+}
+
+/// MediaPipe's pose detector (another SSD: 5 layers of which three share stride 32, 2,254 anchors,
+/// 4 keypoints) decoded with its graph's options as MediaPipe decodes it.
+#[test]
+fn ssd_anchors_decodes_the_pose_detector_as_mediapipe_does() {
+    let r = reference("ssd_anchors");
+    let options: SsdOptions = serde_json::from_value(r["options"].clone()).unwrap();
+    let pre = Preprocess {
+        resize: Resize::Letterbox,
+        range: (-1.0, 1.0),
+        ..Preprocess::plain(224, 224, Layout::Nchw, Color::Rgb)
+    };
+    let mut decoder = ssd_anchors::Decoder::default();
+    for case in r["cases"].as_array().unwrap() {
+        let image = case["image"].as_str().unwrap();
+        let dir = common::repo().join("tests/fixtures/decoders/ssd_anchors");
+        let read = |i: usize| common::read_pb_gz(&dir.join(format!("{}.output_{i}.pb.gz", stem(image)))).unwrap();
+        let (boxes, scores) = (read(0), read(1));
+        let size = (case["width"].as_u64().unwrap() as u32, case["height"].as_u64().unwrap() as u32);
+        let frame = Placement::new(&pre, size.0, size.1).frame;
+        let mut out = Vec::new();
+        decoder.decode(boxes.as_f32().unwrap(), scores.as_f32().unwrap(), &frame, &options, &mut out).unwrap();
+        let want = case["detections"].as_array().unwrap();
+        assert_same(&out, want, 1.0, 1e-3, image);
+        assert!(!out.is_empty(), "{image}: each photo shows a person");
+        for (got, want) in out.iter().zip(want) {
+            let keypoints = want["keypoints"].as_array().unwrap();
+            assert_eq!(got.keypoints.len(), 4);
+            for (g, w) in got.keypoints.iter().zip(keypoints) {
+                let (x, y) = (w[0].as_f64().unwrap(), w[1].as_f64().unwrap());
+                assert!((f64::from(g.0) - x).abs() <= 1.0 && (f64::from(g.1) - y).abs() <= 1.0, "{g:?} vs {w}");
+            }
+        }
+    }
+}
+
+/// The bundled pose detector with its config (MediaPipe's graph options copied as they are).
+#[test]
+fn the_pose_detector_runs_with_its_config() {
+    let r = reference("ssd_anchors");
+    let config = std::fs::read_to_string(common::repo().join("models/pose-detection/kestrel.toml")).unwrap();
+    let cases: Vec<&Value> = r["cases"].as_array().unwrap().iter().collect();
+    run_matches_reference("models/pose-detection/model.onnx", &config, &cases, 0.9);
 }
 
 #[test]

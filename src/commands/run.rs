@@ -92,10 +92,31 @@ impl ImageModel {
 
     /// Preprocess, infer, decode; optionally write an annotated PNG into `annotate`.
     /// With `repeat > 1`, inference is timed `repeat` times after warm-up and the median kept.
+    /// A `.npy` file is the model input itself (float32, the model's shape): no preprocessing,
+    /// boxes in input pixels.
     pub fn infer(&mut self, image: &Path, annotate: Option<&Path>, repeat: usize) -> Result<ImageResult> {
-        let mut rgb = image_io::load_rgb(image)?;
-        let input = preprocess::preprocess(&rgb, &self.config.preprocess);
-        let tensor = [Tensor::f32(input.shape.clone(), input.data)?];
+        let (mut rgb, tensor, frame) = if image.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+            if annotate.is_some() {
+                bail!("`{}` is a tensor, not an image: --annotate needs images", image.display());
+            }
+            let bytes = std::fs::read(image).with_context(|| format!("reading `{}`", image.display()))?;
+            let tensor = Tensor::from_npy(&bytes).with_context(|| format!("`{}`", image.display()))?;
+            let p = &self.config.preprocess;
+            let frame = FrameMap {
+                input_width: p.width as f32,
+                input_height: p.height as f32,
+                scale_x: 1.0,
+                scale_y: 1.0,
+                pad_x: 0.0,
+                pad_y: 0.0,
+            };
+            (None, tensor, frame)
+        } else {
+            let rgb = image_io::load_rgb(image)?;
+            let input = preprocess::preprocess(&rgb, &self.config.preprocess);
+            (Some(rgb), Tensor::f32(input.shape.clone(), input.data)?, input.frame)
+        };
+        let tensor = [tensor];
         let warm_up = if repeat > 1 { repeat.min(20) } else { 0 };
         let mut times = Vec::with_capacity(repeat);
         let mut outputs = Vec::new();
@@ -119,7 +140,8 @@ impl ImageModel {
             saved: Vec::new(),
         };
         let mut decoded = Decoded::Detections(Vec::new());
-        self.decoder().decode(&self.config, &outputs, &input.frame, &mut decoded)?;
+        let mut decoder = self.decoder();
+        decoder.decode(&self.config, &outputs, &frame, &mut decoded)?;
         match decoded {
             Decoded::Classes(classes) => result.classes = Some(classes),
             Decoded::Detections(dets) => result.detections = Some(dets),
@@ -128,14 +150,15 @@ impl ImageModel {
         if let Some(dir) = &self.save_outputs {
             result.saved = save_outputs(dir, image, self.engine.outputs(), &outputs)?;
         }
-        if annotate.is_some() {
-            draw_results(&mut rgb, result.classes.as_deref(), result.detections.as_deref());
-        }
-        if let Some(dir) = annotate {
+        if let (Some(dir), Some(rgb)) = (annotate, rgb.as_mut()) {
+            if matches!(self.config.decoder, Decoder::Segmentation(_)) {
+                decoder.regions.overlay(rgb, &frame);
+            }
+            draw_results(rgb, result.classes.as_deref(), result.detections.as_deref());
             std::fs::create_dir_all(dir).with_context(|| format!("creating --annotate folder `{}`", dir.display()))?;
             let stem = image.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
             let out: PathBuf = dir.join(format!("{stem}.png"));
-            image_io::save_png(&rgb, &out)?;
+            image_io::save_png(rgb, &out)?;
             result.annotated = Some(out.display().to_string());
         }
         Ok(result)

@@ -1,7 +1,7 @@
 //! A [`Tensor`] as a NumPy `.npy` file (format 1.0: magic, header dict, little-endian data), so
-//! `numpy.load` reads what a model produced.
+//! `numpy.load` reads what a model produced; and float32 `.npy` files read back as model inputs.
 
-use crate::{Tensor, TensorData};
+use crate::{EngineError, Tensor, TensorData};
 
 impl Tensor {
     /// The bytes of a `.npy` file holding this tensor (C order, its own element type).
@@ -55,6 +55,51 @@ impl Tensor {
         }
         out
     }
+
+    /// Reads a float32 `.npy` file (`numpy.save` of a C-ordered `<f4` array, format 1.0 to
+    /// 3.0): a model input given exactly, bypassing preprocessing.
+    pub fn from_npy(bytes: &[u8]) -> Result<Tensor, EngineError> {
+        let bad = |why: &str| EngineError::Shape(format!("not a float32 .npy file: {why}"));
+        let rest = bytes.strip_prefix(b"\x93NUMPY").ok_or_else(|| bad("no NUMPY magic"))?;
+        let (header_len, rest) = match rest {
+            [1, _, a, b, rest @ ..] => (usize::from(u16::from_le_bytes([*a, *b])), rest),
+            [2 | 3, _, a, b, c, d, rest @ ..] => (u32::from_le_bytes([*a, *b, *c, *d]) as usize, rest),
+            _ => return Err(bad("unknown format version")),
+        };
+        let header = rest.get(..header_len).ok_or_else(|| bad("truncated header"))?;
+        let header = std::str::from_utf8(header).map_err(|_| bad("header is not text"))?;
+        let data = &rest[header_len..];
+        let field = |key: &str| -> Option<&str> {
+            let after = &header[header.find(&format!("'{key}':"))? + key.len() + 3..];
+            Some(after.trim_start())
+        };
+        let descr = field("descr").and_then(|v| v.strip_prefix('\'')?.split('\'').next());
+        if descr != Some("<f4") {
+            return Err(bad(&format!("element type {} (only float32, '<f4', is read)", descr.unwrap_or("missing"))));
+        }
+        if !field("fortran_order").is_some_and(|v| v.starts_with("False")) {
+            return Err(bad("Fortran order (save a C-ordered array)"));
+        }
+        let dims =
+            field("shape").and_then(|v| v.strip_prefix('(')?.split(')').next()).ok_or_else(|| bad("no shape"))?;
+        let shape = dims
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(|d| d.parse::<usize>().map_err(|_| bad(&format!("shape dimension `{d}`"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|n| n.checked_mul(4).is_some());
+        let count = count.ok_or_else(|| bad(&format!("shape {shape:?} is too large")))?;
+        if count * 4 != data.len() {
+            return Err(bad(&format!(
+                "shape {shape:?} needs {} bytes of values, the file holds {}",
+                count * 4,
+                data.len()
+            )));
+        }
+        let values = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Tensor::f32(shape, values)
+    }
 }
 
 #[cfg(test)]
@@ -74,6 +119,33 @@ mod tests {
         assert_eq!(text.trim_end(), header);
         assert!(text.ends_with('\n'));
         assert_eq!(&bytes[10 + len..], [1.5f32.to_le_bytes(), (-2.0f32).to_le_bytes()].concat());
+    }
+
+    #[test]
+    fn npy_files_read_back_and_bad_ones_are_refused() {
+        let t = Tensor::f32(vec![2, 1, 3], vec![1.0, -2.5, 3.0, 0.0, 7.0, f32::MAX]).unwrap();
+        assert_eq!(Tensor::from_npy(&t.to_npy()).unwrap(), t);
+        let bytes = t.to_npy();
+        // The file with `from` replaced in its header, padding spaces taken or given so that
+        // the header keeps its length and the data its place.
+        let edit = |from: &str, to: &str| {
+            let header = String::from_utf8(bytes[10..bytes.len() - 24].to_vec()).unwrap();
+            let mut header = header.trim_end().replace(from, to);
+            header.extend(std::iter::repeat_n(' ', bytes.len() - 24 - 10 - 1 - header.len()));
+            [&bytes[..10], header.as_bytes(), b"\n", &bytes[bytes.len() - 24..]].concat()
+        };
+        for (bad, phrase) in [
+            (bytes[..bytes.len() - 1].to_vec(), "needs 24 bytes of values, the file holds 23"),
+            (bytes[..20].to_vec(), "truncated header"),
+            (b"PK\x03\x04".to_vec(), "no NUMPY magic"),
+            (Tensor::new(vec![1], TensorData::I64(vec![1])).unwrap().to_npy(), "element type <i8"),
+            (edit("False", "True "), "Fortran order"),
+            (edit("(2, 1, 3)", "(2, x, 3)"), "dimension `x`"),
+            (edit("(2, 1, 3)", "(9999999999, 9999999999, 9)"), "is too large"),
+        ] {
+            let e = Tensor::from_npy(&bad).unwrap_err().to_string();
+            assert!(e.contains(phrase), "{e}");
+        }
     }
 
     #[test]

@@ -7,22 +7,45 @@ use crate::decode::Detection;
 const GREEN: Rgb<u8> = Rgb([40, 220, 60]);
 const RED: Rgb<u8> = Rgb([230, 40, 40]);
 
-/// Draws each detection's box (2 px, green) and keypoints (red dots).
+/// Draws each detection's box (2 px, green) — or its outline where it has one — and keypoints
+/// (red dots).
 pub fn draw_detections(img: &mut RgbImage, dets: &[Detection]) {
     for d in dets {
-        let (x0, y0, x1, y1) =
-            (d.x_min.round() as i64, d.y_min.round() as i64, d.x_max.round() as i64, d.y_max.round() as i64);
-        for t in 0..2 {
-            hline(img, x0, x1, y0 + t, GREEN);
-            hline(img, x0, x1, y1 - t, GREEN);
-            vline(img, x0 + t, y0, y1, GREEN);
-            vline(img, x1 - t, y0, y1, GREEN);
+        if d.polygon.len() >= 3 {
+            for (i, &a) in d.polygon.iter().enumerate() {
+                let b = d.polygon[(i + 1) % d.polygon.len()];
+                for t in [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)] {
+                    line(img, (a.0 + t.0, a.1 + t.1), (b.0 + t.0, b.1 + t.1), GREEN);
+                }
+            }
+        } else {
+            draw_box(img, d);
         }
         for &(kx, ky) in &d.keypoints {
             for dy in -2..=2 {
                 hline(img, kx.round() as i64 - 2, kx.round() as i64 + 2, ky.round() as i64 + dy, RED);
             }
         }
+    }
+}
+
+fn draw_box(img: &mut RgbImage, d: &Detection) {
+    let (x0, y0, x1, y1) =
+        (d.x_min.round() as i64, d.y_min.round() as i64, d.x_max.round() as i64, d.y_max.round() as i64);
+    for t in 0..2 {
+        hline(img, x0, x1, y0 + t, GREEN);
+        hline(img, x0, x1, y1 - t, GREEN);
+        vline(img, x0 + t, y0, y1, GREEN);
+        vline(img, x1 - t, y0, y1, GREEN);
+    }
+}
+
+/// A 1-px line, one pixel per step along its longer axis (clipped to the image).
+fn line(img: &mut RgbImage, a: (f32, f32), b: (f32, f32), c: Rgb<u8>) {
+    let steps = (b.0 - a.0).abs().max((b.1 - a.1).abs()).ceil().clamp(1.0, 1e5) as i64;
+    for i in 0..=steps {
+        let t = i as f32 / steps as f32;
+        put(img, (a.0 + (b.0 - a.0) * t).round() as i64, (a.1 + (b.1 - a.1) * t).round() as i64, c);
     }
 }
 

@@ -7,6 +7,7 @@ pub mod draw;
 mod error;
 pub mod guess;
 pub mod image_io;
+pub mod polygon;
 pub mod preprocess;
 
 pub use config::ModelConfig;

@@ -38,6 +38,10 @@ pub struct Detection {
     /// The class's name, when the config has labels.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub label: String,
+    /// The region's outline (segmentation: its convex hull, grown as the box is), clockwise in
+    /// image coordinates; empty for box detectors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub polygon: Vec<(f32, f32)>,
 }
 
 impl Detection {
@@ -52,6 +56,7 @@ impl Detection {
             keypoints: Vec::new(),
             class: None,
             label: String::new(),
+            polygon: Vec::new(),
         }
     }
 
@@ -59,11 +64,11 @@ impl Detection {
         (self.x_max - self.x_min).max(0.0) * (self.y_max - self.y_min).max(0.0)
     }
 
-    /// Maps the box and keypoints from normalized model coordinates to source pixels.
+    /// Maps the box, keypoints and polygon from normalized model coordinates to source pixels.
     pub fn to_source(&mut self, frame: &FrameMap) {
         (self.x_min, self.y_min) = frame.to_source(self.x_min, self.y_min);
         (self.x_max, self.y_max) = frame.to_source(self.x_max, self.y_max);
-        for k in &mut self.keypoints {
+        for k in self.keypoints.iter_mut().chain(&mut self.polygon) {
             *k = frame.to_source(k.0, k.1);
         }
     }

@@ -74,6 +74,7 @@ impl Nms {
             slot.score = best.score;
             slot.class = best.class;
             slot.label.clone_from(&best.label);
+            slot.polygon.clone_from(&best.polygon);
             slot.keypoints.clear();
             slot.keypoints
                 .extend((0..best.keypoints.len()).map(|k| (avg(&|d| d.keypoints[k].0), avg(&|d| d.keypoints[k].1))));
@@ -94,6 +95,7 @@ pub(crate) fn next_slot(out: &mut Vec<Detection>, k: usize) -> &mut Detection {
 fn assign(dst: &mut Detection, src: &Detection) {
     (dst.x_min, dst.y_min, dst.x_max, dst.y_max, dst.score) = (src.x_min, src.y_min, src.x_max, src.y_max, src.score);
     dst.keypoints.clone_from(&src.keypoints);
+    dst.polygon.clone_from(&src.polygon);
     dst.class = src.class;
     dst.label.clone_from(&src.label);
 }

@@ -3,11 +3,16 @@
 //! mean probability reaches `box_threshold` and its box is at least `min_size` map pixels on
 //! each side; its box is then grown by the DB "unclip" distance `area × ratio / perimeter`.
 //! Boxes are axis-aligned (PaddleOCR fits rotated rectangles to the region's contour instead:
-//! on level text the two agree).
+//! on level text the two agree); each region also carries its outline, the convex hull of its
+//! pixels grown by the same distance, for slanted text and blobs. [`Decoder::overlay`] tints
+//! an annotated image with the last map's classes.
 
 use serde::{Deserialize, Serialize};
 
+use image::RgbImage;
+
 use super::Detection;
+use crate::polygon::{convex_hull, grow};
 use crate::preprocess::FrameMap;
 use crate::VisionError;
 
@@ -84,10 +89,15 @@ impl SegmentationConfig {
 /// The decoder with its scratch kept between frames.
 #[derive(Debug, Default, Clone)]
 pub struct Decoder {
-    /// Region (class) of each pixel: `u32::MAX` for none.
+    /// Class of each pixel of the last map: `u32::MAX` for none.
     class: Vec<u32>,
+    /// The last map's width and height.
+    size: (usize, usize),
     seen: Vec<bool>,
     stack: Vec<usize>,
+    /// Per row of the map, the region's leftmost and rightmost pixel (for its outline).
+    rows: Vec<(usize, usize)>,
+    corners: Vec<(f32, f32)>,
 }
 
 impl Decoder {
@@ -137,8 +147,11 @@ impl Decoder {
                 best.0 as u32
             }
         }));
+        self.size = (w, h);
         self.seen.clear();
         self.seen.resize(plane, false);
+        self.rows.clear();
+        self.rows.resize(h, (usize::MAX, 0));
         out.clear();
         for start in 0..plane {
             let class = self.class[start];
@@ -154,6 +167,7 @@ impl Decoder {
             while let Some(i) = self.stack.pop() {
                 let (x, y) = (i % w, i / w);
                 (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+                self.rows[y] = (self.rows[y].0.min(x), self.rows[y].1.max(x));
                 sum += f64::from(map[class as usize * plane + i]);
                 count += 1;
                 for ny in y.saturating_sub(1)..=(y + 1).min(h - 1) {
@@ -167,15 +181,25 @@ impl Decoder {
                 }
             }
             let score = (sum / count as f64) as f32;
+            // The outline's points: each row's outer pixel corners (a hull needs no more).
+            self.corners.clear();
+            for (y, row) in self.rows[y0..=y1].iter_mut().enumerate() {
+                let (left, right) = std::mem::replace(row, (usize::MAX, 0));
+                let (y, left, right) = ((y0 + y) as f32, left as f32, (right + 1) as f32);
+                self.corners.extend([(left, y), (left, y + 1.0), (right, y), (right, y + 1.0)]);
+            }
             // Pixel edges: a region of columns x0..=x1 spans x0 to x1 + 1.
             let (bw, bh) = ((x1 + 1 - x0) as f32, (y1 + 1 - y0) as f32);
             if score < p.box_threshold || bw.min(bh) < p.min_size {
                 continue;
             }
-            let grow = bw * bh * p.unclip_ratio / (2.0 * (bw + bh));
+            let distance = bw * bh * p.unclip_ratio / (2.0 * (bw + bh));
             let mut d = Detection::empty();
-            (d.x_min, d.y_min) = ((x0 as f32 - grow) / w as f32, (y0 as f32 - grow) / h as f32);
-            (d.x_max, d.y_max) = (((x1 + 1) as f32 + grow) / w as f32, ((y1 + 1) as f32 + grow) / h as f32);
+            d.polygon = convex_hull(&mut self.corners);
+            grow(&mut d.polygon, distance);
+            d.polygon.iter_mut().for_each(|q| *q = (q.0 / w as f32, q.1 / h as f32));
+            (d.x_min, d.y_min) = ((x0 as f32 - distance) / w as f32, (y0 as f32 - distance) / h as f32);
+            (d.x_max, d.y_max) = (((x1 + 1) as f32 + distance) / w as f32, ((y1 + 1) as f32 + distance) / h as f32);
             d.score = score;
             if c > 1 {
                 d.class = Some(class as usize);
@@ -189,7 +213,44 @@ impl Decoder {
         out.iter_mut().for_each(|d| d.to_source(frame));
         Ok(())
     }
+
+    /// Tints `img` (the source image `frame` maps to) with the last decoded map: each pixel
+    /// whose map cell has a class is blended half-way with that class's colour.
+    pub fn overlay(&self, img: &mut RgbImage, frame: &FrameMap) {
+        let (w, h) = self.size;
+        if self.class.len() != w * h || w == 0 || h == 0 {
+            return;
+        }
+        for (x, y, px) in img.enumerate_pixels_mut() {
+            // Source pixel centre → model input pixels → map cell.
+            let mx = (x as f32 + 0.5) / frame.scale_x + frame.pad_x;
+            let my = (y as f32 + 0.5) / frame.scale_y + frame.pad_y;
+            let (cx, cy) = (mx / frame.input_width * w as f32, my / frame.input_height * h as f32);
+            if !(cx >= 0.0 && cy >= 0.0 && cx < w as f32 && cy < h as f32) {
+                continue;
+            }
+            let class = self.class[cy as usize * w + cx as usize];
+            if class != u32::MAX {
+                let tint = PALETTE[class as usize % PALETTE.len()];
+                for (c, t) in px.0.iter_mut().zip(tint) {
+                    *c = ((u16::from(*c) + u16::from(t)) / 2) as u8;
+                }
+            }
+        }
+    }
 }
+
+/// Overlay colours by class index (class 0 of a probability map: the first).
+const PALETTE: [[u8; 3]; 8] = [
+    [255, 140, 0],
+    [30, 144, 255],
+    [50, 205, 50],
+    [220, 20, 60],
+    [186, 85, 211],
+    [255, 215, 0],
+    [0, 206, 209],
+    [139, 69, 19],
+];
 
 #[cfg(test)]
 mod tests {
@@ -225,10 +286,35 @@ mod tests {
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!((out[0].x_min, out[0].y_min, out[0].x_max, out[0].y_max), (0.0, 0.0, 4.0, 3.0));
         assert!((out[0].score - 0.9).abs() < 1e-6);
+        // Its outline: the blob's 3x2 block and the diagonal pixel at (3, 2), hull of their corners.
+        let want = [(0.0, 0.0), (3.0, 0.0), (4.0, 2.0), (4.0, 3.0), (3.0, 3.0), (0.0, 2.0)];
+        assert_eq!(out[0].polygon, want, "{:?}", out[0]);
         // Unclip: a 4x3 box grows by 12 * 1.5 / 14 on each side.
         let p = SegmentationConfig { unclip_ratio: 1.5, ..params(&[]) };
         Decoder::default().decode(&map, &[1, 1, 4, 8], &frame(8.0, 4.0), &p, &mut out).unwrap();
         assert!((out[0].x_min + 18.0 / 14.0).abs() < 1e-5, "{:?}", out[0]);
+        // The outline grows by the same distance: its top edge moves up by 18/14.
+        assert!(out[0].polygon.iter().any(|q| (q.1 + 18.0 / 14.0).abs() < 1e-5), "{:?}", out[0].polygon);
+    }
+
+    #[test]
+    fn the_overlay_tints_the_pixels_of_classes() {
+        // A 4x2 class map over an 8x4 image (2 source pixels per cell): class 1 at cell (1, 0).
+        let labels: Vec<String> = ["background", "road"].map(String::from).to_vec();
+        let mut map = vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        map[1] = 0.0;
+        map[8 + 1] = 1.0;
+        let mut decoder = Decoder::default();
+        let p = SegmentationConfig { min_size: 1.0, ..params(&labels) };
+        let frame =
+            FrameMap { input_width: 4.0, input_height: 2.0, scale_x: 2.0, scale_y: 2.0, pad_x: 0.0, pad_y: 0.0 };
+        decoder.decode(&map, &[1, 2, 2, 4], &frame, &p, &mut Vec::new()).unwrap();
+        let mut img = RgbImage::from_pixel(8, 4, image::Rgb([0, 0, 0]));
+        decoder.overlay(&mut img, &frame);
+        let tinted: Vec<(u32, u32)> =
+            img.enumerate_pixels().filter(|(_, _, px)| px.0 != [0, 0, 0]).map(|(x, y, _)| (x, y)).collect();
+        assert_eq!(tinted, [(2, 0), (3, 0), (2, 1), (3, 1)]);
+        assert_eq!(img.get_pixel(2, 0).0, [15, 72, 127], "half of PALETTE[1]");
     }
 
     #[test]

@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""The brought models (third-party detectors and landmark models) side by side: size, latency at
+one thread (tract fp32, the integer runtime on the integer-only int8 graph, onnxruntime on the
+fp32 model and on that same int8 graph), box agreement with the fp32 model (mixed and
+integer-only int8), and whether the integer runtime computes what onnxruntime computes on the
+int8 graph. Numbers for notes and README, never a test.
+
+For each model: `kestrel compress --int8` (mixed) and `--int8 --integer-only`; `kestrel bench`
+of the three (5 rounds, models taking turns; quality = the fp32 model's boxes found at IoU 0.5);
+onnxruntime timed in this process between the rounds of nothing else (run it on a quiet
+machine); then one real photo, preprocessed here in numpy, as a float32 .npy fed to both
+onnxruntime (graph optimizations off: the graph as written, see scripts/make_fixtures.py) and
+`kestrel run --backend micro` (.npy inputs skip preprocessing), outputs compared in steps of
+each output's quantization scale (LSB).
+
+Venv: onnx onnxruntime numpy pillow. After `cargo build --release` and scripts/fetch-models.sh:
+    python scripts/brought_models.py [--runs 50] [--only NAME]
+Writes target/brought-models/table.md (and prints it).
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+from PIL import Image
+
+KESTREL = "target/release/kestrel"
+WORK = "target/brought-models"
+CALIB_PHOTOS = "models/blazeface/calib"
+
+# name, fp32 model, config (None: the one beside the model or the model's own metadata),
+# calibration folder (None: the photo alone), photo.
+MODELS = [
+    ("pose detection (MediaPipe SSD)", "models/pose-detection/model.onnx", None, CALIB_PHOTOS,
+     "models/samples/person.jpg"),
+    ("hand landmarks (MediaPipe)", "models/hand-landmark/model.onnx", None, CALIB_PHOTOS,
+     "models/samples/astronaut.png"),
+    ("YOLOv8n 320 (Ultralytics)", "target/models/yolov8n-320/320n.onnx", None, CALIB_PHOTOS,
+     "models/samples/person.jpg"),
+    ("PicoDet layout (PaddleDetection)", "target/models/picodet-layout/layout_cdla.onnx",
+     "[preprocess]\nwidth = 608\nheight = 800\nlayout = \"nchw\"\ncolor = \"rgb\"\nresize = \"stretch\"\n"
+     "range = [0.0, 1.0]\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n\n"
+     "[decoder]\nkind = \"gfl\"\nlabels = [\"text\", \"title\", \"figure\", \"figure_caption\", \"table\", "
+     "\"table_caption\", \"header\", \"footer\", \"reference\", \"equation\"]\nstrides = [8, 16, 32, 64]\n",
+     None, "models/samples/page.png"),
+    ("PP-OCRv4 det 768x384 (PaddleOCR)", "target/models/ppocr-det/ch_PP-OCRv4_det_infer.onnx",
+     "[preprocess]\nwidth = 768\nheight = 384\nlayout = \"nchw\"\ncolor = \"bgr\"\nresize = \"stretch\"\n"
+     "range = [0.0, 1.0]\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n\n"
+     "[decoder]\nkind = \"segmentation\"\n", None, "models/samples/page.png"),
+]
+
+
+def kestrel(*args):
+    return subprocess.run([KESTREL, *args], check=True, capture_output=True, text=True).stdout
+
+
+def toml_preprocess(text):
+    """The [preprocess] table of a kestrel.toml, read with the few rules our configs use."""
+    import tomllib
+    return tomllib.loads(text)["preprocess"]
+
+
+def model_input(photo, p):
+    """The photo as kestrel's config says (stretch or letterbox, range, mean/std, channel order,
+    layout), with PIL's resampling: float32, batch of one."""
+    img = Image.open(photo).convert("RGB")
+    w, h = p["width"], p["height"]
+    if p.get("resize", "stretch") == "letterbox":
+        s = min(w / img.size[0], h / img.size[1])
+        nw, nh = min(max(round(img.size[0] * s), 1), w), min(max(round(img.size[1] * s), 1), h)
+        pad = p.get("pad_value", 0)
+        canvas = Image.new("RGB", (w, h), (pad, pad, pad))
+        canvas.paste(img.resize((nw, nh), Image.BILINEAR), ((w - nw) // 2, (h - nh) // 2))
+        img = canvas
+    else:
+        img = img.resize((w, h), Image.BILINEAR)
+    x = np.asarray(img, np.float32) / 255.0
+    if p.get("color", "rgb") == "bgr":
+        x = x[:, :, ::-1]
+    lo, hi = p.get("range", [0.0, 1.0])
+    x = lo + x * (hi - lo)
+    x = (x - np.array(p.get("mean", [0.0]), np.float32)) / np.array(p.get("std", [1.0]), np.float32)
+    if p.get("layout", "nchw") == "nchw":
+        x = x.transpose(2, 0, 1)
+    return np.ascontiguousarray(x[None], np.float32)
+
+
+def ort_session(path, optimized=True):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    if not optimized:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def ort_p50_ms(path, x, runs):
+    sess = ort_session(path)
+    feed = {sess.get_inputs()[0].name: x}
+    for _ in range(10):
+        sess.run(None, feed)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, feed)
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def output_scales(path):
+    """Per graph output, the scale of the DequantizeLinear it comes from (through layout-only
+    ops), or None where float arithmetic follows."""
+    g = onnx.load(path).graph
+    producer = {o: n for n in g.node for o in n.output}
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    scales = []
+    for out in g.output:
+        name, scale = out.name, None
+        while name in producer:
+            n = producer[name]
+            if n.op_type == "DequantizeLinear":
+                s = consts.get(n.input[1])
+                scale = float(s) if s is not None and s.size == 1 else None
+                break
+            if n.op_type not in ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Concat"):
+                break
+            name = n.input[0]
+        scales.append(scale)
+    return scales
+
+
+def exactness(name, integer, config_text, x):
+    """Largest |micro - onnxruntime| per output, in LSB of its scale (or absolute)."""
+    d = os.path.join(WORK, name)
+    np.save(f"{d}/input.npy", x)
+    raw = f"{d}/raw.toml"
+    text = config_text.split("[decoder]")[0] + "[decoder]\nkind = \"raw\"\n"
+    open(raw, "w").write(text)
+    saved = f"{d}/micro-outputs"
+    shutil.rmtree(saved, ignore_errors=True)
+    kestrel("run", integer, f"{d}/input.npy", "--backend", "micro", "--config", raw, "--save-outputs", saved, "--json")
+    sess = ort_session(integer, optimized=False)
+    theirs = sess.run(None, {sess.get_inputs()[0].name: x})
+    results = []
+    for o, want, scale in zip(sess.get_outputs(), theirs, output_scales(integer)):
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in o.name)
+        ours = np.load(f"{saved}/input.{safe}.npy")
+        diff = float(np.abs(ours.astype(np.float64) - want.astype(np.float64)).max())
+        results.append((o.name, diff / scale if scale else None, diff, int(want.size)))
+    return results
+
+
+def write_config(model, config, d):
+    """d/kestrel.toml: the given config, else the one beside the model, else `kestrel init`'s
+    (for YOLO, from the model's metadata); returns its text."""
+    path = f"{d}/kestrel.toml"
+    beside = os.path.join(os.path.dirname(model), "kestrel.toml")
+    if config is None and os.path.exists(beside):
+        config = open(beside).read()
+    if config is None:
+        kestrel("init", f"{d}/model.onnx", "--force")
+    else:
+        open(path, "w").write(config)
+    return open(path).read()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--only")
+    args = ap.parse_args()
+    rows, notes = [], []
+    for name, model, config, calib, photo in MODELS:
+        if args.only and args.only.lower() not in name.lower():
+            continue
+        tag = name.split(" (")[0].replace(" ", "-").lower()
+        d = os.path.join(WORK, tag)
+        os.makedirs(d, exist_ok=True)
+        full = f"{d}/model.onnx"  # beside its kestrel.toml, for bench
+        shutil.copy(model, full)
+        config_text = write_config(model, config, d)
+        if calib is None:
+            calib = f"{d}/calib"
+            os.makedirs(calib, exist_ok=True)
+            shutil.copy(photo, calib)
+        photos = f"{d}/photos"
+        os.makedirs(photos, exist_ok=True)
+        shutil.copy(photo, photos)
+        mixed, integer = f"{d}/mixed.int8.onnx", f"{d}/integer.int8.onnx"
+        for out, extra in [(mixed, []), (integer, ["--integer-only"])]:
+            kestrel("compress", full, "--int8", *extra, "--calib", calib, "--out", out, "--json")
+        kmodel = f"{d}/integer.kmodel"
+        kestrel("export", integer, "-o", kmodel)
+        bench = f"{d}/bench.json"
+        kestrel("bench", full, mixed, kmodel, "--images", photos, "--runs", str(args.runs), "--json", bench)
+        r = json.load(open(bench))["models"]
+        x = model_input(photo, toml_preprocess(config_text))
+        ort_fp32, ort_int8 = ort_p50_ms(full, x, args.runs), ort_p50_ms(integer, x, args.runs)
+        exact = exactness(tag, integer, config_text, x)
+        lsb = [e[1] for e in exact if e[1] is not None]
+        rows.append({
+            "model": name, "fp32 MB": os.path.getsize(full) / 2**20, "kmodel MB": os.path.getsize(kmodel) / 2**20,
+            "tract fp32": r[0]["p50_ms"], "micro int8": r[2]["p50_ms"], "ort fp32": ort_fp32, "ort int8": ort_int8,
+            "mixed": (r[1]["quality"], r[1].get("mean_iou"), r[1]["backend"]),
+            "integer": (r[2]["quality"], r[2].get("mean_iou")),
+            "max LSB": max(lsb) if lsb else None,
+        })
+        for o, steps, diff, n in exact:
+            notes.append(f"{name}: output `{o}` ({n} values): max |micro - onnxruntime| {diff:.3g}"
+                         + (f" = {steps:.2f} LSB" if steps is not None else " (float output)"))
+        print(json.dumps(rows[-1]), flush=True)
+    lines = ["| model | fp32 MB | .kmodel MB | tract fp32 ms | micro int8 ms | ort fp32 ms | ort int8 ms "
+             "| mixed int8: boxes found, IoU | integer-only: boxes found, IoU | micro vs ort int8 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    agree = lambda q: "-" if q[0] is None else f"{q[0] * 100:.0f}%" + ("" if q[1] is None else f", {q[1]:.3f}")
+    for row in rows:
+        lines.append(
+            f"| {row['model']} | {row['fp32 MB']:.1f} | {row['kmodel MB']:.2f} | {row['tract fp32']:.1f} | "
+            f"{row['micro int8']:.1f} | {row['ort fp32']:.1f} | {row['ort int8']:.1f} | {agree(row['mixed'])} "
+            f"({row['mixed'][2]}) | {agree(row['integer'])} | "
+            + ("-" if row["max LSB"] is None else f"≤ {row['max LSB']:.2f} LSB") + " |")
+    text = "\n".join(lines + [""] + notes) + "\n"
+    open(f"{WORK}/table.md", "w").write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
