@@ -359,6 +359,49 @@ def requantizing_ops():
     save_case("requantizing-ops", [x], sess.run(None, {"x": x}))
 
 
+def linear_resize():
+    """Bilinear Resize between Dequantize and Quantize, each with its own output quantization:
+    on channels-last data (after an integer MaxPool) at half_pixel x2, and in ONNX layout at
+    align_corners 12x12 -> 9x7, asymmetric 12x12 -> 17x30, and half_pixel with one axis at
+    scale 1; onnxruntime's outputs with graph optimizations off."""
+    from onnx import helper, TensorProto
+    scalar = lambda name, v, t=TensorProto.FLOAT: helper.make_tensor(name, t, [], [v])
+    rng = np.random.default_rng(12)
+    shape = [1, 5, 12, 12]
+    inits = [scalar("in_s", 8 / 255), scalar("in_z", 128, TensorProto.UINT8),
+             helper.make_tensor("up", TensorProto.FLOAT, [4], [1, 1, 2, 2]),
+             helper.make_tensor("stretch", TensorProto.FLOAT, [4], [1, 1, 1, 2.5]),
+             helper.make_tensor("down", TensorProto.INT64, [4], [1, 5, 9, 7]),
+             helper.make_tensor("odd", TensorProto.INT64, [4], [1, 5, 17, 30])]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "in_s", "in_z"], ["xq"], name="quantize"),
+             helper.make_node("MaxPool", ["xq"], ["mp"], name="maxpool", kernel_shape=[2, 2], strides=[2, 2])]
+    cases = [("last", "mp", ["", "up"], {"coordinate_transformation_mode": "half_pixel"}, 7 / 255, 120),
+             ("corners", "xq", ["", "", "down"], {"coordinate_transformation_mode": "align_corners"}, 6 / 255, 130),
+             ("asym", "xq", ["", "", "odd"], {"coordinate_transformation_mode": "asymmetric"}, 8 / 255, 128),
+             ("wide", "xq", ["", "stretch"], {"coordinate_transformation_mode": "half_pixel"}, 9 / 255, 100)]
+    outputs = []
+    for name, src, extra, attrs, scale, zero in cases:
+        inits += [scalar(f"{name}_s", scale), scalar(f"{name}_z", zero, TensorProto.UINT8)]
+        nodes += [helper.make_node("DequantizeLinear", [src, "in_s", "in_z"], [f"{name}_d"], name=f"{name}_dq"),
+                  helper.make_node("Resize", [f"{name}_d", *extra], [f"{name}_f"], name=name, mode="linear", **attrs),
+                  helper.make_node("QuantizeLinear", [f"{name}_f", f"{name}_s", f"{name}_z"], [name], name=f"{name}_q"),
+                  helper.make_node("DequantizeLinear", [name, f"{name}_s", f"{name}_z"], [f"{name}_y"], name=f"{name}_out")]
+        outputs.append(helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, None))
+    g = helper.make_graph(nodes, "linear_resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                          outputs, initializer=inits)
+    d = f"{FIX}/linear-resize"
+    os.makedirs(d, exist_ok=True)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model = onnx.shape_inference.infer_shapes(model)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, f"{d}/model.onnx")
+    x = rng.uniform(-4, 4, shape).astype(np.float32)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(f"{d}/model.onnx", opts, providers=["CPUExecutionProvider"])
+    save_case("linear-resize", [x], sess.run(None, {"x": x}))
+
+
 def int8_models(tags=None):
     """Compress both models with our own tool, then record onnxruntime's outputs on the int8
     models, so tests can check that our engine and onnxruntime agree on what we emit.
@@ -405,6 +448,7 @@ def main():
     prune_fixtures()
     tabled_ops()
     requantizing_ops()
+    linear_resize()
     int8_models()
 
 
@@ -415,5 +459,7 @@ if __name__ == "__main__":
         tabled_ops()
     elif sys.argv[1:2] == ["requantizing"]:
         requantizing_ops()
+    elif sys.argv[1:2] == ["linear-resize"]:
+        linear_resize()
     else:
         main()

@@ -234,6 +234,16 @@ fn requantizing_ops_match_onnxruntime() {
     );
 }
 
+/// Bilinear Resize on the integers (channels-last and ONNX layout; half_pixel, align_corners,
+/// asymmetric, an axis at scale 1) computes onnxruntime's float steps in its order: exact.
+#[test]
+fn linear_resize_matches_onnxruntime_exactly() {
+    micro_matches_onnxruntime(
+        "linear-resize",
+        &[(7.0 / 255.0, 0.0), (6.0 / 255.0, 0.0), (8.0 / 255.0, 0.0), (9.0 / 255.0, 0.0)],
+    );
+}
+
 /// The micro backend on fixture `name` (a QDQ graph, onnxruntime's outputs recorded with its
 /// graph optimizations off) against onnxruntime, output i within `lsb[i].1` steps of `lsb[i].0`.
 fn micro_matches_onnxruntime(name: &str, lsb: &[(f64, f64)]) {

@@ -234,25 +234,28 @@ fn pooling_params(n: &pb::NodeProto, hw: [usize; 2]) -> Result<[u8; 12], EngineE
     Ok(p)
 }
 
-/// The source index of every output index, axis by axis, of a nearest-neighbour Resize
-/// (opset 11 on), computed in f32 as onnxruntime does.
-fn resize_maps(
+/// A string attribute of `n`, or `default`.
+fn text_attr(n: &pb::NodeProto, name: &str, default: &str) -> String {
+    n.attribute.iter().find(|a| a.name == name).map_or(default.to_string(), |a| String::from_utf8_lossy(&a.s).into())
+}
+
+/// A Resize's mode, coordinate transformation and per-axis scales (opset 11 on; from its
+/// `scales`, else output over input as onnxruntime computes them from `sizes`).
+fn resize_setup(
     n: &pb::NodeProto,
     input: &[usize],
     output: &[usize],
     g: &pb::GraphProto,
-) -> Result<Vec<Vec<u16>>, EngineError> {
-    let text = |name: &str, default: &str| {
-        n.attribute
-            .iter()
-            .find(|a| a.name == name)
-            .map_or(default.to_string(), |a| String::from_utf8_lossy(&a.s).into())
-    };
-    if text("mode", "nearest") != "nearest" || n.input.len() < 3 {
-        return Err(unsupported(n, "only mode=nearest, opset 11 or later"));
+) -> Result<(String, String, Vec<f32>), EngineError> {
+    let text = |name: &str, default: &str| text_attr(n, name, default);
+    let mode = text("mode", "nearest");
+    if !matches!(mode.as_str(), "nearest" | "linear") || n.input.len() < 3 {
+        return Err(unsupported(n, "only mode=nearest or linear, opset 11 or later"));
     }
-    if n.attribute.iter().any(|a| a.name == "axes") || text("keep_aspect_ratio_policy", "stretch") != "stretch" {
-        return Err(unsupported(n, "axes and keep_aspect_ratio_policy"));
+    if n.attribute.iter().any(|a| a.name == "axes" || (a.name == "antialias" && a.i != 0))
+        || text("keep_aspect_ratio_policy", "stretch") != "stretch"
+    {
+        return Err(unsupported(n, "axes, antialias and keep_aspect_ratio_policy"));
     }
     let scales = n.input.get(2).filter(|s| !s.is_empty()).and_then(|s| raw(g, s)).map(|r| f32s(&r));
     let scales: Vec<f32> = match scales.filter(|s| !s.is_empty()) {
@@ -260,23 +263,44 @@ fn resize_maps(
         Some(_) => return Err(unsupported(n, "its scales do not match its input's rank")),
         None => input.iter().zip(output).map(|(&i, &o)| o as f32 / i as f32).collect(),
     };
-    let transform = text("coordinate_transformation_mode", "half_pixel");
-    let nearest = text("nearest_mode", "round_prefer_floor");
+    Ok((mode, text("coordinate_transformation_mode", "half_pixel"), scales))
+}
+
+/// The input coordinate of output index `o` along an axis, in f32 as onnxruntime computes it.
+fn source_coordinate(
+    n: &pb::NodeProto,
+    transform: &str,
+    o: usize,
+    scale: f32,
+    (len_in, len_out): (usize, usize),
+) -> Result<f32, EngineError> {
+    let o = o as f32;
+    Ok(match transform {
+        "half_pixel" => (o + 0.5) / scale - 0.5,
+        "pytorch_half_pixel" if len_out > 1 => (o + 0.5) / scale - 0.5,
+        "pytorch_half_pixel" => 0.0,
+        "asymmetric" => o / scale,
+        "tf_half_pixel_for_nn" => (o + 0.5) / scale,
+        "align_corners" if len_out > 1 => o * (len_in - 1) as f32 / (len_out - 1) as f32,
+        "align_corners" => 0.0,
+        other => return Err(unsupported(n, &format!("coordinate_transformation_mode {other}"))),
+    })
+}
+
+/// The source index of every output index, axis by axis, of a nearest-neighbour Resize.
+fn resize_maps(
+    n: &pb::NodeProto,
+    input: &[usize],
+    output: &[usize],
+    g: &pb::GraphProto,
+) -> Result<Vec<Vec<u16>>, EngineError> {
+    let (_, transform, scales) = resize_setup(n, input, output, g)?;
+    let nearest = text_attr(n, "nearest_mode", "round_prefer_floor");
     let mut maps = Vec::with_capacity(input.len());
     for ((&len_in, &len_out), &scale) in input.iter().zip(output).zip(&scales) {
         let mut map = Vec::with_capacity(len_out);
         for o in 0..len_out {
-            let o = o as f32;
-            let x = match transform.as_str() {
-                "half_pixel" => (o + 0.5) / scale - 0.5,
-                "pytorch_half_pixel" if len_out > 1 => (o + 0.5) / scale - 0.5,
-                "pytorch_half_pixel" => 0.0,
-                "asymmetric" => o / scale,
-                "tf_half_pixel_for_nn" => (o + 0.5) / scale,
-                "align_corners" if len_out > 1 => o * (len_in - 1) as f32 / (len_out - 1) as f32,
-                "align_corners" => 0.0,
-                other => return Err(unsupported(n, &format!("coordinate_transformation_mode {other}"))),
-            };
+            let x = source_coordinate(n, &transform, o, scale, (len_in, len_out))?;
             let i = match nearest.as_str() {
                 "round_prefer_floor" if x == (x as i64) as f32 + 0.5 => x.floor(),
                 "round_prefer_floor" | "round_prefer_ceil" => x.round(),
@@ -289,6 +313,42 @@ fn resize_maps(
         maps.push(map);
     }
     Ok(maps)
+}
+
+/// The bilinear entries (`ops::resize::LINEAR_ENTRY` bytes each) of a linear Resize of the
+/// last two axes of a 4-D tensor: output rows, then columns, as onnxruntime's
+/// `SetupUpsampleBilinear` computes them (an axis of scale 1 maps to itself).
+fn linear_maps(
+    n: &pb::NodeProto,
+    input: &[usize],
+    output: &[usize],
+    g: &pb::GraphProto,
+) -> Result<Vec<u8>, EngineError> {
+    let (_, transform, scales) = resize_setup(n, input, output, g)?;
+    if input.len() != 4 || input[..2] != output[..2] {
+        return Err(unsupported(n, "a linear Resize of other axes than the last two of a 4-D tensor"));
+    }
+    let mut bytes = Vec::with_capacity((output[2] + output[3]) * kestrel_micro::ops::resize::LINEAR_ENTRY);
+    for axis in [2, 3] {
+        let (len_in, len_out) = (input[axis], output[axis]);
+        for o in 0..len_out {
+            let x = if scales[axis] == 1.0 {
+                o as f32
+            } else {
+                source_coordinate(n, &transform, o, scales[axis], (len_in, len_out))?
+            };
+            let x = x.min((len_in - 1) as f32).max(0.0);
+            let i1 = (x as usize).min(len_in - 1);
+            let i2 = (i1 + 1).min(len_in - 1);
+            let (d1, d2) = if i1 == i2 { (0.5, 0.5) } else { ((x - i1 as f32).abs(), (x - i2 as f32).abs()) };
+            for part in
+                [&(i1 as u16).to_le_bytes()[..], &(i2 as u16).to_le_bytes(), &d1.to_le_bytes(), &d2.to_le_bytes()]
+            {
+                bytes.extend_from_slice(part);
+            }
+        }
+    }
+    Ok(bytes)
 }
 
 /// `dims` with leading 1s up to `rank` (ONNX broadcasting aligns the last axes).
@@ -617,6 +677,22 @@ impl<'g> Exporter<'g> {
                 let slope = self.prelu_slope(fnode, x)?;
                 let y = self.elementwise(out, x, DType::U8, Some(quant));
                 self.push(OpCode::PRelu, vec![x, slope], y, [0; 12], None);
+            }
+            "Resize" if text_attr(fnode, "mode", "nearest") == "linear" => {
+                let (input, dims) = (self.shape_of(fnode, &fnode.input[0])?, self.shape_of(fnode, &fnode.output[0])?);
+                let maps = linear_maps(fnode, &input, &dims, self.g)?;
+                let at = self.b.weights(&maps);
+                let t = &self.tensors[x];
+                if t.dtype != DType::U8 {
+                    return Err(unsupported(fnode, "a linear Resize of other than uint8"));
+                }
+                let nhwc = t.nhwc;
+                let stored = if nhwc { vec![dims[0], dims[2], dims[3], dims[1]] } else { dims };
+                let y = self.new_activation(out, DType::U8, stored, Some(quant));
+                self.tensors[y].nhwc = nhwc;
+                let mut p = [0u8; 12];
+                p[0] = u8::from(nhwc);
+                self.push(OpCode::ResizeLinear, vec![x], y, p, Some(at));
             }
             _ => {
                 let t = &self.tensors[x];

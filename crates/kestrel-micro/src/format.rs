@@ -107,6 +107,8 @@ pub enum OpCode {
     BinaryF32,
     /// A crop (ONNX Slice with unit steps; each output of a Split).
     Slice,
+    /// Bilinear Resize of uint8, requantized.
+    ResizeLinear,
 }
 
 impl OpCode {
@@ -134,6 +136,7 @@ impl OpCode {
             20 => OpCode::ConvF32,
             21 => OpCode::BinaryF32,
             22 => OpCode::Slice,
+            23 => OpCode::ResizeLinear,
             _ => return None,
         })
     }
@@ -162,6 +165,7 @@ impl OpCode {
             OpCode::ConvF32 => 20,
             OpCode::BinaryF32 => 21,
             OpCode::Slice => 22,
+            OpCode::ResizeLinear => 23,
         }
     }
 
@@ -730,6 +734,41 @@ impl<'a> Model<'a> {
                             return Err(Error::OutOfBounds { what: "Resize source index of op", index: o as u32 });
                         }
                         at += 2;
+                    }
+                }
+                Ok(())
+            }
+            #[cfg(feature = "all-ops")]
+            OpCode::ResizeLinear => {
+                let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
+                let quantized = x.scale.is_some() && y.scale.is_some();
+                if x.dtype != DType::U8 || y.dtype != DType::U8 || x.rank != 4 || y.rank != 4 || !quantized {
+                    return Err(bad("ResizeLinear tensors (quantized uint8, 4-D)"));
+                }
+                // params[0]: 1 resizes axes 1 and 2 (channels-last), 0 axes 2 and 3.
+                let (kept, hw) = match op.params[0] {
+                    1 => ([0, 3], [1, 2]),
+                    0 => ([0, 1], [2, 3]),
+                    _ => return Err(bad("ResizeLinear layout")),
+                };
+                if kept.iter().any(|&a| x.dims[a] != y.dims[a]) {
+                    return Err(bad("ResizeLinear output shape"));
+                }
+                let entries = y.dims[hw[0]] + y.dims[hw[1]];
+                let len = entries * crate::ops::resize::LINEAR_ENTRY;
+                let maps = match op.extra {
+                    Some(at) if within(at, len, self.weights_len) => self.weights_at_offset(at, len),
+                    _ => return Err(Error::OutOfBounds { what: "bilinear maps of op", index: o as u32 }),
+                };
+                for (k, e) in maps.chunks_exact(crate::ops::resize::LINEAR_ENTRY).enumerate() {
+                    let limit = x.dims[if k < y.dims[hw[0]] { hw[0] } else { hw[1] }];
+                    let index = |at: usize| usize::from(u16::from_le_bytes([e[at], e[at + 1]]));
+                    let weight = |at: usize| f32::from_le_bytes([e[at], e[at + 1], e[at + 2], e[at + 3]]);
+                    if index(0) >= limit || index(2) >= limit {
+                        return Err(Error::OutOfBounds { what: "ResizeLinear source index of op", index: o as u32 });
+                    }
+                    if !weight(4).is_finite() || !weight(8).is_finite() {
+                        return Err(bad("ResizeLinear weights (finite)"));
                     }
                 }
                 Ok(())

@@ -276,6 +276,16 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 ops::resize::resize(read(&x), x.dims, maps, y.dims, out);
             }
             #[cfg(feature = "all-ops")]
+            OpCode::ResizeLinear => {
+                let ([a, b, c, d], [_, e, f, g]) = (x.dims, y.dims);
+                // Channels-last: [n, h, w, c] as it is; ONNX layout: [n·c, h, w, 1].
+                let (dims, out_hw) =
+                    if op.params[0] == 1 { ([a, b, c, d], (e, f)) } else { ([a * b, c, d, 1], (f, g)) };
+                let maps =
+                    m.weights_at_offset(op.extra.unwrap_or(0), (out_hw.0 + out_hw.1) * ops::resize::LINEAR_ENTRY);
+                ops::resize::resize_linear(read(&x), quant(&x), dims, maps, out_hw, out, quant(&y));
+            }
+            #[cfg(feature = "all-ops")]
             OpCode::Lookup => {
                 let table = m.weights_at_offset(op.extra.unwrap_or(0), 256);
                 for (o, &v) in out.iter_mut().zip(read(&x)) {

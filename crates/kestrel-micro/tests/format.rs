@@ -307,6 +307,57 @@ fn the_requantizing_ops_run_and_their_damage_is_caught() {
     assert!(matches!(e, Error::OutOfBounds { what: "Resize source index of op", .. }), "{e:?}");
 }
 
+#[cfg(feature = "all-ops")]
+#[test]
+fn bilinear_resize_runs_and_its_damaged_maps_are_caught() {
+    // x u8 [1, 2, 2, 1] (scale 0.5) → ResizeLinear → y u8 [1, 1, 3, 1] (scale 1, zero point 10):
+    // one row between the two, columns at 0, ¼ and 1 (see ops::resize's unit test).
+    let entry = |i1: u16, i2: u16, d1: f32, d2: f32| -> Vec<u8> {
+        [&i1.to_le_bytes()[..], &i2.to_le_bytes(), &d1.to_le_bytes(), &d2.to_le_bytes()].concat()
+    };
+    let maps = [entry(0, 1, 0.5, 0.5), entry(0, 0, 0.5, 0.5), entry(0, 1, 0.25, 0.75), entry(1, 1, 0.5, 0.5)].concat();
+    let mut b = Builder::new();
+    let maps_at = b.weights(&maps);
+    let act = |b: &mut Builder, dims: &'static [usize], offset: u32, scale: f32, zero_point: i32| {
+        b.tensor(TensorSpec {
+            dtype: DType::U8,
+            dims,
+            storage: Storage::Arena,
+            offset,
+            scale: Some(scale),
+            zero_point,
+            channel_scales: None,
+        })
+    };
+    let x = act(&mut b, &[1, 2, 2, 1], 0, 0.5, 0);
+    let y = act(&mut b, &[1, 1, 3, 1], 16, 1.0, 10);
+    let mut params = [0u8; 12];
+    params[0] = 1;
+    b.op(OpCode::ResizeLinear, &[x], &[y], params, Some(maps_at));
+    b.input(x);
+    b.output(y);
+    b.arena(32);
+    let good = b.finish();
+    let model = Model::parse(&good).unwrap();
+    let mut arena = vec![0u8; model.arena_len()];
+    let mut it = Interpreter::new(model, &mut arena).unwrap();
+    it.input_mut(0).unwrap().copy_from_slice(&[0, 100, 200, 40]);
+    it.run().unwrap();
+    assert_eq!(it.output(0).unwrap(), [60, 56, 45]);
+    let patch = |at: usize, bytes: &[u8]| {
+        let mut f = good.clone();
+        f[at..at + bytes.len()].copy_from_slice(bytes);
+        seal(&mut f);
+        Model::parse(&f).map(|_| ())
+    };
+    // Weights start after the tables: 64 + 2·32 (tensors) + 1·32 (op) + io, 16-aligned.
+    let weights = (64 + 2 * 32 + 32 + 2 * 2usize).next_multiple_of(16);
+    let e = patch(weights + 2, &2u16.to_le_bytes()).unwrap_err();
+    assert!(matches!(e, Error::OutOfBounds { what: "ResizeLinear source index of op", .. }), "{e:?}");
+    let e = patch(weights + 4, &f32::NAN.to_le_bytes()).unwrap_err();
+    assert!(matches!(e, Error::Invalid { what: "ResizeLinear weights (finite)", .. }), "{e:?}");
+}
+
 #[test]
 fn random_bytes_are_refused() {
     let mut state = 0x2545_F491_4F6C_DD1Du64;
