@@ -104,7 +104,8 @@ class Converter:
         return name
 
     def node(self, op_type, inputs, outputs, **attrs):
-        self.nodes.append(helper.make_node(op_type, inputs, outputs, **attrs))
+        """A node named after its output (tools match nodes by name)."""
+        self.nodes.append(helper.make_node(op_type, inputs, outputs, name=outputs[0], **attrs))
 
     def fused(self, fused, op_type, inputs, out, **attrs):
         """`op_type` writing `out`, through its fused activation (Relu or Clip to [0, 6])."""

@@ -188,7 +188,8 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
             } else {
                 format!("float ({})", l.kept_float_because.clone().unwrap_or_default())
             };
-            lines.push(format!("  {:<40} {:<7} alone {:>6.1} dB  {verdict}", l.node, l.op, l.isolated_sqnr_db));
+            let alone = l.isolated_sqnr_db.map_or("alone      -   ".to_string(), |db| format!("alone {db:>6.1} dB"));
+            lines.push(format!("  {:<40} {:<7} {alone}  {verdict}", l.node, l.op));
         }
         if !r.float_ops.is_empty() {
             let ops: Vec<String> = r.float_ops.iter().map(|(k, v)| format!("{k} {v}")).collect();

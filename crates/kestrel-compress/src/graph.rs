@@ -25,6 +25,11 @@ pub fn initializer<'a>(g: &'a pb::GraphProto, name: &str) -> Option<&'a pb::Tens
     g.initializer.iter().find(|t| t.name == name)
 }
 
+/// The value of a one-element float32 initializer.
+pub fn scalar(g: &pb::GraphProto, name: &str) -> Option<f32> {
+    initializer(g, name).and_then(|t| f32_values(t).ok()).and_then(|(_, v)| (v.len() == 1).then(|| v[0]))
+}
+
 /// A float32 initializer's values and dims.
 pub fn f32_values(t: &pb::TensorProto) -> Result<(Vec<usize>, Vec<f32>), CompressError> {
     let raw = kestrel_onnx::tensor_raw_le(t)?;

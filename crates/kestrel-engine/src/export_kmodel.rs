@@ -882,7 +882,7 @@ impl<'g> Exporter<'g> {
                 self.tensors[y].nhwc = true;
                 self.push(OpCode::MaxPool, vec![x], y, p, None);
             }
-            "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
+            "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Identity" => {
                 let x = self.activation(n, &n.input[0])?;
                 let x = self.onnx_layout(x);
                 let t = self.tensors[x].clone();

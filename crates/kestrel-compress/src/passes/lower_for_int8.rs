@@ -244,11 +244,7 @@ fn fold_batch_norms(g: &mut pb::GraphProto) -> Result<(), CompressError> {
 fn fuse_hard_swish(g: &mut pb::GraphProto) -> bool {
     let producers = graph::producers(g);
     let consumers = graph::consumers(g);
-    let scalar = |name: &str| {
-        graph::initializer(g, name)
-            .and_then(|t| graph::f32_values(t).ok())
-            .and_then(|(_, v)| (v.len() == 1).then(|| v[0]))
-    };
+    let scalar = |name: &str| graph::scalar(g, name);
     let node_of = |t: &str, op: &str| producers.get(t).copied().filter(|&p| g.node[p].op_type == op);
     let mut found = Vec::new();
     for (di, div) in g.node.iter().enumerate().filter(|(_, n)| n.op_type == "Div" && n.input.len() == 2) {

@@ -31,8 +31,18 @@ use crate::CompressError;
 
 const PASS: &str = "quantize-int8";
 /// Ops that commute with an affine uint8 quantization, so they can run on the integers.
-const PASSTHROUGH: &[&str] =
-    &["MaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Split", "DepthToSpace"];
+const PASSTHROUGH: &[&str] = &[
+    "MaxPool",
+    "Reshape",
+    "Transpose",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Slice",
+    "Split",
+    "DepthToSpace",
+    "Identity",
+];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct QuantizeConfig {
@@ -65,8 +75,10 @@ pub struct LayerReport {
     pub node: String,
     pub op: String,
     pub quantized: bool,
-    /// Model-output SQNR with only this layer quantized.
-    pub isolated_sqnr_db: f64,
+    /// Model-output SQNR with only this layer quantized: measured where it decides (not for
+    /// integer-only models, where every layer is quantized, nor output heads kept float).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolated_sqnr_db: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept_float_because: Option<String>,
 }
@@ -87,9 +99,11 @@ struct Candidate {
     name: String,
     op: String,
     input: String,
-    /// The float tensor its integer output stands for (after a folded Relu).
+    /// The float tensor its integer output stands for (after a folded activation).
     output: String,
-    relu: Option<usize>,
+    /// A Relu or Clip(0, max) after a Conv, folded in: the output's range, from 0 to at most
+    /// the clip's max, clamps as it does.
+    activation: Option<usize>,
 }
 
 /// Quantizes `model`, calibrating on `samples` (each a full model input).
@@ -157,17 +171,20 @@ pub fn quantize_int8(
     let mut layers = Vec::new();
     let mut chosen = HashSet::new();
     for (i, c) in cands.iter().enumerate() {
-        let alone = score(&HashSet::from([i]))?;
+        let mut alone = None;
         let why = if config.integer_only {
             chosen.insert(i);
             None
         } else if config.keep_output_heads_float && heads.contains(&i) {
             Some("output head (feeds a model output directly)".to_string())
-        } else if alone < config.min_layer_sqnr_db {
-            Some(format!("alone it drops the output to {alone:.1} dB (< {} dB)", config.min_layer_sqnr_db))
         } else {
-            chosen.insert(i);
-            None
+            let sqnr = *alone.insert(score(&HashSet::from([i]))?);
+            if sqnr < config.min_layer_sqnr_db {
+                Some(format!("alone it drops the output to {sqnr:.1} dB (< {} dB)", config.min_layer_sqnr_db))
+            } else {
+                chosen.insert(i);
+                None
+            }
         };
         layers.push(LayerReport {
             node: c.name.clone(),
@@ -179,9 +196,10 @@ pub fn quantize_int8(
     }
     let mut output_sqnr = score(&chosen)?;
     while output_sqnr < config.min_model_sqnr_db && !config.integer_only {
-        let Some(&worst) =
-            chosen.iter().min_by(|&&a, &&b| layers[a].isolated_sqnr_db.total_cmp(&layers[b].isolated_sqnr_db))
-        else {
+        let Some(&worst) = chosen.iter().min_by(|&&a, &&b| {
+            let alone = |l: usize| layers[l].isolated_sqnr_db.unwrap_or(f64::INFINITY);
+            alone(a).total_cmp(&alone(b))
+        }) else {
             break;
         };
         chosen.remove(&worst);
@@ -191,7 +209,8 @@ pub fn quantize_int8(
         output_sqnr = score(&chosen)?;
     }
     let quantized = build(model, &cands, &chosen, &ranges, config.integer_only.then_some(&non_float))?;
-    let in_candidates: HashSet<usize> = cands.iter().flat_map(|c| std::iter::once(c.node).chain(c.relu)).collect();
+    let in_candidates: HashSet<usize> =
+        cands.iter().flat_map(|c| std::iter::once(c.node).chain(c.activation)).collect();
     let mut float_ops = BTreeMap::new();
     let qg = graph::graph(&quantized.proto)?;
     let producers = graph::producers(qg);
@@ -256,7 +275,14 @@ fn score_head_tensors(g: &pb::GraphProto, cands: &[Candidate], non_float: &HashS
 fn lowered(model: &OnnxModel, typed: &HashMap<String, (&str, Vec<usize>)>) -> Result<OnnxModel, CompressError> {
     let mut out = model.clone();
     let shapes = typed.iter().map(|(name, (_, dims))| (name.clone(), dims.clone())).collect();
-    if lower_for_int8(graph::graph_mut(&mut out.proto)?, &shapes)? {
+    let g = graph::graph_mut(&mut out.proto)?;
+    // Every node named (names are optional in ONNX): the report finds each op of the float model
+    // again in the quantized one by its name, after passes that rename its tensors.
+    let mut names = Names::new(g);
+    for n in g.node.iter_mut().filter(|n| n.name.is_empty()) {
+        n.name = names.fresh(n.output.first().map_or("node", String::as_str));
+    }
+    if lower_for_int8(g, &shapes)? {
         graph::require_opset(&mut out.proto, 14);
     }
     Ok(out)
@@ -273,8 +299,10 @@ fn qdq_integer(
     let Some(out) = n.output.first() else { return false };
     let q_node = qg.node.iter().find(|m| m.output.first() == Some(out));
     match (n.op_type.as_str(), q_node) {
-        // Hoisted, or put between a Dequantize and a Quantize: its output is now a Dequantize's.
-        ("Pad", Some(m)) => m.op_type == "DequantizeLinear",
+        // Put between a Dequantize and a Quantize: its output is now a Dequantize's.
+        ("Pad", Some(m)) if m.op_type == "DequantizeLinear" => true,
+        // Hoisted onto the integers: it writes a quantized tensor of a new name.
+        ("Pad", _) => qg.node.iter().any(|m| m.name == n.name && m.op_type == "Pad" && m.output.first() != Some(out)),
         (op, _) if qdq_float_ops::WRAPPED.contains(&op) => qdq_float_ops::in_qdq_form(qg, producers, n, non_float),
         ("Add", _) if !qdq_float_ops::quantized_inputs(qg, n, non_float).is_empty() => {
             qdq_float_ops::in_qdq_form(qg, producers, n, non_float)
@@ -309,9 +337,9 @@ fn candidates(g: &pb::GraphProto) -> Vec<Candidate> {
             continue;
         }
         let out_name = &n.output[0];
-        let relu = match consumers.get(out_name).map(Vec::as_slice) {
+        let activation = match consumers.get(out_name).map(Vec::as_slice) {
             Some([only])
-                if n.op_type == "Conv" && g.node[*only].op_type == "Relu" && !outputs.contains(out_name.as_str()) =>
+                if n.op_type == "Conv" && clamps_at_zero(g, &g.node[*only]) && !outputs.contains(out_name.as_str()) =>
             {
                 Some(*only)
             }
@@ -322,11 +350,22 @@ fn candidates(g: &pb::GraphProto) -> Vec<Candidate> {
             name: if n.name.is_empty() { out_name.clone() } else { n.name.clone() },
             op: n.op_type.clone(),
             input: n.input[0].clone(),
-            output: relu.map_or_else(|| out_name.clone(), |r| g.node[r].output[0].clone()),
-            relu,
+            output: activation.map_or_else(|| out_name.clone(), |r| g.node[r].output[0].clone()),
+            activation,
         });
     }
     out
+}
+
+/// Relu, or a Clip from 0 to a positive max (Relu6): what a quantized output of range
+/// [0, hi], hi at most the max, computes by saturating.
+fn clamps_at_zero(g: &pb::GraphProto, n: &pb::NodeProto) -> bool {
+    let bound = |i: usize, attr: &str| match n.input.get(i).filter(|t| !t.is_empty()) {
+        Some(t) => graph::scalar(g, t),
+        None => n.attribute.iter().find(|a| a.name == attr).map(|a| a.f),
+    };
+    n.op_type == "Relu"
+        || (n.op_type == "Clip" && bound(1, "min") == Some(0.0) && bound(2, "max").is_some_and(|m| m > 0.0))
 }
 
 /// Candidates from which a model output is reachable without passing another candidate.
@@ -458,7 +497,7 @@ fn build(
     };
 
     let by_node: HashMap<usize, &Candidate> = set.iter().map(|&i| (cands[i].node, &cands[i])).collect();
-    let skip: HashSet<usize> = set.iter().filter_map(|&i| cands[i].relu).collect();
+    let skip: HashSet<usize> = set.iter().filter_map(|&i| cands[i].activation).collect();
     let mut nodes = Vec::new();
     let mut inits = Vec::new();
     // Float layer input → its Quantize's output, scale and zero point.
