@@ -402,6 +402,50 @@ def linear_resize():
     save_case("linear-resize", [x], sess.run(None, {"x": x}))
 
 
+def float_ops():
+    """The float ops a mixed int8 model keeps between its float layers, on the integer runtime:
+    a float Conv, HardSwish, a squeeze-and-excite block (GlobalAveragePool, HardSigmoid, Mul),
+    a nearest Resize, Clip, LeakyRelu, Sigmoid and Tanh, then a quantized 1x1 Conv (so the model
+    is an int8 one). Outputs: sigmoid (float), tanh (float), the quantized conv dequantized."""
+    from onnx import helper, TensorProto
+    rng = np.random.default_rng(13)
+    f32 = lambda name, dims, values: helper.make_tensor(name, TensorProto.FLOAT, dims, np.asarray(values, np.float32).ravel().tolist())
+    scalar = lambda name, v, t=TensorProto.FLOAT: helper.make_tensor(name, t, [], [v])
+    shape = [1, 4, 10, 10]
+    inits = [f32("w", [8, 4, 3, 3], rng.uniform(-0.5, 0.5, (8, 4, 3, 3))), f32("b", [8], rng.uniform(-0.5, 0.5, 8)),
+             f32("up", [4], [1, 1, 2, 2]), scalar("lo", -1.0), scalar("hi", 4.0),
+             scalar("s_s", 4 / 255), scalar("s_z", 0, TensorProto.UINT8),
+             helper.make_tensor("wq", TensorProto.INT8, [3, 8, 1, 1], rng.integers(-127, 128, 24).tolist()),
+             f32("wq_s", [3], [0.01, 0.02, 0.015]), helper.make_tensor("wq_z", TensorProto.INT8, [3], [0, 0, 0]),
+             scalar("y_s", 0.05), scalar("y_z", 128, TensorProto.UINT8)]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["conv"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("HardSwish", ["conv"], ["hs"], name="hardswish"),
+             helper.make_node("GlobalAveragePool", ["hs"], ["gap"], name="gap"),
+             helper.make_node("HardSigmoid", ["gap"], ["gate"], name="gate", alpha=0.2, beta=0.5),
+             helper.make_node("Mul", ["hs", "gate"], ["se"], name="excite"),
+             helper.make_node("Resize", ["se", "", "up"], ["big"], name="resize", mode="nearest",
+                              coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+             helper.make_node("Clip", ["big", "lo", "hi"], ["clip"], name="clip"),
+             helper.make_node("LeakyRelu", ["clip"], ["leaky"], name="leaky", alpha=0.1),
+             helper.make_node("Sigmoid", ["leaky"], ["sigmoid"], name="sigmoid"),
+             helper.make_node("Tanh", ["se"], ["tanh"], name="tanh"),
+             helper.make_node("QuantizeLinear", ["sigmoid", "s_s", "s_z"], ["sq"], name="quantize"),
+             helper.make_node("QLinearConv", ["sq", "s_s", "s_z", "wq", "wq_s", "wq_z", "y_s", "y_z"], ["yq"], name="qconv"),
+             helper.make_node("DequantizeLinear", ["yq", "y_s", "y_z"], ["y"], name="dequantize")]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ["sigmoid", "tanh", "y"]]
+    g = helper.make_graph(nodes, "float_ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                          outputs, initializer=inits)
+    d = f"{FIX}/float-ops"
+    os.makedirs(d, exist_ok=True)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    model = onnx.shape_inference.infer_shapes(model)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, f"{d}/model.onnx")
+    x = rng.uniform(-3, 3, shape).astype(np.float32)
+    sess = ort.InferenceSession(f"{d}/model.onnx", providers=["CPUExecutionProvider"])
+    save_case("float-ops", [x], sess.run(None, {"x": x}))
+
+
 def int8_models(tags=None):
     """Compress both models with our own tool, then record onnxruntime's outputs on the int8
     models, so tests can check that our engine and onnxruntime agree on what we emit.
@@ -449,6 +493,7 @@ def main():
     tabled_ops()
     requantizing_ops()
     linear_resize()
+    float_ops()
     int8_models()
 
 
@@ -461,5 +506,7 @@ if __name__ == "__main__":
         requantizing_ops()
     elif sys.argv[1:2] == ["linear-resize"]:
         linear_resize()
+    elif sys.argv[1:2] == ["float-ops"]:
+        float_ops()
     else:
         main()

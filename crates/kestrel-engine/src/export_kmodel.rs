@@ -26,6 +26,7 @@ use std::collections::{HashMap, HashSet};
 
 use kestrel_micro::builder::{Builder, TensorSpec};
 use kestrel_micro::ops::binary_f32::Kind;
+use kestrel_micro::ops::unary_f32::Unary;
 use kestrel_micro::{DType, OpCode, Storage};
 use kestrel_onnx::{pb, OnnxModel};
 
@@ -149,6 +150,10 @@ fn float_add_relus(g: &pb::GraphProto, skip: &HashSet<usize>) -> HashMap<usize, 
 /// Elementwise float functions that run on the integers as a 256-entry table when they sit
 /// between a Dequantize and a Quantize: `Quantize(f(Dequantize(x)))`.
 const TABLED: &[&str] = &["Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh"];
+
+/// Activation functions the integer runtime computes on float32 (UnaryF32), between a mixed
+/// model's float layers.
+const UNARY: &[&str] = &["Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh"];
 
 /// A Mul or Add of an activation and a scalar float constant: (the activation, the constant).
 /// Such an op runs on the integers as a table too.
@@ -408,6 +413,25 @@ fn small(v: i64, what: &str, n: &pb::NodeProto) -> Result<u8, EngineError> {
 
 impl<'g> Exporter<'g> {
     /// A scalar f32 (scale) or u8/i8 (zero point) initializer.
+    /// An activation function node (one of [`UNARY`]) with its constants.
+    fn unary(&self, n: &pb::NodeProto) -> Result<Unary, EngineError> {
+        let attr = |name: &str, default: f32| n.attribute.iter().find(|a| a.name == name).map_or(default, |a| a.f);
+        // Clip's bounds: inputs from opset 11, attributes before.
+        let bound = |i: usize, name: &str, default: f32| match n.input.get(i).filter(|v| !v.is_empty()) {
+            Some(v) => self.scalar(n, v),
+            None => Ok(attr(name, default)),
+        };
+        Ok(match n.op_type.as_str() {
+            "Clip" => Unary::Clip { lo: bound(1, "min", f32::NEG_INFINITY)?, hi: bound(2, "max", f32::INFINITY)? },
+            "LeakyRelu" => Unary::LeakyRelu { alpha: attr("alpha", 0.01) },
+            "HardSigmoid" => Unary::HardSigmoid { alpha: attr("alpha", 0.2), beta: attr("beta", 0.5) },
+            "Sigmoid" => Unary::Sigmoid,
+            "HardSwish" => Unary::HardSwish,
+            "Tanh" => Unary::Tanh,
+            _ => return Err(unsupported(n, "not an activation function")),
+        })
+    }
+
     fn scalar(&self, n: &pb::NodeProto, name: &str) -> Result<f32, EngineError> {
         let r = raw(self.g, name).ok_or_else(|| unsupported(n, &format!("`{name}` is not a constant")))?;
         match r.elem.code {
@@ -699,22 +723,41 @@ impl<'g> Exporter<'g> {
                 if (t.scale, t.zero_point) != (Some(quant.0), quant.1) {
                     return Err(unsupported(q, "it quantizes a nearest Resize with other parameters than its input's"));
                 }
-                let dims = self.shape_of(fnode, &fnode.output[0])?;
-                let maps = resize_maps(fnode, &self.shape_of(fnode, &fnode.input[0])?, &dims, self.g)?;
-                // Stored channels-last: the maps and dims of axes (0, 2, 3, 1).
-                let order: &[usize] = if t.nhwc { &[0, 2, 3, 1] } else { &[0, 1, 2, 3] };
-                let dims: Vec<usize> = order[..dims.len()].iter().map(|&a| dims[a]).collect();
-                let bytes: Vec<u8> = (0..4)
-                    .flat_map(|i| order.get(i).and_then(|&a| maps.get(a)).cloned().unwrap_or(vec![0]))
-                    .flat_map(u16::to_le_bytes)
-                    .collect();
-                let at = self.b.weights(&bytes);
-                let nhwc = t.nhwc;
-                let y = self.new_activation(out, t.dtype, dims, Some(quant));
-                self.tensors[y].nhwc = nhwc;
-                self.push(OpCode::Resize, vec![x], y, [0; 12], Some(at));
+                self.nearest_resize(fnode, x, out, Some(quant))?;
             }
         }
+        Ok(())
+    }
+
+    /// A nearest Resize of `x` (as stored) into `out`: per-axis index maps; for float32, the
+    /// innermost axis's map counted in bytes (the kernel gathers bytes).
+    fn nearest_resize(
+        &mut self,
+        n: &pb::NodeProto,
+        x: usize,
+        out: &str,
+        quant: Option<(f32, i32)>,
+    ) -> Result<(), EngineError> {
+        let t = self.tensors[x].clone();
+        let dims = self.shape_of(n, &n.output[0])?;
+        let maps = resize_maps(n, &self.shape_of(n, &n.input[0])?, &dims, self.g)?;
+        // Stored channels-last: the maps and dims of axes (0, 2, 3, 1).
+        let order: &[usize] = if t.nhwc { &[0, 2, 3, 1] } else { &[0, 1, 2, 3] };
+        let dims: Vec<usize> = order[..dims.len()].iter().map(|&a| dims[a]).collect();
+        let mut axes: Vec<Vec<u16>> =
+            (0..4).map(|i| order.get(i).and_then(|&a| maps.get(a)).cloned().unwrap_or(vec![0])).collect();
+        let size = t.dtype.size();
+        if size > 1 {
+            if dims.len() != 4 || t.dims[3] * size > usize::from(u16::MAX) {
+                return Err(unsupported(n, "a float Resize of other than a 4-D tensor of at most 16383 columns"));
+            }
+            axes[3] = axes[3].iter().flat_map(|&m| (0..size as u16).map(move |b| m * size as u16 + b)).collect();
+        }
+        let bytes: Vec<u8> = axes.iter().flatten().flat_map(|m| m.to_le_bytes()).collect();
+        let at = self.b.weights(&bytes);
+        let y = self.new_activation(out, t.dtype, dims, quant);
+        self.tensors[y].nhwc = t.nhwc;
+        self.push(OpCode::Resize, vec![x], y, [0; 12], Some(at));
         Ok(())
     }
 
@@ -754,30 +797,17 @@ impl<'g> Exporter<'g> {
         let (xs, xz) = (self.tensors[x].scale.unwrap_or(1.0), self.tensors[x].zero_point as f32);
         let (ys, yz) = self.quantization(q)?;
         let yz = yz as f32;
-        let attr = |name: &str, default: f32| fnode.attribute.iter().find(|a| a.name == name).map_or(default, |a| a.f);
-        let bound = |i: usize, default: f32| -> Result<f32, EngineError> {
-            match fnode.input.get(i).filter(|v| !v.is_empty()) {
-                None => Ok(default),
-                Some(v) => self.scalar(fnode, v),
-            }
-        };
         let f: Box<dyn Fn(f32) -> f32> = match fnode.op_type.as_str() {
             "Relu" => Box::new(|v: f32| v.max(0.0)),
-            "Clip" => {
-                let (lo, hi) = (bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?);
-                Box::new(move |v: f32| v.max(lo).min(hi))
-            }
-            "LeakyRelu" => {
-                let alpha = attr("alpha", 0.01);
-                Box::new(move |v: f32| if v >= 0.0 { v } else { alpha * v })
-            }
-            "HardSigmoid" => {
-                let (alpha, beta) = (attr("alpha", 0.2), attr("beta", 0.5));
-                Box::new(move |v: f32| (alpha * v + beta).clamp(0.0, 1.0))
-            }
-            "Sigmoid" => Box::new(|v: f32| 1.0 / (1.0 + (-v).exp())),
-            "HardSwish" => Box::new(|v: f32| v * (v * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0)),
-            "Tanh" => Box::new(|v: f32| v.tanh()),
+            // std's exp and tanh here (the table is made once): nearest to onnxruntime's.
+            op if UNARY.contains(&op) => match self.unary(fnode)? {
+                Unary::Clip { lo, hi } => Box::new(move |v: f32| v.max(lo).min(hi)),
+                Unary::LeakyRelu { alpha } => Box::new(move |v: f32| if v >= 0.0 { v } else { alpha * v }),
+                Unary::HardSigmoid { alpha, beta } => Box::new(move |v: f32| (alpha * v + beta).clamp(0.0, 1.0)),
+                Unary::Sigmoid => Box::new(|v: f32| 1.0 / (1.0 + (-v).exp())),
+                Unary::HardSwish => Box::new(|v: f32| v * (v * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0)),
+                Unary::Tanh => Box::new(|v: f32| v.tanh()),
+            },
             op => {
                 let c = scalar_operand(self.g, fnode).map(|(_, c)| self.scalar(fnode, c)).transpose()?;
                 match (op, c) {
@@ -1031,6 +1061,33 @@ impl<'g> Exporter<'g> {
                 let t = self.tensors[x].clone();
                 let y = self.elementwise(&out, x, t.dtype, t.scale.map(|s| (s, t.zero_point)));
                 self.push(OpCode::Relu, vec![x], y, [0; 12], None);
+            }
+            "Resize" => {
+                let x = self.activation(n, &n.input[0])?;
+                if self.tensors[x].dtype != DType::F32 || text_attr(n, "mode", "nearest") != "nearest" {
+                    return Err(unsupported(n, "on float only in mode nearest; on integers between a Dequantize and a Quantize"));
+                }
+                self.nearest_resize(n, x, &out, None)?;
+            }
+            "GlobalAveragePool" => {
+                let x = self.activation(n, &n.input[0])?;
+                if self.tensors[x].dtype != DType::F32 {
+                    return Err(unsupported(n, "on integers only between a Dequantize and a Quantize"));
+                }
+                let x = self.channels_last(n, x)?;
+                let d = self.tensors[x].dims.clone();
+                let y = self.new_activation(&out, DType::F32, vec![d[0], 1, 1, d[3]], None);
+                self.tensors[y].nhwc = true;
+                self.push(OpCode::GlobalAveragePool, vec![x], y, [0; 12], None);
+            }
+            op if UNARY.contains(&op) => {
+                let x = self.activation(n, &n.input[0])?;
+                if self.tensors[x].dtype != DType::F32 {
+                    return Err(unsupported(n, "on integers only between a Dequantize and a Quantize (as a table)"));
+                }
+                let f = self.unary(n)?;
+                let y = self.elementwise(&out, x, DType::F32, None);
+                self.push(OpCode::UnaryF32, vec![x], y, f.params(), None);
             }
             "Softmax" => {
                 let x = self.activation(n, &n.input[0])?;

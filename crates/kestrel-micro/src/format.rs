@@ -109,6 +109,8 @@ pub enum OpCode {
     Slice,
     /// Bilinear Resize of uint8, requantized.
     ResizeLinear,
+    /// A float activation function (HardSwish, Sigmoid, …; the kind in the parameters).
+    UnaryF32,
 }
 
 impl OpCode {
@@ -137,6 +139,7 @@ impl OpCode {
             21 => OpCode::BinaryF32,
             22 => OpCode::Slice,
             23 => OpCode::ResizeLinear,
+            24 => OpCode::UnaryF32,
             _ => return None,
         })
     }
@@ -166,6 +169,7 @@ impl OpCode {
             OpCode::BinaryF32 => 21,
             OpCode::Slice => 22,
             OpCode::ResizeLinear => 23,
+            OpCode::UnaryF32 => 24,
         }
     }
 
@@ -235,6 +239,13 @@ fn u32_at(b: &[u8], at: usize, what: &'static str) -> Result<u32, Error> {
 #[cfg(feature = "all-ops")]
 fn broadcasts(b: [usize; 4], dims: [usize; 4]) -> bool {
     b.iter().zip(&dims).all(|(&e, &d)| e == d || e == 1)
+}
+
+/// `dims` with the innermost axis counted in bytes of `size`-byte elements.
+#[cfg(feature = "all-ops")]
+pub(crate) fn bytewise(mut dims: [usize; 4], size: usize) -> [usize; 4] {
+    dims[3] *= size;
+    dims
 }
 
 fn within(offset: usize, len: usize, limit: usize) -> bool {
@@ -693,6 +704,17 @@ impl<'a> Model<'a> {
                 Ok(())
             }
             #[cfg(feature = "all-ops")]
+            OpCode::UnaryF32 => {
+                let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
+                if x.dtype != DType::F32 || y.dtype != DType::F32 || x.dims != y.dims {
+                    return Err(bad("UnaryF32 tensors (float32, same shape)"));
+                }
+                if crate::ops::unary_f32::Unary::from_params(&op.params).is_none() {
+                    return Err(bad("UnaryF32 function or constants"));
+                }
+                Ok(())
+            }
+            #[cfg(feature = "all-ops")]
             OpCode::PRelu => {
                 let (x, slope, y) = (t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0]));
                 let float_constant = slope.dtype == DType::F32 && slope.storage == Storage::Weights;
@@ -707,11 +729,11 @@ impl<'a> Model<'a> {
             #[cfg(feature = "all-ops")]
             OpCode::GlobalAveragePool => {
                 let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
-                if x.dtype != DType::U8 || y.dtype != DType::U8 || x.rank != 4 || y.dims != [x.dims[0], 1, 1, x.dims[3]]
-                {
-                    return Err(bad("GlobalAveragePool tensors (uint8 [n, h, w, c] to [n, 1, 1, c])"));
+                let types = matches!((x.dtype, y.dtype), (DType::U8, DType::U8) | (DType::F32, DType::F32));
+                if !types || x.rank != 4 || y.dims != [x.dims[0], 1, 1, x.dims[3]] {
+                    return Err(bad("GlobalAveragePool tensors (uint8 or float32 [n, h, w, c] to [n, 1, 1, c])"));
                 }
-                if x.scale.is_none() || y.scale.is_none() {
+                if x.dtype == DType::U8 && (x.scale.is_none() || y.scale.is_none()) {
                     return Err(bad("GlobalAveragePool quantization"));
                 }
                 Ok(())
@@ -719,18 +741,21 @@ impl<'a> Model<'a> {
             #[cfg(feature = "all-ops")]
             OpCode::Resize => {
                 let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
-                if x.dtype != y.dtype || x.dtype.size() != 1 || x.scale != y.scale || x.zero_point != y.zero_point {
-                    return Err(bad("Resize tensors (1-byte elements, same quantization)"));
+                let size = x.dtype.size();
+                if x.dtype != y.dtype || !matches!(size, 1 | 4) || x.scale != y.scale || x.zero_point != y.zero_point {
+                    return Err(bad("Resize tensors (1- or 4-byte elements, same quantization)"));
                 }
-                let entries: usize = y.dims.iter().sum();
+                // The innermost axis is mapped byte by byte.
+                let (x_dims, y_dims) = (bytewise(x.dims, size), bytewise(y.dims, size));
+                let entries: usize = y_dims.iter().sum();
                 let maps = match op.extra {
                     Some(at) if within(at, 2 * entries, self.weights_len) => self.weights_at_offset(at, 2 * entries),
                     _ => return Err(Error::OutOfBounds { what: "index maps of op", index: o as u32 }),
                 };
                 let mut at = 0;
                 for axis in 0..4 {
-                    for _ in 0..y.dims[axis] {
-                        if usize::from(u16::from_le_bytes([maps[at], maps[at + 1]])) >= x.dims[axis] {
+                    for _ in 0..y_dims[axis] {
+                        if usize::from(u16::from_le_bytes([maps[at], maps[at + 1]])) >= x_dims[axis] {
                             return Err(Error::OutOfBounds { what: "Resize source index of op", index: o as u32 });
                         }
                         at += 2;

@@ -204,6 +204,13 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 ops::conv_f32::conv_f32(&conv_shape(&m, &op), read(&x), read(&info(1)), bias, out);
             }
             #[cfg(feature = "all-ops")]
+            OpCode::UnaryF32 => {
+                // Checked by the parser.
+                if let Some(f) = ops::unary_f32::Unary::from_params(&op.params) {
+                    ops::unary_f32::unary_f32(f, read(&x), out);
+                }
+            }
+            #[cfg(feature = "all-ops")]
             OpCode::BinaryF32 => {
                 let b = info(1);
                 let kind = ops::binary_f32::Kind::from_code(op.params[1]).unwrap_or(ops::binary_f32::Kind::Add);
@@ -247,6 +254,11 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 ops::prelu::prelu(read(&x), quant(&x), read(&slope), x.dims, slope.dims, out, quant(&y));
             }
             #[cfg(feature = "all-ops")]
+            OpCode::GlobalAveragePool if x.dtype == DType::F32 => {
+                let [n, h, w, c] = x.dims;
+                ops::average_pool::global_average_pool_f32((n, h, w, c), read(&x), out);
+            }
+            #[cfg(feature = "all-ops")]
             OpCode::AveragePool | OpCode::GlobalAveragePool => {
                 let [n, h, w, c] = x.dims;
                 let p = &op.params;
@@ -272,8 +284,11 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             }
             #[cfg(feature = "all-ops")]
             OpCode::Resize => {
-                let maps = m.weights_at_offset(op.extra.unwrap_or(0), 2 * y.dims.iter().sum::<usize>());
-                ops::resize::resize(read(&x), x.dims, maps, y.dims, out);
+                // The innermost axis mapped byte by byte (float32: 4 entries a value).
+                let size = x.dtype.size();
+                let (x_dims, y_dims) = (crate::format::bytewise(x.dims, size), crate::format::bytewise(y.dims, size));
+                let maps = m.weights_at_offset(op.extra.unwrap_or(0), 2 * y_dims.iter().sum::<usize>());
+                ops::resize::resize(read(&x), x_dims, maps, y_dims, out);
             }
             #[cfg(feature = "all-ops")]
             OpCode::ResizeLinear => {

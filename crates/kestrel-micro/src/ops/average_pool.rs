@@ -1,9 +1,10 @@
-//! AveragePool and GlobalAveragePool on uint8, channels-last, requantized: the window's sum of
+//! AveragePool and GlobalAveragePool on uint8, channels-last, requantized (and GlobalAveragePool
+//! on float32, for the squeeze-and-excite blocks a mixed model keeps float): the window's sum of
 //! `x − zx` in integers (exact), then `sum · sx / count / sy` rounded half to even. onnxruntime's
 //! float graph sums the dequantized floats instead, whose rounding can differ in the last bit
 //! of the mean: at most 1 LSB after quantization, at a tie.
 
-use super::{round_half_even, widest};
+use super::{f32_at, put_f32, round_half_even, widest};
 
 /// Channels summed at a time (an i32 accumulator each on the stack).
 const CHUNK: usize = 64;
@@ -61,6 +62,20 @@ pub fn average_pool(
                     }
                 }
             }
+        }
+    }
+}
+}
+
+widest! {
+/// The mean of each channel of float32 `x` (`[n, h, w, c]` channels-last) into `y` (`[n, c]`),
+/// summed in f64.
+pub fn global_average_pool_f32(dims: (usize, usize, usize, usize), x: &[u8], y: &mut [u8]) {
+    let (n, h, w, c) = dims;
+    for b in 0..n {
+        for ch in 0..c {
+            let sum: f64 = (0..h * w).map(|p| f64::from(f32_at(x, (b * h * w + p) * c + ch))).sum();
+            put_f32(y, b * c + ch, (sum / (h * w) as f64) as f32);
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod resize;
 pub mod slice;
 pub mod softmax;
 pub mod transpose;
+pub mod unary_f32;
 
 /// The rows of `dims` (row-major) for an operand of `b_dims` (each dim `dims`' or 1) broadcast
 /// over it: `(start, len, b_start, b_row)`, where b's values for the row start at `b_start` —
