@@ -18,12 +18,15 @@ Venv: onnx onnxruntime numpy pillow. After `cargo build --release` and scripts/f
 Writes target/brought-models/table.md (and prints it).
 """
 import argparse
+import glob
 import json
 import os
 import shutil
 import statistics
 import subprocess
+import sys
 import time
+import zipfile
 
 import numpy as np
 import onnx
@@ -35,7 +38,11 @@ KESTREL = "target/release/kestrel"
 WORK = "target/brought-models"
 CALIB_PHOTOS = "models/blazeface/calib"
 
-PHOTOS = ["models/samples/astronaut.png", "models/samples/person.jpg", "models/samples/chelsea.png"]
+# Quality is measured on photos the calibration (models/blazeface/calib) does not hold: the
+# bundled samples and three more of scikit-image's (fetched from its wheel by extra_photos()).
+EXTRA = ["camera.png", "rocket.jpg", "motorcycle_left.png"]
+PHOTOS = ["models/samples/astronaut.png", "models/samples/person.jpg", "models/samples/chelsea.png"] + \
+    [f"{WORK}/skimage/{name}" for name in EXTRA]
 PAGE = ["models/samples/page.png"]
 
 # name, fp32 model, config (None: the one beside the model or the model's own metadata),
@@ -58,6 +65,19 @@ MODELS = [
      "range = [0.0, 1.0]\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n\n"
      "[decoder]\nkind = \"segmentation\"\n", None, PAGE),
 ]
+
+
+def extra_photos():
+    """scikit-image's photos named in EXTRA, from its wheel (cached under WORK)."""
+    d = f"{WORK}/skimage"
+    if all(os.path.exists(f"{d}/{name}") for name in EXTRA):
+        return
+    os.makedirs(d, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                    "scikit-image==0.22.0", "-d", d], check=True)
+    wheel = zipfile.ZipFile(glob.glob(f"{d}/scikit_image-*.whl")[0])
+    for name in EXTRA:
+        open(f"{d}/{name}", "wb").write(wheel.read(f"skimage/data/{name}"))
 
 
 def kestrel(*args):
@@ -182,6 +202,7 @@ def main():
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--only")
     args = ap.parse_args()
+    extra_photos()
     rows, notes = [], []
     for name, model, config, calib, photo_list in MODELS:
         if args.only and args.only.lower() not in name.lower():

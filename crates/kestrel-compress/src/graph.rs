@@ -11,6 +11,7 @@ pub const FLOAT: i32 = 1;
 pub const UINT8: i32 = 2;
 pub const INT8: i32 = 3;
 pub const INT32: i32 = 6;
+pub const INT64: i32 = 7;
 
 /// The main graph of a model (validated models always have one).
 pub fn graph_mut(model: &mut pb::ModelProto) -> Result<&mut pb::GraphProto, CompressError> {
@@ -63,6 +64,10 @@ pub fn i8_tensor(name: &str, dims: &[usize], values: &[i8]) -> pb::TensorProto {
 
 pub fn u8_tensor(name: &str, dims: &[usize], values: &[u8]) -> pb::TensorProto {
     tensor(name, dims, UINT8, values.to_vec())
+}
+
+pub fn i64_tensor(name: &str, dims: &[usize], values: &[i64]) -> pb::TensorProto {
+    tensor(name, dims, INT64, values.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
 pub fn i32_tensor(name: &str, dims: &[usize], values: &[i32]) -> pb::TensorProto {
@@ -153,6 +158,15 @@ pub fn int_attr(name: &str, value: i64) -> pb::AttributeProto {
         name: name.into(),
         r#type: pb::attribute_proto::AttributeType::Int as i32,
         i: value,
+        ..Default::default()
+    }
+}
+
+pub fn ints_attr(name: &str, values: &[i64]) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Ints as i32,
+        ints: values.to_vec(),
         ..Default::default()
     }
 }

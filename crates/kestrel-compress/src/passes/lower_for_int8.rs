@@ -9,10 +9,11 @@
 //! - A constant per-channel `Mul`, then `Add`, then `BatchNormalization` after a `Conv` or
 //!   `ConvTranspose` (Paddle exports keep bias, normalization and PP-LCNet's learnable affine
 //!   blocks apart) → folded into the convolution's weights and bias.
-//! - `ConvTranspose` whose kernel equals its stride (the k× upsampling of DB text detectors and
-//!   segmentation heads: no two input pixels write the same output) → a 1×1 `Conv` to k·k·M
-//!   channels, then `DepthToSpace` (blocksize k): a Conv quantizes, and the rearrangement moves
-//!   bytes.
+//! - `ConvTranspose` of stride s (one group, no dilation) → a `Conv` to s·s·M channels, one
+//!   group of M per output phase (its kernel the taps of the transposed kernel that write that
+//!   phase, flipped), then `DepthToSpace` (blocksize s) and, where padding cuts the border, a
+//!   `Slice`: a Conv quantizes, and the rearrangement and the crop move bytes. Kernel = stride
+//!   (the k× upsampling of DB text detectors) gives a 1×1 Conv and no crop.
 //! - `Div(Mul(x, Clip(Add(x, 3), 0, 6)), 6)` (HardSwish spelled out) → `HardSwish(x)`, one
 //!   function the integer runtime runs as a table.
 //!
@@ -48,22 +49,8 @@ pub fn lower_for_int8(g: &mut pb::GraphProto, shapes: &HashMap<String, Vec<usize
                 }
                 None => nodes.push(n),
             },
-            "ConvTranspose" => match upsampling_as_conv(g, &n)? {
-                Some(((wdims, w), b, k)) => {
-                    let depth = names.fresh(&format!("{}_depth", n.output[0]));
-                    let (w_name, b_name) = (names.fresh(&format!("{depth}_w")), names.fresh(&format!("{depth}_b")));
-                    inits.push(graph::f32_tensor(&w_name, &wdims, &w));
-                    inits.push(graph::f32_tensor(&b_name, &[b.len()], &b));
-                    nodes.push(graph::node(
-                        "Conv",
-                        &format!("{}_conv", n.name),
-                        &[&n.input[0], &w_name, &b_name],
-                        &[&depth],
-                    ));
-                    let mut d2s = graph::node("DepthToSpace", &n.name, &[&depth], &[&n.output[0]]);
-                    d2s.attribute.push(graph::int_attr("blocksize", k as i64));
-                    nodes.push(d2s);
-                }
+            "ConvTranspose" => match transposed_as_conv(g, &n)? {
+                Some(t) => t.rewrite(&n, &mut names, &mut nodes, &mut inits),
                 None => nodes.push(n),
             },
             "ReduceMean" if spatial_mean(g, &n, shapes) => {
@@ -284,8 +271,6 @@ fn fuse_hard_swish(g: &mut pb::GraphProto) -> bool {
     !drop.is_empty()
 }
 
-const INT64: i32 = 7;
-
 type Values = (Vec<usize>, Vec<f32>);
 
 /// A Gemm this pass rewrites: its weights as [K, N] and its bias as [N] (zeros when absent).
@@ -313,25 +298,83 @@ fn gemm_weights(g: &pb::GraphProto, n: &pb::NodeProto) -> Result<Option<(Values,
     Ok(Some(((vec![k, m], weights), (vec![m], bias))))
 }
 
-/// A ConvTranspose this pass rewrites (kernel = stride = k, square, one group, no padding,
-/// dilation or output padding, constant weights [C, M, k, k] and bias): the 1×1 Conv's weights
-/// [k·k·M, C, 1, 1] and bias, output channels in DepthToSpace's DCR order (ky, kx, m), and k.
-fn upsampling_as_conv(
-    g: &pb::GraphProto,
-    n: &pb::NodeProto,
-) -> Result<Option<(Values, Vec<f32>, usize)>, CompressError> {
+/// A ConvTranspose as a Conv, DepthToSpace and crop (see the module doc).
+struct Transposed {
+    /// [s·s·M, C, KH, KW], output channels in DepthToSpace's DCR order (phase y, phase x, m).
+    weights: Values,
+    bias: Vec<f32>,
+    stride: usize,
+    /// The Conv's pads (top, left, bottom, right).
+    pads: [usize; 4],
+    /// Slice starts and ends on axes 2 and 3 (ends from the end, negative), where the
+    /// ConvTranspose's padding cuts the full output.
+    crop: Option<([i64; 2], [i64; 2])>,
+}
+
+impl Transposed {
+    /// The Conv, the DepthToSpace (stride > 1) and the Slice (where cut) standing for `n`.
+    fn rewrite(
+        self,
+        n: &pb::NodeProto,
+        names: &mut Names,
+        nodes: &mut Vec<pb::NodeProto>,
+        inits: &mut Vec<pb::TensorProto>,
+    ) {
+        let out = &n.output[0];
+        let depth = names.fresh(&format!("{out}_depth"));
+        let (w_name, b_name) = (names.fresh(&format!("{depth}_w")), names.fresh(&format!("{depth}_b")));
+        inits.push(graph::f32_tensor(&w_name, &self.weights.0, &self.weights.1));
+        inits.push(graph::f32_tensor(&b_name, &[self.bias.len()], &self.bias));
+        let conv_out = if self.stride == 1 && self.crop.is_none() { out.clone() } else { depth.clone() };
+        let mut conv = graph::node("Conv", &format!("{}_conv", n.name), &[&n.input[0], &w_name, &b_name], &[&conv_out]);
+        conv.attribute.push(graph::ints_attr("pads", &self.pads.map(|p| p as i64)));
+        nodes.push(conv);
+        let spread = match (self.stride, &self.crop) {
+            (1, _) => depth.clone(),
+            (_, None) => out.clone(),
+            (_, Some(_)) => names.fresh(&format!("{out}_full")),
+        };
+        if self.stride > 1 {
+            let mut d2s = graph::node("DepthToSpace", &n.name, &[&depth], &[&spread]);
+            d2s.attribute.push(graph::int_attr("blocksize", self.stride as i64));
+            nodes.push(d2s);
+        }
+        if let Some((starts, ends)) = self.crop {
+            let bounds = [("starts", starts), ("ends", ends), ("axes", [2, 3])]
+                .map(|(what, v)| (names.fresh(&format!("{spread}_{what}")), v));
+            inits.extend(bounds.iter().map(|(name, v)| graph::i64_tensor(name, &[2], v)));
+            let [(starts, _), (ends, _), (axes, _)] = &bounds;
+            nodes.push(graph::node("Slice", &format!("{}_crop", n.name), &[&spread, starts, ends, axes], &[out]));
+        }
+    }
+}
+
+/// The Conv, DepthToSpace and crop that compute ConvTranspose `n` (2-D, one group, the same
+/// stride on both axes, no dilation, explicit pads; constant weights [C, M, kh, kw] and bias),
+/// or None for any other.
+///
+/// Output pixel u of the full (uncut) output gets x[q − j]·w[r + s·j] for u = q·s + r: for
+/// each phase r a correlation of x with that phase's taps, reversed — one Conv over the input
+/// padded by K − 1 (K = ⌈k / s⌉ taps a phase), its phases interleaved by DepthToSpace.
+fn transposed_as_conv(g: &pb::GraphProto, n: &pb::NodeProto) -> Result<Option<Transposed>, CompressError> {
     let weights = n.input.get(1).and_then(|w| graph::initializer(g, w)).filter(|w| w.data_type == graph::FLOAT);
     let Some((dims, w)) = weights.map(graph::f32_values).transpose()? else { return Ok(None) };
-    let [c, m, k, kw] = dims[..] else { return Ok(None) };
+    let [c, m, kh, kw] = dims[..] else { return Ok(None) };
     let all = |name: &str, v: i64| graph::attr_ints(n, name).is_none_or(|a| a.iter().all(|&x| x == v));
-    let side = k as i64;
-    let plain = k == kw
-        && graph::attr_int(n, "group").unwrap_or(1) == 1
-        && graph::attr_ints(n, "strides").unwrap_or(&[1, 1]) == [side, side]
-        && all("kernel_shape", side)
-        && all("pads", 0)
+    let strides = graph::attr_ints(n, "strides").unwrap_or(&[1, 1]);
+    let pads = graph::attr_ints(n, "pads").unwrap_or(&[0, 0, 0, 0]);
+    let output_padding = graph::attr_ints(n, "output_padding").unwrap_or(&[0, 0]);
+    let kernel_ok = graph::attr_ints(n, "kernel_shape").is_none_or(|k| k == [kh as i64, kw as i64]);
+    let plain = graph::attr_int(n, "group").unwrap_or(1) == 1
+        && strides.len() == 2
+        && strides[0] == strides[1]
+        && (1..=16).contains(&strides[0])
+        && kernel_ok
+        && pads.len() == 4
+        && pads.iter().all(|&p| p >= 0)
+        && output_padding.len() == 2
+        && output_padding.iter().all(|&p| (0..strides[0]).contains(&p))
         && all("dilations", 1)
-        && all("output_padding", 0)
         && graph::attr_ints(n, "output_shape").is_none()
         && n.attribute.iter().all(|a| a.name != "auto_pad" || a.s == b"NOTSET")
         && n.output.len() == 1;
@@ -339,28 +382,56 @@ fn upsampling_as_conv(
         return Ok(None);
     }
     let Some(bias) = conv_bias(g, n, m)? else { return Ok(None) };
-    let mut conv = vec![0f32; w.len()];
-    for (i, &v) in w.iter().enumerate() {
-        let (ci, o, tap) = (i / (m * k * k), i / (k * k) % m, i % (k * k));
-        conv[(tap * m + o) * c + ci] = v;
+    let s = strides[0] as usize;
+    let (taps_h, taps_w) = (kh.div_ceil(s), kw.div_ceil(s));
+    let mut conv = vec![0f32; s * s * m * c * taps_h * taps_w];
+    for (at, v) in conv.iter_mut().enumerate() {
+        // at = (((phase · M + o) · C + ci) · K_h + ty) · K_w + tx, phase = ry · s + rx.
+        let (tx, ty, ci) = (at % taps_w, at / taps_w % taps_h, at / (taps_w * taps_h) % c);
+        let (o, phase) = (at / (taps_w * taps_h * c) % m, at / (taps_w * taps_h * c * m));
+        let (ky, kx) = (phase / s + s * (taps_h - 1 - ty), phase % s + s * (taps_w - 1 - tx));
+        if ky < kh && kx < kw {
+            *v = w[((ci * m + o) * kh + ky) * kw + kx];
+        }
     }
-    let bias = (0..k * k).flat_map(|_| bias.iter().copied()).collect();
-    Ok(Some(((vec![k * k * m, c, 1, 1], conv), bias, k)))
+    // Beyond the K − 1 each side, more rows at the bottom (right) when output padding asks for
+    // outputs past the last tap; what the output then holds past the ConvTranspose's is cut.
+    let (p, op) = (pads.iter().map(|&v| v as usize).collect::<Vec<_>>(), output_padding);
+    let extra = |k: usize, taps: usize, end_pad: usize, op: i64| {
+        (k + op as usize).saturating_sub(end_pad + s * taps).div_ceil(s)
+    };
+    let (eh, ew) = (extra(kh, taps_h, p[2], op[0]), extra(kw, taps_w, p[3], op[1]));
+    // Rows of the full output past the ConvTranspose's last: s·(K + e) − k − op + end pad.
+    let tail =
+        |k: usize, taps: usize, e: usize, end_pad: usize, op: i64| (s * (taps + e) + end_pad) as i64 - k as i64 - op;
+    let (th, tw) = (tail(kh, taps_h, eh, p[2], op[0]), tail(kw, taps_w, ew, p[3], op[1]));
+    let end = |t: i64| if t == 0 { i64::MAX } else { -t };
+    let crop = (p[0] + p[1] > 0 || th > 0 || tw > 0).then(|| ([p[0] as i64, p[1] as i64], [end(th), end(tw)]));
+    let bias = (0..s * s).flat_map(|_| bias.iter().copied()).collect();
+    Ok(Some(Transposed {
+        weights: (vec![s * s * m, c, taps_h, taps_w], conv),
+        bias,
+        stride: s,
+        pads: [taps_h - 1, taps_w - 1, taps_h - 1 + eh, taps_w - 1 + ew],
+        crop,
+    }))
 }
 
 /// A ReduceMean over exactly axes 2 and 3 of a 4-D tensor (axes as attribute or constant input).
 fn spatial_mean(g: &pb::GraphProto, n: &pb::NodeProto, shapes: &HashMap<String, Vec<usize>>) -> bool {
     let axes: Option<Vec<i64>> = match graph::attr_ints(n, "axes") {
         Some(a) => Some(a.to_vec()),
-        None => n.input.get(1).and_then(|a| graph::initializer(g, a)).filter(|t| t.data_type == INT64).map(|t| {
-            let mut v = t.int64_data.clone();
-            v.extend(
-                t.raw_data
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
-            );
-            v
-        }),
+        None => {
+            n.input.get(1).and_then(|a| graph::initializer(g, a)).filter(|t| t.data_type == graph::INT64).map(|t| {
+                let mut v = t.int64_data.clone();
+                v.extend(
+                    t.raw_data
+                        .chunks_exact(8)
+                        .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])),
+                );
+                v
+            })
+        }
     };
     let rank4 = n.input.first().and_then(|x| shapes.get(x)).is_some_and(|s| s.len() == 4);
     let axes = axes.map(|a| {
@@ -445,7 +516,7 @@ mod tests {
         g.initializer.push(pb::TensorProto {
             name: "axes".into(),
             dims: vec![2],
-            data_type: INT64,
+            data_type: graph::INT64,
             int64_data: vec![2, 3],
             ..Default::default()
         });
@@ -497,7 +568,8 @@ mod tests {
 
     /// x [1, 3, 4, 5] → ConvTranspose (k = s = 2) → Add of a [1, 4, 1, 1] bias (Paddle's) →
     /// BatchNormalization → Relu, and Conv → Mul, Add by scalars (PP-LCNet's learnable affine
-    /// block), beside a ConvTranspose that overlaps (k 3, s 2) and stays as it is.
+    /// block), beside ConvTransposes whose taps overlap: k 3 s 2; k 4 s 2 pads 1 (with a bias);
+    /// k 3 × 2 s 2 pads (1, 0, 0, 1) output padding (1, 1); k 3 s 1 pads 1.
     fn upsampling_model() -> OnnxModel {
         let mut g = pb::GraphProto { name: "upsampling".into(), ..Default::default() };
         let mut init = |name: &str, dims: &[usize], v: Vec<f32>| g.initializer.push(graph::f32_tensor(name, dims, &v));
@@ -520,12 +592,28 @@ mod tests {
         up.attribute.extend([ints("kernel_shape", &[2, 2]), ints("strides", &[2, 2])]);
         let mut overlap = graph::node("ConvTranspose", "overlap", &["x", "w3"], &["o"]);
         overlap.attribute.extend([ints("strides", &[2, 2])]);
+        init("w4", &[3, 2, 4, 4], values(96, 9));
+        init("b4", &[2], vec![0.25, -0.5]);
+        init("w32", &[3, 2, 3, 2], values(36, 10));
+        let mut padded = graph::node("ConvTranspose", "padded", &["x", "w4", "b4"], &["p"]);
+        padded.attribute.extend([ints("strides", &[2, 2]), ints("pads", &[1, 1, 1, 1])]);
+        let mut uneven = graph::node("ConvTranspose", "uneven", &["x", "w32"], &["q"]);
+        uneven.attribute.extend([
+            ints("strides", &[2, 2]),
+            ints("pads", &[1, 0, 0, 1]),
+            ints("output_padding", &[1, 1]),
+        ]);
+        let mut same = graph::node("ConvTranspose", "same", &["x", "w3"], &["r"]);
+        same.attribute.extend([ints("pads", &[1, 1, 1, 1])]);
         g.node = vec![
             up,
             graph::node("Add", "bias", &["t", "b"], &["u"]),
             graph::node("BatchNormalization", "bn", &["u", "gamma", "beta", "mean", "var"], &["n"]),
             graph::node("Relu", "relu", &["n"], &["y"]),
             overlap,
+            padded,
+            uneven,
+            same,
             graph::node("Conv", "conv", &["x", "wc"], &["c"]),
             graph::node("Mul", "scale", &["scale", "c"], &["s"]),
             graph::node("Add", "shift", &["s", "shift"], &["a"]),
@@ -533,19 +621,25 @@ mod tests {
         g.input.push(value_info("x", &[1, 3, 4, 5]));
         g.output.push(value_info("y", &[1, 4, 8, 10]));
         g.output.push(value_info("o", &[1, 2, 9, 11]));
+        g.output.push(value_info("p", &[1, 2, 8, 10]));
+        g.output.push(value_info("q", &[1, 2, 9, 10]));
+        g.output.push(value_info("r", &[1, 2, 4, 5]));
         g.output.push(value_info("a", &[1, 2, 4, 5]));
         opset13(g)
     }
 
     #[test]
-    fn upsampling_conv_transpose_becomes_a_conv_and_depth_to_space_and_affines_fold() {
+    fn conv_transposes_become_a_conv_and_depth_to_space_and_affines_fold() {
         let before = upsampling_model();
         let mut after = before.clone();
         let g = graph::graph_mut(&mut after.proto).unwrap();
         assert!(!lower_for_int8(g, &HashMap::new()).unwrap());
         let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
-        assert_eq!(ops, ["Conv", "DepthToSpace", "Relu", "ConvTranspose", "Conv"]);
+        let cut = ["Conv", "DepthToSpace", "Slice"];
+        let want = [&["Conv", "DepthToSpace", "Relu"][..], &cut, &cut, &cut, &["Conv", "Slice", "Conv"]].concat();
+        assert_eq!(ops, want);
         let x = Tensor::f32(vec![1, 3, 4, 5], values(60, 7)).unwrap();
-        assert_eq!(same_outputs(&before, &after, x), [4 * 8 * 10, 2 * 9 * 11, 2 * 4 * 5]);
+        let sizes = [4 * 8 * 10, 2 * 9 * 11, 2 * 8 * 10, 2 * 9 * 10, 2 * 4 * 5, 2 * 4 * 5];
+        assert_eq!(same_outputs(&before, &after, x), sizes);
     }
 }
