@@ -405,8 +405,9 @@ def linear_resize():
 def float_ops():
     """The float ops a mixed int8 model keeps between its float layers, on the integer runtime:
     a float Conv, HardSwish, a squeeze-and-excite block (GlobalAveragePool, HardSigmoid, Mul),
-    a nearest Resize, Clip, LeakyRelu, Sigmoid and Tanh, then a quantized 1x1 Conv (so the model
-    is an int8 one). Outputs: sigmoid (float), tanh (float), the quantized conv dequantized."""
+    a nearest and a bilinear Resize, Clip, LeakyRelu, Sigmoid and Tanh, then a quantized 1x1 Conv
+    (so the model is an int8 one). Outputs: sigmoid (float), tanh (float), the quantized conv
+    dequantized, the bilinear Resize (float), a per-channel bias added (float)."""
     from onnx import helper, TensorProto
     rng = np.random.default_rng(13)
     f32 = lambda name, dims, values: helper.make_tensor(name, TensorProto.FLOAT, dims, np.asarray(values, np.float32).ravel().tolist())
@@ -414,6 +415,8 @@ def float_ops():
     shape = [1, 4, 10, 10]
     inits = [f32("w", [8, 4, 3, 3], rng.uniform(-0.5, 0.5, (8, 4, 3, 3))), f32("b", [8], rng.uniform(-0.5, 0.5, 8)),
              f32("up", [4], [1, 1, 2, 2]), scalar("lo", -1.0), scalar("hi", 4.0),
+             helper.make_tensor("lin_sizes", TensorProto.INT64, [4], [1, 8, 15, 7]),
+             f32("channel_bias", [1, 8, 1, 1], rng.uniform(-1, 1, 8)),
              scalar("s_s", 4 / 255), scalar("s_z", 0, TensorProto.UINT8),
              helper.make_tensor("wq", TensorProto.INT8, [3, 8, 1, 1], rng.integers(-127, 128, 24).tolist()),
              f32("wq_s", [3], [0.01, 0.02, 0.015]), helper.make_tensor("wq_z", TensorProto.INT8, [3], [0, 0, 0]),
@@ -429,10 +432,13 @@ def float_ops():
              helper.make_node("LeakyRelu", ["clip"], ["leaky"], name="leaky", alpha=0.1),
              helper.make_node("Sigmoid", ["leaky"], ["sigmoid"], name="sigmoid"),
              helper.make_node("Tanh", ["se"], ["tanh"], name="tanh"),
+             helper.make_node("Resize", ["se", "", "", "lin_sizes"], ["linear"], name="linear", mode="linear",
+                              coordinate_transformation_mode="half_pixel"),
+             helper.make_node("Add", ["se", "channel_bias"], ["shifted"], name="shift"),
              helper.make_node("QuantizeLinear", ["sigmoid", "s_s", "s_z"], ["sq"], name="quantize"),
              helper.make_node("QLinearConv", ["sq", "s_s", "s_z", "wq", "wq_s", "wq_z", "y_s", "y_z"], ["yq"], name="qconv"),
              helper.make_node("DequantizeLinear", ["yq", "y_s", "y_z"], ["y"], name="dequantize")]
-    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ["sigmoid", "tanh", "y"]]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ["sigmoid", "tanh", "y", "linear", "shifted"]]
     g = helper.make_graph(nodes, "float_ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                           outputs, initializer=inits)
     d = f"{FIX}/float-ops"

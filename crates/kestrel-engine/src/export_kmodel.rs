@@ -703,20 +703,10 @@ impl<'g> Exporter<'g> {
                 self.push(OpCode::PRelu, vec![x, slope], y, [0; 12], None);
             }
             "Resize" if text_attr(fnode, "mode", "nearest") == "linear" => {
-                let (input, dims) = (self.shape_of(fnode, &fnode.input[0])?, self.shape_of(fnode, &fnode.output[0])?);
-                let maps = linear_maps(fnode, &input, &dims, self.g)?;
-                let at = self.b.weights(&maps);
-                let t = &self.tensors[x];
-                if t.dtype != DType::U8 {
+                if self.tensors[x].dtype != DType::U8 {
                     return Err(unsupported(fnode, "a linear Resize of other than uint8"));
                 }
-                let nhwc = t.nhwc;
-                let stored = if nhwc { vec![dims[0], dims[2], dims[3], dims[1]] } else { dims };
-                let y = self.new_activation(out, DType::U8, stored, Some(quant));
-                self.tensors[y].nhwc = nhwc;
-                let mut p = [0u8; 12];
-                p[0] = u8::from(nhwc);
-                self.push(OpCode::ResizeLinear, vec![x], y, p, Some(at));
+                self.linear_resize(fnode, x, out, Some(quant))?;
             }
             _ => {
                 let t = &self.tensors[x];
@@ -726,6 +716,27 @@ impl<'g> Exporter<'g> {
                 self.nearest_resize(fnode, x, out, Some(quant))?;
             }
         }
+        Ok(())
+    }
+
+    /// A bilinear Resize of `x` (as stored, uint8 requantized to `quant` or float32) into `out`.
+    fn linear_resize(
+        &mut self,
+        n: &pb::NodeProto,
+        x: usize,
+        out: &str,
+        quant: Option<(f32, i32)>,
+    ) -> Result<(), EngineError> {
+        let (input, dims) = (self.shape_of(n, &n.input[0])?, self.shape_of(n, &n.output[0])?);
+        let maps = linear_maps(n, &input, &dims, self.g)?;
+        let at = self.b.weights(&maps);
+        let (dtype, nhwc) = (self.tensors[x].dtype, self.tensors[x].nhwc);
+        let stored = if nhwc { vec![dims[0], dims[2], dims[3], dims[1]] } else { dims };
+        let y = self.new_activation(out, dtype, stored, quant);
+        self.tensors[y].nhwc = nhwc;
+        let mut p = [0u8; 12];
+        p[0] = u8::from(nhwc);
+        self.push(OpCode::ResizeLinear, vec![x], y, p, Some(at));
         Ok(())
     }
 
@@ -990,6 +1001,13 @@ impl<'g> Exporter<'g> {
                 if self.tensors[x].dtype != DType::F32 {
                     return Err(unsupported(n, "only a float Add of a constant"));
                 }
+                // AddConstant (in every build) adds a whole tensor or a row along the last axis;
+                // other shapes (a scalar, a per-channel bias) broadcast through BinaryF32.
+                let elements: usize = c.dims.iter().product();
+                let dims = &self.tensors[x].dims;
+                if elements != dims.iter().product::<usize>() && elements != dims.last().copied().unwrap_or(1) {
+                    return self.float_binary(n, Kind::Add, None);
+                }
                 let ct = self.constant(DType::F32, c.dims.clone(), &c.bytes, None);
                 if self.tensors[ct].dims.is_empty() {
                     self.tensors[ct].dims = vec![1];
@@ -1064,10 +1082,13 @@ impl<'g> Exporter<'g> {
             }
             "Resize" => {
                 let x = self.activation(n, &n.input[0])?;
-                if self.tensors[x].dtype != DType::F32 || text_attr(n, "mode", "nearest") != "nearest" {
-                    return Err(unsupported(n, "on float only in mode nearest; on integers between a Dequantize and a Quantize"));
+                if self.tensors[x].dtype != DType::F32 {
+                    return Err(unsupported(n, "on integers only between a Dequantize and a Quantize"));
                 }
-                self.nearest_resize(n, x, &out, None)?;
+                match text_attr(n, "mode", "nearest").as_str() {
+                    "linear" => self.linear_resize(n, x, &out, None)?,
+                    _ => self.nearest_resize(n, x, &out, None)?,
+                }
             }
             "GlobalAveragePool" => {
                 let x = self.activation(n, &n.input[0])?;

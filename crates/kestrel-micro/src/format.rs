@@ -767,8 +767,13 @@ impl<'a> Model<'a> {
             OpCode::ResizeLinear => {
                 let (x, y) = (t(op.inputs[0]), t(op.outputs[0]));
                 let quantized = x.scale.is_some() && y.scale.is_some();
-                if x.dtype != DType::U8 || y.dtype != DType::U8 || x.rank != 4 || y.rank != 4 || !quantized {
-                    return Err(bad("ResizeLinear tensors (quantized uint8, 4-D)"));
+                let types = match (x.dtype, y.dtype) {
+                    (DType::U8, DType::U8) => quantized,
+                    (DType::F32, DType::F32) => true,
+                    _ => false,
+                };
+                if !types || x.rank != 4 || y.rank != 4 {
+                    return Err(bad("ResizeLinear tensors (quantized uint8 or float32, 4-D)"));
                 }
                 // params[0]: 1 resizes axes 1 and 2 (channels-last), 0 axes 2 and 3.
                 let (kept, hw) = match op.params[0] {

@@ -298,7 +298,11 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                     if op.params[0] == 1 { ([a, b, c, d], (e, f)) } else { ([a * b, c, d, 1], (f, g)) };
                 let maps =
                     m.weights_at_offset(op.extra.unwrap_or(0), (out_hw.0 + out_hw.1) * ops::resize::LINEAR_ENTRY);
-                ops::resize::resize_linear(read(&x), quant(&x), dims, maps, out_hw, out, quant(&y));
+                if x.dtype == DType::F32 {
+                    ops::resize::resize_linear_f32(read(&x), dims, maps, out_hw, out);
+                } else {
+                    ops::resize::resize_linear(read(&x), quant(&x), dims, maps, out_hw, out, quant(&y));
+                }
             }
             #[cfg(feature = "all-ops")]
             OpCode::Lookup => {

@@ -85,6 +85,32 @@ pub fn resize_linear(
 }
 }
 
+widest! {
+/// [`resize_linear`] on float32 (a mixed model's float layers): the same entries and sums.
+pub fn resize_linear_f32(x: &[u8], x_dims: [usize; 4], maps: &[u8], out_hw: (usize, usize), y: &mut [u8]) {
+    let ([n, h, w, c], (oh, ow)) = (x_dims, out_hw);
+    let plane = h * w * c;
+    let mut at = 0;
+    for b in 0..n {
+        let image = |r: usize, col: usize, ch: usize| f32_at(x, b * plane + (r * w + col) * c + ch);
+        for oy in 0..oh {
+            let (y1, y2, dy1, dy2) = entry(maps, oy);
+            for ox in 0..ow {
+                let (x1, x2, dx1, dx2) = entry(maps, oh + ox);
+                for ch in 0..c {
+                    let v = dx2 * dy2 * image(y1, x1, ch)
+                        + dx1 * dy2 * image(y1, x2, ch)
+                        + dx2 * dy1 * image(y2, x1, ch)
+                        + dx1 * dy1 * image(y2, x2, ch);
+                    y[4 * at..4 * at + 4].copy_from_slice(&v.to_le_bytes());
+                    at += 1;
+                }
+            }
+        }
+    }
+}
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
