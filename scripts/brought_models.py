@@ -22,10 +22,8 @@ import glob
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 import zipfile
 
 import numpy as np
@@ -33,6 +31,8 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 from PIL import Image
+
+from bench_vs_ort import ort_median_ms
 
 KESTREL = "target/release/kestrel"
 WORK = "target/brought-models"
@@ -115,26 +115,12 @@ def model_input(photo, p):
     return np.ascontiguousarray(x[None], np.float32)
 
 
-def ort_session(path, optimized=True):
+def ort_session(path):
+    """One thread, graph optimizations off: the int8 graph as written."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    if not optimized:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-
-
-def ort_p50_ms(path, x, runs):
-    sess = ort_session(path)
-    feed = {sess.get_inputs()[0].name: x}
-    for _ in range(10):
-        sess.run(None, feed)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(None, feed)
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
 
 
 def output_scales(path):
@@ -172,7 +158,7 @@ def exactness(name, integer, config_text, x):
     saved = f"{d}/micro-outputs"
     shutil.rmtree(saved, ignore_errors=True)
     kestrel("run", integer, f"{d}/input.npy", "--backend", "micro", "--config", raw, "--save-outputs", saved, "--json")
-    sess = ort_session(integer, optimized=False)
+    sess = ort_session(integer)
     theirs = sess.run(None, {sess.get_inputs()[0].name: x})
     results = []
     for o, want, scale in zip(sess.get_outputs(), theirs, output_scales(integer)):
@@ -229,7 +215,7 @@ def main():
         kestrel("bench", full, mixed, kmodel, "--images", photos, "--runs", str(args.runs), "--json", bench)
         r = json.load(open(bench))["models"]
         x = model_input(photo, toml_preprocess(config_text))
-        ort_fp32, ort_int8 = ort_p50_ms(full, x, args.runs), ort_p50_ms(integer, x, args.runs)
+        ort_fp32, ort_int8 = ort_median_ms(full, x, args.runs), ort_median_ms(integer, x, args.runs)
         exact = exactness(tag, integer, config_text, x)
         lsb = [e[1] for e in exact if e[1] is not None]
         rows.append({

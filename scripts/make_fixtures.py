@@ -280,6 +280,23 @@ def tabled_ops():
     save_case("tabled-ops", [x], sess.run(None, {"x": x}))
 
 
+def record_graph(name, g, x, opset, optimized=True):
+    """The graph `g` checked and saved as tests/fixtures/<name>/model.onnx, with onnxruntime's
+    outputs on `x` (with `optimized` False, its graph optimizations off: the graph as written)."""
+    from onnx import helper
+    d = f"{FIX}/{name}"
+    os.makedirs(d, exist_ok=True)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    model = onnx.shape_inference.infer_shapes(model)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, f"{d}/model.onnx")
+    opts = ort.SessionOptions()
+    if not optimized:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(f"{d}/model.onnx", opts, providers=["CPUExecutionProvider"])
+    save_case(name, [x], sess.run(None, {sess.get_inputs()[0].name: x}))
+
+
 def requantizing_ops():
     """A QDQ graph of the ops the integer runtime runs with kernels of their own (Resize nearest,
     PRelu, Mul with broadcasting, AveragePool, GlobalAveragePool) on both layouts it stores
@@ -346,17 +363,7 @@ def requantizing_ops():
         outputs.append(helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, None))
     g = helper.make_graph(nodes, "requantizing_ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                           outputs, initializer=inits)
-    d = f"{FIX}/requantizing-ops"
-    os.makedirs(d, exist_ok=True)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    model = onnx.shape_inference.infer_shapes(model)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, f"{d}/model.onnx")
-    x = rng.uniform(-4, 4, shape).astype(np.float32)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(f"{d}/model.onnx", opts, providers=["CPUExecutionProvider"])
-    save_case("requantizing-ops", [x], sess.run(None, {"x": x}))
+    record_graph("requantizing-ops", g, rng.uniform(-4, 4, shape).astype(np.float32), 13, optimized=False)
 
 
 def linear_resize():
@@ -389,17 +396,7 @@ def linear_resize():
         outputs.append(helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, None))
     g = helper.make_graph(nodes, "linear_resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                           outputs, initializer=inits)
-    d = f"{FIX}/linear-resize"
-    os.makedirs(d, exist_ok=True)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    model = onnx.shape_inference.infer_shapes(model)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, f"{d}/model.onnx")
-    x = rng.uniform(-4, 4, shape).astype(np.float32)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(f"{d}/model.onnx", opts, providers=["CPUExecutionProvider"])
-    save_case("linear-resize", [x], sess.run(None, {"x": x}))
+    record_graph("linear-resize", g, rng.uniform(-4, 4, shape).astype(np.float32), 13, optimized=False)
 
 
 def float_ops():
@@ -441,15 +438,7 @@ def float_ops():
     outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ["sigmoid", "tanh", "y", "linear", "shifted"]]
     g = helper.make_graph(nodes, "float_ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                           outputs, initializer=inits)
-    d = f"{FIX}/float-ops"
-    os.makedirs(d, exist_ok=True)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
-    model = onnx.shape_inference.infer_shapes(model)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, f"{d}/model.onnx")
-    x = rng.uniform(-3, 3, shape).astype(np.float32)
-    sess = ort.InferenceSession(f"{d}/model.onnx", providers=["CPUExecutionProvider"])
-    save_case("float-ops", [x], sess.run(None, {"x": x}))
+    record_graph("float-ops", g, rng.uniform(-3, 3, shape).astype(np.float32), 14)
 
 
 def int8_models(tags=None):
