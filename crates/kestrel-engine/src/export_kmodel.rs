@@ -412,7 +412,6 @@ fn small(v: i64, what: &str, n: &pb::NodeProto) -> Result<u8, EngineError> {
 }
 
 impl<'g> Exporter<'g> {
-    /// A scalar f32 (scale) or u8/i8 (zero point) initializer.
     /// An activation function node (one of [`UNARY`]) with its constants.
     fn unary(&self, n: &pb::NodeProto) -> Result<Unary, EngineError> {
         let attr = |name: &str, default: f32| n.attribute.iter().find(|a| a.name == name).map_or(default, |a| a.f);
@@ -432,6 +431,7 @@ impl<'g> Exporter<'g> {
         })
     }
 
+    /// A scalar f32 (scale) or u8/i8 (zero point) initializer.
     fn scalar(&self, n: &pb::NodeProto, name: &str) -> Result<f32, EngineError> {
         let r = raw(self.g, name).ok_or_else(|| unsupported(n, &format!("`{name}` is not a constant")))?;
         match r.elem.code {
