@@ -401,10 +401,12 @@ def linear_resize():
 
 def float_ops():
     """The float ops a mixed int8 model keeps between its float layers, on the integer runtime:
-    a float Conv, HardSwish, a squeeze-and-excite block (GlobalAveragePool, HardSigmoid, Mul),
+    a float Conv, HardSwish, a squeeze-and-excite block (GlobalAveragePool, HardSigmoid, Mul), a
+    MatMul head,
     a nearest and a bilinear Resize, Clip, LeakyRelu, Sigmoid and Tanh, then a quantized 1x1 Conv
     (so the model is an int8 one). Outputs: sigmoid (float), tanh (float), the quantized conv
-    dequantized, the bilinear Resize (float), a per-channel bias added (float)."""
+    dequantized, the bilinear Resize (float), a per-channel bias added (float), a float
+    MatMul of the pooled features (a float head)."""
     from onnx import helper, TensorProto
     rng = np.random.default_rng(13)
     f32 = lambda name, dims, values: helper.make_tensor(name, TensorProto.FLOAT, dims, np.asarray(values, np.float32).ravel().tolist())
@@ -414,6 +416,7 @@ def float_ops():
              f32("up", [4], [1, 1, 2, 2]), scalar("lo", -1.0), scalar("hi", 4.0),
              helper.make_tensor("lin_sizes", TensorProto.INT64, [4], [1, 8, 15, 7]),
              f32("channel_bias", [1, 8, 1, 1], rng.uniform(-1, 1, 8)),
+             f32("head_w", [8, 5], rng.uniform(-1, 1, (8, 5))),
              scalar("s_s", 4 / 255), scalar("s_z", 0, TensorProto.UINT8),
              helper.make_tensor("wq", TensorProto.INT8, [3, 8, 1, 1], rng.integers(-127, 128, 24).tolist()),
              f32("wq_s", [3], [0.01, 0.02, 0.015]), helper.make_tensor("wq_z", TensorProto.INT8, [3], [0, 0, 0]),
@@ -432,10 +435,12 @@ def float_ops():
              helper.make_node("Resize", ["se", "", "", "lin_sizes"], ["linear"], name="linear", mode="linear",
                               coordinate_transformation_mode="half_pixel"),
              helper.make_node("Add", ["se", "channel_bias"], ["shifted"], name="shift"),
+             helper.make_node("Flatten", ["gap"], ["pooled"], name="flatten"),
+             helper.make_node("MatMul", ["pooled", "head_w"], ["head"], name="head"),
              helper.make_node("QuantizeLinear", ["sigmoid", "s_s", "s_z"], ["sq"], name="quantize"),
              helper.make_node("QLinearConv", ["sq", "s_s", "s_z", "wq", "wq_s", "wq_z", "y_s", "y_z"], ["yq"], name="qconv"),
              helper.make_node("DequantizeLinear", ["yq", "y_s", "y_z"], ["y"], name="dequantize")]
-    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ["sigmoid", "tanh", "y", "linear", "shifted"]]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ["sigmoid", "tanh", "y", "linear", "shifted", "head"]]
     g = helper.make_graph(nodes, "float_ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                           outputs, initializer=inits)
     record_graph("float-ops", g, rng.uniform(-3, 3, shape).astype(np.float32), 14)

@@ -959,7 +959,9 @@ impl<'g> Exporter<'g> {
                 let mut seen = [false; 4];
                 if !(1..=4).contains(&rank)
                     || perm.len() != rank
-                    || perm.iter().any(|&a| !(0..rank as i64).contains(&a) || std::mem::replace(&mut seen[a as usize], true))
+                    || perm
+                        .iter()
+                        .any(|&a| !(0..rank as i64).contains(&a) || std::mem::replace(&mut seen[a as usize], true))
                 {
                     return Err(unsupported(n, "only transposes of rank ≤ 4 with a permutation of its axes"));
                 }
@@ -1030,9 +1032,13 @@ impl<'g> Exporter<'g> {
                     (Some(v), _) => raw(self.g, v).filter(|r| r.elem.code == 1 && r.bytes == [0; 4]).map(|_| 0),
                 };
                 let float_or_byte = matches!(t.dtype, DType::U8 | DType::F32);
-                let (Some(pads), Some(value), true, 4, true) = (pads, value, mode_constant, t.dims.len(), float_or_byte)
+                let (Some(pads), Some(value), true, 4, true) =
+                    (pads, value, mode_constant, t.dims.len(), float_or_byte)
                 else {
-                    return Err(unsupported(n, "only constant 4-D padding (uint8, or float32 with zeros) with constant pads"));
+                    return Err(unsupported(
+                        n,
+                        "only constant 4-D padding (uint8, or float32 with zeros) with constant pads",
+                    ));
                 };
                 let pads: Vec<i64> =
                     pads.bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
@@ -1130,12 +1136,30 @@ impl<'g> Exporter<'g> {
                 self.push(OpCode::Softmax, vec![x], y, p, None);
             }
             "Conv" => self.float_conv(n)?,
-            "MatMul" | "Gemm" => {
-                return Err(unsupported(
-                    n,
-                    "a float matrix product: the integer runtime runs those in int8 only (`kestrel compress --int8` quantizes it)",
-                ))
+            "MatMul" => {
+                let x = self.activation(n, &n.input[0])?;
+                let w = raw(self.g, &n.input[1]).filter(|r| r.elem.code == 1 && r.dims.len() == 2);
+                let (t, w) = match w {
+                    Some(w) if self.tensors[x].dtype == DType::F32 && self.tensors[x].dims.len() == 2 => (&self.tensors[x], w),
+                    _ => {
+                        return Err(unsupported(
+                            n,
+                            "a float matrix product other than [n, k] by constant [k, m] weights (`kestrel compress --int8` quantizes it)",
+                        ))
+                    }
+                };
+                if t.dims[1] != w.dims[0] {
+                    return Err(unsupported(n, "its operands' inner dimensions differ"));
+                }
+                let dims = vec![t.dims[0], w.dims[1]];
+                let wt = self.constant(DType::F32, w.dims.clone(), &w.bytes, None);
+                let y = self.new_activation(&out, DType::F32, dims, None);
+                self.push(OpCode::MatMulF32, vec![x, wt], y, [0; 12], None);
             }
+            "Gemm" => return Err(unsupported(
+                n,
+                "a float Gemm: the integer runtime runs it after `kestrel compress --int8` (which makes it a MatMul)",
+            )),
             _ => return Err(unsupported(n, "the integer runtime has no kernel for it")),
         }
         Ok(())

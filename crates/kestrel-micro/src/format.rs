@@ -111,6 +111,8 @@ pub enum OpCode {
     ResizeLinear,
     /// A float activation function (HardSwish, Sigmoid, …; the kind in the parameters).
     UnaryF32,
+    /// A float matrix product with constant weights (a mixed model's float head).
+    MatMulF32,
 }
 
 impl OpCode {
@@ -140,6 +142,7 @@ impl OpCode {
             22 => OpCode::Slice,
             23 => OpCode::ResizeLinear,
             24 => OpCode::UnaryF32,
+            25 => OpCode::MatMulF32,
             _ => return None,
         })
     }
@@ -170,6 +173,7 @@ impl OpCode {
             OpCode::Slice => 22,
             OpCode::ResizeLinear => 23,
             OpCode::UnaryF32 => 24,
+            OpCode::MatMulF32 => 25,
         }
     }
 
@@ -187,7 +191,9 @@ impl OpCode {
     fn arity(self) -> (usize, usize, usize) {
         match self {
             OpCode::Conv | OpCode::FullyConnected | OpCode::ConvF32 => (2, 3, 1),
-            OpCode::Add | OpCode::Mul | OpCode::AddConstant | OpCode::PRelu | OpCode::BinaryF32 => (2, 2, 1),
+            OpCode::Add | OpCode::Mul | OpCode::AddConstant | OpCode::PRelu | OpCode::BinaryF32 | OpCode::MatMulF32 => {
+                (2, 2, 1)
+            }
             OpCode::Concat => (2, 4, 1),
             _ => (1, 1, 1),
         }
@@ -700,6 +706,22 @@ impl<'a> Model<'a> {
                 }
                 if op.params[0] > 1 || crate::ops::binary_f32::Kind::from_code(op.params[1]).is_none() {
                     return Err(bad("BinaryF32 relu flag or operation"));
+                }
+                Ok(())
+            }
+            #[cfg(feature = "all-ops")]
+            OpCode::MatMulF32 => {
+                let (x, w, y) = (t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0]));
+                if [x.dtype, w.dtype, y.dtype] != [DType::F32; 3] || w.storage != Storage::Weights {
+                    return Err(bad("MatMulF32 tensors (float32, constant weights)"));
+                }
+                if x.rank != 2
+                    || w.rank != 2
+                    || y.rank != 2
+                    || x.dims[1] != w.dims[0]
+                    || y.dims[..2] != [x.dims[0], w.dims[1]]
+                {
+                    return Err(bad("MatMulF32 shapes ([n, k] · [k, m] → [n, m])"));
                 }
                 Ok(())
             }

@@ -204,6 +204,11 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 ops::conv_f32::conv_f32(&conv_shape(&m, &op), read(&x), read(&info(1)), bias, out);
             }
             #[cfg(feature = "all-ops")]
+            OpCode::MatMulF32 => {
+                let w = info(1);
+                ops::fully_connected::matmul_f32((x.dims[0], x.dims[1], w.dims[1]), read(&x), read(&w), out);
+            }
+            #[cfg(feature = "all-ops")]
             OpCode::UnaryF32 => {
                 // Checked by the parser.
                 if let Some(f) = ops::unary_f32::Unary::from_params(&op.params) {

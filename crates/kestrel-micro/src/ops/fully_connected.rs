@@ -1,7 +1,8 @@
 //! QLinearMatMul: `y[n, m] = requantize(Σ_k (x[n, k] − x_zp)·w[k, m] + bias[m])`.
 //! Rows of the weight are applied to a tile of i32 accumulators on the stack (vectorizes).
+//! And on float32 (a mixed model's float heads): `y[n, m] = Σ_k x[n, k]·w[k, m]`.
 
-use super::{i32_at, requantize};
+use super::{f32_at, i32_at, requantize, widest};
 
 const TILE: usize = 256;
 
@@ -41,4 +42,31 @@ pub fn fully_connected(
             c0 += cols;
         }
     }
+}
+
+widest! {
+/// `y = x · w` on float32: x `[n, k]`, w `[k, m]`, y `[n, m]` (little-endian bytes), summed in
+/// k order per output (row by row of w, which vectorizes over m).
+pub fn matmul_f32(dims: (usize, usize, usize), x: &[u8], w: &[u8], y: &mut [u8]) {
+    let (n, k, m) = dims;
+    let mut acc = [0f32; TILE];
+    for r in 0..n {
+        let mut c0 = 0;
+        while c0 < m {
+            let cols = TILE.min(m - c0);
+            let acc = &mut acc[..cols];
+            acc.fill(0.0);
+            for i in 0..k {
+                let xv = f32_at(x, r * k + i);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a += xv * f32_at(w, i * m + c0 + j);
+                }
+            }
+            for (j, &a) in acc.iter().enumerate() {
+                y[4 * (r * m + c0 + j)..][..4].copy_from_slice(&a.to_le_bytes());
+            }
+            c0 += cols;
+        }
+    }
+}
 }
