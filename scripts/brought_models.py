@@ -14,7 +14,7 @@ onnxruntime (graph optimizations off: the graph as written, see scripts/make_fix
 each output's quantization scale (LSB).
 
 Venv: onnx onnxruntime numpy pillow. After `cargo build --release` and scripts/fetch-models.sh:
-    python scripts/brought_models.py [--runs 50] [--only NAME]
+    python scripts/brought_models.py [--runs 50] [--only NAME] [--calibration minmax]
 Writes target/brought-models/table.md (and prints it).
 """
 import argparse
@@ -187,6 +187,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--only")
+    ap.add_argument("--calibration", default="percentile", help="kestrel compress --calibration (minmax, percentile)")
     args = ap.parse_args()
     extra_photos()
     rows, notes = [], []
@@ -208,7 +209,8 @@ def main():
         photo = photo_list[0]
         mixed, integer = f"{d}/mixed.int8.onnx", f"{d}/integer.int8.onnx"
         for out, extra in [(mixed, []), (integer, ["--integer-only"])]:
-            kestrel("compress", full, "--int8", *extra, "--calib", calib, "--out", out, "--json")
+            kestrel("compress", full, "--int8", *extra, "--calib", calib, "--calibration", args.calibration, "--out", out,
+                    "--json")
         kmodel = f"{d}/integer.kmodel"
         kestrel("export", integer, "-o", kmodel)
         bench = f"{d}/bench.json"
