@@ -76,7 +76,10 @@ fn yolo_decodes_as_ultralytics_does() {
 /// `kestrel run MODEL IMAGES --json` with `config` (TOML text; none when empty): each image's
 /// detections must match the reference case's by IoU and score (our resize is not PIL's).
 fn run_matches_reference(model: &str, config: &str, cases: &[&Value], min_iou: f32) {
-    let file = std::env::temp_dir().join(format!("kestrel-decoders-{}-{}.toml", std::process::id(), stem(model)));
+    // Tests run in parallel and several models are called model.onnx: a number per call.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = std::env::temp_dir().join(format!("kestrel-decoders-{}-{call}.toml", std::process::id()));
     let file_s = file.display().to_string();
     let mut args = vec!["run", model, "--json", "--backend", "cpu"];
     if !config.is_empty() {
