@@ -247,6 +247,11 @@ fn broadcasts(b: [usize; 4], dims: [usize; 4]) -> bool {
     b.iter().zip(&dims).all(|(&e, &d)| e == d || e == 1)
 }
 
+/// x `[n, k]` · w `[k, m]` → y `[n, m]`.
+fn matrix_product_shapes(x: &TensorInfo, w: &TensorInfo, y: &TensorInfo) -> bool {
+    x.rank == 2 && w.rank == 2 && y.rank == 2 && x.dims[1] == w.dims[0] && y.dims[..2] == [x.dims[0], w.dims[1]]
+}
+
 /// `dims` with the innermost axis counted in bytes of `size`-byte elements.
 #[cfg(feature = "all-ops")]
 pub(crate) fn bytewise(mut dims: [usize; 4], size: usize) -> [usize; 4] {
@@ -574,12 +579,7 @@ impl<'a> Model<'a> {
                 {
                     return Err(bad("FullyConnected element types"));
                 }
-                if x.rank != 2
-                    || w.rank != 2
-                    || y.rank != 2
-                    || x.dims[1] != w.dims[0]
-                    || y.dims[..2] != [x.dims[0], w.dims[1]]
-                {
+                if !matrix_product_shapes(&x, &w, &y) {
                     return Err(bad("FullyConnected shapes"));
                 }
                 self.check_bias_and_multipliers(o, op, w.dims[1])
@@ -715,12 +715,7 @@ impl<'a> Model<'a> {
                 if [x.dtype, w.dtype, y.dtype] != [DType::F32; 3] || w.storage != Storage::Weights {
                     return Err(bad("MatMulF32 tensors (float32, constant weights)"));
                 }
-                if x.rank != 2
-                    || w.rank != 2
-                    || y.rank != 2
-                    || x.dims[1] != w.dims[0]
-                    || y.dims[..2] != [x.dims[0], w.dims[1]]
-                {
+                if !matrix_product_shapes(&x, &w, &y) {
                     return Err(bad("MatMulF32 shapes ([n, k] · [k, m] → [n, m])"));
                 }
                 Ok(())

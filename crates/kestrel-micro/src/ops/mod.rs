@@ -111,6 +111,20 @@ pub(crate) fn round_half_even(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
+/// onnxruntime's QuantizeLinear of one value: `saturate(round_half_even(v / scale) + zp)`, NaN
+/// as the zero point; clamped before rounding with min/max (the same as saturating after it) so
+/// that loops over it vectorize.
+#[inline(always)]
+pub(crate) fn quantize_value(v: f32, scale: f32, zero_point: i32) -> u8 {
+    let (lo, hi) = (-(zero_point as f32), 255.0 - zero_point as f32);
+    let v = v / scale;
+    let v = if v.is_nan() { 0.0 } else { v.max(lo).min(hi) };
+    // SAFETY: v is a number within [−zp, 255 − zp] (zp is 0..=255), so it is finite and within
+    // i32's range after rounding (`as` would add per-element saturation branches).
+    let r: i32 = unsafe { round_half_even(v).to_int_unchecked() };
+    (r + zero_point) as u8
+}
+
 /// onnxruntime's requantization: clamp to the output range around the zero point, round half
 /// to even, add the zero point.
 pub(crate) fn requantize(acc: i32, multiplier: f32, zero_point: i32) -> u8 {

@@ -4,7 +4,7 @@
 //! is unchanged. Bilinear: by per-axis (index, index, weight, weight) entries the exporter
 //! computes as onnxruntime does, requantized in onnxruntime's float steps.
 
-use super::{f32_at, round_half_even, widest};
+use super::{f32_at, put_f32, quantize_value, widest};
 
 /// `maps`: `y_dims[0] + … + y_dims[3]` little-endian u16 source indices, axis by axis (each
 /// below its x dim: checked by the parser).
@@ -39,12 +39,41 @@ fn entry(maps: &[u8], k: usize) -> (usize, usize, f32, f32) {
     (index(0), index(2), f32_at(e, 1), f32_at(e, 2))
 }
 
+/// For each output pixel of `[n, oh, ow, c]` (its index), the flat input offsets of its four
+/// neighbours' channel runs (X11, X21, X12, X22 in `[n, h, w, c]`) and their weights
+/// (dx2·dy2, dx1·dy2, dx2·dy1, dx1·dy1), as onnxruntime's bilinear Resize pairs them.
+#[inline(always)]
+fn blend(
+    x_dims: [usize; 4],
+    maps: &[u8],
+    (oh, ow): (usize, usize),
+    mut pixel: impl FnMut(usize, [usize; 4], [f32; 4]),
+) {
+    let [n, h, w, c] = x_dims;
+    for b in 0..n {
+        for oy in 0..oh {
+            let (y1, y2, dy1, dy2) = entry(maps, oy);
+            let (r1, r2) = ((b * h + y1) * w, (b * h + y2) * w);
+            for ox in 0..ow {
+                let (x1, x2, dx1, dx2) = entry(maps, oh + ox);
+                let at = [(r1 + x1) * c, (r1 + x2) * c, (r2 + x1) * c, (r2 + x2) * c];
+                pixel((b * oh + oy) * ow + ox, at, [dx2 * dy2, dx1 * dy2, dx2 * dy1, dx1 * dy1]);
+            }
+        }
+    }
+}
+
+/// One value: `w[0]·v[0] + w[1]·v[1] + w[2]·v[2] + w[3]·v[3]`, onnxruntime's order.
+#[inline(always)]
+fn mix(w: [f32; 4], v: [f32; 4]) -> f32 {
+    w[0] * v[0] + w[1] * v[1] + w[2] * v[2] + w[3] * v[3]
+}
+
 widest! {
 /// `Quantize(Resize(Dequantize(x)))`, bilinear, on uint8 `[n, h, w, c]` resized along h and w
 /// into `[n, oh, ow, c]` (an ONNX-layout tensor is passed as `[n·c, h, w, 1]`). `maps`: `oh`
-/// row entries, then `ow` column entries (indices below h and w: checked by the parser).
-/// Each value is onnxruntime's `dx2·dy2·X11 + dx1·dy2·X21 + dx2·dy1·X12 + dx1·dy1·X22`, in its
-/// order, on dequantized inputs: bit-exact with its unfused QDQ graph.
+/// row entries, then `ow` column entries (indices below h and w: checked by the parser). On
+/// dequantized inputs in onnxruntime's float steps: bit-exact with its unfused QDQ graph.
 pub fn resize_linear(
     x: &[u8],
     qx: (f32, i32),
@@ -54,60 +83,28 @@ pub fn resize_linear(
     y: &mut [u8],
     qy: (f32, i32),
 ) {
-    let ([n, h, w, c], (oh, ow)) = (x_dims, out_hw);
-    let ((sx, zx), (sy, zy)) = (qx, qy);
-    let (lo, hi) = (-(zy as f32), 255.0 - zy as f32);
+    let (c, (sx, zx), (sy, zy)) = (x_dims[3], qx, qy);
     let value = |v: u8| (i32::from(v) - zx) as f32 * sx;
-    let mut out = y.iter_mut();
-    for image in x.chunks_exact(h * w * c).take(n) {
-        for oy in 0..oh {
-            let (y1, y2, dy1, dy2) = entry(maps, oy);
-            let (row1, row2) = (&image[y1 * w * c..][..w * c], &image[y2 * w * c..][..w * c]);
-            for ox in 0..ow {
-                let (x1, x2, dx1, dx2) = entry(maps, oh + ox);
-                let (p11, p21) = (&row1[x1 * c..][..c], &row1[x2 * c..][..c]);
-                let (p12, p22) = (&row2[x1 * c..][..c], &row2[x2 * c..][..c]);
-                for (ch, o) in (0..c).zip(&mut out) {
-                    let v = dx2 * dy2 * value(p11[ch])
-                        + dx1 * dy2 * value(p21[ch])
-                        + dx2 * dy1 * value(p12[ch])
-                        + dx1 * dy1 * value(p22[ch]);
-                    // Clamped before rounding, with min/max; NaN becomes 0 as in Quantize.
-                    let v = (v / sy).max(lo).min(hi);
-                    let v = if v.is_nan() { 0.0 } else { v };
-                    // SAFETY: v is within [−zy, 255 − zy] (zy is 0..=255): finite, within i32.
-                    let r: i32 = unsafe { round_half_even(v).to_int_unchecked() };
-                    *o = (r + zy) as u8;
-                }
-            }
+    blend(x_dims, maps, out_hw, |o, at, w| {
+        let [p11, p21, p12, p22] = at.map(|a| &x[a..a + c]);
+        let neighbours = p11.iter().zip(p21).zip(p12).zip(p22);
+        for (q, (((&a, &b), &d), &e)) in y[o * c..(o + 1) * c].iter_mut().zip(neighbours) {
+            *q = quantize_value(mix(w, [value(a), value(b), value(d), value(e)]), sy, zy);
         }
-    }
+    });
 }
 }
 
 widest! {
 /// [`resize_linear`] on float32 (a mixed model's float layers): the same entries and sums.
 pub fn resize_linear_f32(x: &[u8], x_dims: [usize; 4], maps: &[u8], out_hw: (usize, usize), y: &mut [u8]) {
-    let ([n, h, w, c], (oh, ow)) = (x_dims, out_hw);
-    let plane = h * w * c;
-    let mut at = 0;
-    for b in 0..n {
-        let image = |r: usize, col: usize, ch: usize| f32_at(x, b * plane + (r * w + col) * c + ch);
-        for oy in 0..oh {
-            let (y1, y2, dy1, dy2) = entry(maps, oy);
-            for ox in 0..ow {
-                let (x1, x2, dx1, dx2) = entry(maps, oh + ox);
-                for ch in 0..c {
-                    let v = dx2 * dy2 * image(y1, x1, ch)
-                        + dx1 * dy2 * image(y1, x2, ch)
-                        + dx2 * dy1 * image(y2, x1, ch)
-                        + dx1 * dy1 * image(y2, x2, ch);
-                    y[4 * at..4 * at + 4].copy_from_slice(&v.to_le_bytes());
-                    at += 1;
-                }
-            }
+    let c = x_dims[3];
+    blend(x_dims, maps, out_hw, |o, at, w| {
+        for k in 0..c {
+            let v = mix(w, at.map(|a| f32_at(x, a + k)));
+            put_f32(y, o * c + k, v);
         }
-    }
+    });
 }
 }
 
