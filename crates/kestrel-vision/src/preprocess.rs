@@ -30,6 +30,11 @@ impl FrameMap {
     pub fn to_source(&self, x: f32, y: f32) -> (f32, f32) {
         ((x * self.input_width - self.pad_x) * self.scale_x, (y * self.input_height - self.pad_y) * self.scale_y)
     }
+
+    /// Source pixels → normalized model coordinates (the inverse of [`FrameMap::to_source`]).
+    pub fn to_model(&self, x: f32, y: f32) -> (f32, f32) {
+        ((x / self.scale_x + self.pad_x) / self.input_width, (y / self.scale_y + self.pad_y) / self.input_height)
+    }
 }
 
 /// Resizes, converts and normalizes one image.

@@ -347,7 +347,7 @@ fn candidates(g: &pb::GraphProto) -> Vec<Candidate> {
         };
         out.push(Candidate {
             node: ix,
-            name: if n.name.is_empty() { out_name.clone() } else { n.name.clone() },
+            name: n.name.clone(), // every node is named by `lowered`
             op: n.op_type.clone(),
             input: n.input[0].clone(),
             output: activation.map_or_else(|| out_name.clone(), |r| g.node[r].output[0].clone()),

@@ -222,10 +222,9 @@ impl Decoder {
             return;
         }
         for (x, y, px) in img.enumerate_pixels_mut() {
-            // Source pixel centre → model input pixels → map cell.
-            let mx = (x as f32 + 0.5) / frame.scale_x + frame.pad_x;
-            let my = (y as f32 + 0.5) / frame.scale_y + frame.pad_y;
-            let (cx, cy) = (mx / frame.input_width * w as f32, my / frame.input_height * h as f32);
+            // Source pixel centre → normalized model coordinates → map cell.
+            let (mx, my) = frame.to_model(x as f32 + 0.5, y as f32 + 0.5);
+            let (cx, cy) = (mx * w as f32, my * h as f32);
             if !(cx >= 0.0 && cy >= 0.0 && cx < w as f32 && cy < h as f32) {
                 continue;
             }
