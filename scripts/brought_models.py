@@ -39,10 +39,14 @@ WORK = "target/brought-models"
 CALIB_PHOTOS = "models/blazeface/calib"
 
 # Quality is measured on photos the calibration (models/blazeface/calib) does not hold: the
-# bundled samples and three more of scikit-image's (fetched from its wheel by extra_photos()).
+# bundled samples, three more of scikit-image's (from its wheel) and eight of OpenCV's sample
+# photos (Debian's opencv-doc), people among them (fetched by extra_photos()).
 EXTRA = ["camera.png", "rocket.jpg", "motorcycle_left.png"]
+OPENCV = ["basketball1.png", "messi5.jpg", "left06.jpg", "chicky_512.png", "apple.jpg", "squirrel_cls.jpg",
+          "aero1.jpg", "home.jpg"]
+OPENCV_DIR = "usr/share/doc/opencv-doc/examples/data"
 PHOTOS = ["models/samples/astronaut.png", "models/samples/person.jpg", "models/samples/chelsea.png"] + \
-    [f"{WORK}/skimage/{name}" for name in EXTRA]
+    [f"{WORK}/skimage/{name}" for name in EXTRA] + [f"{WORK}/opencv/{name}" for name in OPENCV]
 PAGE = ["models/samples/page.png"]
 
 # name, fp32 model, config (None: the one beside the model or the model's own metadata),
@@ -68,16 +72,25 @@ MODELS = [
 
 
 def extra_photos():
-    """scikit-image's photos named in EXTRA, from its wheel (cached under WORK)."""
+    """scikit-image's photos named in EXTRA, from its wheel, and OpenCV's named in OPENCV, from
+    Debian's opencv-doc package (cached under WORK)."""
     d = f"{WORK}/skimage"
-    if all(os.path.exists(f"{d}/{name}") for name in EXTRA):
-        return
-    os.makedirs(d, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                    "scikit-image==0.22.0", "-d", d], check=True)
-    wheel = zipfile.ZipFile(glob.glob(f"{d}/scikit_image-*.whl")[0])
-    for name in EXTRA:
-        open(f"{d}/{name}", "wb").write(wheel.read(f"skimage/data/{name}"))
+    if not all(os.path.exists(f"{d}/{name}") for name in EXTRA):
+        os.makedirs(d, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                        "scikit-image==0.22.0", "-d", d], check=True)
+        wheel = zipfile.ZipFile(glob.glob(f"{d}/scikit_image-*.whl")[0])
+        for name in EXTRA:
+            open(f"{d}/{name}", "wb").write(wheel.read(f"skimage/data/{name}"))
+    d = f"{WORK}/opencv"
+    if not all(os.path.exists(f"{d}/{name}") for name in OPENCV):
+        os.makedirs(d, exist_ok=True)
+        subprocess.run(["apt-get", "download", "opencv-doc"], cwd=d, check=True, capture_output=True)
+        deb = glob.glob(f"{d}/opencv-doc_*.deb")[0]
+        tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", deb], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", d, "--strip-components=7"] + [f"./{OPENCV_DIR}/{n}" for n in OPENCV],
+                       input=tar, check=True)
+        os.remove(deb)
 
 
 def kestrel(*args):
@@ -187,7 +200,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--only")
-    ap.add_argument("--calibration", default="percentile", help="kestrel compress --calibration (minmax, percentile)")
+    ap.add_argument("--calibration", default="auto", help="kestrel compress --calibration (auto, minmax, percentile)")
     args = ap.parse_args()
     extra_photos()
     rows, notes = [], []
@@ -216,6 +229,8 @@ def main():
         bench = f"{d}/bench.json"
         kestrel("bench", full, mixed, kmodel, "--images", photos, "--runs", str(args.runs), "--json", bench)
         r = json.load(open(bench))["models"]
+        lines = kestrel("run", full, *sorted(glob.glob(f"{photos}/*")), "--json").splitlines()
+        boxes = sum(len(json.loads(l).get("detections", [])) for l in lines)
         x = model_input(photo, toml_preprocess(config_text))
         ort_fp32, ort_int8 = ort_median_ms(full, x, args.runs), ort_median_ms(integer, x, args.runs)
         exact = exactness(tag, integer, config_text, x)
@@ -226,21 +241,21 @@ def main():
             "ort fp32": ort_fp32, "ort int8": ort_int8,
             "mixed": (r[1]["quality"], r[1].get("mean_iou"), r[1]["backend"]),
             "integer": (r[2]["quality"], r[2].get("mean_iou")),
-            "max LSB": max(lsb) if lsb else None,
+            "max LSB": max(lsb) if lsb else None, "boxes": boxes,
         })
         for o, steps, diff, n in exact:
             notes.append(f"{name}: output `{o}` ({n} values): max |micro - onnxruntime| {diff:.3g}"
                          + (f" = {steps:.2f} LSB" if steps is not None else " (float output)"))
         print(json.dumps(rows[-1]), flush=True)
     lines = ["| model | fp32 MB | .kmodel MB | tract fp32 ms | mixed int8 ms | integer-only micro ms | ort fp32 ms "
-             "| ort int8 ms | mixed int8: found, IoU | integer-only: found, IoU | micro vs ort int8 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| ort int8 ms | fp32 boxes | mixed int8: found, IoU | integer-only: found, IoU | micro vs ort int8 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     agree = lambda q: "-" if q[0] is None else f"{q[0] * 100:.0f}%" + ("" if q[1] is None else f", {q[1]:.3f}")
     for row in rows:
         lines.append(
             f"| {row['model']} | {row['fp32 MB']:.1f} | {row['kmodel MB']:.2f} | {row['tract fp32']:.1f} | "
             f"{row['mixed int8']:.1f} ({row['mixed'][2]}) | {row['micro int8']:.1f} | {row['ort fp32']:.1f} | "
-            f"{row['ort int8']:.1f} | {agree(row['mixed'])} | {agree(row['integer'])} | "
+            f"{row['ort int8']:.1f} | {row['boxes']} | {agree(row['mixed'])} | {agree(row['integer'])} | "
             + ("-" if row["max LSB"] is None else f"≤ {row['max LSB']:.2f} LSB") + " |")
     text = "\n".join(lines + [""] + notes) + "\n"
     open(f"{WORK}/table.md", "w").write(text)

@@ -358,8 +358,9 @@ pub struct CompressArgs {
     /// After pruning, refit changed layers to the full model's activations (least squares).
     #[arg(long)]
     pub reconstruct: bool,
-    /// Activation ranges: `minmax` or `percentile` (99.99%).
-    #[arg(long, default_value = "percentile")]
+    /// Activation ranges: `minmax`, `percentile` (99.99%) or `auto` (percentile for classifiers,
+    /// min-max for detectors and raw outputs: their detections are the rare large activations).
+    #[arg(long, default_value = "auto")]
     pub calibration: String,
     /// At most this many calibration images (reconstruction uses them all; int8 calibration the first 512).
     #[arg(long, default_value_t = 5000)]

@@ -476,7 +476,7 @@ fn ppocr_compresses_integer_only_and_finds_the_float_models_text_lines() {
 /// MediaPipe's pose detector compressed `--integer-only`: its Relu6 (Clip 0..6) after each Conv
 /// folds into the Conv's output range, its bilinear Resizes run on the integers, so the
 /// only float op left is the Pad on the float input; it exports whole and finds the float
-/// model's person on both photos at IoU ≥ 0.85 (measured 0.886 on each: the box edges move
+/// model's person on both photos at IoU ≥ 0.85 (measured 0.925 and 0.916: the box edges move
 /// by a few of the 224-px input's pixels).
 #[test]
 fn the_pose_detector_compresses_integer_only_and_finds_the_float_models_person() {
@@ -487,9 +487,10 @@ fn the_pose_detector_compresses_integer_only_and_finds_the_float_models_person()
     let v: Value = serde_json::from_str(&common::kestrel_ok(&[&args[..], &["--json"]].concat())).unwrap();
     assert_eq!(v["integer_runtime"], true, "{}", v["where_it_runs"]);
     assert_eq!(v["passes"][0]["report"]["float_ops"], serde_json::json!({"Pad": 1}), "{v}");
-    // 137 ops: with the 36 Relu6 after Convs kept as tables it was 173.
+    // 133 ops: with the 36 Relu6 after Convs kept as tables it was 173, and with percentile
+    // ranges (score heads then recalibrated min-max) 137, two heads needing a float round trip.
     let exported = common::kestrel_ok(&["export", out_s, "-o", kmodel.to_str().unwrap()]);
-    assert!(exported.contains(" 137 ops,"), "{exported}");
+    assert!(exported.contains(" 133 ops,"), "{exported}");
     for photo in ["models/samples/person.jpg", "models/samples/astronaut.png"] {
         let run = |m: &str| -> Vec<Value> {
             let v: Value = serde_json::from_str(&common::kestrel_ok(&["run", m, photo, "--json"])).unwrap();

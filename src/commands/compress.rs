@@ -12,6 +12,7 @@ use kestrel_compress::passes::prune_magnitude::prune_magnitude;
 use kestrel_compress::passes::quantize_int8::{quantize_int8, QuantizeConfig};
 use kestrel_compress::passes::reconstruct::reconstruct;
 use kestrel_engine::Tensor;
+use kestrel_vision::config::Decoder;
 use kestrel_vision::{image_io, preprocess, ModelConfig};
 use serde_json::json;
 
@@ -99,13 +100,17 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
     if args.reconstruct && args.prune.is_none() {
         bail!("--reconstruct refits layers changed by pruning: add --prune RATIO");
     }
+    let model = load_model(&args.model)?;
+    let config = load_config(&args.model, &model, &args.model_config)?;
+    // A model of unknown kind (raw outputs) is treated as a detector.
+    let classifier = matches!(config.decoder, Decoder::Classifier { .. });
     let method = match args.calibration.as_str() {
         "minmax" => RangeMethod::MinMax,
         "percentile" => RangeMethod::Percentile(99.99),
-        other => bail!("unknown --calibration `{other}` (minmax or percentile)"),
+        "auto" if classifier => RangeMethod::Percentile(99.99),
+        "auto" => RangeMethod::MinMax,
+        other => bail!("unknown --calibration `{other}` (auto, minmax or percentile)"),
     };
-    let model = load_model(&args.model)?;
-    let config = load_config(&args.model, &model, &args.model_config)?;
     let samples = calibration_samples(&args.calib, &config, args.calib_count)?;
     let start = Instant::now();
     let mut current = model.clone();
@@ -168,18 +173,20 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
             method,
             min_layer_sqnr_db: args.min_layer_sqnr,
             // Detector heads carry rare, decisive values (a face's score) that calibration on
-            // mostly-background images does not cover; classifier heads are fine in int8, and a
-            // model of unknown kind is treated as a detector.
-            keep_output_heads_float: !args.integer_only
-                && !matches!(config.decoder, kestrel_vision::config::Decoder::Classifier { .. }),
+            // mostly-background images does not cover; classifier heads are fine in int8.
+            keep_output_heads_float: !args.integer_only && !classifier,
             integer_only: args.integer_only,
             ..Default::default()
         };
         let (m, r) = quantize_int8(&current, int8_subset(&samples), &quant_config).context("quantizing")?;
         let int8 = r.layers.iter().filter(|l| l.quantized).count();
         lines.push(format!(
-            "quantize-int8: {int8} of {} layers in int8, output SQNR {:.1} dB vs its input model",
+            "quantize-int8: {int8} of {} layers in int8 ({} activation ranges), output SQNR {:.1} dB vs its input model",
             r.layers.len(),
+            match method {
+                RangeMethod::MinMax => "min-max".to_string(),
+                RangeMethod::Percentile(p) => format!("{p}th percentile"),
+            },
             r.output_sqnr_db
         ));
         for l in &r.layers {

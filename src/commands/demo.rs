@@ -213,7 +213,7 @@ fn compress_quietly(model: &Path, calib: &str, out: &Path, how: Compression) -> 
         structured: prune,
         unstructured: false,
         reconstruct: prune,
-        calibration: "percentile".into(),
+        calibration: "auto".into(),
         calib_count: 5000,
         min_layer_sqnr: 30.0,
         integer_only: matches!(how, Compression::IntegerOnly),
