@@ -11,6 +11,33 @@ pub fn normalize(model: &mut pb::ModelProto) {
         if ir_version >= 4 {
             constants_to_initializers(graph);
         }
+        scalar_pad_values(graph);
+    }
+}
+
+/// A Pad's `constant_value` is a scalar, but tf2onnx writes a one-element vector (onnxruntime
+/// accepts it; tract refuses: "Impossible to unify 1 with 0"): such an initializer becomes a
+/// scalar, or a scalar copy where other nodes read it too.
+fn scalar_pad_values(graph: &mut pb::GraphProto) {
+    let one_value = |t: &pb::TensorProto| !t.dims.is_empty() && t.dims.iter().all(|&d| d == 1);
+    for i in 0..graph.node.len() {
+        let node = &graph.node[i];
+        let Some(name) = node.input.get(2).filter(|n| node.op_type == "Pad" && !n.is_empty()).cloned() else {
+            continue;
+        };
+        let Some(at) = graph.initializer.iter().position(|t| t.name == name && one_value(t)) else { continue };
+        let shared = graph.node.iter().filter(|n| n.input.contains(&name)).count() > 1;
+        if shared {
+            let mut copy = graph.initializer[at].clone();
+            copy.name = format!("{name}__scalar");
+            copy.dims.clear();
+            graph.node[i].input[2].clone_from(&copy.name);
+            if !graph.initializer.iter().any(|t| t.name == copy.name) {
+                graph.initializer.push(copy);
+            }
+        } else {
+            graph.initializer[at].dims.clear();
+        }
     }
 }
 

@@ -139,3 +139,26 @@ fn constant_weights_become_initializers_unless_they_are_outputs() {
     assert_eq!(graph.initializer.len(), 1);
     assert_eq!((graph.initializer[0].name.as_str(), graph.initializer[0].float_data.len()), ("w", 2));
 }
+
+#[test]
+fn one_element_pad_values_become_scalars() {
+    let pads =
+        pb::TensorProto { name: "p".into(), dims: vec![8], data_type: 7, int64_data: vec![0; 8], ..Default::default() };
+    // `v` feeds only the Pad: it becomes a scalar in place; `s` also feeds an Add: the Pad gets a
+    // scalar copy and the Add keeps the vector.
+    let m = model(
+        vec![
+            node("Pad", "a", &["x", "p", "v"], &["t"]),
+            node("Pad", "b", &["t", "p", "s"], &["u"]),
+            node("Add", "c", &["u", "s"], &["y"]),
+        ],
+        vec![pads, tensor("v", &[1], 1), tensor("s", &[1], 1)],
+    );
+    let graph = check(&m).unwrap().proto.graph.unwrap();
+    let dims = |name: &str| graph.initializer.iter().find(|t| t.name == name).map(|t| t.dims.clone());
+    assert_eq!(dims("v"), Some(vec![]));
+    assert_eq!(dims("s"), Some(vec![1]));
+    assert_eq!(dims("s__scalar"), Some(vec![]));
+    assert_eq!(graph.node[1].input[2], "s__scalar");
+    assert_eq!(graph.node[2].input[1], "s");
+}
