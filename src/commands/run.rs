@@ -109,6 +109,8 @@ impl ImageModel {
                 scale_y: 1.0,
                 pad_x: 0.0,
                 pad_y: 0.0,
+                source_width: p.width as f32,
+                source_height: p.height as f32,
             };
             (None, tensor, frame)
         } else {

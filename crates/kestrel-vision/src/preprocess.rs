@@ -23,6 +23,9 @@ pub struct FrameMap {
     /// Padding (model pixels) before the image on each axis.
     pub pad_x: f32,
     pub pad_y: f32,
+    /// The source image's size in pixels (boxes are clipped to it where upstream clips).
+    pub source_width: f32,
+    pub source_height: f32,
 }
 
 impl FrameMap {
@@ -67,6 +70,8 @@ impl Placement {
             scale_y,
             pad_x,
             pad_y,
+            source_width: sw,
+            source_height: sh,
         };
         match p.resize {
             Resize::Stretch => Placement {
@@ -177,8 +182,16 @@ impl Taps {
 impl Preprocessor {
     pub fn new(p: Preprocess) -> Preprocessor {
         let shape = p.shape();
-        let frame =
-            FrameMap { input_width: 0.0, input_height: 0.0, scale_x: 1.0, scale_y: 1.0, pad_x: 0.0, pad_y: 0.0 };
+        let frame = FrameMap {
+            input_width: 0.0,
+            input_height: 0.0,
+            scale_x: 1.0,
+            scale_y: 1.0,
+            pad_x: 0.0,
+            pad_y: 0.0,
+            source_width: 0.0,
+            source_height: 0.0,
+        };
         Preprocessor {
             p,
             source: (0, 0),

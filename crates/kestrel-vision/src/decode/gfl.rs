@@ -2,7 +2,8 @@
 //! a distribution over `reg_max + 1` distance bins whose expectation (softmax-weighted mean) is
 //! the distance from the cell centre in strides. Decoded as PaddleDetection's PicoHead does:
 //! the best `pre_nms_top_k` cells of each level, every class above the threshold a candidate
-//! (a box may carry several classes), per-class NMS.
+//! (a box may carry several classes), per-class NMS; boxes clamped to the input before NMS and
+//! to the source image after (NanoDet's post-processing is the same with its own settings).
 
 use serde::{Deserialize, Serialize};
 
@@ -230,6 +231,8 @@ impl Decoder {
                     let d = next_slot(&mut self.candidates, n);
                     n += 1;
                     (d.x_min, d.y_min, d.x_max, d.y_max, d.score) = (x0 / w, y0 / h, x1 / w, y1 / h, s);
+                    // Inside the input, as both upstreams' distance2bbox clamps before NMS.
+                    d.clip(1.0, 1.0);
                     d.class = Some(c);
                     d.label.clone_from(&p.labels[c]);
                     d.keypoints.clear();
@@ -239,7 +242,11 @@ impl Decoder {
         let how = Suppress { iou_threshold: p.iou_threshold, weighted: false, agnostic: p.class_agnostic };
         self.nms.run(&self.candidates[..n], how, out);
         out.truncate(p.max_detections);
-        out.iter_mut().for_each(|d| d.to_source(frame));
+        // In the source image, as NanoDet's warp_boxes clips after undoing the resize.
+        out.iter_mut().for_each(|d| {
+            d.to_source(frame);
+            d.clip(frame.source_width, frame.source_height);
+        });
         Ok(())
     }
 }
@@ -277,14 +284,22 @@ mod tests {
         let outputs: [(&[f32], &[usize]); 4] =
             [(&s0, &[1, 8, 2]), (&b1, &[1, 2, 16]), (&b0, &[1, 8, 16]), (&s1, &[1, 2, 2])];
         let levels = levels(&outputs, &p, (32, 16)).unwrap();
-        let frame =
-            FrameMap { input_width: 32.0, input_height: 16.0, scale_x: 1.0, scale_y: 1.0, pad_x: 0.0, pad_y: 0.0 };
+        let frame = FrameMap {
+            input_width: 32.0,
+            input_height: 16.0,
+            scale_x: 1.0,
+            scale_y: 1.0,
+            pad_x: 0.0,
+            pad_y: 0.0,
+            source_width: 32.0,
+            source_height: 16.0,
+        };
         let mut out = Vec::new();
         Decoder::default().decode(&levels, &frame, &p, &mut out).unwrap();
         assert_eq!(out.len(), 1);
-        // Centre (12, 12), 16 px to each side.
+        // Centre (12, 12), 16 px to each side: (-4, -4, 28, 28), clamped to the 32x16 input.
         let d = &out[0];
-        assert!((d.x_min + 4.0).abs() < 1e-3 && (d.y_max - 28.0).abs() < 1e-3, "{d:?}");
+        assert_eq!((d.x_min, d.y_min, d.x_max, d.y_max), (0.0, 0.0, 28.0, 16.0), "{d:?}");
         assert_eq!((d.class, d.label.as_str(), d.score), (Some(1), "b", 0.9));
     }
 

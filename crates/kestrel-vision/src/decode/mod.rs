@@ -73,6 +73,12 @@ impl Detection {
         }
     }
 
+    /// Clamps the box's corners into `[0, width] x [0, height]`.
+    pub fn clip(&mut self, width: f32, height: f32) {
+        (self.x_min, self.x_max) = (self.x_min.clamp(0.0, width), self.x_max.clamp(0.0, width));
+        (self.y_min, self.y_max) = (self.y_min.clamp(0.0, height), self.y_max.clamp(0.0, height));
+    }
+
     /// Intersection over union with another box.
     pub fn iou(&self, other: &Detection) -> f32 {
         let w = (self.x_max.min(other.x_max) - self.x_min.max(other.x_min)).max(0.0);

@@ -243,7 +243,16 @@ mod tests {
     use super::*;
 
     fn frame() -> FrameMap {
-        FrameMap { input_width: 64.0, input_height: 64.0, scale_x: 2.0, scale_y: 2.0, pad_x: 0.0, pad_y: 8.0 }
+        FrameMap {
+            input_width: 64.0,
+            input_height: 64.0,
+            scale_x: 2.0,
+            scale_y: 2.0,
+            pad_x: 0.0,
+            pad_y: 8.0,
+            source_width: 128.0,
+            source_height: 96.0,
+        }
     }
 
     fn params(labels: &[String]) -> YoloConfig {
