@@ -6,7 +6,7 @@ integer-only int8), and whether the integer runtime computes what onnxruntime co
 int8 graph. Numbers for notes and README, never a test.
 
 For each model: `kestrel compress --int8` (mixed) and `--int8 --integer-only`; `kestrel bench`
-of the three (5 rounds, models taking turns; quality = the fp32 model's boxes found at IoU 0.5);
+of the three (5 rounds, models taking turns; quality = the fp32 model's boxes found at IoU 0.5, same class);
 onnxruntime timed in this process between the rounds of nothing else (run it on a quiet
 machine); then one real photo, preprocessed here in numpy, as a float32 .npy fed to both
 onnxruntime (graph optimizations off: the graph as written, see scripts/make_fixtures.py) and

@@ -337,7 +337,8 @@ fn agreement(full: &Measurement, m: &Measurement) -> (Option<f64>, String, Optio
     for (a, b) in full.images.iter().zip(&m.images) {
         for d in &a.detections {
             total += 1;
-            let best = b.detections.iter().map(|e| (d.iou(e), e)).max_by(|x, y| x.0.total_cmp(&y.0));
+            let same_class = b.detections.iter().filter(|e| e.class == d.class);
+            let best = same_class.map(|e| (d.iou(e), e)).max_by(|x, y| x.0.total_cmp(&y.0));
             if let Some((iou, e)) = best.filter(|(iou, _)| *iou >= 0.5) {
                 matched += 1;
                 iou_sum += f64::from(iou);
@@ -347,7 +348,7 @@ fn agreement(full: &Measurement, m: &Measurement) -> (Option<f64>, String, Optio
     }
     let recall = if total > 0 { Some(matched as f64 / total as f64) } else { None };
     let mean = |s: f64| (matched > 0).then(|| s / matched as f64);
-    (recall, "full model's boxes found (IoU >= 0.5)".into(), mean(iou_sum), mean(drift_sum))
+    (recall, "full model's boxes found (same class, IoU >= 0.5)".into(), mean(iou_sum), mean(drift_sum))
 }
 
 fn rows(ms: &[Measurement]) -> Vec<Row> {

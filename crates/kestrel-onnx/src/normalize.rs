@@ -12,7 +12,76 @@ pub fn normalize(model: &mut pb::ModelProto) {
             constants_to_initializers(graph);
         }
         scalar_pad_values(graph);
+        pads_into_max_pools(graph);
     }
+}
+
+/// A Pad with -inf around H and W that feeds only a MaxPool (how TensorFlow exports a padded
+/// max-pool: PadV2 then MaxPool) becomes that MaxPool's own `pads`, which it ignores just as
+/// -inf is ignored: one op fewer, and the integer runtime has no float Pad by a value.
+fn pads_into_max_pools(graph: &mut pb::GraphProto) {
+    let ints = |t: &pb::TensorProto| -> Option<Vec<i64>> {
+        (t.data_type == 7).then(|| {
+            if t.raw_data.is_empty() {
+                t.int64_data.clone()
+            } else {
+                t.raw_data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()
+            }
+        })
+    };
+    let minus_infinity = |t: &pb::TensorProto| {
+        let v = if t.raw_data.len() == 4 { t.raw_data.clone().try_into().ok().map(f32::from_le_bytes) } else { None };
+        t.data_type == 1 && v.or(t.float_data.first().copied()).is_some_and(|v| v == f32::NEG_INFINITY)
+    };
+    let outputs: std::collections::HashSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    let mut folded = Vec::new();
+    for (i, pad) in graph.node.iter().enumerate() {
+        let constant = pad.attribute.iter().all(|a| a.name != "mode" || a.s == b"constant");
+        if pad.op_type != "Pad" || !constant || pad.input.len() < 3 || outputs.contains(pad.output[0].as_str()) {
+            continue;
+        }
+        let init = |name: &str| graph.initializer.iter().find(|t| t.name == name);
+        let (Some(pads), Some(value)) = (init(&pad.input[1]).and_then(ints), init(&pad.input[2])) else { continue };
+        let spatial_only =
+            pads.len() == 8 && pads[..2] == [0, 0] && pads[4..6] == [0, 0] && pads.iter().all(|&p| p >= 0);
+        let readers: Vec<usize> =
+            (0..graph.node.len()).filter(|&j| graph.node[j].input.contains(&pad.output[0])).collect();
+        let [pool] = readers[..] else { continue };
+        let p = &graph.node[pool];
+        let attr = |name: &str| p.attribute.iter().find(|a| a.name == name);
+        let kernel = attr("kernel_shape").map(|a| a.ints.clone()).unwrap_or_default();
+        let plain = attr("auto_pad").is_none_or(|a| matches!(&a.s[..], b"" | b"NOTSET"));
+        let old = attr("pads").map_or(vec![0; 4], |a| a.ints.clone());
+        let new: Vec<i64> = old.iter().zip([pads[2], pads[3], pads[6], pads[7]]).map(|(a, b)| a + b).collect();
+        let fits = kernel.len() == 2 && old.len() == 4 && (0..4).all(|k| new[k] < kernel[k % 2]);
+        if spatial_only
+            && minus_infinity(value)
+            && p.op_type == "MaxPool"
+            && p.input[0] == pad.output[0]
+            && plain
+            && fits
+        {
+            folded.push((i, pool, new));
+        }
+    }
+    for &(i, pool, ref new) in &folded {
+        let source = graph.node[i].input[0].clone();
+        let p = &mut graph.node[pool];
+        p.input[0] = source;
+        p.attribute.retain(|a| a.name != "pads");
+        p.attribute.push(pb::AttributeProto {
+            name: "pads".into(),
+            r#type: pb::attribute_proto::AttributeType::Ints as i32,
+            ints: new.clone(),
+            ..Default::default()
+        });
+    }
+    let dead: std::collections::HashSet<usize> = folded.iter().map(|f| f.0).collect();
+    let mut at = 0;
+    graph.node.retain(|_| {
+        at += 1;
+        !dead.contains(&(at - 1))
+    });
 }
 
 /// A Pad's `constant_value` is a scalar, but tf2onnx writes a one-element vector (onnxruntime

@@ -162,3 +162,41 @@ fn one_element_pad_values_become_scalars() {
     assert_eq!(graph.node[1].input[2], "s__scalar");
     assert_eq!(graph.node[2].input[1], "s");
 }
+
+#[test]
+fn a_minus_infinity_pad_before_a_max_pool_becomes_its_pads() {
+    let ints = |name: &str, v: &[i64]| pb::TensorProto {
+        name: name.into(),
+        dims: vec![v.len() as i64],
+        data_type: 7,
+        int64_data: v.to_vec(),
+        ..Default::default()
+    };
+    let minus_inf = pb::TensorProto {
+        name: "v".into(),
+        dims: vec![1],
+        data_type: 1,
+        float_data: vec![f32::NEG_INFINITY],
+        ..Default::default()
+    };
+    let pool = |input: &str, out: &str| pb::NodeProto {
+        attribute: vec![pb::AttributeProto {
+            name: "kernel_shape".into(),
+            r#type: pb::attribute_proto::AttributeType::Ints as i32,
+            ints: vec![3, 3],
+            ..Default::default()
+        }],
+        ..node("MaxPool", out, &[input], &[out])
+    };
+    // The first Pad folds into its MaxPool; the second pads with zeros and stays.
+    let m = model(
+        vec![node("Pad", "p", &["x", "pads", "v"], &["t"]), pool("t", "u"), node("Pad", "q", &["u", "pads"], &["y"])],
+        vec![ints("pads", &[0, 0, 1, 2, 0, 0, 1, 0]), minus_inf],
+    );
+    let graph = check(&m).unwrap().proto.graph.unwrap();
+    let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+    assert_eq!(ops, ["MaxPool", "Pad"]);
+    assert_eq!(graph.node[0].input, ["x"]);
+    let pads = graph.node[0].attribute.iter().find(|a| a.name == "pads").unwrap();
+    assert_eq!(pads.ints, [1, 2, 1, 0]);
+}
