@@ -503,6 +503,35 @@ fn the_pose_detector_compresses_integer_only_and_finds_the_float_models_person()
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The bundled COCO detector (NanoDet-g) compressed `--integer-only` on its calibration photos
+/// (none of the test photos): its -inf Pad before the MaxPool is folded at load, its LeakyRelus
+/// are tables, its bilinear Resizes run on the integers; it exports whole and, on the integer
+/// runtime, finds every box the float model finds on two of its photos (same class, IoU ≥ 0.85;
+/// measured ≥ 0.95).
+#[test]
+fn the_coco_detector_compresses_integer_only_and_finds_the_float_models_objects() {
+    let dir = tmp("nanodet");
+    let (out, kmodel) = (dir.join("nanodet.onnx"), dir.join("nanodet.kmodel"));
+    let (model, out_s) = ("models/coco-nanodet/model.onnx", out.to_str().unwrap());
+    let args = ["compress", model, "--int8", "--integer-only", "--calib", "models/coco-nanodet/calib", "--out", out_s];
+    let v: Value = serde_json::from_str(&common::kestrel_ok(&[&args[..], &["--json"]].concat())).unwrap();
+    assert_eq!(v["integer_runtime"], true, "{}", v["where_it_runs"]);
+    common::kestrel_ok(&["export", out_s, "-o", kmodel.to_str().unwrap()]);
+    for photo in ["models/coco-nanodet/photos/dog.jpg", "models/coco-nanodet/photos/giraffe.jpg"] {
+        let run = |m: &str| -> Vec<Value> {
+            let v: Value = serde_json::from_str(&common::kestrel_ok(&["run", m, photo, "--json"])).unwrap();
+            v["detections"].as_array().unwrap().clone()
+        };
+        let (float, int) = (run(model), run(kmodel.to_str().unwrap()));
+        assert!(float.len() >= 2, "{photo}: {float:?}");
+        for f in &float {
+            let best = int.iter().filter(|i| i["class"] == f["class"]).map(|i| iou(f, i)).fold(0.0, f64::max);
+            assert!(best >= 0.85, "{photo}: {f} not found in {int:?}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Intersection over union of two detections as `kestrel run --json` writes them.
 fn iou(a: &Value, b: &Value) -> f64 {
     let corners = |d: &Value| ["x_min", "y_min", "x_max", "y_max"].map(|k| d[k].as_f64().unwrap());
