@@ -1,6 +1,6 @@
 //! Command-line parsing only; each command validates its options into its own struct.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -240,13 +240,13 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// The .onnx model (configured by --config, kestrel.toml beside it, or guessed).
-    pub model: PathBuf,
-    /// Sources: v4l2:///dev/video0, csi://0, rtsp://host:port/path, file://clip.mp4 (or a
-    /// path to a video or a folder of images), test://[pattern], gst://PIPELINE ending in
-    /// `appsink name=kestrel`.
-    #[arg(required = true)]
-    pub sources: Vec<String>,
+    /// [MODEL] SOURCE...: the model, a .onnx or .kmodel file (configured by --config,
+    /// kestrel.toml beside it, or guessed; when the first argument is not one, the bundled COCO
+    /// detector, models/coco-nanodet), then the sources: v4l2:///dev/video0, csi://0,
+    /// rtsp://host:port/path, file://clip.mp4 (or a path to a video or a folder of images),
+    /// test://[pattern], gst://PIPELINE ending in `appsink name=kestrel`.
+    #[arg(required = true, value_name = "[MODEL] SOURCE")]
+    pub inputs: Vec<String>,
     #[command(flatten)]
     pub model_config: ConfigArgs,
     /// One JSON line per processed frame (and a `stats` line every few seconds and at the end).
@@ -296,6 +296,21 @@ pub struct WatchArgs {
     pub stats_every: f64,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+impl WatchArgs {
+    /// The model (the first input when it names a .onnx or .kmodel file, else the bundled COCO
+    /// detector) and the sources.
+    pub fn model_and_sources(&self) -> (PathBuf, &[String]) {
+        let is_model = |s: &String| {
+            let ext = Path::new(s).extension().map(|e| e.to_ascii_lowercase());
+            ext.is_some_and(|e| e == "onnx" || e == "kmodel")
+        };
+        match self.inputs.split_first() {
+            Some((first, sources)) if is_model(first) => (PathBuf::from(first), sources),
+            _ => (crate::models::models_dir().join("coco-nanodet/model.onnx"), &self.inputs),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

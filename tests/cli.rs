@@ -121,7 +121,11 @@ fn demo_runs_on_the_bundled_defaults() {
     let faces: usize = lines.iter().filter_map(|v| v["detections"].as_array()).map(Vec::len).sum();
     assert!(faces >= 1, "{out}");
     assert!(lines.iter().any(|v| v["top1"].as_f64().is_some_and(|t| t >= 0.89)), "{out}");
-    assert!(dir.join("faces/astronaut.png").exists());
+    assert!(dir.join("faces/astronaut.png").exists() && dir.join("objects/dog.png").exists());
+    // The COCO detector's photos: a giraffe among the labels.
+    assert!(lines
+        .iter()
+        .any(|v| v["detections"].as_array().is_some_and(|d| d.iter().any(|d| d["label"] == "giraffe"))));
     std::fs::remove_dir_all(&dir).ok();
 }
 

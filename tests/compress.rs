@@ -506,8 +506,8 @@ fn the_pose_detector_compresses_integer_only_and_finds_the_float_models_person()
 /// The bundled COCO detector (NanoDet-g) compressed `--integer-only` on its calibration photos
 /// (none of the test photos): its -inf Pad before the MaxPool is folded at load, its LeakyRelus
 /// are tables, its bilinear Resizes run on the integers; it exports whole and, on the integer
-/// runtime, finds every box the float model finds on two of its photos (same class, IoU ≥ 0.85;
-/// measured ≥ 0.95).
+/// runtime, finds at least 90% of the float model's boxes on the eight photos (same class, IoU
+/// ≥ 0.85; measured: 20 of 21, mean IoU 0.967 — lost: a cat at 0.356, at the 0.35 threshold).
 #[test]
 fn the_coco_detector_compresses_integer_only_and_finds_the_float_models_objects() {
     let dir = tmp("nanodet");
@@ -517,18 +517,28 @@ fn the_coco_detector_compresses_integer_only_and_finds_the_float_models_objects(
     let v: Value = serde_json::from_str(&common::kestrel_ok(&[&args[..], &["--json"]].concat())).unwrap();
     assert_eq!(v["integer_runtime"], true, "{}", v["where_it_runs"]);
     common::kestrel_ok(&["export", out_s, "-o", kmodel.to_str().unwrap()]);
-    for photo in ["models/coco-nanodet/photos/dog.jpg", "models/coco-nanodet/photos/giraffe.jpg"] {
-        let run = |m: &str| -> Vec<Value> {
-            let v: Value = serde_json::from_str(&common::kestrel_ok(&["run", m, photo, "--json"])).unwrap();
-            v["detections"].as_array().unwrap().clone()
-        };
-        let (float, int) = (run(model), run(kmodel.to_str().unwrap()));
-        assert!(float.len() >= 2, "{photo}: {float:?}");
-        for f in &float {
-            let best = int.iter().filter(|i| i["class"] == f["class"]).map(|i| iou(f, i)).fold(0.0, f64::max);
-            assert!(best >= 0.85, "{photo}: {f} not found in {int:?}");
+    let mut photos: Vec<String> = std::fs::read_dir(common::repo().join("models/coco-nanodet/photos"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    photos.sort();
+    let run = |m: &str| -> Vec<Vec<Value>> {
+        let out = common::kestrel_ok(
+            &[&["run", m, "--json"][..], &photos.iter().map(String::as_str).collect::<Vec<_>>()].concat(),
+        );
+        out.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["detections"].as_array().unwrap().clone())
+            .collect()
+    };
+    let (float, int) = (run(model), run(kmodel.to_str().unwrap()));
+    let (mut found, mut total) = (0, 0);
+    for (f, i) in float.iter().zip(&int) {
+        for a in f {
+            total += 1;
+            found += usize::from(i.iter().any(|b| b["class"] == a["class"] && iou(a, b) >= 0.85));
         }
     }
+    assert!(total >= 20 && found * 10 >= total * 9, "{found} of {total}:\nfloat {float:?}\ninteger {int:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -1,5 +1,5 @@
-//! `kestrel watch` through real GStreamer: the bundled H.264 clip (models/clips/face.mp4, made
-//! from a bundled photo by `scripts/make_clip.py`), `videotestsrc`, an RTSP server
+//! `kestrel watch` through real GStreamer: the bundled H.264 clips (models/clips/face.mp4 and
+//! objects.mp4, made from bundled photos by `scripts/make_clip.py`), `videotestsrc`, an RTSP server
 //! (examples/rtsp_camera.rs) stopped and restarted mid-stream, two sources at once, bad sources
 //! and SIGTERM. Needs the GStreamer packages `scripts/system-packages.sh test` installs; without
 //! them these tests fail and say so. `v4l2://` and `csi://` need devices this machine lacks:
@@ -192,6 +192,30 @@ fn two_sources_at_once_each_tagged() {
     assert_eq!(from(1), CLIP_FRAMES, "the clip's frames, all of them");
     assert!(results.iter().all(|r| r["source"] == if r["source_index"] == 0 { "test://" } else { CLIP }));
     assert_eq!(stats["sources"].as_array().unwrap().len(), 2);
+}
+
+/// With no model before the sources, the bundled COCO detector watches: on the objects clip
+/// (scripts/make_clip.py) it names the dog and the bicycle of the first photo and the giraffe
+/// of the last; a model with no source after it is an error naming what to add.
+#[test]
+fn without_a_model_the_bundled_coco_detector_watches() {
+    let _serial = serial();
+    let out = watch(&["models/clips/objects.mp4", "--json"], Duration::from_secs(60));
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("model: the bundled COCO detector"), "{stderr}");
+    let (results, _) = lines(&out);
+    assert_eq!(results.len(), 80, "every frame of the clip");
+    let labels = |r: &Value| -> Vec<String> {
+        r["detections"].as_array().unwrap().iter().map(|d| d["label"].as_str().unwrap().to_string()).collect()
+    };
+    let (first, last) = (labels(&results[0]), labels(&results[79]));
+    assert!(first.contains(&"dog".into()) && first.contains(&"bicycle".into()), "{first:?}");
+    assert!(last.contains(&"giraffe".into()), "{last:?}");
+    let out = watch(&[FACE, "--json"], Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Error: no source: give one or more after the model"), "{stderr}");
 }
 
 #[test]

@@ -20,23 +20,29 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         }
     };
 
-    say("== Face detection: BlazeFace short-range on the bundled photos ==");
-    let faces = models.join("blazeface/model.onnx");
-    let mut detector = ImageModel::open(&faces, &ConfigArgs::default(), &args.engine)?;
-    let mut photos: Vec<_> = std::fs::read_dir(models.join("samples"))
-        .with_context(|| format!("listing `{}`", models.join("samples").display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg"))
-        .collect();
-    photos.sort();
-    for photo in &photos {
-        let r = detector.infer(photo, Some(&args.out.join("faces")), 1)?;
-        if args.json {
-            println!("{}", serde_json::to_string(&r)?);
-        } else {
-            println!("  {}", r.describe());
+    let detect = |model: &Path, photos: &Path, annotated: &str| -> Result<()> {
+        let mut detector = ImageModel::open(model, &ConfigArgs::default(), &args.engine)?;
+        let mut photos: Vec<_> = std::fs::read_dir(photos)
+            .with_context(|| format!("listing `{}`", photos.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg"))
+            .collect();
+        photos.sort();
+        for photo in &photos {
+            let r = detector.infer(photo, Some(&args.out.join(annotated)), 1)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!("  {}", r.describe());
+            }
         }
-    }
+        Ok(())
+    };
+    say("== Objects: the COCO detector (NanoDet-g, 80 classes) on its photos ==");
+    let objects_full = models.join("coco-nanodet/model.onnx");
+    detect(&objects_full, &models.join("coco-nanodet/photos"), "objects")?;
+    say("== Faces: BlazeFace short-range on the bundled photos ==");
+    detect(&models.join("blazeface/model.onnx"), &models.join("samples"), "faces")?;
 
     say("== Classification: Fashion-MNIST CNN on sample images ==");
     let fashion = models.join("fashion-cnn/model.onnx");
@@ -80,8 +86,11 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
     let fashion_small = args.out.join("fashion-cnn.p50.int8.onnx");
     let faces_int8 = args.out.join("blazeface.int8.onnx");
     let faces_integer = args.out.join("blazeface.integer.int8.onnx");
+    let objects_integer = args.out.join("coco-nanodet.integer.int8.onnx");
     let calib_faces = models.join("blazeface/calib").display().to_string();
+    let calib_objects = models.join("coco-nanodet/calib").display().to_string();
     for (model, calib, out, how) in [
+        (&objects_full, calib_objects.as_str(), &objects_integer, Compression::IntegerOnly),
         (&fashion_full, "fashion-mnist", &fashion_int8, Compression::Int8),
         (&fashion_full, "fashion-mnist", &fashion_small, Compression::PruneInt8),
         (&faces_full, calib_faces.as_str(), &faces_int8, Compression::Int8),
@@ -107,8 +116,14 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         input_shape: Vec::new(),
         backend: args.engine.backend.clone(),
     };
-    let watched = [("full", faces_full.clone()), ("int8", faces_int8.clone())];
+    let watched = [
+        ("objects.mp4", "COCO detector full", "coco-full", objects_full.clone()),
+        ("objects.mp4", "COCO detector integer-only int8", "coco-integer", objects_integer.clone()),
+        ("face.mp4", "BlazeFace full", "blazeface-full", faces_full.clone()),
+        ("face.mp4", "BlazeFace int8", "blazeface-int8", faces_int8.clone()),
+    ];
     let comparisons = [
+        ("coco-nanodet", vec![objects_full, objects_integer], workload(None, Some(models.join("coco-nanodet/photos")))),
         ("fashion-cnn", vec![fashion_full, fashion_int8, fashion_small], workload(Some("fashion-mnist"), None)),
         ("blazeface", vec![faces_full, faces_int8, faces_integer], workload(None, Some(models.join("samples")))),
     ];
@@ -127,14 +142,11 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
     }
     #[cfg(feature = "camera")]
     {
-        let clip = models.join("clips/face.mp4");
-        say(&format!(
-            "== Camera: `kestrel watch` replays {} at its own frame rate, as a camera would ==",
-            clip.display()
-        ));
-        for (name, model) in watched {
-            let summary = watch_clip(&clip, &model, &args.out.join(format!("watch-{name}")), engine_args())?;
-            say(&format!("  BlazeFace {name}: {summary}"));
+        say("== Camera: `kestrel watch` replays the bundled clips at their own frame rate, as a camera would ==");
+        for (clip, name, stem, model) in watched {
+            let stem = args.out.join(format!("watch-{stem}"));
+            let summary = watch_clip(&models.join("clips").join(clip), &model, &stem, engine_args())?;
+            say(&format!("  {name} on {clip}: {summary}"));
         }
     }
     #[cfg(not(feature = "camera"))]
@@ -149,8 +161,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
 fn watch_clip(clip: &Path, model: &Path, stem: &Path, engine: EngineArgs) -> Result<String> {
     let (jsonl, mkv) = (stem.with_extension("jsonl"), stem.with_extension("mkv"));
     crate::watch::watch(&crate::cli::WatchArgs {
-        model: model.to_path_buf(),
-        sources: vec![clip.display().to_string()],
+        inputs: vec![model.display().to_string(), clip.display().to_string()],
         model_config: ConfigArgs::default(),
         json: true,
         out: Some(jsonl.clone()),
@@ -172,11 +183,11 @@ fn watch_clip(clip: &Path, model: &Path, stem: &Path, engine: EngineArgs) -> Res
     let text = std::fs::read_to_string(&jsonl).with_context(|| format!("reading `{}`", jsonl.display()))?;
     let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let results: Vec<_> = lines.iter().filter(|l| l.get("frame").is_some()).collect();
-    let faces = results.iter().filter(|r| r["detections"].as_array().is_some_and(|d| !d.is_empty())).count();
+    let seen = results.iter().filter(|r| r["detections"].as_array().is_some_and(|d| !d.is_empty())).count();
     let s = &lines.last().context("no stats line")?["stats"];
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     Ok(format!(
-        "{} of {} frames processed ({} dropped), a face in {faces}; {:.1} fps, capture-to-result latency p50 {:.1} ms, p99 {:.1} ms (inference p50 {:.1} ms); {}, {}",
+        "{} of {} frames processed ({} dropped), detections in {seen}; {:.1} fps, capture-to-result latency p50 {:.1} ms, p99 {:.1} ms (inference p50 {:.1} ms); {}, {}",
         s["frames_processed"],
         s["frames_captured"],
         s["frames_dropped"],

@@ -66,11 +66,21 @@ fn watch_into(args: &WatchArgs, sink: Option<Box<dyn std::io::Write + Send>>) ->
         max_reconnects: args.max_reconnects,
         ..Recovery::default()
     };
-    let model = ImageModel::open(&args.model, &args.model_config, &args.engine)?;
+    let (model, sources) = args.model_and_sources();
+    if sources.is_empty() {
+        bail!(
+            "no source: give one or more after the model (e.g. `kestrel watch {} v4l2:///dev/video0`)",
+            model.display()
+        );
+    }
+    if args.inputs.len() == sources.len() {
+        eprintln!("model: the bundled COCO detector, {} (no .onnx or .kmodel given first)", model.display());
+    }
+    let model = ImageModel::open(&model, &args.model_config, &args.engine)?;
     let decoder = model.decoder();
     let ImageModel { config, engine, .. } = model;
     let mut captures = Vec::new();
-    for (index, uri) in args.sources.iter().enumerate() {
+    for (index, uri) in sources.iter().enumerate() {
         let capture = Capture::open(index, uri, &options, &recovery)?;
         eprintln!("source {index} `{uri}`: {}", capture.description);
         captures.push(capture);
