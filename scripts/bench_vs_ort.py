@@ -40,9 +40,9 @@ def ort_input(name, image):
     return (np.asarray(img.convert("L"), np.float32) / 255.0)[None, :, :, None]
 
 
-def ort_median_ms(path, x, runs):
+def ort_median_ms(path, x, runs, threads=1):
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     feed = {sess.get_inputs()[0].name: x}

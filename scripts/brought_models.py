@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """The brought models (third-party detectors and landmark models) side by side: size, latency at
-one thread (tract fp32, the integer runtime on the integer-only int8 graph, onnxruntime on the
-fp32 model and on that same int8 graph), box agreement with the fp32 model (mixed and
-integer-only int8), and whether the integer runtime computes what onnxruntime computes on the
-int8 graph. Numbers for notes and README, never a test.
+one thread or --threads N (tract fp32, the integer runtime on the integer-only int8 graph,
+onnxruntime on the fp32 model and on that same int8 graph), box agreement with the fp32 model
+(mixed and integer-only int8), and whether the integer runtime computes what onnxruntime
+computes on the int8 graph. Numbers for notes and README, never a test.
 
 For each model: `kestrel compress --int8` (mixed) and `--int8 --integer-only`; `kestrel bench`
 of the three (5 rounds, models taking turns; quality = the fp32 model's boxes found at IoU 0.5, same class);
@@ -14,8 +14,8 @@ onnxruntime (graph optimizations off: the graph as written, see scripts/make_fix
 each output's quantization scale (LSB).
 
 Venv: onnx onnxruntime numpy pillow. After `cargo build --release` and scripts/fetch-models.sh:
-    python scripts/brought_models.py [--runs 50] [--only NAME] [--calibration minmax]
-Writes target/brought-models/table.md (and prints it).
+    python scripts/brought_models.py [--runs 50] [--only NAME] [--calibration minmax] [--threads N]
+Writes target/brought-models/table-{N}t.md (and prints it).
 """
 import argparse
 import glob
@@ -64,6 +64,8 @@ MODELS = [
      "[decoder]\nkind = \"gfl\"\nlabels = [\"text\", \"title\", \"figure\", \"figure_caption\", \"table\", "
      "\"table_caption\", \"header\", \"footer\", \"reference\", \"equation\"]\nstrides = [8, 16, 32, 64]\n",
      None, PAGE),
+    ("COCO NanoDet-g (bundled)", "models/coco-nanodet/model.onnx", None, "models/coco-nanodet/calib",
+     sorted(glob.glob("models/coco-nanodet/photos/*"))),
     ("PP-OCRv4 det 768x384 (PaddleOCR)", "target/models/ppocr-det/ch_PP-OCRv4_det_infer.onnx",
      "[preprocess]\nwidth = 768\nheight = 384\nlayout = \"nchw\"\ncolor = \"bgr\"\nresize = \"stretch\"\n"
      "range = [0.0, 1.0]\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n\n"
@@ -200,6 +202,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--only")
+    ap.add_argument("--threads", type=int, default=1, help="threads for kestrel and onnxruntime")
     ap.add_argument("--calibration", default="auto", help="kestrel compress --calibration (auto, minmax, percentile)")
     args = ap.parse_args()
     extra_photos()
@@ -227,12 +230,13 @@ def main():
         kmodel = f"{d}/integer.kmodel"
         kestrel("export", integer, "-o", kmodel)
         bench = f"{d}/bench.json"
-        kestrel("bench", full, mixed, kmodel, "--images", photos, "--runs", str(args.runs), "--json", bench)
+        kestrel("bench", full, mixed, kmodel, "--images", photos, "--runs", str(args.runs), "--threads",
+                str(args.threads), "--json", bench)
         r = json.load(open(bench))["models"]
         lines = kestrel("run", full, *sorted(glob.glob(f"{photos}/*")), "--json").splitlines()
         boxes = sum(len(json.loads(l).get("detections", [])) for l in lines)
         x = model_input(photo, toml_preprocess(config_text))
-        ort_fp32, ort_int8 = ort_median_ms(full, x, args.runs), ort_median_ms(integer, x, args.runs)
+        ort_fp32, ort_int8 = (ort_median_ms(m, x, args.runs, args.threads) for m in (full, integer))
         exact = exactness(tag, integer, config_text, x)
         lsb = [e[1] for e in exact if e[1] is not None]
         rows.append({
@@ -258,7 +262,7 @@ def main():
             f"{row['ort int8']:.1f} | {row['boxes']} | {agree(row['mixed'])} | {agree(row['integer'])} | "
             + ("-" if row["max LSB"] is None else f"≤ {row['max LSB']:.2f} LSB") + " |")
     text = "\n".join(lines + [""] + notes) + "\n"
-    open(f"{WORK}/table.md", "w").write(text)
+    open(f"{WORK}/table-{args.threads}t.md", "w").write(text)
     print(text)
 
 

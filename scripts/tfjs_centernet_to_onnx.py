@@ -8,6 +8,8 @@ convolutions, `index_type` of TopKV2): they are filled in with the types the gra
 the end-to-end output is kept, `detections` [1, 100, 6]: x1, y1, x2, y2 in input pixels, score,
 class (its own peak finding and top-k inside). Input `images`: NHWC 1x512x512x3, RGB 0..255.
 The result is checked against TensorFlow running the (patched) tfjs graph on a random input.
+A kestrel.toml is written beside it: that input, the `yolo` decoder's end-to-end layout, the
+COCO labels of models/coco-nanodet/kestrel.toml (run from the repo root).
 
     python scripts/tfjs_centernet_to_onnx.py centernet.json OUT.onnx
 """
@@ -69,6 +71,14 @@ def main():
     if worst > 1e-2:
         sys.exit("the converted model does not compute what the tfjs graph computes")
     onnx.save(m, out)
+    import tomllib
+    labels = tomllib.load(open("models/coco-nanodet/kestrel.toml", "rb"))["decoder"]["labels"]
+    open(os.path.join(os.path.dirname(out), "kestrel.toml"), "w").write(
+        '# MobileNetV3-CenterNet: peak finding and top-100 inside; [1, 100, 6] = x1, y1, x2, y2 (input\n'
+        '# pixels), score, class.\nname = "COCO objects (MobileNetV3-CenterNet)"\n\n'
+        '[preprocess]\nwidth = 512\nheight = 512\nlayout = "nhwc"\ncolor = "rgb"\nresize = "stretch"\n'
+        'range = [0.0, 255.0]\n\n[decoder]\nkind = "yolo"\nscore_threshold = 0.35\nlabels = ['
+        + ", ".join(f'"{l}"' for l in labels) + "]\n")
 
 
 if __name__ == "__main__":
