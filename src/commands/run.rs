@@ -321,7 +321,9 @@ fn detections(into: &mut Decoded) -> &mut Vec<Detection> {
 /// Annotates an image: boxes, or a bar as long as the top class's score.
 pub fn draw_results(rgb: &mut RgbImage, classes: Option<&[classify::Class]>, detections: Option<&[Detection]>) {
     if let Some(classes) = classes {
-        draw::draw_score_bar(rgb, classes.first().map_or(0.0, |c| c.score));
+        if let Some(top) = classes.first() {
+            draw::draw_score_bar(rgb, &top.label, top.score);
+        }
     }
     if let Some(dets) = detections {
         draw::draw_detections(rgb, dets);
