@@ -14,6 +14,8 @@ pub enum Run {
     Cpu,
     /// The integer runtime with the fast paths this CPU has.
     Micro,
+    /// The same on two threads (the calling one and one worker).
+    Micro2,
     /// The integer runtime's portable kernels only (what a CPU without the fast paths runs).
     MicroPortable,
     /// The integer runtime with AVX2 but not AVX-512 VNNI (what most x86-64 CPUs of 2013–2021
@@ -27,7 +29,8 @@ pub fn compare(c: &mut Criterion, group: &str, models: &[(&str, &str, Run)], inp
     let mut g = c.benchmark_group(group);
     for &(label, path, run) in models {
         let model = kestrel_onnx::load(&root.join(path), &Limits::default()).expect("bundled model");
-        let options = PrepareOptions { threads: 1, input_shapes: vec![input.shape.clone()] };
+        let threads = if matches!(run, Run::Micro2) { 2 } else { 1 };
+        let options = PrepareOptions { threads, input_shapes: vec![input.shape.clone()] };
         let kind = if matches!(run, Run::Cpu) { BackendKind::Cpu } else { BackendKind::Micro };
         // Before preparing: the prepared constants are those of the kernels in use.
         fast_paths(run);

@@ -252,7 +252,7 @@ pub fn engine<'a>(model: impl Into<ModelView<'a>>, args: &EngineArgs, input_shap
             let options = PrepareOptions { threads: args.threads, input_shapes: vec![input_shape] };
             Engine::new(kind, model, &options)?
         }
-        ModelView::Kmodel(bytes) => Engine::from_kmodel(kind, bytes.to_vec())?,
+        ModelView::Kmodel(bytes) => Engine::from_kmodel(kind, bytes.to_vec(), args.threads)?,
     };
     if kind == BackendKind::Auto {
         eprintln!("backend {}: {}", engine.backend(), engine.reason());

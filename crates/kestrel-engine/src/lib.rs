@@ -100,11 +100,11 @@ impl Engine {
 
     /// Prepares a `.kmodel` file's bytes: only the integer runtime runs those (`Auto` and
     /// `Micro`); any other backend needs the ONNX model it was exported from.
-    pub fn from_kmodel(kind: BackendKind, bytes: Vec<u8>) -> Result<Engine, EngineError> {
+    pub fn from_kmodel(kind: BackendKind, bytes: Vec<u8>, threads: usize) -> Result<Engine, EngineError> {
         match kind {
             BackendKind::Auto | BackendKind::Micro => {
                 let reason = if kind == BackendKind::Auto { "a .kmodel runs on the integer runtime" } else { "asked for" };
-                Ok(Engine { backend: "micro", reason: reason.into(), prepared: backends::micro::prepare_kmodel(bytes)? })
+                Ok(Engine { backend: "micro", reason: reason.into(), prepared: backends::micro::prepare_kmodel(bytes, threads)? })
             }
             other => Err(EngineError::Prepare(format!(
                 "a .kmodel runs only on the integer runtime (`--backend micro` or `auto`), not `{}`: give the ONNX model it was exported from",

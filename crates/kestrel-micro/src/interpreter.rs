@@ -2,6 +2,7 @@
 
 use crate::format::{DType, Model, OpCode, Storage, TensorInfo};
 use crate::ops;
+use crate::spread::{Serial, Spread};
 use crate::Error;
 
 /// A model bound to an arena, ready to run.
@@ -31,6 +32,17 @@ fn conv_shape(m: &Model<'_>, op: &crate::format::Op) -> ops::conv::ConvShape {
         pad: (usize::from(p[6]), usize::from(p[7])),
         groups: usize::from(u16::from_le_bytes([p[10], p[11]])),
     }
+}
+
+/// How many parts (by output rows) convolution `s` splits into for `width` threads: each worth
+/// a hand-off, at most one per row, one image only. A build without `all-ops` (a
+/// microcontroller's) never splits.
+fn conv_parts(s: &ops::conv::ConvShape, width: usize) -> usize {
+    if !cfg!(feature = "all-ops") || s.n != 1 || width <= 1 {
+        return 1;
+    }
+    let macs = s.oh * s.ow * s.m * s.per_group().2;
+    width.min(s.oh).min(macs / crate::spread::MIN_PART_MACS).max(1)
 }
 
 /// Op `o`'s share of the prepared constants when the shares before it end at `at` (each share
@@ -113,23 +125,29 @@ impl<'m, 'a> Interpreter<'m, 'a> {
 
     /// Runs every op in order.
     pub fn run(&mut self) -> Result<(), Error> {
-        self.run_observed(|_| {})
+        self.run_with(&Serial, |_| {})
     }
 
     /// Runs every op in order, calling `after(op index)` as each one finishes: a host times
     /// the ops with it (a per-op profile), a board could toggle a pin. Costs nothing when empty.
-    pub fn run_observed(&mut self, mut after: impl FnMut(usize)) -> Result<(), Error> {
+    pub fn run_observed(&mut self, after: impl FnMut(usize)) -> Result<(), Error> {
+        self.run_with(&Serial, after)
+    }
+
+    /// Like [`Interpreter::run_observed`], the large convolutions split into parts by output
+    /// rows that `spread` may run at the same time (the same bytes either way).
+    pub fn run_with(&mut self, spread: &dyn Spread, mut after: impl FnMut(usize)) -> Result<(), Error> {
         let mut at = 0;
         for o in 0..self.model.op_count() {
             let (range, next) = prepared_range(&self.model, o, at);
             at = next;
-            self.step(o, self.prepared.get(range))?;
+            self.step(o, self.prepared.get(range), spread)?;
             after(o);
         }
         Ok(())
     }
 
-    fn step(&mut self, o: usize, prepared: Option<&[u8]>) -> Result<(), Error> {
+    fn step(&mut self, o: usize, prepared: Option<&[u8]>, spread: &dyn Spread) -> Result<(), Error> {
         let m = self.model;
         let op = m.op(o);
         let info = |i: usize| m.tensor(usize::from(op.inputs[i]));
@@ -157,17 +175,46 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 let shape = conv_shape(&m, &op);
                 let bias = (op.n_inputs == 3).then(|| read(&info(2)));
                 let mult = m.weights_at_offset(op.extra.unwrap_or(0), shape.m * 4);
-                ops::conv::conv(
-                    &shape,
-                    read(&x),
-                    x.zero_point,
-                    read(&w),
-                    bias,
-                    |c| ops::f32_at(mult, c),
-                    prepared.filter(|p| !p.is_empty()),
-                    out,
-                    y.zero_point,
-                );
+                let prepared = prepared.filter(|p| !p.is_empty());
+                let (xs, ws) = (read(&x), read(&w));
+                let parts = conv_parts(&shape, spread.width());
+                if parts <= 1 {
+                    ops::conv::conv(
+                        &shape,
+                        xs,
+                        x.zero_point,
+                        ws,
+                        bias,
+                        |c| ops::f32_at(mult, c),
+                        prepared,
+                        out,
+                        y.zero_point,
+                    );
+                } else {
+                    let row = shape.ow * shape.m;
+                    let shared = crate::spread::Shared(out.as_mut_ptr());
+                    let job = |i: usize| {
+                        let (r0, r1) = (shape.oh * i / parts, shape.oh * (i + 1) / parts);
+                        let (rows, from) = shape.rows(r0, r1);
+                        // SAFETY: output rows r0..r1 (bytes r0·row..r1·row of `out`, inside it) are
+                        // this part's alone: the parts' row ranges are disjoint, each part runs
+                        // once and `out` is not touched until `spread` has returned (its contract).
+                        let y_rows = unsafe { core::slice::from_raw_parts_mut(shared.at(r0 * row), (r1 - r0) * row) };
+                        let xs = &xs[from..];
+                        ops::conv::conv(
+                            &rows,
+                            xs,
+                            x.zero_point,
+                            ws,
+                            bias,
+                            |c| ops::f32_at(mult, c),
+                            prepared,
+                            y_rows,
+                            y.zero_point,
+                        );
+                    };
+                    spread.spread(parts, &job);
+                }
             }
             OpCode::FullyConnected => {
                 let w = info(1);

@@ -11,11 +11,13 @@ mod error;
 mod format;
 mod interpreter;
 pub mod ops;
+mod spread;
 
 pub use crc::crc32;
 pub use error::{Error, ErrorKind};
 pub use format::{DType, Metadata, Model, Op, OpCode, Storage, TensorInfo, HEADER_LEN, MAGIC, VERSION};
 pub use interpreter::Interpreter;
+pub use spread::{Serial, Spread};
 
 /// The convolution kernel this CPU runs (what a benchmark report records beside its numbers):
 /// `avx512-vnni`, `avx2`, `aarch64-sdot`, `cortex-m-dsp` or `portable`.

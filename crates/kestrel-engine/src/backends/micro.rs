@@ -1,9 +1,10 @@
 //! The integer runtime as a backend: the model is exported to `.kmodel` at prepare time and run
 //! by `kestrel-micro` in an arena allocated once; `run` itself never allocates in the runtime.
 
-use kestrel_micro::{DType, Interpreter, Model};
+use kestrel_micro::{DType, Interpreter, Model, Serial, Spread};
 use kestrel_onnx::OnnxModel;
 
+use super::pool::Pool;
 use crate::export_kmodel::{declared_input_shape, export_kmodel, INPUTS_KEY, OUTPUTS_KEY};
 use crate::tensor::TensorData;
 use std::time::Instant;
@@ -22,6 +23,8 @@ struct MicroPrepared {
     arena: Vec<u8>,
     /// This CPU's fast kernels' constants (repacked filters), computed once here.
     prepared: Vec<u8>,
+    /// Workers for the large convolutions' parts (`threads` > 1), made once here.
+    pool: Option<Pool>,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
 }
@@ -65,17 +68,17 @@ impl Backend for Micro {
     fn prepare(&self, model: &OnnxModel, options: &PrepareOptions) -> Result<Box<dyn Prepared>, EngineError> {
         let shape = options.input_shapes.first().cloned().unwrap_or_else(|| declared_input_shape(model));
         let exported = export_kmodel(model, &shape, None)?;
-        prepare_kmodel(exported.bytes).map_err(|e| match e {
+        prepare_kmodel(exported.bytes, options.threads).map_err(|e| match e {
             EngineError::Kmodel(e) => EngineError::Internal { backend: "micro", message: e.to_string() },
             e => e,
         })
     }
 }
 
-/// Prepares a `.kmodel` file's bytes: validated once here, then run without re-validation.
-/// Input and output names come from the file's metadata (`kestrel export` writes them), else
-/// `input0`, `output0`, ….
-pub fn prepare_kmodel(bytes: Vec<u8>) -> Result<Box<dyn Prepared>, EngineError> {
+/// Prepares a `.kmodel` file's bytes: validated once here, then run without re-validation, on
+/// `threads` threads (the caller's and `threads - 1` workers made here). Input and output
+/// names come from the file's metadata (`kestrel export` writes them), else `input0`, ….
+pub fn prepare_kmodel(bytes: Vec<u8>, threads: usize) -> Result<Box<dyn Prepared>, EngineError> {
     let bytes: *mut [u8] = Box::into_raw(bytes.into_boxed_slice());
     // SAFETY: `bytes` is a valid, uniquely owned allocation that lives until `Drop` frees it,
     // after the last use of `model`.
@@ -103,7 +106,8 @@ pub fn prepare_kmodel(bytes: Vec<u8>) -> Result<Box<dyn Prepared>, EngineError> 
     let arena = vec![0u8; m.arena_len()];
     let prepared = vec![0u8; Interpreter::prepared_len(&m)];
     // Built first, so that an error below frees the model bytes (in `Drop`).
-    let mut p = MicroPrepared { model: m, bytes, arena, prepared, inputs, outputs };
+    let pool = (threads > 1).then(|| Pool::new(threads));
+    let mut p = MicroPrepared { model: m, bytes, arena, prepared, pool, inputs, outputs };
     Interpreter::prepare(&p.model, &mut p.prepared).map_err(EngineError::Kmodel)?;
     Ok(Box::new(p))
 }
@@ -125,9 +129,13 @@ impl Prepared for MicroPrepared {
 
     fn run_into(&mut self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<(), EngineError> {
         let values = self.input_values(inputs)?;
+        let spread: &dyn Spread = match &self.pool {
+            Some(pool) => pool,
+            None => &Serial,
+        };
         let mut it = Interpreter::with_prepared(self.model, &mut self.arena, &self.prepared).map_err(run_error)?;
         write_input(&mut it, values)?;
-        it.run().map_err(run_error)?;
+        it.run_with(spread, |_| {}).map_err(run_error)?;
         outputs.truncate(self.outputs.len());
         for (i, spec) in self.outputs.iter().enumerate() {
             let bytes = it.output(i).ok_or_else(|| EngineError::Run(format!("no output {i}")))?;

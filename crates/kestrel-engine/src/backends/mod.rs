@@ -4,4 +4,5 @@ pub mod cpu;
 #[cfg(feature = "cuda-backend")]
 pub mod cuda;
 pub mod micro;
+mod pool;
 pub mod unavailable;

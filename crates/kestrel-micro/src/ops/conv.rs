@@ -32,6 +32,17 @@ pub struct ConvShape {
 
 impl ConvShape {
     /// Input channels and output channels per group, and the filter length `kh·kw·C/g`.
+    /// Output rows `r0..r1` of image 0 as a convolution of their own, and where in the input
+    /// it starts (bytes): its input begins at the first row those rows read, with the padding
+    /// above adjusted. The same weights and prepared constants serve it (they depend on the
+    /// channels and the kernel only).
+    pub fn rows(&self, r0: usize, r1: usize) -> (ConvShape, usize) {
+        let top = r0 * self.stride.0;
+        let first = top.saturating_sub(self.pad.0).min(self.h);
+        let pad = (self.pad.0.saturating_sub(top), self.pad.1);
+        (ConvShape { n: 1, h: self.h - first, oh: r1 - r0, pad, ..*self }, first * self.w * self.c)
+    }
+
     pub fn per_group(&self) -> (usize, usize, usize) {
         let cg = self.c / self.groups;
         (cg, self.m / self.groups, cg * self.kh * self.kw)
@@ -649,5 +660,35 @@ mod tests {
         let mut y = [0u8; 5 * 5 * 4];
         conv_portable(&s, &x, 7, &w, None, |_| 0.01, &mut y, 128);
         assert_eq!(&y[..], &super::super::reference::qlinear_conv(&s, &x, 7, &w, None, |_| 0.01, 128)[..]);
+    }
+
+    /// A convolution computed as row ranges ([`ConvShape::rows`], how a host splits it across
+    /// threads), through this CPU's kernel with its prepared constants, gives the whole
+    /// convolution's bytes: split in 2, in 3 and into single rows, on random shapes.
+    #[test]
+    fn row_parts_give_the_whole_convolutions_bytes() {
+        extern crate std;
+        let tested = check_random_shapes(
+            0x005E_ED0F_BA75,
+            |s| s.n == 1,
+            |s, x, xz, w, bias, mults, y, yz| {
+                let mut prepared = std::vec![0u8; prepared_len(s)];
+                prepare(s, w, xz, Some(bias), |i| mults[i], &mut prepared);
+                let p = Some(&prepared[..]).filter(|p| !p.is_empty());
+                conv(s, x, xz, w, Some(bias), |i| mults[i], p, y, yz);
+                let row = s.ow * s.m;
+                for parts in [2, 3, s.oh] {
+                    let mut split = std::vec![0u8; y.len()];
+                    for i in 0..parts.min(s.oh) {
+                        let (r0, r1) = (s.oh * i / parts.min(s.oh), s.oh * (i + 1) / parts.min(s.oh));
+                        let (rows, from) = s.rows(r0, r1);
+                        let out = &mut split[r0 * row..r1 * row];
+                        conv(&rows, &x[from..], xz, w, Some(bias), |i| mults[i], p, out, yz);
+                    }
+                    assert_eq!(&split[..], &y[..], "{parts} parts of {s:?}");
+                }
+            },
+        );
+        assert!(tested >= 100, "only {tested} shapes tested");
     }
 }
