@@ -1,4 +1,4 @@
-//! BlazeFace on the CPU backend: fp32 vs int8 (batch 1, 1 thread), on the astronaut photo.
+//! BlazeFace on the CPU backend: fp32 (1 and 2 threads) vs int8 (1 thread), on the astronaut photo.
 //! `cargo bench --bench blazeface_cpu`
 
 mod common;
@@ -17,7 +17,11 @@ fn bench(c: &mut Criterion) {
     common::compare(
         c,
         "blazeface_cpu",
-        &[("fp32", "models/blazeface/model.onnx", Run::Cpu), ("int8", "models/blazeface/model.int8.onnx", Run::Cpu)],
+        &[
+            ("fp32", "models/blazeface/model.onnx", Run::Cpu),
+            ("fp32 2 threads", "models/blazeface/model.onnx", Run::Cpu2),
+            ("int8", "models/blazeface/model.int8.onnx", Run::Cpu),
+        ],
         input,
     );
 }

@@ -12,6 +12,8 @@ use kestrel_onnx::Limits;
 pub enum Run {
     /// The CPU backend (tract).
     Cpu,
+    /// The same on two threads.
+    Cpu2,
     /// The integer runtime with the fast paths this CPU has.
     Micro,
     /// The same on two threads (the calling one and one worker).
@@ -29,9 +31,9 @@ pub fn compare(c: &mut Criterion, group: &str, models: &[(&str, &str, Run)], inp
     let mut g = c.benchmark_group(group);
     for &(label, path, run) in models {
         let model = kestrel_onnx::load(&root.join(path), &Limits::default()).expect("bundled model");
-        let threads = if matches!(run, Run::Micro2) { 2 } else { 1 };
+        let threads = if matches!(run, Run::Micro2 | Run::Cpu2) { 2 } else { 1 };
         let options = PrepareOptions { threads, input_shapes: vec![input.shape.clone()] };
-        let kind = if matches!(run, Run::Cpu) { BackendKind::Cpu } else { BackendKind::Micro };
+        let kind = if matches!(run, Run::Cpu | Run::Cpu2) { BackendKind::Cpu } else { BackendKind::Micro };
         // Before preparing: the prepared constants are those of the kernels in use.
         fast_paths(run);
         let mut engine = Engine::new(kind, &model, &options).expect("prepare");

@@ -1,6 +1,6 @@
 //! The integer runtime on a ResNet stage's worth of convolutions (6 × Conv 3×3, 64 channels,
 //! 56×56, ReLU; scripts/make_conv_stack.py): micro int8 (fast paths / AVX2 only / portable) against tract's
-//! fp32 and int8, 1 thread (micro also at 2). onnxruntime's numbers for the same files: scripts/bench_vs_ort.py.
+//! fp32 and int8, 1 thread (micro and tract fp32 also at 2). onnxruntime's numbers for the same files: scripts/bench_vs_ort.py.
 //! `cargo bench --bench micro_conv_stack`
 
 mod common;
@@ -19,6 +19,7 @@ fn bench(c: &mut Criterion) {
         "micro_conv_stack",
         &[
             ("tract fp32", fp32, Run::Cpu),
+            ("tract fp32 2 threads", fp32, Run::Cpu2),
             ("tract int8", int8, Run::Cpu),
             ("micro int8", int8, Run::Micro),
             ("micro int8 2 threads", int8, Run::Micro2),

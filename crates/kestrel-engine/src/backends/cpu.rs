@@ -21,6 +21,8 @@ type Plan = SimpleState<TypedFact, Box<dyn TypedOp>>;
 
 struct CpuPrepared {
     state: Plan,
+    /// tract's thread pool (`threads` > 1): each run happens on it, see `run`.
+    executor: Option<Executor>,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
 }
@@ -41,10 +43,10 @@ impl Backend for Cpu {
             let outputs = specs(&typed, &typed.outputs)?;
             let optimized = typed.into_optimized()?;
             let executor = (options.threads > 1).then(|| Executor::multithread(options.threads));
-            let run_options = RunOptions { executor, ..Default::default() };
+            let run_options = RunOptions { executor: executor.clone(), ..Default::default() };
             let plan = optimized.into_runnable_with_options(&run_options)?;
             let state = SimpleState::new(&plan)?;
-            Ok(Box::new(CpuPrepared { state, inputs, outputs }) as Box<dyn Prepared>)
+            Ok(Box::new(CpuPrepared { state, executor, inputs, outputs }) as Box<dyn Prepared>)
         })
         .map_err(|e| e.into_prepare())
     }
@@ -59,8 +61,16 @@ impl Prepared for CpuPrepared {
         &self.outputs
     }
 
+    /// On more than one thread the whole run happens on tract's pool: its matrix products then
+    /// split their work from inside the pool, where the calling worker takes part, instead of
+    /// handing each product over from this thread and sleeping until it is done (which made
+    /// two threads slower than one on small models).
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
-        run_state(&mut self.state, &self.inputs, inputs)
+        let (state, specs) = (&mut self.state, &self.inputs);
+        match &self.executor {
+            Some(Executor::MultiThread(pool)) => pool.install(|| run_state(state, specs, inputs)),
+            _ => run_state(state, specs, inputs),
+        }
     }
 }
 
