@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Latency of the bundled models, fp32 and int8: Kestrel's CPU backend (tract) vs onnxruntime, 1 thread,
-side by side in one run (alternating rounds, median of N timed runs after warm-up).
+"""Latency of the bundled models, fp32 and int8: Kestrel (tract, or the integer runtime) vs
+onnxruntime at 1 and 2 threads, side by side in one run (alternating rounds, median of N timed
+runs after warm-up).
 
 Then the integer runtime's benchmark (scripts/make_conv_stack.py): `cargo bench --bench micro_conv_stack`
-(criterion: tract fp32/int8, micro int8 with and without its fast paths) and onnxruntime fp32/int8 on the
-same files and input, in the same run of this script.
+(criterion: tract fp32/int8, micro int8 with and without its fast paths, tract fp32 and micro int8 at
+2 threads) and onnxruntime fp32/int8 at 1 and 2 threads on the same files and input, in the same run of
+this script, with the scaling efficiency (time at 1 thread / (2 x time at 2)).
 
 Venv: onnxruntime numpy pillow. Build first: cargo build --release
-Run from the repo root: python scripts/bench_vs_ort.py [--runs 300] [--rounds 3] [--skip-models]
+Run from the repo root: python scripts/bench_vs_ort.py [--runs 300] [--rounds 3] [--threads 1,2] [--skip-models]
 """
 import re
 import argparse
@@ -56,9 +58,9 @@ def ort_median_ms(path, x, runs, threads=1):
     return statistics.median(times)
 
 
-def kestrel_median_ms(path, image, runs, backend="cpu"):
+def kestrel_median_ms(path, image, runs, backend="cpu", threads=1):
     out = subprocess.check_output(["target/release/kestrel", "run", path, image, "--json", "--backend", backend,
-                                   "--threads", "1", "--repeat", str(runs)])
+                                   "--threads", str(threads), "--repeat", str(runs)])
     return json.loads(out)["latency_ms"]
 
 
@@ -67,6 +69,7 @@ def main():
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-models", action="store_true", help="only the conv stack")
+    ap.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
     args = ap.parse_args()
     if not args.skip_models:
         bundled_models(args)
@@ -83,28 +86,36 @@ def conv_stack(args):
     n = 64 * 56 * 56
     x = (np.arange(n, dtype=np.int64) * 7919 % 1009).astype(np.float32).reshape(1, 64, 56, 56) / 1008.0
     base = "benches/models/conv-stack/"
-    theirs = {f"onnxruntime {kind}": min(ort_median_ms(base + f, x, max(args.runs // 10, 20)) for _ in range(args.rounds))
-              for kind, f in [("fp32", "model.onnx"), ("int8", "model.int8.onnx")]}
-    print("\nconv stack (6 x Conv3x3 64ch 56x56 + ReLU), 1 thread, ms:")
-    for label, ms in {**ours, **theirs}.items():
-        print(f"  {label:<22} {ms:>8.3f}")
-    if "micro int8" in ours:
-        m = ours["micro int8"]
-        print(f"  micro int8 / onnxruntime int8 = {m / theirs['onnxruntime int8']:.2f}x;"
-              f" tract fp32 / micro int8 = {ours.get('tract fp32', float('nan')) / m:.2f}x")
+    theirs = {f"onnxruntime {kind}" + ("" if t == 1 else " 2 threads"):
+              min(ort_median_ms(base + f, x, max(args.runs // 10, 20), t) for _ in range(args.rounds))
+              for t in (1, 2) for kind, f in [("fp32", "model.onnx"), ("int8", "model.int8.onnx")]}
+    print("\nconv stack (6 x Conv3x3 64ch 56x56 + ReLU), ms:")
+    both = {**ours, **theirs}
+    for label, ms in both.items():
+        print(f"  {label:<28} {ms:>8.3f}")
+    for ours_label, theirs_label in [("micro int8", "onnxruntime int8"), ("tract fp32", "onnxruntime fp32")]:
+        for suffix in ("", " 2 threads"):
+            if ours_label + suffix in both:
+                print(f"  {ours_label}{suffix} / {theirs_label}{suffix} = "
+                      f"{both[ours_label + suffix] / both[theirs_label + suffix]:.2f}x")
+        if ours_label + " 2 threads" in both:
+            print(f"  {ours_label} scaling efficiency at 2 threads: "
+                  f"{both[ours_label] / (2 * both[ours_label + ' 2 threads']):.0%}")
 
 
 def bundled_models(args):
-    print(f"onnxruntime {ort.__version__}; median of {args.runs} runs per round, best of {args.rounds} rounds, 1 thread")
-    print(f"{'model':<30} {'kestrel (ms)':>13} {'onnxruntime (ms)':>17} {'kestrel / ort':>14}")
+    print(f"onnxruntime {ort.__version__}; median of {args.runs} runs per round, best of {args.rounds} rounds")
+    print(f"{'model':<30} {'threads':>7} {'kestrel (ms)':>13} {'onnxruntime (ms)':>17} {'kestrel / ort':>14}")
     for name, path, image in MODELS:
         x = ort_input(name, image)
-        ours, theirs = [], []
-        for _ in range(args.rounds):
-            ours.append(kestrel_median_ms(path, image, args.runs, "micro" if name.endswith("micro") else "cpu"))
-            theirs.append(ort_median_ms(path, x, args.runs))
-        k, o = min(ours), min(theirs)
-        print(f"{name:<30} {k:>13.3f} {o:>17.3f} {k / o:>13.2f}x")
+        for threads in (int(t) for t in args.threads.split(",")):
+            ours, theirs = [], []
+            for _ in range(args.rounds):
+                backend = "micro" if name.endswith("micro") else "cpu"
+                ours.append(kestrel_median_ms(path, image, args.runs, backend, threads))
+                theirs.append(ort_median_ms(path, x, args.runs, threads))
+            k, o = min(ours), min(theirs)
+            print(f"{name:<30} {threads:>7} {k:>13.3f} {o:>17.3f} {k / o:>13.2f}x")
 
 
 if __name__ == "__main__":
