@@ -112,16 +112,7 @@ fn int8_blazeface_faces_agree_with_onnxruntime() {
     let options = PrepareOptions { threads: 1, input_shapes: vec![x.shape.clone()] };
     let got = Engine::new(BackendKind::Cpu, &onnx, &options).unwrap().run(&[x]).unwrap();
     let ort: Vec<_> = (0..2).map(|i| common::read_pb(&dir.join(format!("int8_output_{i}.pb"))).unwrap()).collect();
-    let frame = FrameMap {
-        input_width: 128.0,
-        input_height: 128.0,
-        scale_x: 1.0,
-        scale_y: 1.0,
-        pad_x: 0.0,
-        pad_y: 0.0,
-        source_width: 128.0,
-        source_height: 128.0,
-    };
+    let frame = FrameMap::scaled((128.0, 128.0), (1.0, 1.0));
     let faces = |o: &[kestrel_engine::Tensor]| {
         decode(o[0].as_f32().unwrap(), o[1].as_f32().unwrap(), &frame, 0.5, 0.3).unwrap()
     };
@@ -192,16 +183,7 @@ fn integer_only_blazeface_finds_the_float_models_face() {
     let options = PrepareOptions { threads: 1, input_shapes: vec![x.shape.clone()] };
     let got = Engine::new(BackendKind::Micro, &onnx, &options).unwrap().run(&[x]).unwrap();
     let float: Vec<_> = (0..2).map(|i| common::read_pb(&dir.join(format!("output_{i}.pb"))).unwrap()).collect();
-    let frame = FrameMap {
-        input_width: 128.0,
-        input_height: 128.0,
-        scale_x: 1.0,
-        scale_y: 1.0,
-        pad_x: 0.0,
-        pad_y: 0.0,
-        source_width: 128.0,
-        source_height: 128.0,
-    };
+    let frame = FrameMap::scaled((128.0, 128.0), (1.0, 1.0));
     let faces = |o: &[kestrel_engine::Tensor]| {
         decode(o[0].as_f32().unwrap(), o[1].as_f32().unwrap(), &frame, 0.5, 0.3).unwrap()
     };

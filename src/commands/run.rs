@@ -102,16 +102,7 @@ impl ImageModel {
             let bytes = std::fs::read(image).with_context(|| format!("reading `{}`", image.display()))?;
             let tensor = Tensor::from_npy(&bytes).with_context(|| format!("`{}`", image.display()))?;
             let p = &self.config.preprocess;
-            let frame = FrameMap {
-                input_width: p.width as f32,
-                input_height: p.height as f32,
-                scale_x: 1.0,
-                scale_y: 1.0,
-                pad_x: 0.0,
-                pad_y: 0.0,
-                source_width: p.width as f32,
-                source_height: p.height as f32,
-            };
+            let frame = FrameMap::scaled((p.width as f32, p.height as f32), (1.0, 1.0));
             (None, tensor, frame)
         } else {
             let rgb = image_io::load_rgb(image)?;

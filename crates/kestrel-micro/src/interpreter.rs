@@ -177,19 +177,13 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 let mult = m.weights_at_offset(op.extra.unwrap_or(0), shape.m * 4);
                 let prepared = prepared.filter(|p| !p.is_empty());
                 let (xs, ws) = (read(&x), read(&w));
+                let conv = |s: &ops::conv::ConvShape, xs: &[u8], y_out: &mut [u8]| {
+                    let mults = |c| ops::f32_at(mult, c);
+                    ops::conv::conv(s, xs, x.zero_point, ws, bias, mults, prepared, y_out, y.zero_point)
+                };
                 let parts = conv_parts(&shape, spread.width());
                 if parts <= 1 {
-                    ops::conv::conv(
-                        &shape,
-                        xs,
-                        x.zero_point,
-                        ws,
-                        bias,
-                        |c| ops::f32_at(mult, c),
-                        prepared,
-                        out,
-                        y.zero_point,
-                    );
+                    conv(&shape, xs, out);
                 } else {
                     let row = shape.ow * shape.m;
                     let shared = crate::spread::Shared(out.as_mut_ptr());
@@ -200,18 +194,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                         // this part's alone: the parts' row ranges are disjoint, each part runs
                         // once and `out` is not touched until `spread` has returned (its contract).
                         let y_rows = unsafe { core::slice::from_raw_parts_mut(shared.at(r0 * row), (r1 - r0) * row) };
-                        let xs = &xs[from..];
-                        ops::conv::conv(
-                            &rows,
-                            xs,
-                            x.zero_point,
-                            ws,
-                            bias,
-                            |c| ops::f32_at(mult, c),
-                            prepared,
-                            y_rows,
-                            y.zero_point,
-                        );
+                        conv(&rows, &xs[from..], y_rows);
                     };
                     spread.spread(parts, &job);
                 }

@@ -29,6 +29,21 @@ pub struct FrameMap {
 }
 
 impl FrameMap {
+    /// An input of `input` (width, height) model pixels, each `scale` (x, y) source pixels, no
+    /// padding: a stretched image, or (scale 1) a tensor fed as it is.
+    pub fn scaled(input: (f32, f32), scale: (f32, f32)) -> FrameMap {
+        FrameMap {
+            input_width: input.0,
+            input_height: input.1,
+            scale_x: scale.0,
+            scale_y: scale.1,
+            pad_x: 0.0,
+            pad_y: 0.0,
+            source_width: input.0 * scale.0,
+            source_height: input.1 * scale.1,
+        }
+    }
+
     /// Normalized model coordinates (0..1 over the input) → source pixels.
     pub fn to_source(&self, x: f32, y: f32) -> (f32, f32) {
         ((x * self.input_width - self.pad_x) * self.scale_x, (y * self.input_height - self.pad_y) * self.scale_y)
@@ -182,16 +197,7 @@ impl Taps {
 impl Preprocessor {
     pub fn new(p: Preprocess) -> Preprocessor {
         let shape = p.shape();
-        let frame = FrameMap {
-            input_width: 0.0,
-            input_height: 0.0,
-            scale_x: 1.0,
-            scale_y: 1.0,
-            pad_x: 0.0,
-            pad_y: 0.0,
-            source_width: 0.0,
-            source_height: 0.0,
-        };
+        let frame = FrameMap::scaled((0.0, 0.0), (1.0, 1.0));
         Preprocessor {
             p,
             source: (0, 0),

@@ -33,16 +33,7 @@ mod tests {
 
     #[test]
     fn one_confident_anchor_becomes_one_box_in_source_pixels() {
-        let frame = FrameMap {
-            input_width: 128.0,
-            input_height: 128.0,
-            scale_x: 2.0,
-            scale_y: 2.0,
-            pad_x: 0.0,
-            pad_y: 0.0,
-            source_width: 128.0 * 2.0,
-            source_height: 128.0 * 2.0,
-        };
+        let frame = FrameMap::scaled((128.0, 128.0), (2.0, 2.0));
         let mut reg = vec![0.0; 896 * 16];
         let mut scores = vec![-10.0; 896];
         scores[0] = 5.0;
@@ -58,16 +49,7 @@ mod tests {
 
     #[test]
     fn wrong_output_sizes_are_an_error() {
-        let frame = FrameMap {
-            input_width: 128.0,
-            input_height: 128.0,
-            scale_x: 1.0,
-            scale_y: 1.0,
-            pad_x: 0.0,
-            pad_y: 0.0,
-            source_width: 128.0,
-            source_height: 128.0,
-        };
+        let frame = FrameMap::scaled((128.0, 128.0), (1.0, 1.0));
         assert!(decode(&[0.0; 16], &[0.0; 1], &frame, 0.5, 0.3).is_err());
     }
 }

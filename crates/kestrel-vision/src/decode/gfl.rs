@@ -284,16 +284,7 @@ mod tests {
         let outputs: [(&[f32], &[usize]); 4] =
             [(&s0, &[1, 8, 2]), (&b1, &[1, 2, 16]), (&b0, &[1, 8, 16]), (&s1, &[1, 2, 2])];
         let levels = levels(&outputs, &p, (32, 16)).unwrap();
-        let frame = FrameMap {
-            input_width: 32.0,
-            input_height: 16.0,
-            scale_x: 1.0,
-            scale_y: 1.0,
-            pad_x: 0.0,
-            pad_y: 0.0,
-            source_width: 32.0,
-            source_height: 16.0,
-        };
+        let frame = FrameMap::scaled((32.0, 16.0), (1.0, 1.0));
         let mut out = Vec::new();
         Decoder::default().decode(&levels, &frame, &p, &mut out).unwrap();
         assert_eq!(out.len(), 1);

@@ -121,16 +121,7 @@ mod tests {
     }
 
     fn frame() -> FrameMap {
-        FrameMap {
-            input_width: 100.0,
-            input_height: 50.0,
-            scale_x: 2.0,
-            scale_y: 4.0,
-            pad_x: 0.0,
-            pad_y: 0.0,
-            source_width: 100.0 * 2.0,
-            source_height: 50.0 * 4.0,
-        }
+        FrameMap::scaled((100.0, 50.0), (2.0, 4.0))
     }
 
     #[test]

@@ -266,16 +266,7 @@ mod tests {
     }
 
     fn frame(w: f32, h: f32) -> FrameMap {
-        FrameMap {
-            input_width: w,
-            input_height: h,
-            scale_x: 1.0,
-            scale_y: 1.0,
-            pad_x: 0.0,
-            pad_y: 0.0,
-            source_width: w,
-            source_height: h,
-        }
+        FrameMap::scaled((w, h), (1.0, 1.0))
     }
 
     #[test]
@@ -314,16 +305,7 @@ mod tests {
         map[8 + 1] = 1.0;
         let mut decoder = Decoder::default();
         let p = SegmentationConfig { min_size: 1.0, ..params(&labels) };
-        let frame = FrameMap {
-            input_width: 4.0,
-            input_height: 2.0,
-            scale_x: 2.0,
-            scale_y: 2.0,
-            pad_x: 0.0,
-            pad_y: 0.0,
-            source_width: 4.0 * 2.0,
-            source_height: 2.0 * 2.0,
-        };
+        let frame = FrameMap::scaled((4.0, 2.0), (2.0, 2.0));
         decoder.decode(&map, &[1, 2, 2, 4], &frame, &p, &mut Vec::new()).unwrap();
         let mut img = RgbImage::from_pixel(8, 4, image::Rgb([0, 0, 0]));
         decoder.overlay(&mut img, &frame);

@@ -426,16 +426,7 @@ mod tests {
         ] {
             assert!(bad.check().is_err(), "{bad:?}");
         }
-        let frame = FrameMap {
-            input_width: 128.0,
-            input_height: 128.0,
-            scale_x: 1.0,
-            scale_y: 1.0,
-            pad_x: 0.0,
-            pad_y: 0.0,
-            source_width: 128.0,
-            source_height: 128.0,
-        };
+        let frame = FrameMap::scaled((128.0, 128.0), (1.0, 1.0));
         let e = Decoder::default().decode(&[0.0; 16], &[0.0], &frame, &face, &mut Vec::new()).unwrap_err();
         assert!(e.to_string().contains("num_boxes 896"), "{e}");
     }
