@@ -1,7 +1,8 @@
 //! The integer runtime on several threads: the same bytes as on one, whatever the thread count,
-//! and no allocation per run once prepared (a counting allocator watches every thread). The
-//! large convolutions split by output rows (kestrel-micro's `Spread`, the engine's pool);
-//! kestrel-micro's own tests check the row split on random shapes through each kernel.
+//! and no allocation per run once prepared (a counting allocator watches every thread). Large
+//! convolutions, bilinear resizes and table lookups split by output rows
+//! (kestrel-micro's `Spread`, the engine's pool); kestrel-micro's own tests check the
+//! convolution's row split on random shapes through each kernel.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,10 +50,35 @@ fn prepare(path: &str, shape: &[usize], threads: usize) -> Engine {
 mod common;
 
 /// One test (the allocation count is process-wide): BlazeFace integer-only, the int8 Fashion
-/// CNN and the conv stack (694 M MACs: every layer splits) at 1, 2 and 3 threads give the same
-/// bytes; then 50 runs on 3 threads allocate nothing.
+/// CNN, the conv stack (694 M MACs: every layer splits) and the COCO detector compressed
+/// integer-only (its Resizes and LeakyRelu tables split too) at 1, 2 and 3 threads
+/// give the same bytes; then 50 runs of the conv stack on 3 threads allocate nothing.
 #[test]
 fn threads_give_the_same_bytes_and_runs_do_not_allocate() {
+    let dir = std::env::temp_dir().join(format!("kestrel-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (int8, kmodel) = (dir.join("coco.onnx"), dir.join("coco.kmodel"));
+    let coco = "models/coco-nanodet/model.onnx";
+    let calib = "models/coco-nanodet/calib";
+    common::kestrel_ok(&[
+        "compress",
+        coco,
+        "--int8",
+        "--integer-only",
+        "--calib",
+        calib,
+        "--out",
+        int8.to_str().unwrap(),
+    ]);
+    common::kestrel_ok(&["export", int8.to_str().unwrap(), "-o", kmodel.to_str().unwrap()]);
+    let x = [input(&[1, 3, 416, 416])];
+    let bytes = std::fs::read(&kmodel).unwrap();
+    let run = |threads| Engine::from_kmodel(BackendKind::Micro, bytes.clone(), threads).unwrap().run(&x).unwrap();
+    let one = run(1);
+    for threads in [2, 3] {
+        assert!(one == run(threads), "the COCO detector: {threads} threads differ from 1");
+    }
+    std::fs::remove_dir_all(&dir).ok();
     let cases: [(&str, &[usize]); 3] = [
         ("models/blazeface/model.integer.int8.onnx", &[1, 3, 128, 128]),
         ("models/fashion-cnn/model.int8.onnx", &[1, 28, 28, 1]),

@@ -2,7 +2,9 @@
 
 use crate::format::{DType, Model, OpCode, Storage, TensorInfo};
 use crate::ops;
-use crate::spread::{Serial, Spread};
+#[cfg(feature = "all-ops")]
+use crate::spread::MIN_PART_VALUES;
+use crate::spread::{in_row_parts, parts_for, Serial, Spread, MIN_PART_MACS};
 use crate::Error;
 
 /// A model bound to an arena, ready to run.
@@ -35,14 +37,12 @@ fn conv_shape(m: &Model<'_>, op: &crate::format::Op) -> ops::conv::ConvShape {
 }
 
 /// How many parts (by output rows) convolution `s` splits into for `width` threads: each worth
-/// a hand-off, at most one per row, one image only. A build without `all-ops` (a
-/// microcontroller's) never splits.
+/// a hand-off, at most one per row, one image only.
 fn conv_parts(s: &ops::conv::ConvShape, width: usize) -> usize {
-    if !cfg!(feature = "all-ops") || s.n != 1 || width <= 1 {
+    if !cfg!(feature = "all-ops") || s.n != 1 {
         return 1;
     }
-    let macs = s.oh * s.ow * s.m * s.per_group().2;
-    width.min(s.oh).min(macs / crate::spread::MIN_PART_MACS).max(1)
+    parts_for(width, s.oh, s.oh * s.ow * s.m * s.per_group().2, MIN_PART_MACS)
 }
 
 /// Op `o`'s share of the prepared constants when the shares before it end at `at` (each share
@@ -185,18 +185,10 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 if parts <= 1 {
                     conv(&shape, xs, out);
                 } else {
-                    let row = shape.ow * shape.m;
-                    let shared = crate::spread::Shared(out.as_mut_ptr());
-                    let job = |i: usize| {
-                        let (r0, r1) = (shape.oh * i / parts, shape.oh * (i + 1) / parts);
-                        let (rows, from) = shape.rows(r0, r1);
-                        // SAFETY: output rows r0..r1 (bytes r0·row..r1·row of `out`, inside it) are
-                        // this part's alone: the parts' row ranges are disjoint, each part runs
-                        // once and `out` is not touched until `spread` has returned (its contract).
-                        let y_rows = unsafe { core::slice::from_raw_parts_mut(shared.at(r0 * row), (r1 - r0) * row) };
-                        conv(&rows, &xs[from..], y_rows);
-                    };
-                    spread.spread(parts, &job);
+                    in_row_parts(spread, parts, shape.oh, shape.ow * shape.m, out, |rows, y_rows| {
+                        let (part, from) = shape.rows(rows.start, rows.end);
+                        conv(&part, &xs[from..], y_rows);
+                    });
                 }
             }
             OpCode::FullyConnected => {
@@ -333,18 +325,26 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                     if op.params[0] == 1 { ([a, b, c, d], (e, f)) } else { ([a * b, c, d, 1], (f, g)) };
                 let maps =
                     m.weights_at_offset(op.extra.unwrap_or(0), (out_hw.0 + out_hw.1) * ops::resize::LINEAR_ENTRY);
-                if x.dtype == DType::F32 {
-                    ops::resize::resize_linear_f32(read(&x), dims, maps, out_hw, out);
-                } else {
-                    ops::resize::resize_linear(read(&x), quant(&x), dims, maps, out_hw, out, quant(&y));
-                }
+                // By output rows (image and row) across threads.
+                let (rows, xs, (qx, qy)) = (dims[0] * out_hw.0, read(&x), (quant(&x), quant(&y)));
+                let row_len = out.len() / rows.max(1);
+                let parts = parts_for(spread.width(), rows, out.len(), MIN_PART_VALUES);
+                in_row_parts(spread, parts, rows, row_len, out, |r, y_rows| {
+                    if x.dtype == DType::F32 {
+                        ops::resize::resize_linear_f32(xs, dims, maps, out_hw, r, y_rows);
+                    } else {
+                        ops::resize::resize_linear(xs, qx, dims, maps, out_hw, r, y_rows, qy);
+                    }
+                });
             }
             #[cfg(feature = "all-ops")]
             OpCode::Lookup => {
-                let table = m.weights_at_offset(op.extra.unwrap_or(0), 256);
-                for (o, &v) in out.iter_mut().zip(read(&x)) {
-                    *o = table[usize::from(v)];
-                }
+                let (table, xs, n) = (m.weights_at_offset(op.extra.unwrap_or(0), 256), read(&x), out.len());
+                in_row_parts(spread, parts_for(spread.width(), n, n, MIN_PART_VALUES), n, 1, out, |r, y| {
+                    for (o, &v) in y.iter_mut().zip(&xs[r]) {
+                        *o = table[usize::from(v)];
+                    }
+                });
             }
             #[cfg(feature = "all-ops")]
             OpCode::Slice => {

@@ -4,6 +4,8 @@
 //! is unchanged. Bilinear: by per-axis (index, index, weight, weight) entries the exporter
 //! computes as onnxruntime does, requantized in onnxruntime's float steps.
 
+use core::ops::Range;
+
 use super::{f32_at, put_f32, quantize_value, widest};
 
 /// `maps`: `y_dims[0] + … + y_dims[3]` little-endian u16 source indices, axis by axis (each
@@ -47,18 +49,18 @@ fn blend(
     x_dims: [usize; 4],
     maps: &[u8],
     (oh, ow): (usize, usize),
+    rows: Range<usize>,
     mut pixel: impl FnMut(usize, [usize; 4], [f32; 4]),
 ) {
-    let [n, h, w, c] = x_dims;
-    for b in 0..n {
-        for oy in 0..oh {
-            let (y1, y2, dy1, dy2) = entry(maps, oy);
-            let (r1, r2) = ((b * h + y1) * w, (b * h + y2) * w);
-            for ox in 0..ow {
-                let (x1, x2, dx1, dx2) = entry(maps, oh + ox);
-                let at = [(r1 + x1) * c, (r1 + x2) * c, (r2 + x1) * c, (r2 + x2) * c];
-                pixel((b * oh + oy) * ow + ox, at, [dx2 * dy2, dx1 * dy2, dx2 * dy1, dx1 * dy1]);
-            }
+    let [_, h, w, c] = x_dims;
+    for row in rows.clone() {
+        let (b, oy) = (row / oh, row % oh);
+        let (y1, y2, dy1, dy2) = entry(maps, oy);
+        let (r1, r2) = ((b * h + y1) * w, (b * h + y2) * w);
+        for ox in 0..ow {
+            let (x1, x2, dx1, dx2) = entry(maps, oh + ox);
+            let at = [(r1 + x1) * c, (r1 + x2) * c, (r2 + x1) * c, (r2 + x2) * c];
+            pixel((row - rows.start) * ow + ox, at, [dx2 * dy2, dx1 * dy2, dx2 * dy1, dx1 * dy1]);
         }
     }
 }
@@ -73,19 +75,22 @@ widest! {
 /// `Quantize(Resize(Dequantize(x)))`, bilinear, on uint8 `[n, h, w, c]` resized along h and w
 /// into `[n, oh, ow, c]` (an ONNX-layout tensor is passed as `[n·c, h, w, 1]`). `maps`: `oh`
 /// row entries, then `ow` column entries (indices below h and w: checked by the parser). On
-/// dequantized inputs in onnxruntime's float steps: bit-exact with its unfused QDQ graph.
+/// dequantized inputs in onnxruntime's float steps: bit-exact with its unfused QDQ graph. Only
+/// output rows `rows` (image · oh + row) are made, into `y` (theirs alone: a thread's part).
+#[allow(clippy::too_many_arguments)]
 pub fn resize_linear(
     x: &[u8],
     qx: (f32, i32),
     x_dims: [usize; 4],
     maps: &[u8],
     out_hw: (usize, usize),
+    rows: Range<usize>,
     y: &mut [u8],
     qy: (f32, i32),
 ) {
     let (c, (sx, zx), (sy, zy)) = (x_dims[3], qx, qy);
     let value = |v: u8| (i32::from(v) - zx) as f32 * sx;
-    blend(x_dims, maps, out_hw, |o, at, w| {
+    blend(x_dims, maps, out_hw, rows, |o, at, w| {
         let [p11, p21, p12, p22] = at.map(|a| &x[a..a + c]);
         let neighbours = p11.iter().zip(p21).zip(p12).zip(p22);
         for (q, (((&a, &b), &d), &e)) in y[o * c..(o + 1) * c].iter_mut().zip(neighbours) {
@@ -97,9 +102,16 @@ pub fn resize_linear(
 
 widest! {
 /// [`resize_linear`] on float32 (a mixed model's float layers): the same entries and sums.
-pub fn resize_linear_f32(x: &[u8], x_dims: [usize; 4], maps: &[u8], out_hw: (usize, usize), y: &mut [u8]) {
+pub fn resize_linear_f32(
+    x: &[u8],
+    x_dims: [usize; 4],
+    maps: &[u8],
+    out_hw: (usize, usize),
+    rows: Range<usize>,
+    y: &mut [u8],
+) {
     let c = x_dims[3];
-    blend(x_dims, maps, out_hw, |o, at, w| {
+    blend(x_dims, maps, out_hw, rows, |o, at, w| {
         for k in 0..c {
             let v = mix(w, at.map(|a| f32_at(x, a + k)));
             put_f32(y, o * c + k, v);
@@ -132,7 +144,7 @@ mod tests {
         .concat();
         let mut y = [0u8; 3];
         // Input scale 0.5 (zero point 0), output scale 1 (zero point 10).
-        resize_linear(&x, (0.5, 0), [1, 2, 2, 1], &maps, (1, 3), &mut y, (1.0, 10));
+        resize_linear(&x, (0.5, 0), [1, 2, 2, 1], &maps, (1, 3), 0..1, &mut y, (1.0, 10));
         // Column 0: (0 + 200)/2 · 0.5 = 50; column ¼: 0.75·50 + 0.25·(100 + 40)/2·0.5 = 46.25;
         // column 1: (100 + 40)/2 · 0.5 = 35; each + 10.
         assert_eq!(y, [60, 56, 45]);
