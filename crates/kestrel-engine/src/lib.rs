@@ -70,6 +70,11 @@ pub fn backend(kind: BackendKind) -> Box<dyn Backend> {
 }
 
 /// A model prepared on one backend.
+///
+/// `Send` (a camera's inference thread owns it), not `Sync`: `run` takes `&mut self` because
+/// each backend keeps per-run state beside the weights (tract's plan state and its value
+/// buffers, the integer runtime's arena). Several cameras today prepare one `Engine` each;
+/// sharing one model's weights between them needs the weights split from that state (not yet).
 pub struct Engine {
     backend: &'static str,
     reason: String,
@@ -179,3 +184,9 @@ impl Engine {
         self.prepared.op_times(inputs, runs.max(1)).unwrap_or(Err(EngineError::NoOpTimes { backend }))
     }
 }
+
+/// `Engine` moves to another thread (the watch pipeline's inference stage takes it there).
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Engine>();
+};
