@@ -146,9 +146,11 @@ fn check_workload(w: &Workload) -> Result<()> {
     Ok(())
 }
 
-fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The PNG and JPEG files in `dir`, in name order; none is an error naming the folder as the
+/// option (or thing) `what` that gave it.
+pub(crate) fn images_in(dir: &Path, what: &str) -> Result<Vec<PathBuf>> {
     let mut images: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading --images folder `{}`", dir.display()))?
+        .with_context(|| format!("reading {what} folder `{}`", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.extension().is_some_and(|e| matches!(e.to_string_lossy().to_lowercase().as_str(), "png" | "jpg" | "jpeg"))
@@ -156,7 +158,7 @@ fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     images.sort();
     if images.is_empty() {
-        bail!("--images folder `{}` holds no PNG or JPEG images", dir.display());
+        bail!("{what} folder `{}` holds no PNG or JPEG images", dir.display());
     }
     Ok(images)
 }
@@ -200,7 +202,7 @@ fn measure(path: &Path, w: &Workload, latency_only: bool) -> Result<Measurement>
     let file = open_model(path)?;
     let config_args = ConfigArgs { config: None, input_shape: w.input_shape.clone() };
     let config = load_config(path, &file, &config_args)?;
-    let image_paths = w.images.as_deref().map(images_in).transpose()?;
+    let image_paths = w.images.as_deref().map(|dir| images_in(dir, "--images")).transpose()?;
     let input = match (&w.dataset, &image_paths) {
         (Some(name), _) => batch_tensor(&load_dataset(name, None)?, 0..1, &config.preprocess)?,
         (None, Some(paths)) => {

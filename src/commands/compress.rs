@@ -42,18 +42,8 @@ fn calibration_samples(src: &str, config: &ModelConfig, count: usize) -> Result<
             .map(|s| batch_tensor(&data, s..s + full, &config.preprocess))
             .collect();
     }
-    let mut images: Vec<_> = std::fs::read_dir(path)
-        .with_context(|| format!("reading --calib folder `{src}`"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|e| matches!(e.to_string_lossy().to_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-        })
-        .collect();
-    images.sort();
+    let mut images = super::bench::images_in(path, "--calib")?;
     images.truncate(count);
-    if images.is_empty() {
-        bail!("--calib folder `{src}` holds no PNG or JPEG images");
-    }
     images
         .iter()
         .map(|p| {

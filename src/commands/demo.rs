@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::bench::{compare, table, write_atomically, Machine};
+use super::bench::{compare, images_in, table, write_atomically, Machine};
 use super::bench_html::page;
 use super::eval::evaluate;
 use super::run::ImageModel;
@@ -22,13 +22,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
 
     let detect = |model: &Path, photos: &Path, annotated: &str| -> Result<()> {
         let mut detector = ImageModel::open(model, &ConfigArgs::default(), &args.engine)?;
-        let mut photos: Vec<_> = std::fs::read_dir(photos)
-            .with_context(|| format!("listing `{}`", photos.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg"))
-            .collect();
-        photos.sort();
-        for photo in &photos {
+        for photo in &images_in(photos, "the demo's photo")? {
             let r = detector.infer(photo, Some(&args.out.join(annotated)), 1)?;
             if args.json {
                 println!("{}", serde_json::to_string(&r)?);
