@@ -134,8 +134,9 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         self.run_with(&Serial, after)
     }
 
-    /// Like [`Interpreter::run_observed`], the large convolutions split into parts by output
-    /// rows that `spread` may run at the same time (the same bytes either way).
+    /// Like [`Interpreter::run_observed`], the large convolutions, bilinear Resizes and table
+    /// lookups split into parts by output rows that `spread` may run at the same time (the
+    /// same bytes either way).
     pub fn run_with(&mut self, spread: &dyn Spread, mut after: impl FnMut(usize)) -> Result<(), Error> {
         let mut at = 0;
         for o in 0..self.model.op_count() {
@@ -183,6 +184,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 };
                 let parts = conv_parts(&shape, spread.width());
                 if parts <= 1 {
+                    // Whole, batches included (which `ConvShape::rows` does not describe).
                     conv(&shape, xs, out);
                 } else {
                     in_row_parts(spread, parts, shape.oh, shape.ow * shape.m, out, |rows, y_rows| {

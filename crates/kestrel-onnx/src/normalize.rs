@@ -1,6 +1,7 @@
 //! Rewrites that let valid models load in tract despite its known pitfalls (DESIGN.md §4).
 
 use crate::pb;
+use crate::raw::{tensor_raw_le, RawTensor};
 
 /// Applies every normalization to all graphs, subgraphs included.
 pub fn normalize(model: &mut pb::ModelProto) {
@@ -20,19 +21,11 @@ pub fn normalize(model: &mut pb::ModelProto) {
 /// max-pool: PadV2 then MaxPool) becomes that MaxPool's own `pads`, which it ignores just as
 /// -inf is ignored: one op fewer, and the integer runtime has no float Pad by a value.
 fn pads_into_max_pools(graph: &mut pb::GraphProto) {
-    let ints = |t: &pb::TensorProto| -> Option<Vec<i64>> {
-        (t.data_type == 7).then(|| {
-            if t.raw_data.is_empty() {
-                t.int64_data.clone()
-            } else {
-                t.raw_data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()
-            }
-        })
+    let ints = |r: RawTensor| -> Option<Vec<i64>> {
+        (r.elem.code == 7)
+            .then(|| r.bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect())
     };
-    let minus_infinity = |t: &pb::TensorProto| {
-        let v = if t.raw_data.len() == 4 { t.raw_data.clone().try_into().ok().map(f32::from_le_bytes) } else { None };
-        t.data_type == 1 && v.or(t.float_data.first().copied()).is_some_and(|v| v == f32::NEG_INFINITY)
-    };
+    let minus_infinity = |r: RawTensor| r.elem.code == 1 && r.bytes == f32::NEG_INFINITY.to_le_bytes();
     let outputs: std::collections::HashSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
     let mut folded = Vec::new();
     for (i, pad) in graph.node.iter().enumerate() {
@@ -40,7 +33,7 @@ fn pads_into_max_pools(graph: &mut pb::GraphProto) {
         if pad.op_type != "Pad" || !constant || pad.input.len() < 3 || outputs.contains(pad.output[0].as_str()) {
             continue;
         }
-        let init = |name: &str| graph.initializer.iter().find(|t| t.name == name);
+        let init = |name: &str| graph.initializer.iter().find(|t| t.name == name).and_then(|t| tensor_raw_le(t).ok());
         let (Some(pads), Some(value)) = (init(&pad.input[1]).and_then(ints), init(&pad.input[2])) else { continue };
         let spatial_only =
             pads.len() == 8 && pads[..2] == [0, 0] && pads[4..6] == [0, 0] && pads.iter().all(|&p| p >= 0);

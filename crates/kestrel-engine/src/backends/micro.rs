@@ -23,7 +23,7 @@ struct MicroPrepared {
     arena: Vec<u8>,
     /// This CPU's fast kernels' constants (repacked filters), computed once here.
     prepared: Vec<u8>,
-    /// Workers for the large convolutions' parts (`threads` > 1), made once here.
+    /// Workers for the parts of large ops (`threads` > 1), made once here.
     pool: Option<Pool>,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,

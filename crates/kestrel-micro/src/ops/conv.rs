@@ -31,7 +31,6 @@ pub struct ConvShape {
 }
 
 impl ConvShape {
-    /// Input channels and output channels per group, and the filter length `kh·kw·C/g`.
     /// Output rows `r0..r1` of image 0 as a convolution of their own, and where in the input
     /// it starts (bytes): its input begins at the first row those rows read, with the padding
     /// above adjusted. The same weights and prepared constants serve it (they depend on the
@@ -43,6 +42,7 @@ impl ConvShape {
         (ConvShape { n: 1, h: self.h - first, oh: r1 - r0, pad, ..*self }, first * self.w * self.c)
     }
 
+    /// Input channels and output channels per group, and the filter length `kh·kw·C/g`.
     pub fn per_group(&self) -> (usize, usize, usize) {
         let cg = self.c / self.groups;
         (cg, self.m / self.groups, cg * self.kh * self.kw)
