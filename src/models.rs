@@ -243,8 +243,8 @@ fn apply_input_shape(p: &mut Preprocess, shape: &[usize]) -> Result<()> {
 
 /// Prepares `model` on the requested backend with the given input shape.
 pub fn engine<'a>(model: impl Into<ModelView<'a>>, args: &EngineArgs, input_shape: Vec<usize>) -> Result<Engine> {
-    if args.threads == 0 {
-        anyhow::bail!("--threads must be at least 1");
+    if !(1..=kestrel_engine::MAX_THREADS).contains(&args.threads) {
+        anyhow::bail!("--threads must be within 1..={}", kestrel_engine::MAX_THREADS);
     }
     let kind: BackendKind = args.backend.parse().context("--backend")?;
     let engine = match model.into() {

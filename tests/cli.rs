@@ -223,8 +223,8 @@ fn read_npy_f32(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
 }
 
 /// A float32 `.npy` given instead of an image is the model input as it is: BlazeFace's outputs on
-/// the fixture's input tensor are onnxruntime's (atol 1e-3, as in engine_vs_onnxruntime); bad tensors and
-/// `--annotate` get one clear error.
+/// the fixture's input tensor are onnxruntime's (atol 1e-3, as in engine_vs_onnxruntime); bad tensors,
+/// `--annotate` and an absurd `--threads` get one clear error.
 #[test]
 fn a_npy_tensor_is_fed_to_the_model_as_it_is() {
     let dir = std::env::temp_dir().join(format!("kestrel-npy-{}", std::process::id()));
@@ -253,6 +253,8 @@ fn a_npy_tensor_is_fed_to_the_model_as_it_is() {
         (vec![wrong.to_str().unwrap()], "element type <i8"),
         (vec![small.to_str().unwrap()], "[1, 3, 128, 128]"),
         (vec![&input_s, "--annotate", dir.to_str().unwrap()], "--annotate needs images"),
+        // A thread pool of this size would exhaust the system's threads (it aborted before).
+        (vec![&input_s, "--threads", "100000"], "--threads must be within 1..=256"),
     ] {
         let out = common::kestrel(&[&["run", model][..], &args].concat());
         let stderr = String::from_utf8_lossy(&out.stderr);

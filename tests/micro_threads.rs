@@ -74,6 +74,8 @@ fn threads_give_the_same_bytes_and_runs_do_not_allocate() {
     let x = [input(&[1, 3, 416, 416])];
     let bytes = std::fs::read(&kmodel).unwrap();
     let run = |threads| Engine::from_kmodel(BackendKind::Micro, bytes.clone(), threads).unwrap().run(&x).unwrap();
+    let absurd = Engine::from_kmodel(BackendKind::Micro, bytes.clone(), 100_000).err().unwrap().to_string();
+    assert!(absurd.contains("at most 256"), "{absurd}");
     let one = run(1);
     for threads in [2, 3] {
         assert!(one == run(threads), "the COCO detector: {threads} threads differ from 1");

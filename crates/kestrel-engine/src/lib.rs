@@ -69,6 +69,18 @@ pub fn backend(kind: BackendKind) -> Box<dyn Backend> {
     }
 }
 
+/// The most threads a prepared model runs on (a 12-core Jetson AGX Orin, a large server many
+/// times over): a thread pool is made at prepare time, and an absurd count would exhaust the
+/// system's threads instead of failing with a clear error.
+pub const MAX_THREADS: usize = 256;
+
+fn check_threads(threads: usize) -> Result<(), EngineError> {
+    if threads > MAX_THREADS {
+        return Err(EngineError::Prepare(format!("{threads} threads: at most {MAX_THREADS}")));
+    }
+    Ok(())
+}
+
 /// A model prepared on one backend.
 ///
 /// `Send` (a camera's inference thread owns it), not `Sync`: `run` takes `&mut self` because
@@ -94,6 +106,7 @@ impl Engine {
     /// Checks the backend, then prepares the model on it. `Auto` chooses by the model: see
     /// [`BackendKind::Auto`]; [`Engine::reason`] says why.
     pub fn new(kind: BackendKind, model: &OnnxModel, options: &PrepareOptions) -> Result<Engine, EngineError> {
+        check_threads(options.threads)?;
         if kind == BackendKind::Auto {
             return Self::auto(model, options);
         }
@@ -106,6 +119,7 @@ impl Engine {
     /// Prepares a `.kmodel` file's bytes: only the integer runtime runs those (`Auto` and
     /// `Micro`); any other backend needs the ONNX model it was exported from.
     pub fn from_kmodel(kind: BackendKind, bytes: Vec<u8>, threads: usize) -> Result<Engine, EngineError> {
+        check_threads(threads)?;
         match kind {
             BackendKind::Auto | BackendKind::Micro => {
                 let reason = if kind == BackendKind::Auto { "a .kmodel runs on the integer runtime" } else { "asked for" };
