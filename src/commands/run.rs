@@ -309,7 +309,7 @@ fn detections(into: &mut Decoded) -> &mut Vec<Detection> {
     }
 }
 
-/// Annotates an image: boxes, or a bar as long as the top class's score.
+/// Annotates an image: labelled boxes, or a bar as long as the top class's score with its label.
 pub fn draw_results(rgb: &mut RgbImage, classes: Option<&[classify::Class]>, detections: Option<&[Detection]>) {
     if let Some(classes) = classes {
         if let Some(top) = classes.first() {
