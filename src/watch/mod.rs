@@ -402,20 +402,31 @@ mod steady_state {
 
     static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+    /// Counts one allocation unless it is made on the process's main thread: libtest's harness
+    /// runs there (each test runs on a thread of its own) and allocates to print "has been
+    /// running for over 60 seconds" when a busy machine takes that long, which is not ours.
+    fn count() {
+        // SAFETY: both calls only read the caller's thread and process ids; neither can fail.
+        let on_main_thread = unsafe { libc::gettid() == libc::getpid() };
+        if !on_main_thread {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     // SAFETY: every call is passed on to the system allocator unchanged; only a counter is added.
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            count();
             // SAFETY: the caller's contract for `alloc` is the system allocator's.
             unsafe { System.alloc(layout) }
         }
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            count();
             // SAFETY: as for `alloc`.
             unsafe { System.alloc_zeroed(layout) }
         }
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            count();
             // SAFETY: `ptr` came from this allocator, that is from `System`, with `layout`.
             unsafe { System.realloc(ptr, layout, new_size) }
         }
@@ -484,9 +495,11 @@ mod steady_state {
         let (warm, end) = (marks[0].load(Ordering::Relaxed), marks[1].load(Ordering::Relaxed));
         assert!(warm > 0 && end >= warm, "the run did not reach {} frames", WARM_UP + MEASURED);
         // Per-frame allocation would show as 1,000 or more (it was 5,009 before the scratch
-        // buffers); a rare one-off (a pool topped up when thread timing keeps one more frame in
-        // flight) is allowed.
+        // buffers). The pools grow when thread timing keeps one more item in flight than warm-up
+        // saw, up to their bounds: 10 frame buffers (1 allocation each), 4 model inputs (1) and 4
+        // output sets (5 for BlazeFace's two outputs): at most 34 in a whole run, whatever the
+        // timing (two top-ups made this flaky under a bound of 10).
         let allocations = end - warm;
-        assert!(allocations <= MEASURED / 100, "{allocations} allocations over {MEASURED} frames after warm-up");
+        assert!(allocations <= 34, "{allocations} allocations over {MEASURED} frames after warm-up");
     }
 }
