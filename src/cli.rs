@@ -244,7 +244,7 @@ pub struct WatchArgs {
     /// kestrel.toml beside it, or guessed; when the first argument is not one, the bundled COCO
     /// detector, models/coco-nanodet), then the sources: v4l2:///dev/video0, csi://0,
     /// rtsp://host:port/path, file://clip.mp4 (or a path to a video or a folder of images),
-    /// test://[pattern], gst://PIPELINE ending in `appsink name=kestrel`.
+    /// test://[pattern], gst://PIPELINE ending in `appsink name=kestrel`, ros2://TOPIC.
     #[arg(required = true, value_name = "[MODEL] SOURCE")]
     pub inputs: Vec<String>,
     #[command(flatten)]
@@ -295,12 +295,51 @@ pub struct WatchArgs {
     #[arg(long, default_value_t = 5.0)]
     pub stats_every: f64,
     #[command(flatten)]
+    pub ros2: Ros2Args,
+    #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// `kestrel watch` as a ROS 2 perception node (sources `ros2://TOPIC` subscribe to
+/// sensor_msgs/Image, or CompressedImage on a topic ending in /compressed).
+#[derive(Debug, Args)]
+pub struct Ros2Args {
+    /// Publish results on this topic (`--ros2` alone: `detections`): vision_msgs/Detection2DArray
+    /// for detectors, vision_msgs/Classification for classifiers, each with its image's header;
+    /// class names once on `label_info` (LabelInfo, transient local).
+    #[arg(long, value_name = "TOPIC", num_args = 0..=1, require_equals = true, default_missing_value = "detections")]
+    pub ros2: Option<String>,
+    /// `header.frame_id` of results from sources that are not ROS topics (default: the
+    /// source's name); results from a ROS topic keep its images' header.
+    #[arg(long)]
+    pub frame_id: Option<String>,
+    /// Reliable QoS for images in and results out (default: sensor data, best effort).
+    #[arg(long)]
+    pub ros2_reliable: bool,
+    /// The node's name on the ROS graph (the domain is ROS_DOMAIN_ID's, as for any node).
+    #[arg(long, default_value = "kestrel")]
+    pub ros2_node: String,
+    #[arg(long, default_value = "/")]
+    pub ros2_namespace: String,
+}
+
+impl Default for Ros2Args {
+    /// Not on a ROS 2 graph; the node name and namespace clap defaults to.
+    fn default() -> Self {
+        Ros2Args {
+            ros2: None,
+            frame_id: None,
+            ros2_reliable: false,
+            ros2_node: "kestrel".into(),
+            ros2_namespace: "/".into(),
+        }
+    }
 }
 
 impl WatchArgs {
     /// The model (the first input when it names a .onnx or .kmodel file, else the bundled COCO
     /// detector) and the sources.
+    #[cfg_attr(not(feature = "camera"), allow(dead_code))]
     pub fn model_and_sources(&self) -> (PathBuf, &[String]) {
         let is_model = |s: &String| {
             let ext = Path::new(s).extension().map(|e| e.to_ascii_lowercase());

@@ -172,6 +172,7 @@ fn watch_clip(clip: &Path, model: &Path, stem: &Path, engine: EngineArgs) -> Res
         max_reconnects: None,
         rtsp_latency: 200,
         stats_every: 5.0,
+        ros2: crate::cli::Ros2Args::default(),
         engine,
     })?;
     let text = std::fs::read_to_string(&jsonl).with_context(|| format!("reading `{}`", jsonl.display()))?;

@@ -5,6 +5,9 @@
 mod output;
 mod prepare;
 mod preview;
+// Without the `ros2` feature, the same API refusing ROS sources and `--ros2` with a clear error.
+#[cfg_attr(not(feature = "ros2"), path = "ros_off.rs")]
+mod ros;
 mod stats;
 mod visuals;
 
@@ -79,13 +82,17 @@ fn watch_into(args: &WatchArgs, sink: Option<Box<dyn std::io::Write + Send>>) ->
     let model = ImageModel::open(&model, &args.model_config, &args.engine)?;
     let decoder = model.decoder();
     let ImageModel { config, engine, .. } = model;
+    let mut ros = ros::Ros::start_if_wanted(&args.ros2, sources, &config)?;
     let mut captures = Vec::new();
     for (index, uri) in sources.iter().enumerate() {
-        let capture = Capture::open(index, uri, &options, &recovery)?;
-        eprintln!("source {index} `{uri}`: {}", capture.description);
-        captures.push(capture);
+        let input = match ros.as_mut().and_then(|r| r.open_source(index, uri)) {
+            Some(subscribed) => Input::Ros(subscribed?),
+            None => Input::Camera(Capture::open(index, uri, &options, &recovery)?),
+        };
+        eprintln!("source {index} `{uri}`: {}", input.description());
+        captures.push(input);
     }
-    let names: Vec<String> = captures.iter().map(|c| c.uri.clone()).collect();
+    let names: Vec<String> = sources.to_vec();
     let preview = match &args.preview {
         Some(addr) => {
             let (preview, bound) = preview::Preview::start(addr, names.clone())?;
@@ -96,7 +103,52 @@ fn watch_into(args: &WatchArgs, sink: Option<Box<dyn std::io::Write + Send>>) ->
     };
     let visuals = Visuals::new(args.record.as_deref(), captures.len(), preview);
     let out = Output::open(args, names, sink)?;
-    Pipeline::new(&captures, args).run(captures, config, decoder, engine, out, visuals)
+    Pipeline::new(&captures, args).run(captures, config, decoder, engine, (out, ros), visuals)
+}
+
+/// One source: GStreamer (cameras, streams, files, folders) or a ROS 2 image topic.
+// One value per source, for the time it takes to start: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Input {
+    Camera(Capture),
+    Ros(ros::Source),
+}
+
+impl Input {
+    fn index(&self) -> usize {
+        match self {
+            Input::Camera(c) => c.index,
+            Input::Ros(r) => r.index(),
+        }
+    }
+
+    /// A live source: a full queue drops its oldest frame.
+    fn is_live(&self) -> bool {
+        match self {
+            Input::Camera(c) => c.source.is_live(),
+            Input::Ros(_) => true,
+        }
+    }
+
+    fn description(&self) -> String {
+        match self {
+            Input::Camera(c) => c.description.clone(),
+            Input::Ros(r) => r.description(),
+        }
+    }
+
+    fn run(
+        self,
+        queue: &LatestQueue<Frame>,
+        pool: &Arc<BufferPool>,
+        stop: &AtomicBool,
+        counters: &SourceCounters,
+    ) -> Result<()> {
+        match self {
+            Input::Camera(c) => Ok(c.run(queue, pool, stop, counters)?),
+            Input::Ros(r) => Ok(r.run(queue, pool, stop, counters)?),
+        }
+    }
 }
 
 fn check_args(args: &WatchArgs) -> Result<()> {
@@ -146,7 +198,7 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn new(captures: &[Capture], args: &WatchArgs) -> Pipeline {
+    fn new(captures: &[Input], args: &WatchArgs) -> Pipeline {
         let n = captures.len();
         Pipeline {
             frames: LatestQueue::new(n, LANE_CAPACITY),
@@ -154,7 +206,7 @@ impl Pipeline {
             inferred: LatestQueue::new(n, LANE_CAPACITY),
             when_full: captures
                 .iter()
-                .map(|c| if c.source.is_live() || args.realtime { WhenFull::DropOldest } else { WhenFull::Wait })
+                .map(|c| if c.is_live() || args.realtime { WhenFull::DropOldest } else { WhenFull::Wait })
                 .collect(),
             // Every lane of every queue full, one frame in each stage and one being captured per source.
             pool: BufferPool::new(n * (3 * LANE_CAPACITY + 1) + 3),
@@ -171,11 +223,11 @@ impl Pipeline {
 
     fn run(
         self,
-        captures: Vec<Capture>,
+        captures: Vec<Input>,
         config: ModelConfig,
         decoder: ResultDecoder,
         mut engine: Engine,
-        mut out: Output,
+        (mut out, ros): (Output, Option<ros::Ros>),
         mut visuals: Visuals,
     ) -> Result<()> {
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -189,14 +241,14 @@ impl Pipeline {
             let sources: Vec<_> = captures
                 .into_iter()
                 .map(|c| {
-                    let counters = &this.counters[c.index];
+                    let counters = &this.counters[c.index()];
                     s.spawn(move || c.run(&this.frames, &this.pool, &this.stop, counters))
                 })
                 .collect();
             s.spawn(|| this.preprocess_stage(&config, backend));
             s.spawn(|| this.infer_stage(&mut engine));
             s.spawn(|| this.watchdog(start));
-            let result = self.output_stage(&config, decoder, &mut out, &mut visuals, start);
+            let result = self.output_stage(&config, decoder, (&mut out, &ros), &mut visuals, start);
             self.stop.store(true, Ordering::Relaxed);
             if let Err(e) = result {
                 self.fail(e);
@@ -304,7 +356,7 @@ impl Pipeline {
         &self,
         config: &ModelConfig,
         mut decoder: ResultDecoder,
-        out: &mut Output,
+        (out, ros): (&mut Output, &Option<ros::Ros>),
         visuals: &mut Visuals,
         start: Instant,
     ) -> Result<()> {
@@ -324,6 +376,9 @@ impl Pipeline {
             decoder.decode(config, &item.outputs, &item.map, &mut decoded)?;
             let decode_ms = ms(t);
             lock(&self.outputs).push(std::mem::take(&mut item.outputs));
+            if let Some(ros) = ros {
+                ros.publish(&item.frame, &decoded);
+            }
             let line = out.write_result(&item.frame, &decoded, [item.preprocess_ms, item.infer_ms, decode_ms])?;
             if let Some(p) = &visuals.preview {
                 p.note(None, Some((item.frame.source, line)));
@@ -376,6 +431,7 @@ impl Pipeline {
                 captured: load(&self.counters[lane].captured),
                 dropped: self.frames.dropped(lane) + self.prepared.dropped(lane) + self.inferred.dropped(lane),
                 reconnects: load(&self.counters[lane].reconnects),
+                skipped: load(&self.counters[lane].skipped),
             })
             .collect()
     }

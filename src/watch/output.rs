@@ -21,6 +21,7 @@ pub struct SourceCounts {
     pub captured: u64,
     pub dropped: u64,
     pub reconnects: u64,
+    pub skipped: u64,
 }
 
 #[derive(Serialize)]
@@ -189,6 +190,7 @@ impl Output {
                 frames_captured: c.captured,
                 frames_processed: processed,
                 frames_dropped: c.dropped,
+                frames_skipped: c.skipped,
                 reconnects: c.reconnects,
                 fps: rate(processed),
             })
@@ -200,6 +202,7 @@ impl Output {
             frames_captured: sum(|s| s.frames_captured),
             frames_processed: sum(|s| s.frames_processed),
             frames_dropped: sum(|s| s.frames_dropped),
+            frames_skipped: sum(|s| s.frames_skipped),
             reconnects: sum(|s| s.reconnects),
             fps: rate(self.processed()),
             latency_ms: self.latency.summary(),

@@ -89,6 +89,8 @@ pub struct SourceLine {
     pub frames_captured: u64,
     pub frames_processed: u64,
     pub frames_dropped: u64,
+    /// Received but unusable (a malformed ROS 2 image), skipped with a warning.
+    pub frames_skipped: u64,
     pub reconnects: u64,
     pub fps: f64,
 }
@@ -102,6 +104,7 @@ pub struct StatsLine {
     pub frames_captured: u64,
     pub frames_processed: u64,
     pub frames_dropped: u64,
+    pub frames_skipped: u64,
     pub reconnects: u64,
     pub fps: f64,
     /// Capture (appsink) to result.

@@ -45,6 +45,8 @@ impl Default for Recovery {
 pub struct SourceCounters {
     pub captured: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Frames received but unusable (a malformed ROS 2 image message), skipped.
+    pub skipped: AtomicU64,
 }
 
 /// A source opened and checked, ready to run on its own thread.

@@ -48,13 +48,25 @@ pub struct Frame {
     pub captured_unix_ns: u64,
     /// The same moment on the monotonic clock, for latencies.
     pub captured: Instant,
+    /// The coordinate frame the image was taken in, when the source names one (a ROS 2
+    /// message header's `frame_id`).
+    pub frame_id: Option<String>,
     pub image: RgbImage,
     pool: Option<Arc<BufferPool>>,
 }
 
 impl Frame {
     pub fn new(source: usize, seq: u64, pts_ns: Option<u64>, image: RgbImage, pool: Option<Arc<BufferPool>>) -> Frame {
-        Frame { source, seq, pts_ns, captured_unix_ns: unix_ns(), captured: Instant::now(), image, pool }
+        Frame {
+            source,
+            seq,
+            pts_ns,
+            captured_unix_ns: unix_ns(),
+            captured: Instant::now(),
+            frame_id: None,
+            image,
+            pool,
+        }
     }
 }
 

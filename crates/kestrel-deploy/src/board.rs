@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Cargo features a board may be built with: the CUDA backend's two bindings, and `camera`
-/// (`kestrel watch`, linked against the board's GStreamer).
-pub const BUILD_FEATURES: [&str; 3] = ["cuda", "cuda-12", "camera"];
+/// Cargo features a board may be built with: the CUDA backend's two bindings, `camera`
+/// (`kestrel watch`, linked against the board's GStreamer) and `ros2` (watch on a ROS 2 graph).
+pub const BUILD_FEATURES: [&str; 4] = ["cuda", "cuda-12", "camera", "ros2"];
 /// Targets Kestrel is built and tested for.
 pub const TARGETS: [&str; 3] = ["aarch64-unknown-linux-gnu", "aarch64-unknown-linux-musl", "x86_64-unknown-linux-gnu"];
 const BACKENDS: [&str; 3] = ["cpu", "cuda", "auto"];
@@ -88,7 +88,7 @@ impl Build {
     }
 
     pub fn has_camera(&self) -> bool {
-        self.features.iter().any(|f| f == "camera")
+        self.features.iter().any(|f| f == "camera" || f == "ros2")
     }
 }
 

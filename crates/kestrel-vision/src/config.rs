@@ -206,6 +206,32 @@ pub enum Decoder {
     },
 }
 
+impl Decoder {
+    /// The class names, index by index (empty when the model names none).
+    pub fn labels(&self) -> &[String] {
+        match self {
+            Decoder::Classifier { labels, .. } => labels,
+            Decoder::SsdAnchors(o) => &o.labels,
+            Decoder::Yolo(c) => &c.labels,
+            Decoder::Gfl(c) => &c.labels,
+            Decoder::Segmentation(c) => &c.labels,
+            Decoder::Blazeface { .. } | Decoder::Landmarks(_) | Decoder::Raw { .. } => &[],
+        }
+    }
+
+    /// The score below which results are dropped, where the decoder has one.
+    pub fn score_threshold(&self) -> Option<f32> {
+        match self {
+            Decoder::Blazeface { score_threshold, .. } => Some(*score_threshold),
+            Decoder::SsdAnchors(o) => Some(o.min_score_thresh),
+            Decoder::Yolo(c) => Some(c.score_threshold),
+            Decoder::Gfl(c) => Some(c.score_threshold),
+            Decoder::Segmentation(c) => Some(c.threshold),
+            Decoder::Classifier { .. } | Decoder::Landmarks(_) | Decoder::Raw { .. } => None,
+        }
+    }
+}
+
 fn default_top_k() -> usize {
     5
 }
