@@ -23,9 +23,10 @@ fn cargo_cross(args: &[&str]) -> std::process::Output {
 }
 
 fn cargo_for(triple: &str, args: &[&str]) -> std::process::Output {
-    // The glibc build with `kestrel watch`, as the Orin boards build it (linked against Debian's
-    // arm64 GStreamer: scripts/cross-gstreamer.sh); the static musl build cannot link GStreamer.
-    let features: &[&str] = if triple == TRIPLE { &["--features", "camera"] } else { &[] };
+    // The glibc build with `kestrel watch` and its ROS 2 node, as the Orin boards build it (linked
+    // against Debian's arm64 GStreamer: scripts/cross-gstreamer.sh); the static musl build cannot
+    // link GStreamer.
+    let features: &[&str] = if triple == TRIPLE { &["--features", "camera,ros2"] } else { &[] };
     Command::new("cargo")
         .args(args)
         .args(["--release", "--no-default-features", "--target", triple])
