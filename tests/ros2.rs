@@ -272,6 +272,40 @@ fn results_of_a_video_reach_a_late_subscriber_reliably_with_the_given_frame_id()
 }
 
 #[test]
+fn a_classifier_publishes_classification_with_its_label_names() {
+    let domain = domain(2);
+    let model = "models/fashion-cnn/model.onnx";
+    let watch = spawn_watch(
+        &[
+            model,
+            "models/fashion-cnn/samples",
+            "--loop",
+            "--fps",
+            "20",
+            "--realtime",
+            "--ros2=kestrel_test/detections",
+            "--json",
+        ],
+        &domain,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let lines = run_peer(&["listen", "4", "classification"], &domain, Duration::from_secs(60));
+    stop(watch);
+    let results: Vec<&Value> = lines.iter().filter(|l| l.get("classes").is_some()).collect();
+    assert!(results.len() >= 20, "{} results in 4 s at 20 fps", results.len());
+    // The top class of each sample is the one `kestrel run` gives it (the samples are named by it).
+    let expected = common::kestrel_ok(&["run", model, "models/fashion-cnn/samples/00-ankle-boot.png", "--json"]);
+    let expected: Value = serde_json::from_str(&expected).unwrap();
+    let top = &expected["classes"][0];
+    let boot = results.iter().find(|r| r["classes"][0]["class_id"] == top["index"].to_string()).expect("an ankle boot");
+    assert!((boot["classes"][0]["score"].as_f64().unwrap() - top["score"].as_f64().unwrap()).abs() < 1e-6);
+    assert!(results.iter().all(|r| r["classes"].as_array().unwrap().len() == 3 && r["frame_id"] == "samples"));
+    let labels = &lines.last().unwrap()["labels"];
+    assert_eq!(labels[9], json!([9, "Ankle boot"]), "{labels}");
+    assert_eq!(labels.as_array().unwrap().len(), 10);
+}
+
+#[test]
 fn bad_ros_settings_are_one_clear_error_each() {
     let cases: [(&[&str], &str, &str); 5] = [
         (&["ros2://camera"], "999", "ROS_DOMAIN_ID=\"999\": expected a whole number from 0 to 232"),

@@ -102,8 +102,8 @@ fn watch_into(args: &WatchArgs, sink: Option<Box<dyn std::io::Write + Send>>) ->
         None => None,
     };
     let visuals = Visuals::new(args.record.as_deref(), captures.len(), preview);
-    let out = Output::open(args, names, sink)?;
-    Pipeline::new(&captures, args).run(captures, config, decoder, engine, (out, ros), visuals)
+    let out = Output::open(args, names, sink, ros)?;
+    Pipeline::new(&captures, args).run(captures, config, decoder, engine, out, visuals)
 }
 
 /// One source: GStreamer (cameras, streams, files, folders) or a ROS 2 image topic.
@@ -227,7 +227,7 @@ impl Pipeline {
         config: ModelConfig,
         decoder: ResultDecoder,
         mut engine: Engine,
-        (mut out, ros): (Output, Option<ros::Ros>),
+        mut out: Output,
         mut visuals: Visuals,
     ) -> Result<()> {
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -248,7 +248,7 @@ impl Pipeline {
             s.spawn(|| this.preprocess_stage(&config, backend));
             s.spawn(|| this.infer_stage(&mut engine));
             s.spawn(|| this.watchdog(start));
-            let result = self.output_stage(&config, decoder, (&mut out, &ros), &mut visuals, start);
+            let result = self.output_stage(&config, decoder, &mut out, &mut visuals, start);
             self.stop.store(true, Ordering::Relaxed);
             if let Err(e) = result {
                 self.fail(e);
@@ -356,7 +356,7 @@ impl Pipeline {
         &self,
         config: &ModelConfig,
         mut decoder: ResultDecoder,
-        (out, ros): (&mut Output, &Option<ros::Ros>),
+        out: &mut Output,
         visuals: &mut Visuals,
         start: Instant,
     ) -> Result<()> {
@@ -376,9 +376,6 @@ impl Pipeline {
             decoder.decode(config, &item.outputs, &item.map, &mut decoded)?;
             let decode_ms = ms(t);
             lock(&self.outputs).push(std::mem::take(&mut item.outputs));
-            if let Some(ros) = ros {
-                ros.publish(&item.frame, &decoded);
-            }
             let line = out.write_result(&item.frame, &decoded, [item.preprocess_ms, item.infer_ms, decode_ms])?;
             if let Some(p) = &visuals.preview {
                 p.note(None, Some((item.frame.source, line)));

@@ -53,6 +53,8 @@ struct ResultLine<'a> {
 
 pub struct Output {
     sink: Box<dyn Write + Send>,
+    /// With `--ros2`, each result is also published on the ROS 2 graph.
+    ros: Option<super::ros::Ros>,
     json: bool,
     sources: Vec<String>,
     processed: Vec<u64>,
@@ -66,7 +68,12 @@ pub struct Output {
 
 impl Output {
     /// Lines go to `sink`, else to `--out`, else to stdout.
-    pub fn open(args: &WatchArgs, sources: Vec<String>, sink: Option<Box<dyn Write + Send>>) -> Result<Output> {
+    pub fn open(
+        args: &WatchArgs,
+        sources: Vec<String>,
+        sink: Option<Box<dyn Write + Send>>,
+        ros: Option<super::ros::Ros>,
+    ) -> Result<Output> {
         let sink: Box<dyn Write + Send> = match (sink, &args.out) {
             (Some(sink), _) => sink,
             (None, Some(path)) => Box::new(create(path)?),
@@ -74,6 +81,7 @@ impl Output {
         };
         Ok(Output {
             sink,
+            ros,
             json: args.json,
             processed: vec![0; sources.len()],
             sources,
@@ -90,9 +98,13 @@ impl Output {
         self.processed.iter().sum()
     }
 
-    /// Writes one processed frame; `stages` are the preprocess, infer and decode times (ms).
+    /// Writes one processed frame (and publishes it, with `--ros2`); `stages` are the
+    /// preprocess, infer and decode times (ms).
     /// Returns the frame's JSON line (without its newline), written or not.
     pub fn write_result(&mut self, frame: &Frame, decoded: &Decoded, stages: [f64; 3]) -> Result<&[u8]> {
+        if let Some(ros) = &self.ros {
+            ros.publish(frame, decoded);
+        }
         let latency_ms = frame.captured.elapsed().as_secs_f64() * 1e3;
         self.latency.record(latency_ms);
         self.stages.preprocess.record(stages[0]);

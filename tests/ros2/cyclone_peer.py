@@ -6,7 +6,9 @@ It publishes sensor_msgs/Image and CompressedImage messages as a camera driver w
 the vision_msgs results Kestrel publishes, printing one JSON line per result:
 
     cyclone_peer.py plan PLAN.json     send the messages PLAN lists, collect their results
-    cyclone_peer.py listen SECONDS     print the results and class names heard meanwhile
+    cyclone_peer.py listen SECONDS [classification]
+                                       print the results (Detection2DArray, or Classification)
+                                       and class names heard meanwhile
     cyclone_peer.py rate W H SECONDS   publish one WxH frame as fast as results come back
                                         (one in flight), report messages/s and latency
 
@@ -131,6 +133,12 @@ class Detection2DArray(IdlStruct, typename="vision_msgs::msg::dds_::Detection2DA
 
 
 @dataclass
+class Classification(IdlStruct, typename="vision_msgs::msg::dds_::Classification_"):
+    header: Header
+    results: sequence[ObjectHypothesis]
+
+
+@dataclass
 class VisionClass(IdlStruct, typename="vision_msgs::msg::dds_::VisionClass_"):
     class_id: uint16
     class_name: str
@@ -203,14 +211,14 @@ def stamp_of(ns):
 
 
 class Peer:
-    def __init__(self):
+    def __init__(self, results=Detection2DArray):
         domain = int(os.environ.get("ROS_DOMAIN_ID", "0"))
         prefix = os.environ.get("KESTREL_ROS_PREFIX", "kestrel_test")
         self.dp = DomainParticipant(domain)
         topic = lambda name, t: Topic(self.dp, f"rt/{prefix}/{name}", t)
         self.image = DataWriter(self.dp, topic("image", Image), qos=IMAGES)
         self.compressed = DataWriter(self.dp, topic("image/compressed", CompressedImage), qos=IMAGES)
-        self.results = DataReader(self.dp, topic("detections", Detection2DArray), qos=RESULTS)
+        self.results = DataReader(self.dp, topic("detections", results), qos=RESULTS)
         self.labels = DataReader(self.dp, topic("label_info", LabelInfo), qos=LATCHED)
 
     def received(self):
@@ -218,6 +226,11 @@ class Peer:
         now = time.time_ns()
         out = []
         for m in self.results.take(N=64):
+            if isinstance(m, Classification):
+                stamp = m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec
+                classes = [{"class_id": c.class_id, "score": c.score} for c in m.results]
+                out.append({"stamp_ns": stamp, "frame_id": m.header.frame_id, "received_ns": now, "classes": classes})
+                continue
             out.append(
                 {
                     "stamp_ns": m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec,
@@ -305,8 +318,8 @@ def run_plan(path):
     return 0
 
 
-def run_listen(seconds):
-    peer = Peer()
+def run_listen(seconds, kind):
+    peer = Peer(Classification if kind == "classification" else Detection2DArray)
     end = time.time() + seconds
     labels = []
     while time.time() < end:
@@ -359,8 +372,8 @@ def run_rate(w, h, seconds):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "plan":
         sys.exit(run_plan(sys.argv[2]))
-    if len(sys.argv) == 3 and sys.argv[1] == "listen":
-        sys.exit(run_listen(float(sys.argv[2])))
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "listen":
+        sys.exit(run_listen(float(sys.argv[2]), sys.argv[3] if len(sys.argv) == 4 else "detections"))
     if len(sys.argv) == 5 and sys.argv[1] == "rate":
         sys.exit(run_rate(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))
     sys.exit(__doc__)
