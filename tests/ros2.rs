@@ -297,7 +297,8 @@ fn a_classifier_publishes_classification_with_its_label_names() {
     let expected = common::kestrel_ok(&["run", model, "models/fashion-cnn/samples/00-ankle-boot.png", "--json"]);
     let expected: Value = serde_json::from_str(&expected).unwrap();
     let top = &expected["classes"][0];
-    let boot = results.iter().find(|r| r["classes"][0]["class_id"] == top["index"].to_string()).expect("an ankle boot");
+    let id = top["index"].as_u64().unwrap().to_string();
+    let boot = results.iter().find(|r| r["classes"][0]["class_id"] == id.as_str()).expect("an ankle boot");
     assert!((boot["classes"][0]["score"].as_f64().unwrap() - top["score"].as_f64().unwrap()).abs() < 1e-6);
     assert!(results.iter().all(|r| r["classes"].as_array().unwrap().len() == 3 && r["frame_id"] == "samples"));
     let labels = &lines.last().unwrap()["labels"];
