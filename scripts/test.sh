@@ -84,6 +84,9 @@ cargo test --release --workspace --features cuda --lib --test cuda_backend
 # Put the default (CPU-only) binary back for whoever runs the demo next (cached: no compilation).
 cargo test --release --workspace --no-run
 
+step "Fuzzing (fuzz/README.md): every target built with ASan and coverage, the found inputs replayed, then 30 s each"
+bash scripts/fuzz.sh ci 30
+
 step "What ran and what was skipped (and why)"
 sort -u "$KESTREL_CHECK_LOG" | awk -F'\t' '{ printf "  %-14s %-8s %s\n", $1, $2, $3 }'
 required=(aarch64-sdot cortex-m-dsp)

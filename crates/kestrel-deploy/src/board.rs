@@ -122,7 +122,12 @@ impl Board {
     /// Reads and checks one board file.
     pub fn load(path: &Path) -> Result<Board, BoardError> {
         let text = std::fs::read_to_string(path).map_err(|source| BoardError::Io { path: path.into(), source })?;
-        let board: Board = toml::from_str(&text).map_err(|e| {
+        Board::parse(&text, path)
+    }
+
+    /// Parses and checks a board file's text (`path` names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Board, BoardError> {
+        let board: Board = toml::from_str(text).map_err(|e| {
             let at = e.span().map_or(0, |s| s.start.min(text.len()));
             let line = text[..at].matches('\n').count() + 1;
             let source = text.lines().nth(line - 1).unwrap_or_default().trim();

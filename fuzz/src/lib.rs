@@ -1,0 +1,3 @@
+//! Coverage-guided fuzzing of Kestrel's parsers and decoders: see `fuzz/README.md`.
+
+pub mod targets;

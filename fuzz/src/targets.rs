@@ -1,0 +1,170 @@
+//! The fuzz targets' bodies, one function per entry point: the libFuzzer binaries in
+//! `fuzz_targets/` call them, and the main test suite (`tests/fuzz_regressions.rs`) replays
+//! every input in `fuzz/regressions/` through them. Each must return normally for any input:
+//! a panic, a hang or an out-of-bounds access is a bug.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use byteorder::LittleEndian;
+use kestrel_engine::{BackendKind, Engine, PrepareOptions, Tensor};
+use kestrel_micro::{Interpreter, Model};
+use kestrel_onnx::OnnxModel;
+use kestrel_ros2::image::{compressed_to_rgb, image_to_rgb};
+use kestrel_ros2::msg::{CompressedImage, Image};
+use kestrel_vision::preprocess::Preprocessor;
+use kestrel_vision::ModelConfig;
+
+/// libfuzzer-sys aborts on every panic, caught or not. tract is third-party and panics on some
+/// graphs; Kestrel's CPU backend catches those (`guard`) and returns an error, by design. The
+/// targets that prepare models on tract replace the hook with a silent one: a panic that
+/// Kestrel catches is then an error like any other, and one it does not catch still unwinds to
+/// libfuzzer-sys's own `catch_unwind`, which aborts (a crash).
+pub fn tolerate_caught_panics() {
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
+/// The model's one input shape with dynamic dimensions set to 1, if it is small enough to run
+/// within the time limit (at most 64 per side and 2^16 elements).
+fn small_input_shape(model: &OnnxModel) -> Option<Vec<usize>> {
+    use kestrel_onnx::pb::{tensor_shape_proto::dimension::Value as Dim, type_proto::Value};
+    let g = model.proto.graph.as_ref()?;
+    let inits: Vec<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let mut inputs = g.input.iter().filter(|i| !inits.contains(&i.name.as_str()));
+    let input = inputs.next()?;
+    if inputs.next().is_some() {
+        return None;
+    }
+    let Value::TensorType(t) = input.r#type.as_ref()?.value.as_ref()?;
+    let dims: Vec<usize> = t
+        .shape
+        .as_ref()?
+        .dim
+        .iter()
+        .map(|d| match d.value {
+            Some(Dim::DimValue(v)) if v > 0 => v as usize,
+            _ => 1,
+        })
+        .collect();
+    let small = dims.iter().all(|&d| d <= 64) && dims.iter().product::<usize>() <= 1 << 16;
+    (!dims.is_empty() && small).then_some(dims)
+}
+
+/// ONNX bytes → limits, prescan, decode, validate, normalize; what loads is prepared on the CPU
+/// backend (tract) at a small input shape and run once.
+pub fn onnx_load(bytes: &[u8]) {
+    let Ok(model) = kestrel_onnx::from_bytes(bytes, None, &kestrel_onnx::Limits::default()) else { return };
+    let Some(shape) = small_input_shape(&model) else { return };
+    let options = PrepareOptions { threads: 1, input_shapes: vec![shape.clone()] };
+    if let Ok(mut engine) = Engine::new(BackendKind::Cpu, &model, &options) {
+        let input = Tensor::f32(shape.clone(), vec![0.5; shape.iter().product()]).expect("a small shape");
+        let _ = engine.run(std::slice::from_ref(&input));
+    }
+}
+
+/// The arena a small device would give; a `.kmodel` asking for more is refused before running.
+const ARENA: usize = 4 << 20;
+
+/// Prepares and runs a parsed `.kmodel` on a patterned input, if it fits the arena.
+fn run_kmodel(model: Model<'_>) -> bool {
+    if model.arena_len() > ARENA || Interpreter::prepared_len(&model) > ARENA {
+        return false;
+    }
+    let mut arena = vec![0u8; model.arena_len()];
+    let mut prepared = vec![0u8; Interpreter::prepared_len(&model)];
+    if Interpreter::prepare(&model, &mut prepared).is_err() {
+        return false;
+    }
+    let Ok(mut it) = Interpreter::with_prepared(model, &mut arena, &prepared) else { return false };
+    if let Some(input) = it.input_mut(0) {
+        for (i, b) in input.iter_mut().enumerate() {
+            *b = (i * 37) as u8;
+        }
+    }
+    it.run().is_ok()
+}
+
+/// `.kmodel` bytes (as read from flash) → parse, prepare and run in a bounded arena. The file's
+/// length and CRC are resealed first, as a forger would, so mutations reach what the checksum
+/// guards; a first byte of 0 keeps the bytes as they are, so the CRC check is fuzzed too.
+pub fn kmodel_run(data: &[u8]) {
+    let Some((&reseal, bytes)) = data.split_first() else { return };
+    let mut bytes = bytes.to_vec();
+    if reseal != 0 && bytes.len() >= 16 {
+        let len = bytes.len() as u32;
+        bytes[8..12].copy_from_slice(&len.to_le_bytes());
+        let crc = kestrel_micro::crc32(&bytes[16..]);
+        bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    }
+    if let Ok(model) = Model::parse(&bytes) {
+        run_kmodel(model);
+    }
+}
+
+/// ONNX bytes (seeded with int8 models) → load, export to `.kmodel` at a small input shape,
+/// then parse and run what was exported: the exporter must refuse what it cannot express, and
+/// what it writes must parse.
+pub fn kmodel_export(bytes: &[u8]) {
+    let Ok(model) = kestrel_onnx::from_bytes(bytes, None, &kestrel_onnx::Limits::default()) else { return };
+    let Some(shape) = small_input_shape(&model) else { return };
+    let Ok(exported) = kestrel_engine::export_kmodel::export_kmodel(&model, &shape, None) else { return };
+    let parsed = Model::parse(&exported.bytes);
+    let model = parsed.unwrap_or_else(|e| panic!("the exporter wrote a .kmodel that does not parse: {e:?}"));
+    run_kmodel(model);
+}
+
+/// Config text → parse and validate: the first byte picks a model config (`kestrel.toml`, also
+/// what a compressed model carries in its metadata) or a board definition (`boards/*.toml`).
+pub fn configs(data: &[u8]) {
+    let Some((&kind, text)) = data.split_first() else { return };
+    let Ok(text) = std::str::from_utf8(text) else { return };
+    if kind % 2 == 0 {
+        if let Ok(config) = ModelConfig::from_toml(text, Path::new("kestrel.toml")) {
+            // What loads round-trips through the text a compressed model stores.
+            let again = config.to_toml().expect("a loaded config writes");
+            if let Err(e) = ModelConfig::from_toml(&again, Path::new("again.toml")) {
+                panic!("a config that loaded does not load again once written: {e}\n{again}");
+            }
+        }
+    } else {
+        let _ = kestrel_deploy::board::Board::parse(text, Path::new("board.toml"));
+    }
+}
+
+const CONFIGS: [&str; 3] = [
+    include_str!("../../models/blazeface/kestrel.toml"),
+    include_str!("../../models/fashion-cnn/kestrel.toml"),
+    include_str!("../../models/coco-nanodet/kestrel.toml"),
+];
+
+/// Image bytes (PNG, JPEG) → decode with limits → each bundled model's preprocessing
+/// (letterbox and stretch; NCHW and NHWC; RGB and BGR; ranges and mean/std).
+pub fn image_preprocess(bytes: &[u8]) {
+    static PARSED: OnceLock<Vec<ModelConfig>> = OnceLock::new();
+    let configs = PARSED.get_or_init(|| {
+        CONFIGS.iter().map(|t| ModelConfig::from_toml(t, Path::new("kestrel.toml")).expect("bundled")).collect()
+    });
+    let Ok(image) = kestrel_vision::image_io::decode_rgb(bytes) else { return };
+    for config in configs {
+        let mut pre = Preprocessor::new(config.preprocess);
+        let map = pre.run(&image);
+        assert!(pre.tensor().iter().all(|v| v.is_finite()), "a non-finite model input");
+        let _ = map.to_source(0.0, 0.0);
+    }
+}
+
+/// What arrives from the network on a `ros2://` source: CDR bytes → `sensor_msgs/Image` or
+/// `CompressedImage` (the first byte picks) → RGB, as the subscription does it.
+pub fn ros2_image(data: &[u8]) {
+    let Some((&kind, cdr)) = data.split_first() else { return };
+    if kind % 2 == 0 {
+        let Ok((image, _)) = cdr_encoding::from_bytes::<Image, LittleEndian>(cdr) else { return };
+        let mut rgb = Vec::new();
+        if let Ok((w, h)) = image_to_rgb(&image, &mut rgb) {
+            assert_eq!(rgb.len(), w as usize * h as usize * 3);
+        }
+    } else {
+        let Ok((image, _)) = cdr_encoding::from_bytes::<CompressedImage, LittleEndian>(cdr) else { return };
+        let _ = compressed_to_rgb(&image);
+    }
+}

@@ -1,0 +1,56 @@
+//! Every input the fuzzers found a bug with (`fuzz/regressions/TARGET/`), and the committed seed
+//! corpora (`fuzz/corpus/TARGET/`), replayed through the same target functions the libFuzzer
+//! binaries run (`fuzz/src/targets.rs`, included here): each must return normally. The fuzzers
+//! themselves run in `scripts/fuzz.sh ci` (see fuzz/README.md).
+
+#![cfg(feature = "ros2")]
+
+#[allow(dead_code)]
+#[path = "../fuzz/src/targets.rs"]
+mod targets;
+
+mod common;
+
+type Target = fn(&[u8]);
+
+const TARGETS: [(&str, Target); 6] = [
+    ("onnx_load", targets::onnx_load),
+    ("kmodel_run", targets::kmodel_run),
+    ("kmodel_export", targets::kmodel_export),
+    ("configs", targets::configs),
+    ("image_preprocess", targets::image_preprocess),
+    ("ros2_image", targets::ros2_image),
+];
+
+#[test]
+fn found_and_seed_inputs_replay_without_a_panic() {
+    let mut replayed = 0;
+    for (name, target) in TARGETS {
+        for folder in ["fuzz/regressions", "fuzz/corpus"] {
+            let dir = common::repo().join(folder).join(name);
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                let bytes = std::fs::read(&path).unwrap();
+                let caught = std::panic::catch_unwind(|| target(&bytes));
+                assert!(caught.is_ok(), "{name} panics on {}", path.display());
+                replayed += 1;
+            }
+        }
+    }
+    assert!(replayed >= 9, "only {replayed} inputs found: run from the repository");
+}
+
+#[test]
+fn the_ros2_seeds_are_messages_the_target_reads() {
+    use byteorder::LittleEndian;
+    let dir = common::repo().join("fuzz/corpus/ros2_image");
+    let rgb8 = std::fs::read(dir.join("rgb8")).unwrap();
+    let (image, _) = cdr_encoding::from_bytes::<kestrel_ros2::msg::Image, LittleEndian>(&rgb8[1..]).unwrap();
+    assert_eq!((image.width, image.height, image.encoding.as_str(), image.step), (4, 3, "rgb8", 12));
+    let png = std::fs::read(dir.join("compressed-png")).unwrap();
+    let (compressed, _) =
+        cdr_encoding::from_bytes::<kestrel_ros2::msg::CompressedImage, LittleEndian>(&png[1..]).unwrap();
+    let rgb = kestrel_ros2::image::compressed_to_rgb(&compressed).unwrap();
+    assert_eq!(rgb.dimensions(), (5, 4));
+}
