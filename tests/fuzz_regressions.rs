@@ -13,13 +13,14 @@ mod common;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 6] = [
+const TARGETS: [(&str, Target); 7] = [
     ("onnx_load", targets::onnx_load),
     ("kmodel_run", targets::kmodel_run),
     ("kmodel_export", targets::kmodel_export),
     ("configs", targets::configs),
     ("image_preprocess", targets::image_preprocess),
     ("ros2_image", targets::ros2_image),
+    ("decoders", targets::decoders),
 ];
 
 #[test]

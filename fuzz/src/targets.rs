@@ -12,7 +12,9 @@ use kestrel_micro::{Interpreter, Model};
 use kestrel_onnx::OnnxModel;
 use kestrel_ros2::image::{compressed_to_rgb, image_to_rgb};
 use kestrel_ros2::msg::{CompressedImage, Image};
-use kestrel_vision::preprocess::Preprocessor;
+use kestrel_vision::config::Decoder;
+use kestrel_vision::decode::{blazeface, classify, gfl, landmarks, raw, segmentation, ssd_anchors, yolo};
+use kestrel_vision::preprocess::{FrameMap, Preprocessor};
 use kestrel_vision::ModelConfig;
 
 /// libfuzzer-sys aborts on every panic, caught or not. tract is third-party and panics on some
@@ -167,4 +169,104 @@ pub fn ros2_image(data: &[u8]) {
         let Ok((image, _)) = cdr_encoding::from_bytes::<CompressedImage, LittleEndian>(cdr) else { return };
         let _ = compressed_to_rgb(&image);
     }
+}
+
+/// One decoder case: a decoder family with thresholds, a frame mapping and output tensors of
+/// any shape and values (NaN, infinities, huge values; data that does not fill its shape).
+#[derive(arbitrary::Arbitrary, Debug)]
+pub struct DecoderCase {
+    family: u8,
+    score_threshold: f32,
+    iou_threshold: f32,
+    /// input width, height, scale x, y, pad x, y, source width, height
+    frame: [f32; 8],
+    outputs: Vec<(Vec<u8>, Vec<f32>)>,
+}
+
+const INLINE_PREPROCESS: &str = "[preprocess]\nwidth = 64\nheight = 64\nlayout = \"nchw\"\ncolor = \"rgb\"\n\
+                                 resize = \"stretch\"\nrange = [0.0, 1.0]\n";
+const DECODER_CONFIGS: [&str; 7] = [
+    include_str!("../../models/blazeface/kestrel.toml"),
+    include_str!("../../models/coco-nanodet/kestrel.toml"),
+    include_str!("../../models/pose-detection/kestrel.toml"),
+    include_str!("../../models/hand-landmark/kestrel.toml"),
+    include_str!("../../models/fashion-cnn/kestrel.toml"),
+    "[decoder]\nkind = \"yolo\"\nlabels = [\"a\", \"b\", \"c\"]\n",
+    "[decoder]\nkind = \"segmentation\"\n",
+];
+
+/// Output tensors → each decoder family, as `kestrel run` and `watch` call them: a result or
+/// an error, never a panic. The bytes are read as a [`DecoderCase`] (`arbitrary`).
+pub fn decoders(data: &[u8]) {
+    use arbitrary::Arbitrary;
+    if let Ok(case) = DecoderCase::arbitrary_take_rest(arbitrary::Unstructured::new(data)) {
+        decode_case(case);
+    }
+}
+
+fn decode_case(case: DecoderCase) {
+    static PARSED: OnceLock<Vec<ModelConfig>> = OnceLock::new();
+    let configs = PARSED.get_or_init(|| {
+        DECODER_CONFIGS
+            .iter()
+            .map(|t| {
+                let text = if t.contains("[preprocess]") { t.to_string() } else { format!("{INLINE_PREPROCESS}{t}") };
+                ModelConfig::from_toml(&text, Path::new("kestrel.toml")).expect("bundled")
+            })
+            .collect()
+    });
+    let mut decoder = configs[case.family as usize % configs.len()].decoder.clone();
+    let (score, iou) = (case.score_threshold, case.iou_threshold);
+    match &mut decoder {
+        Decoder::Yolo(c) => (c.score_threshold, c.iou_threshold) = (score, iou),
+        Decoder::Gfl(c) => c.score_threshold = score,
+        Decoder::SsdAnchors(o) => o.min_score_thresh = score,
+        Decoder::Segmentation(c) => c.threshold = score,
+        Decoder::Landmarks(c) => c.presence_threshold = score,
+        _ => {}
+    }
+    let [iw, ih, sx, sy, px, py, sw, sh] = case.frame;
+    let frame = FrameMap {
+        input_width: iw,
+        input_height: ih,
+        scale_x: sx,
+        scale_y: sy,
+        pad_x: px,
+        pad_y: py,
+        source_width: sw,
+        source_height: sh,
+    };
+    let shapes: Vec<Vec<usize>> =
+        case.outputs.iter().map(|(d, _)| d.iter().map(|&v| usize::from(v)).collect()).collect();
+    let outputs: Vec<(&[f32], &[usize])> =
+        case.outputs.iter().zip(&shapes).map(|((_, v), s)| (v.as_slice(), s.as_slice())).collect();
+    let data = |i: usize| outputs.get(i).map_or(&[][..], |o| o.0);
+    let mut out = Vec::new();
+    let _ = match &decoder {
+        Decoder::Blazeface { .. } => blazeface::decode(data(0), data(1), &frame, score, iou).map(|d| out = d),
+        Decoder::Gfl(c) => {
+            let input = (iw.clamp(0.0, 4096.0) as usize, ih.clamp(0.0, 4096.0) as usize);
+            gfl::levels(&outputs, c, input)
+                .and_then(|levels| gfl::Decoder::default().decode(&levels, &frame, c, &mut out))
+        }
+        Decoder::SsdAnchors(o) => ssd_anchors::Decoder::default().decode(data(0), data(1), &frame, o, &mut out),
+        Decoder::Yolo(c) => {
+            let shape = outputs.first().map_or(&[][..], |o| o.1);
+            yolo::Decoder::default().decode(data(0), shape, &frame, c, &mut out)
+        }
+        Decoder::Segmentation(c) => {
+            let shape = outputs.first().map_or(&[][..], |o| o.1);
+            segmentation::Decoder::default().decode(data(0), shape, &frame, c, &mut out)
+        }
+        Decoder::Landmarks(c) => landmarks::decode(data(0), data(1).first().copied(), &frame, c, &mut out),
+        Decoder::Classifier { labels, top_k, softmax } => {
+            classify::top_k(data(0), labels, *top_k, *softmax);
+            Ok(())
+        }
+        Decoder::Raw { top } => {
+            let shape = outputs.first().map_or(&[][..], |o| o.1);
+            raw::summarize("output", "float32", shape, data(0), *top);
+            Ok(())
+        }
+    };
 }
