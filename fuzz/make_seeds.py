@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
-"""Writes fuzz/corpus/ros2_image/: small sensor_msgs/Image and CompressedImage messages in CDR
-(little endian, without the 4-byte encapsulation header, as RustDDS hands them to serde), one
-per encoding Kestrel reads, each prefixed by the target's selector byte (0 Image, 1 Compressed).
-Standard library only: python3 fuzz/make_seeds.py"""
+"""Writes the committed seeds. fuzz/corpus/ros2_image/: small sensor_msgs/Image and
+CompressedImage messages in CDR (little endian, without the 4-byte encapsulation header, as
+RustDDS hands them to serde), one per encoding Kestrel reads, each prefixed by the target's
+selector byte (0 Image, 1 Compressed). fuzz/corpus/bundle_open/: a small release bundle
+(release.json, MANIFEST.sha256, a model file). Standard library only: python3 fuzz/make_seeds.py"""
 
+import gzip
+import hashlib
+import io
+import json
 import os
 import struct
+import tarfile
 import zlib
 
 OUT = os.path.join(os.path.dirname(__file__), "corpus", "ros2_image")
+BUNDLES = os.path.join(os.path.dirname(__file__), "corpus", "bundle_open")
 
 
 class Cdr:
@@ -88,6 +95,27 @@ def main():
     for name, data in seeds.items():
         with open(os.path.join(OUT, name), "wb") as f:
             f.write(data)
+    os.makedirs(BUNDLES, exist_ok=True)
+    with open(os.path.join(BUNDLES, "small-release.tar.gz"), "wb") as f:
+        f.write(bundle())
+
+
+def bundle():
+    """A bundle as `kestrel bundle` lays it out, with a tiny model in place of the real files."""
+    release = {"id": "20261201T120000Z-abcdef12", "board": "emulated-orin-nano", "target": "aarch64-unknown-linux-gnu",
+               "kestrel_version": "0.1.0", "created": 1796140800, "backend": "auto", "threads": 4,
+               "models": ["models/fashion/model.onnx"]}
+    files = {"release.json": json.dumps(release).encode(), "models/fashion/model.onnx": b"\x08\x07" * 8,
+             "bin/kestrel": b"#!/bin/sh\n"}
+    manifest = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in sorted(files.items()))
+    files["MANIFEST.sha256"] = manifest.encode()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 1796140800, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), mtime=0)
 
 
 if __name__ == "__main__":

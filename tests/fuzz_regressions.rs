@@ -13,7 +13,7 @@ mod common;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 7] = [
+const TARGETS: [(&str, Target); 8] = [
     ("onnx_load", targets::onnx_load),
     ("kmodel_run", targets::kmodel_run),
     ("kmodel_export", targets::kmodel_export),
@@ -21,6 +21,7 @@ const TARGETS: [(&str, Target); 7] = [
     ("image_preprocess", targets::image_preprocess),
     ("ros2_image", targets::ros2_image),
     ("decoders", targets::decoders),
+    ("bundle_open", targets::bundle_open),
 ];
 
 #[test]
@@ -40,6 +41,13 @@ fn found_and_seed_inputs_replay_without_a_panic() {
         }
     }
     assert!(replayed >= 9, "only {replayed} inputs found: run from the repository");
+}
+
+#[test]
+fn the_bundle_seed_is_a_bundle_the_target_reads() {
+    let seed = common::repo().join("fuzz/corpus/bundle_open/small-release.tar.gz");
+    let bundle = kestrel_deploy::bundle::open(&seed).unwrap();
+    assert_eq!((bundle.release.id.as_str(), bundle.files), ("20261201T120000Z-abcdef12", 4));
 }
 
 #[test]

@@ -270,3 +270,11 @@ fn decode_case(case: DecoderCase) {
         }
     };
 }
+
+/// A release bundle (`.tar.gz`, as `kestrel deploy --bundle` reads it back): entries' paths
+/// checked, `release.json` parsed. Written to a file first, as `bundle::open` takes a path.
+pub fn bundle_open(bytes: &[u8]) {
+    let path = std::env::temp_dir().join(format!("kestrel-fuzz-bundle-{}.tar.gz", std::process::id()));
+    std::fs::write(&path, bytes).expect("writing the temporary bundle");
+    let _ = kestrel_deploy::bundle::open(&path);
+}
