@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(onnx_load kmodel_run kmodel_export configs image_preprocess ros2_image decoders bundle_open)
+TARGETS=(onnx_load kmodel_run kmodel_export configs image_preprocess camera_frame ros2_image decoders bundle_open)
 TRIPLE=x86_64-unknown-linux-gnu
 OUT=target/fuzz
 BIN="$OUT/$TRIPLE/release"
@@ -51,6 +51,8 @@ corpus() {
         configs)
             for f in models/*/kestrel.toml; do { printf '\000'; cat "$f"; } > "$dir/seed-model-$(basename "$(dirname "$f")").toml"; done
             for f in boards/*.toml; do { printf '\001'; cat "$f"; } > "$dir/seed-board-$(basename "$f")"; done ;;
+        camera_frame) # 4x2 pixels, rows 16 bytes apart
+            { printf '\004\000\002\020\000'; head -c 32 /dev/zero | tr '\0' '\177'; } > "$dir/seed-4x2-stride16" ;;
         image_preprocess) for f in $(small models/fashion-cnn/samples '*.png') $(small models/samples '*.png') $(small models/samples '*.jpg'); do
             cp -n "$f" "$dir/seed-$(basename "$f")"; done ;;
     esac

@@ -13,12 +13,13 @@ mod common;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 8] = [
+const TARGETS: [(&str, Target); 9] = [
     ("onnx_load", targets::onnx_load),
     ("kmodel_run", targets::kmodel_run),
     ("kmodel_export", targets::kmodel_export),
     ("configs", targets::configs),
     ("image_preprocess", targets::image_preprocess),
+    ("camera_frame", targets::camera_frame),
     ("ros2_image", targets::ros2_image),
     ("decoders", targets::decoders),
     ("bundle_open", targets::bundle_open),

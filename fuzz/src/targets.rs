@@ -139,19 +139,41 @@ const CONFIGS: [&str; 3] = [
     include_str!("../../models/coco-nanodet/kestrel.toml"),
 ];
 
-/// Image bytes (PNG, JPEG) → decode with limits → each bundled model's preprocessing
-/// (letterbox and stretch; NCHW and NHWC; RGB and BGR; ranges and mean/std).
-pub fn image_preprocess(bytes: &[u8]) {
+fn bundled_configs() -> &'static [ModelConfig] {
     static PARSED: OnceLock<Vec<ModelConfig>> = OnceLock::new();
-    let configs = PARSED.get_or_init(|| {
+    PARSED.get_or_init(|| {
         CONFIGS.iter().map(|t| ModelConfig::from_toml(t, Path::new("kestrel.toml")).expect("bundled")).collect()
-    });
-    let Ok(image) = kestrel_vision::image_io::decode_rgb(bytes) else { return };
-    for config in configs {
+    })
+}
+
+/// Each bundled model's preprocessing (letterbox and stretch; NCHW and NHWC; RGB and BGR;
+/// ranges and mean/std) of `image`: every model input finite.
+fn preprocess_all(image: &kestrel_vision::image::RgbImage) {
+    for config in bundled_configs() {
         let mut pre = Preprocessor::new(config.preprocess);
-        let map = pre.run(&image);
+        let map = pre.run(image);
         assert!(pre.tensor().iter().all(|v| v.is_finite()), "a non-finite model input");
         let _ = map.to_source(0.0, 0.0);
+    }
+}
+
+/// Image bytes (PNG, JPEG) → decode with limits → each bundled model's preprocessing.
+pub fn image_preprocess(bytes: &[u8]) {
+    if let Ok(image) = kestrel_vision::image_io::decode_rgb(bytes) {
+        preprocess_all(&image);
+    }
+}
+
+/// A camera frame as GStreamer maps it (width, height, row stride, bytes: the first 5 bytes
+/// give the sizes, the rest is the buffer) → packed RGB → each bundled preprocessing.
+pub fn camera_frame(data: &[u8]) {
+    let Some((head, buffer)) = data.split_first_chunk::<5>() else { return };
+    let (w, h) = (u32::from(u16::from_le_bytes([head[0], head[1]])), u32::from(head[2]));
+    let stride = usize::from(u16::from_le_bytes([head[3], head[4]]));
+    let pool = kestrel_camera::BufferPool::new(1);
+    if let Ok(image) = kestrel_camera::capture::packed_rgb(buffer, w, h, stride, &pool) {
+        assert_eq!(image.dimensions(), (w, h));
+        preprocess_all(&image);
     }
 }
 

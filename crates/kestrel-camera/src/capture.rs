@@ -385,18 +385,25 @@ fn to_frame(sample: &gst::Sample, source: usize, seq: u64, pool: &Arc<BufferPool
     let info = gstreamer_video::VideoInfo::from_caps(caps).map_err(|e| format!("frame caps {caps}: {e}"))?;
     let buffer = sample.buffer().ok_or("a sample without a buffer")?;
     let map = buffer.map_readable().map_err(|e| e.to_string())?;
-    let (w, h) = (info.width() as usize, info.height() as usize);
-    let stride = info.stride()[0] as usize;
+    let stride = usize::try_from(info.stride()[0]).map_err(|_| "a negative row stride")?;
+    let image = packed_rgb(&map, info.width(), info.height(), stride, pool)?;
+    Ok(Frame::new(source, seq, buffer.pts().map(|t| t.nseconds()), image, Some(Arc::clone(pool))))
+}
+
+/// The RGB rows of a mapped buffer (`stride` bytes apart) packed into a pooled image; sizes
+/// checked against the buffer first.
+pub fn packed_rgb(data: &[u8], width: u32, height: u32, stride: usize, pool: &BufferPool) -> Result<RgbImage, String> {
+    let (w, h) = (width as usize, height as usize);
     let row = w * 3;
-    if stride < row || map.len() < stride * (h.max(1) - 1) + row {
-        return Err(format!("a {w}x{h} RGB frame in a buffer of {} bytes", map.len()));
+    let needed = stride.checked_mul(h.saturating_sub(1)).and_then(|n| n.checked_add(row));
+    if stride < row || needed.is_none_or(|n| data.len() < n) {
+        return Err(format!("a {w}x{h} RGB frame with rows {stride} bytes apart in a buffer of {} bytes", data.len()));
     }
     let mut pixels = pool.take(row * h);
-    for (y, dst) in pixels.chunks_exact_mut(row).enumerate() {
-        dst.copy_from_slice(&map[y * stride..y * stride + row]);
+    for (y, dst) in pixels.chunks_exact_mut(row.max(1)).enumerate() {
+        dst.copy_from_slice(&data[y * stride..y * stride + row]);
     }
-    let image = RgbImage::from_raw(w as u32, h as u32, pixels).ok_or("frame size mismatch")?;
-    Ok(Frame::new(source, seq, buffer.pts().map(|t| t.nseconds()), image, Some(Arc::clone(pool))))
+    RgbImage::from_raw(width, height, pixels).ok_or_else(|| "frame size mismatch".to_string())
 }
 
 /// Sleeps up to `d`, waking early when `stop` is set; true when stopped.
