@@ -72,7 +72,7 @@ fuzz() {
         echo "add the input to fuzz/regressions/$t/ (replayed by tests/fuzz_regressions.rs), then fix the cause"
         return 1
     fi
-    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)|^#[0-9]+ *DONE' "$OUT/$t.log" | tr '\n' ' '
+    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)|^#[0-9]+[[:space:]]+DONE' "$OUT/$t.log" | tr '\n' ' '
     echo " [$t]"
 }
 
@@ -100,7 +100,7 @@ case "${1:-}" in
             rm -rf "$min" && mkdir -p "$min"
             "$BIN/$t" -merge=1 "${LIBFUZZER_LIMITS[@]}" "$min" "$OUT/corpus/$t" > "$OUT/$t.merge.log" 2>&1
             rm -rf "$OUT/corpus/$t" && mv "$min" "$OUT/corpus/$t"
-            printf '%-18s %s\n' "$t" "$(grep -E '^stat::number_of_executed_units|^#[0-9]+ *DONE' "$OUT/$t.campaign.log" | tr '\n' ' ') corpus $(ls "$OUT/corpus/$t" | wc -l) files; artifacts $(ls "$OUT/artifacts/$t" 2>/dev/null | wc -l)"
+            printf '%-18s %s\n' "$t" "$(grep -E '^stat::number_of_executed_units|^#[0-9]+[[:space:]]+DONE' "$OUT/$t.campaign.log" | tr '\n' ' ') corpus $(ls "$OUT/corpus/$t" | wc -l) files; artifacts $(ls "$OUT/artifacts/$t" 2>/dev/null | wc -l)"
         done ;;
     corpus-dir) corpus "$2" ;;
     *) sed -n '2,9p' "$0"; exit 2 ;;
