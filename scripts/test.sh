@@ -74,7 +74,8 @@ for fault in 'r["classes"][0]["score"] += 2e-3' 'r["detections"] = []'; do
 done
 
 step "The benches cross-built for aarch64 run once each under qemu (speed there means nothing)"
-CARGO_TARGET_DIR=target/cross cargo bench --no-default-features --features camera --target aarch64-unknown-linux-gnu \
+# The features of tests/aarch64_qemu.rs's build (the Orin boards'), so that build's artifacts are reused.
+CARGO_TARGET_DIR=target/cross cargo bench --no-default-features --features camera,ros2 --target aarch64-unknown-linux-gnu \
     --bench micro_conv_stack --bench fashion_cnn_cpu --bench blazeface_cpu -- --test
 
 step "CUDA backend built in, on this GPU-less machine (clean errors, CPU reference of the kernel)"
