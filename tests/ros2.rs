@@ -30,9 +30,10 @@ fn peer_python() -> PathBuf {
     python
 }
 
-/// A domain for this test in this process (parallel test processes pick different ones).
+/// Domain `k` (0 to 2) of this test process: 101 to 220, three per process id slot, so parallel
+/// test processes pick different ones (DDS ports fit up to domain 232).
 fn domain(k: u32) -> String {
-    (101 + (std::process::id() % 60) * 2 + k).to_string()
+    (101 + (std::process::id() % 40) * 3 + k).to_string()
 }
 
 fn scratch(name: &str) -> PathBuf {
