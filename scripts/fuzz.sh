@@ -92,6 +92,7 @@ case "${1:-}" in
     campaign)
         build
         secs=$2 jobs=${3:-$(nproc)}
+        for t in "${TARGETS[@]}"; do mkdir -p "$OUT/artifacts/$t"; done
         printf '%s\n' "${TARGETS[@]}" | xargs -P "$jobs" -I{} bash -c "
             '$BIN/{}' \"\$('$0' corpus-dir {})\" ${LIBFUZZER_LIMITS[*]} -max_total_time=$secs -print_final_stats=1 \
                 -artifact_prefix='$OUT/artifacts/{}/' > '$OUT/{}.campaign.log' 2>&1 || echo 'FINDING in {}'"
