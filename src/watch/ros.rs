@@ -7,14 +7,14 @@ use anyhow::{bail, Context, Result};
 use kestrel_camera::Frame;
 use kestrel_ros2::msg::{Header, Time};
 use kestrel_ros2::{domain_id_from_env, ImageSource, NodeSettings, ResultPublisher, Results, RosNode};
-
-/// A subscribed `ros2://` source.
-pub type Source = ImageSource;
 use kestrel_vision::config::Decoder;
 use kestrel_vision::ModelConfig;
 
 use crate::cli::Ros2Args;
 use crate::commands::run::Decoded;
+
+/// A subscribed `ros2://` source.
+pub type Source = ImageSource;
 
 /// Failed publishes are reported one by one up to this many, then every 100th.
 const WARN_FIRST: u64 = 5;
