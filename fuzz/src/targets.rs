@@ -26,29 +26,14 @@ pub fn tolerate_caught_panics() {
     std::panic::set_hook(Box::new(|_| {}));
 }
 
-/// The model's one input shape with dynamic dimensions set to 1, if it is small enough to run
-/// within the time limit (at most 64 per side and 2^16 elements).
+/// The model's one input shape with dynamic dimensions set to 1 (as the exporter reads it), if
+/// it is small enough to run within the time limit (1 to 64 per side and 2^16 elements).
 fn small_input_shape(model: &OnnxModel) -> Option<Vec<usize>> {
-    use kestrel_onnx::pb::{tensor_shape_proto::dimension::Value as Dim, type_proto::Value};
-    let g = model.proto.graph.as_ref()?;
-    let inits: Vec<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
-    let mut inputs = g.input.iter().filter(|i| !inits.contains(&i.name.as_str()));
-    let input = inputs.next()?;
-    if inputs.next().is_some() {
+    if kestrel_onnx::summarize(&model.proto).inputs.len() != 1 {
         return None;
     }
-    let Value::TensorType(t) = input.r#type.as_ref()?.value.as_ref()?;
-    let dims: Vec<usize> = t
-        .shape
-        .as_ref()?
-        .dim
-        .iter()
-        .map(|d| match d.value {
-            Some(Dim::DimValue(v)) if v > 0 => v as usize,
-            _ => 1,
-        })
-        .collect();
-    let small = dims.iter().all(|&d| d <= 64) && dims.iter().product::<usize>() <= 1 << 16;
+    let dims = kestrel_engine::export_kmodel::declared_input_shape(model);
+    let small = dims.iter().all(|d| (1..=64).contains(d)) && dims.iter().product::<usize>() <= 1 << 16;
     (!dims.is_empty() && small).then_some(dims)
 }
 
