@@ -24,7 +24,9 @@ RUSTFLAGS_FUZZ="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cforce-frame-pointers=yes -Zsanitizer=address"
 # Per input: 1 s, 512 MB; inputs up to 128 KiB (the seed models fit). ASan's quarantine of freed
 # memory (256 MB by default) would count against the 512 MB: 16 MB is enough to catch use after free.
-LIBFUZZER_LIMITS=(-timeout=1 -rss_limit_mb=512 -malloc_limit_mb=512 -max_len=131072)
+# The timeout is wall-clock: a campaign run at low priority beside other work sets FUZZ_TIMEOUT
+# higher (a starved process is not a hang) and re-runs any timeout alone at 1 s.
+LIBFUZZER_LIMITS=(-timeout="${FUZZ_TIMEOUT:-1}" -rss_limit_mb=512 -malloc_limit_mb=512 -max_len=131072)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-quarantine_size_mb=16}
 
 build() {
@@ -92,17 +94,25 @@ case "${1:-}" in
     campaign)
         build
         secs=$2 jobs=${3:-$(nproc)}
-        for t in "${TARGETS[@]}"; do mkdir -p "$OUT/artifacts/$t"; done
-        printf '%s\n' "${TARGETS[@]}" | xargs -P "$jobs" -I{} bash -c "
-            '$BIN/{}' \"\$('$0' corpus-dir {})\" ${LIBFUZZER_LIMITS[*]} -max_total_time=$secs -print_final_stats=1 \
-                -artifact_prefix='$OUT/artifacts/{}/' > '$OUT/{}.campaign.log' 2>&1 || echo 'FINDING in {}'"
-        for t in "${TARGETS[@]}"; do
-            min="$OUT/corpus/$t.min"
-            rm -rf "$min" && mkdir -p "$min"
-            "$BIN/$t" -merge=1 "${LIBFUZZER_LIMITS[@]}" "$min" "$OUT/corpus/$t" > "$OUT/$t.merge.log" 2>&1
-            rm -rf "$OUT/corpus/$t" && mv "$min" "$OUT/corpus/$t"
-            printf '%-18s %s\n' "$t" "$(grep -E '^stat::number_of_executed_units|^#[0-9]+[[:space:]]+DONE' "$OUT/$t.campaign.log" | tr '\n' ' ') corpus $(ls "$OUT/corpus/$t" | wc -l) files; artifacts $(ls "$OUT/artifacts/$t" 2>/dev/null | wc -l)"
-        done ;;
+        printf '%s\n' "${TARGETS[@]}" | xargs -P "$jobs" -I{} bash scripts/fuzz.sh campaign-one {} "$secs"
+        echo "CPU seconds so far, per target (all campaigns, $OUT/campaigns.tsv):"
+        awk -F'\t' '{cpu[$2] += $3} END {for (t in cpu) printf "  %-18s %6.0f s\n", t, cpu[t]}' "$OUT/campaigns.tsv" ;;
+    campaign-one) # TARGET SECONDS: one target of a campaign, its corpus minimized after, one line
+        t=$2 secs=$3   # in $OUT/campaigns.tsv: date, target, CPU seconds, executions, coverage, findings
+        mkdir -p "$OUT/artifacts/$t"
+        dir=$(corpus "$t")
+        /usr/bin/time -f '%U %S' -o "$OUT/$t.time" "$BIN/$t" "$dir" "${LIBFUZZER_LIMITS[@]}" \
+            -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$OUT/artifacts/$t/" \
+            > "$OUT/$t.campaign.log" 2>&1 || echo "FINDING in $t: see $OUT/$t.campaign.log"
+        min="$OUT/corpus/$t.min"
+        rm -rf "$min" && mkdir -p "$min"
+        "$BIN/$t" -merge=1 "${LIBFUZZER_LIMITS[@]}" -artifact_prefix="$OUT/artifacts/$t/" "$min" "$dir" > "$OUT/$t.merge.log" 2>&1
+        rm -rf "$dir" && mv "$min" "$dir"
+        cpu=$(tail -n 1 "$OUT/$t.time" | awk '{print $1 + $2}')
+        runs=$(grep -oP '^stat::number_of_executed_units: \K[0-9]+' "$OUT/$t.campaign.log" || echo 0)
+        cov=$(grep -oP 'cov: [0-9]+ ft: [0-9]+' "$OUT/$t.campaign.log" | tail -n 1 || true)
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$cpu" "$runs" "$cov" \
+            "$(ls "$OUT/artifacts/$t" | wc -l)" | tee -a "$OUT/campaigns.tsv" ;;
     corpus-dir) corpus "$2" ;;
     *) sed -n '2,9p' "$0"; exit 2 ;;
 esac

@@ -51,8 +51,36 @@ struct Board {
     port: u16,
 }
 
+/// The tools `tests/deploy/kill-at.sh` stands in for on a board with faults.
+const SHIMMED: [&str; 7] = ["cat", "sha256sum", "tar", "mv", "timeout", "sed", "rm"];
+
 impl Board {
     fn start(name: &str) -> Board {
+        Board::start_with(name, "")
+    }
+
+    /// A board whose ssh sessions find `tests/deploy/kill-at.sh` first on PATH: writing a fault
+    /// to `fault_file()` kills the board script at that step.
+    fn start_with_faults(name: &str) -> Board {
+        let dir = common::repo().join(format!("target/tmp/deploy-{name}-{}-shims", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for tool in SHIMMED {
+            std::os::unix::fs::symlink(common::repo().join("tests/deploy/kill-at.sh"), dir.join(tool)).unwrap();
+        }
+        let board = Board::start_with(
+            name,
+            &format!(
+                "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin KESTREL_FAULT={}\n",
+                dir.display(),
+                common::repo().join(format!("target/tmp/deploy-{name}-{}/fault", std::process::id())).display()
+            ),
+        );
+        std::fs::write(board.fault_file(), "").unwrap();
+        board
+    }
+
+    fn start_with(name: &str, extra_config: &str) -> Board {
         let dir = common::repo().join(format!("target/tmp/deploy-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("root")).unwrap();
@@ -69,7 +97,7 @@ impl Board {
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\n\
-             PermitRootLogin prohibit-password\n",
+             PermitRootLogin prohibit-password\n{extra_config}",
             d = dir.display()
         );
         std::fs::write(dir.join("sshd_config"), config).unwrap();
@@ -95,6 +123,10 @@ impl Board {
 
     fn root(&self) -> PathBuf {
         self.dir.join("root")
+    }
+
+    fn fault_file(&self) -> PathBuf {
+        self.dir.join("fault")
     }
 
     fn log(&self) -> String {
@@ -159,6 +191,22 @@ impl Board {
         assert_eq!(self.service_status(), (release.to_string(), "ready".to_string()));
         let pid = self.service_pid().expect("a service pid");
         assert!(Path::new(&format!("/proc/{pid}")).exists(), "service {pid} is not running");
+    }
+
+    /// Everything under the root that is not a release, a link or the service's own folders:
+    /// partial uploads, half-unpacked or half-removed releases, links not renamed into place.
+    fn leftovers(&self) -> Vec<String> {
+        let root = self.root();
+        let list = |dir: &str| -> Vec<String> {
+            std::fs::read_dir(root.join(dir))
+                .unwrap()
+                .map(|e| format!("{dir}/{}", e.unwrap().file_name().to_string_lossy()))
+                .collect()
+        };
+        let mut found: Vec<String> = list("incoming");
+        found.extend(list("releases").into_iter().filter(|p| p.starts_with("releases/.")));
+        found.extend(list(".").into_iter().filter(|p| p.ends_with(".new")));
+        found
     }
 }
 
@@ -400,4 +448,65 @@ fn unreachable_boards_and_bad_board_files_are_clear_errors() {
         text(&out.stderr)
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `kill -9` of the board script at each step of a deploy (the upload's receiving end, hash,
+/// unpack, manifest check, rename, health check, switch — before and after `current` moves —,
+/// restart, ready wait, prune): the board then serves one release that passes its health check,
+/// and after the next deploy nothing partial is left.
+#[test]
+fn a_deploy_killed_at_any_step_leaves_the_board_consistent() {
+    let bin = cross_binary();
+    let bin = bin.to_str().unwrap();
+    let board = Board::start_with_faults("steps");
+    let deploy = |model: &str| board.deploy(&["--model", model, "--binary", bin, "--keep", "1"]);
+    let mut live = release_of(&board.deploy_ok(&["--model", FASHION, "--binary", bin, "--keep", "1"]));
+    // (step, board script command, tool, when, arguments) — see tests/deploy/kill-at.sh.
+    let steps = [
+        ("upload", "receive", "cat", "during", "*"),
+        ("hash", "install", "sha256sum", "before", "*.part"),
+        ("unpack", "install", "tar", "after", "*"),
+        ("manifest check", "install", "sha256sum", "before", "-c*"),
+        ("rename", "install", "mv", "after", "releases/.*"),
+        ("health check", "health", "timeout", "during", "*"),
+        ("switch, before current moves", "activate", "mv", "before", "-T current.new current"),
+        ("switch, after current moved", "activate", "mv", "after", "-T current.new current"),
+        ("restart", "restart", "rm", "after", "-f run/kestrel.pid"),
+        ("ready wait", "ready", "sed", "after", "*"),
+        ("prune", "prune", "rm", "before", "-rf releases/.*"),
+    ];
+    for (i, (step, command, tool, when, args)) in steps.into_iter().enumerate() {
+        let model = if i % 2 == 0 { FASHION_INT8 } else { FASHION };
+        eprintln!("killed at: {step}"); // shown with a failure
+        std::thread::sleep(Duration::from_secs(1)); // release IDs carry the second
+        std::fs::write(board.fault_file(), format!("{command} {tool} {when} {args}")).unwrap();
+        let out = deploy(model);
+        let stderr = text(&out.stderr);
+        assert_eq!(std::fs::read_to_string(board.fault_file()).unwrap(), "", "{step}: the fault never fired: {stderr}");
+        if step == "prune" {
+            // The new release is live; only the clean-up failed, and says so.
+            assert!(out.status.success() && stderr.contains("pruning old releases failed"), "{step}: {stderr}");
+            live = release_of(&text(&out.stdout));
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{step}: {stderr}");
+            assert!(
+                stderr.trim_end().lines().last().is_some_and(|l| l.starts_with("Error: "))
+                    && !stderr.contains("panicked"),
+                "{step}: {stderr}"
+            );
+        }
+        board.assert_serving(&live);
+        assert!(board
+            .releases()
+            .iter()
+            .all(|r| !r.starts_with('.') || r.ends_with(".partial") || r.ends_with(".removing")));
+
+        std::thread::sleep(Duration::from_secs(1));
+        let out = deploy(model);
+        assert!(out.status.success(), "{step}: the next deploy failed: {}", text(&out.stderr));
+        live = release_of(&text(&out.stdout));
+        board.assert_serving(&live);
+        assert_eq!(board.leftovers(), Vec::<String>::new(), "{step}: left behind after the next deploy");
+        assert_eq!(board.link("previous").map(|p| p != live), Some(true), "{step}: previous");
+    }
 }

@@ -163,6 +163,9 @@ pub fn deploy(args: &DeployArgs) -> Result<()> {
         if report.pruned.is_empty() { "none".into() } else { report.pruned.join(", ") }
     );
     println!("health: {}", report.health);
+    if let Some(e) = &report.prune_error {
+        eprintln!("warning: pruning old releases failed (the next deploy retries): {e}");
+    }
     Ok(())
 }
 

@@ -57,6 +57,8 @@ pub struct Report {
     /// The health check's JSON line, as printed on the board.
     pub health: String,
     pub pruned: Vec<String>,
+    /// Why pruning failed, if it did (the deploy itself succeeded).
+    pub prune_error: Option<String>,
     pub seconds: f64,
 }
 
@@ -95,7 +97,11 @@ impl Target {
             .map_err(|source| DeployError::Step { step: "uploading", source })?;
 
         progress(Event::Step("verifying the manifest on the board"));
-        self.call("verifying", "install", &[id, &bundle.sha256])?;
+        if let Err(e) = self.call("verifying", "install", &[id, &bundle.sha256]) {
+            // Killed after publishing releases/ID, the release would stay behind unused.
+            let _ = self.call("discarding", "discard", &[id]);
+            return Err(e);
+        }
 
         progress(Event::Step("health check on the board"));
         let health = match self.call("health check", "health", &[id, &self.health_budget_s.to_string()]) {
@@ -108,36 +114,48 @@ impl Target {
         };
 
         progress(Event::Step("switching current"));
-        self.call("switching", "activate", &[id])?;
-        progress(Event::Step("restarting the service"));
-        if let Err(e) = self
-            .call("restarting", "restart", &[])
-            .and_then(|_| self.call("waiting", "ready", &[id, &self.ready_timeout()]))
-        {
+        if let Err(e) = self.call("switching", "activate", &[id]).and_then(|_| {
+            progress(Event::Step("restarting the service"));
+            self.call("restarting", "restart", &[])?;
+            self.call("waiting", "ready", &[id, &self.ready_timeout()])
+        }) {
             let detail = detail(e);
             progress(Event::Step("rolling back"));
-            return Err(match self.rollback_inner() {
-                Ok((_, previous)) => {
-                    let _ = self.call("discarding", "discard", &[id]);
-                    DeployError::RolledBack { id: id.into(), previous, detail }
-                }
+            return Err(match self.revert(id) {
+                Ok(previous) => DeployError::RolledBack { id: id.into(), previous, detail },
                 Err(e) => DeployError::RollbackFailed { id: id.into(), detail, rollback: e.to_string() },
             });
         }
 
+        // The release is live; a failed clean-up is reported, not a failed deploy (the next
+        // deploy's `prepare` removes what a killed prune left).
         progress(Event::Step("pruning old releases"));
-        let pruned = self.call("pruning", "prune", &[&self.keep.to_string()])?;
-        let pruned = pruned.lines().filter_map(|l| l.strip_prefix("removed=")).map(String::from).collect();
-        Ok(Report { id: id.into(), previous: current, health, pruned, seconds: start.elapsed().as_secs_f64() })
+        let (pruned, prune_error) = match self.call("pruning", "prune", &[&self.keep.to_string()]) {
+            Ok(out) => (out.lines().filter_map(|l| l.strip_prefix("removed=")).map(String::from).collect(), None),
+            Err(e) => (Vec::new(), Some(detail(e))),
+        };
+        let seconds = start.elapsed().as_secs_f64();
+        Ok(Report { id: id.into(), previous: current, health, pruned, prune_error, seconds })
+    }
+
+    /// Undoes the activation of `id`, wherever it stopped (before or after `current` moved, the
+    /// service stopped or not): the release current before it serves again and `id` is removed.
+    /// Returns that release.
+    fn revert(&self, id: &str) -> Result<String, DeployError> {
+        let to = value(&self.call("rolling back", "revert", &[id])?, "to").unwrap_or_default();
+        if to.is_empty() {
+            self.call("discarding", "discard", &[id])?;
+            return Ok("no release (none was current)".into());
+        }
+        self.call("restarting", "restart", &[])?;
+        self.call("waiting for the service", "ready", &[&to, &self.ready_timeout()])?;
+        self.call("discarding", "discard", &[id])?;
+        Ok(to)
     }
 
     /// Switches back to the previous release and restarts the service on it; returns (from, to).
     pub fn rollback(&self, progress: &mut dyn FnMut(Event)) -> Result<(String, String), DeployError> {
         progress(Event::Step("rolling back"));
-        self.rollback_inner()
-    }
-
-    fn rollback_inner(&self) -> Result<(String, String), DeployError> {
         let out = self.call("rolling back", "rollback", &[])?;
         let (from, to) = (value(&out, "from").unwrap_or_default(), value(&out, "to").unwrap_or_default());
         self.call("restarting", "restart", &[])?;

@@ -2,6 +2,9 @@
 # POSIX sh + coreutils (sha256sum, timeout, mv -T) + tar + flock: what JetPack's Ubuntu has.
 # Layout under ROOT: releases/<id>/  current -> releases/<id>  previous -> releases/<id>
 #                    incoming/ (uploads)  state/ (service status, log, inbox)  run/ (pid file)
+# Every step may be killed at any point (power, a dropped connection): each leaves either the old
+# state or a hidden leftover (incoming/*.part, releases/.<id>.partial, releases/.<id>.removing,
+# *.new links) that no other step reads and the next deploy's `prepare` removes.
 set -eu
 ROOT=$1 LAUNCHER=$2 SERVICE=$3 CMD=$4
 shift 4
@@ -24,13 +27,30 @@ point() { # point LINK ID: atomically (rename(2)) make LINK -> releases/ID
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
 service_pid() { [ -f run/kestrel.pid ] && kill -0 "$(cat run/kestrel.pid)" 2>/dev/null && cat run/kestrel.pid || true; }
 status_field() { [ -f state/status ] && sed -n "s/^$1=//p" state/status || true; }
+remove_release() { # hidden first (one rename), so a half-deleted release is never listed
+    mv -T "releases/$1" "releases/.$1.removing"
+    rm -rf "releases/.$1.removing"
+}
+previous_before() { # previous_before ID EXCLUDED: previous -> the newest release older than ID
+    older=$(ls releases | grep -v -e '^\.' -e "^$2\$" | sort | awk -v p="$1" '$0 < p' | tail -n 1)
+    if [ -n "$older" ]; then point previous "$older"; else rm -f previous; fi
+}
+back() { # current -> previous; previous -> the newest release older than that; prints from/to
+    cur=$(release_of current) prev=$(release_of previous)
+    [ -n "$prev" ] && [ -d "releases/$prev" ] || die "no previous release to roll back to"
+    point current "$prev"
+    previous_before "$prev" "$cur"
+    echo "from=$cur"
+    echo "to=$prev"
+}
 
 case $CMD in
 prepare)
     lock
-    # Leftovers of an interrupted deploy: partial uploads and unpacked-but-unverified releases.
-    rm -f incoming/*.part incoming/*.tar.gz
-    rm -rf releases/.*.partial
+    # Leftovers of an interrupted deploy: partial uploads, unpacked-but-unverified releases,
+    # half-removed ones, links never renamed into place.
+    rm -f incoming/*.part incoming/*.tar.gz current.new previous.new
+    rm -rf releases/.*.partial releases/.*.removing
     echo "current=$(release_of current)"
     ;;
 receive) # receive ID: the bundle arrives on stdin
@@ -67,31 +87,37 @@ health) # health ID BUDGET_S: the new release's binary checks itself, before any
     [ "$rc" != 124 ] && [ "$rc" != 137 ] || die "health check took longer than its budget of $2 s"
     exit "$rc"
     ;;
-activate) # activate ID: current -> ID, previous -> the old current; prints the old current
+activate) # activate ID: previous -> the old current, then current -> ID; prints the old current
     lock
     valid_id "$1"
     [ -d "releases/$1" ] || die "release $1 is not installed"
     old=$(release_of current)
-    point current "$1"
+    # previous first: killed in between, both name the old release, which is still serving.
     [ -z "$old" ] || [ "$old" = "$1" ] || point previous "$old"
+    point current "$1"
     echo "previous=$old"
     ;;
 rollback) # current -> previous; previous -> the newest release older than that
     lock
-    cur=$(release_of current) prev=$(release_of previous)
-    [ -n "$prev" ] && [ -d "releases/$prev" ] || die "no previous release to roll back to"
-    point current "$prev"
-    older=$(ls releases | grep -v -e '^\.' -e "^$cur\$" | sort | awk -v p="$prev" '$0 < p' | tail -n 1)
-    if [ -n "$older" ]; then point previous "$older"; else rm -f previous; fi
-    echo "from=$cur"
-    echo "to=$prev"
+    back
+    ;;
+revert) # revert ID: undo an activation of ID that did not come up, wherever it stopped
+    lock
+    valid_id "$1"
+    cur=$(release_of current)
+    if [ "$cur" = "$1" ]; then
+        back
+    else # stopped before the switch; if between the two links, previous names current: mend it
+        [ -z "$cur" ] || [ "$(release_of previous)" != "$cur" ] || previous_before "$cur" "$1"
+        echo "to=$cur"
+    fi
     ;;
 discard) # discard ID: remove a release that failed its checks (never the current one)
     lock
     valid_id "$1"
     [ "$(release_of current)" != "$1" ] || die "refusing to discard the current release"
     [ "$(release_of previous)" != "$1" ] || rm -f previous
-    rm -rf "releases/$1"
+    [ ! -d "releases/$1" ] || remove_release "$1"
     ;;
 restart) # stop the running service (if any) and start the one `current` points to
     # A stale status must not pass for the new service's report.
@@ -141,7 +167,7 @@ prune) # prune KEEP: keep current and the KEEP newest other releases (and always
     cur=$(release_of current) prev=$(release_of previous)
     ls releases | grep -v -e '^\.' -e "^$cur\$" | sort -r | tail -n +$(($1 + 1)) | while read -r old; do
         [ "$old" = "$prev" ] && continue
-        rm -rf "releases/$old"
+        remove_release "$old"
         echo "removed=$old"
     done
     ;;
