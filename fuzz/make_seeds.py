@@ -3,7 +3,9 @@
 CompressedImage messages in CDR (little endian, without the 4-byte encapsulation header, as
 RustDDS hands them to serde), one per encoding Kestrel reads, each prefixed by the target's
 selector byte (0 Image, 1 Compressed). fuzz/corpus/bundle_open/: a small release bundle
-(release.json, MANIFEST.sha256, a model file). Standard library only: python3 fuzz/make_seeds.py"""
+(release.json, MANIFEST.sha256, a model file). fuzz/corpus/release_json/: that release.json
+(selector 0) and a health.json with a class and a box (selector 1). Standard library only:
+python3 fuzz/make_seeds.py"""
 
 import gzip
 import hashlib
@@ -16,6 +18,13 @@ import zlib
 
 OUT = os.path.join(os.path.dirname(__file__), "corpus", "ros2_image")
 BUNDLES = os.path.join(os.path.dirname(__file__), "corpus", "bundle_open")
+RELEASE_JSON = os.path.join(os.path.dirname(__file__), "corpus", "release_json")
+RELEASE = {"id": "20261201T120000Z-abcdef12", "board": "emulated-orin-nano", "target": "aarch64-unknown-linux-gnu",
+           "kestrel_version": "0.1.0", "created": 1796140800, "backend": "auto", "threads": 4,
+           "models": ["models/fashion/model.onnx"]}
+HEALTH = {"model": "models/blazeface/model.onnx", "image": "health/astronaut.png", "budget_s": 120,
+          "expected": {"classes": [{"index": 9, "label": "Ankle boot", "score": 0.99}],
+                       "detections": [{"x0": 177.2, "y0": 81.5, "x1": 272.0, "y1": 175.1, "score": 0.92, "class": 0}]}}
 
 
 class Cdr:
@@ -98,14 +107,15 @@ def main():
     os.makedirs(BUNDLES, exist_ok=True)
     with open(os.path.join(BUNDLES, "small-release.tar.gz"), "wb") as f:
         f.write(bundle())
+    os.makedirs(RELEASE_JSON, exist_ok=True)
+    for name, selector, value in [("release", 0, RELEASE), ("health", 1, HEALTH)]:
+        with open(os.path.join(RELEASE_JSON, name), "wb") as f:
+            f.write(bytes([selector]) + json.dumps(value, indent=2).encode())
 
 
 def bundle():
     """A bundle as `kestrel bundle` lays it out, with a tiny model in place of the real files."""
-    release = {"id": "20261201T120000Z-abcdef12", "board": "emulated-orin-nano", "target": "aarch64-unknown-linux-gnu",
-               "kestrel_version": "0.1.0", "created": 1796140800, "backend": "auto", "threads": 4,
-               "models": ["models/fashion/model.onnx"]}
-    files = {"release.json": json.dumps(release).encode(), "models/fashion/model.onnx": b"\x08\x07" * 8,
+    files = {"release.json": json.dumps(RELEASE).encode(), "models/fashion/model.onnx": b"\x08\x07" * 8,
              "bin/kestrel": b"#!/bin/sh\n"}
     manifest = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in sorted(files.items()))
     files["MANIFEST.sha256"] = manifest.encode()

@@ -13,7 +13,7 @@ mod common;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 9] = [
+const TARGETS: [(&str, Target); 10] = [
     ("onnx_load", targets::onnx_load),
     ("kmodel_run", targets::kmodel_run),
     ("kmodel_export", targets::kmodel_export),
@@ -23,6 +23,7 @@ const TARGETS: [(&str, Target); 9] = [
     ("ros2_image", targets::ros2_image),
     ("decoders", targets::decoders),
     ("bundle_open", targets::bundle_open),
+    ("release_json", targets::release_json),
 ];
 
 #[test]
@@ -49,6 +50,15 @@ fn the_bundle_seed_is_a_bundle_the_target_reads() {
     let seed = common::repo().join("fuzz/corpus/bundle_open/small-release.tar.gz");
     let bundle = kestrel_deploy::bundle::open(&seed).unwrap();
     assert_eq!((bundle.release.id.as_str(), bundle.files), ("20261201T120000Z-abcdef12", 4));
+}
+
+#[test]
+fn the_release_json_seeds_are_files_the_target_reads() {
+    let dir = common::repo().join("fuzz/corpus/release_json");
+    let release = std::fs::read(dir.join("release")).unwrap();
+    assert_eq!(kestrel_deploy::bundle::parse_release(&release[1..]).unwrap().id, "20261201T120000Z-abcdef12");
+    let health = std::fs::read(dir.join("health")).unwrap();
+    assert_eq!(kestrel_deploy::bundle::parse_health(&health[1..]).unwrap().budget_s, 120);
 }
 
 #[test]

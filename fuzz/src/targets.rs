@@ -285,3 +285,20 @@ pub fn bundle_open(bytes: &[u8]) {
     std::fs::write(&path, bytes).expect("writing the temporary bundle");
     let _ = kestrel_deploy::bundle::open(&path);
 }
+
+/// `release.json` (first byte even) or `health.json` (odd) as the board reads them (`kestrel
+/// health`, `kestrel serve`): what is accepted must write and read back the same.
+pub fn release_json(data: &[u8]) {
+    let Some((&which, bytes)) = data.split_first() else { return };
+    if which % 2 == 0 {
+        if let Ok(r) = kestrel_deploy::bundle::parse_release(bytes) {
+            let again = kestrel_deploy::bundle::parse_release(&serde_json::to_vec(&r).expect("serializes"))
+                .expect("reads back");
+            assert_eq!(format!("{r:?}"), format!("{again:?}"));
+        }
+    } else if let Ok(h) = kestrel_deploy::bundle::parse_health(bytes) {
+        let again =
+            kestrel_deploy::bundle::parse_health(&serde_json::to_vec(&h).expect("serializes")).expect("reads back");
+        assert_eq!(format!("{h:?}"), format!("{again:?}"));
+    }
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use kestrel_deploy::bundle::{HealthSpec, Release, HEALTH, RELEASE};
+use kestrel_deploy::bundle::{read_release, HealthSpec};
 use kestrel_vision::decode::classify::Class;
 use kestrel_vision::decode::Detection;
 use serde::Deserialize;
@@ -24,9 +24,9 @@ const MIN_IOU: f32 = 0.9;
 const BOX_SCORE_TOL: f32 = 0.01;
 
 pub fn health(args: &HealthArgs) -> Result<()> {
-    let release = read_json::<Release>(&args.release, RELEASE)?;
+    let (release, spec) = read_release(&args.release)?;
     let engine = EngineArgs { backend: args.backend.clone(), threads: 1 };
-    let (_, result, seconds) = check(&args.release, &engine)?;
+    let (_, result, seconds) = check(&args.release, &spec, &engine)?;
     let line = serde_json::json!({ "ok": true, "release": release.id, "seconds": seconds, "result": result });
     println!("{line}");
     Ok(())
@@ -34,7 +34,7 @@ pub fn health(args: &HealthArgs) -> Result<()> {
 
 pub fn serve(args: &ServeArgs) -> Result<()> {
     let dir = args.release.canonicalize().with_context(|| format!("release `{}`", args.release.display()))?;
-    let release = read_json::<Release>(&dir, RELEASE)?;
+    let (release, spec) = read_release(&dir)?;
     let state = &args.state;
     let (inbox, done, failed) = (state.join("inbox"), state.join("done"), state.join("failed"));
     for d in [&inbox, &done, &failed] {
@@ -42,7 +42,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     }
     write_status(state, &release.id, "starting", "")?;
     let engine = EngineArgs { backend: release.backend.clone(), threads: release.threads as usize };
-    let mut model = match check(&dir, &engine) {
+    let mut model = match check(&dir, &spec, &engine) {
         Ok((model, _, _)) => model,
         Err(e) => {
             let detail = format!("{e:#}").replace('\n', " ");
@@ -83,8 +83,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
 
 /// Runs the release's health model on its health image with `engine` settings and compares
 /// with the expected result, within the time budget.
-fn check(dir: &Path, engine: &EngineArgs) -> Result<(ImageModel, ImageResult, f64)> {
-    let spec = read_json::<HealthSpec>(dir, HEALTH)?;
+fn check(dir: &Path, spec: &HealthSpec, engine: &EngineArgs) -> Result<(ImageModel, ImageResult, f64)> {
     let start = Instant::now();
     let mut model = ImageModel::open(&dir.join(&spec.model), &ConfigArgs::default(), engine)?;
     let result = model.infer(&dir.join(&spec.image), None, 1)?;
@@ -152,10 +151,4 @@ fn write_status(state: &Path, release: &str, what: &str, detail: &str) -> Result
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, state.join("status")))
         .with_context(|| format!("writing `{}`", state.join("status").display()))
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T> {
-    let path = dir.join(name);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading `{}`", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing `{}`", path.display()))
 }

@@ -23,8 +23,9 @@ use crate::board::Board;
 pub const MANIFEST: &str = "MANIFEST.sha256";
 pub const RELEASE: &str = "release.json";
 pub const HEALTH: &str = "health.json";
-/// Largest `release.json` read back from a bundle (it is a few hundred bytes).
-const MAX_RELEASE_BYTES: u64 = 64 * 1024;
+/// Largest `release.json` or `health.json` read (a few hundred bytes; the expected result of a
+/// detector with many boxes a few KiB).
+const MAX_JSON_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -38,6 +39,8 @@ pub enum BundleError {
     BadPath(String),
     #[error("a bundle needs at least one model")]
     NoModel,
+    #[error("`{file}` is malformed: {detail}")]
+    Malformed { file: &'static str, detail: String },
     #[error("`{tool}` failed on `{path}`: {detail}")]
     Strip { tool: String, path: PathBuf, detail: String },
 }
@@ -231,14 +234,56 @@ pub fn open(path: &Path) -> Result<BundleInfo, BundleError> {
         let name = entry.path().map_err(|e| not(e.to_string()))?.to_string_lossy().into_owned();
         check_path(&name)?;
         if name == RELEASE {
-            let mut text = String::new();
-            entry.take(MAX_RELEASE_BYTES).read_to_string(&mut text).map_err(|e| not(e.to_string()))?;
-            release = Some(serde_json::from_str::<Release>(&text).map_err(|e| not(format!("{RELEASE}: {e}")))?);
+            let mut text = Vec::new();
+            entry.take(MAX_JSON_BYTES + 1).read_to_end(&mut text).map_err(|e| not(e.to_string()))?;
+            release = Some(parse_release(&text).map_err(|e| not(e.to_string()))?);
         }
     }
     let release = release.ok_or_else(|| not(format!("no {RELEASE}")))?;
     let (sha256, bytes) = file_sha256(path)?;
     Ok(BundleInfo { path: path.into(), release, bytes, sha256, files })
+}
+
+/// `release.json`'s contents, checked: the id names folders and links on the board, so it is
+/// what the board script accepts (letters, digits, `T._-`, not starting with a dot).
+pub fn parse_release(bytes: &[u8]) -> Result<Release, BundleError> {
+    let release: Release = parse_json(RELEASE, bytes)?;
+    let id_ok = !release.id.is_empty()
+        && !release.id.starts_with('.')
+        && release.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"T._-".contains(&b));
+    if !id_ok {
+        return Err(BundleError::Malformed { file: RELEASE, detail: format!("bad release id {:?}", release.id) });
+    }
+    Ok(release)
+}
+
+/// `health.json`'s contents, checked: the model and image it names lie inside the release.
+pub fn parse_health(bytes: &[u8]) -> Result<HealthSpec, BundleError> {
+    let health: HealthSpec = parse_json(HEALTH, bytes)?;
+    for p in [&health.model, &health.image] {
+        check_path(p).map_err(|e| BundleError::Malformed { file: HEALTH, detail: e.to_string() })?;
+    }
+    Ok(health)
+}
+
+/// An installed release's `release.json` and `health.json`, as the board's `kestrel health` and
+/// `kestrel serve` read them.
+pub fn read_release(dir: &Path) -> Result<(Release, HealthSpec), BundleError> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        let rerr = |source| BundleError::Read { path: path.clone(), source };
+        let mut bytes = Vec::new();
+        std::fs::File::open(&path).and_then(|f| f.take(MAX_JSON_BYTES + 1).read_to_end(&mut bytes)).map_err(rerr)?;
+        Ok::<_, BundleError>(bytes)
+    };
+    Ok((parse_release(&read(RELEASE)?)?, parse_health(&read(HEALTH)?)?))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(file: &'static str, bytes: &[u8]) -> Result<T, BundleError> {
+    if bytes.len() as u64 > MAX_JSON_BYTES {
+        return Err(BundleError::Malformed { file, detail: format!("larger than {MAX_JSON_BYTES} bytes") });
+    }
+    serde_json::from_slice(bytes).map_err(|e| BundleError::Malformed { file, detail: e.to_string() })
 }
 
 /// A copy of `binary` without symbols (a release build with line tables is 8× larger), made with
@@ -412,5 +457,27 @@ mod tests {
             assert!(check_path(bad).is_err(), "{bad}");
         }
         check_path("models/fashion-cnn/model.onnx").unwrap();
+    }
+
+    #[test]
+    fn release_and_health_files_are_checked() {
+        let release = |id: &str| {
+            format!(
+                r#"{{"id":"{id}","board":"b","target":"t","kestrel_version":"0","created":0,"backend":"cpu","threads":1,"models":[]}}"#
+            )
+        };
+        assert_eq!(parse_release(release("20261201T120000Z-0a1b2c3d").as_bytes()).unwrap().threads, 1);
+        for bad in ["", "../x", ".hidden", "a b", "a/b"] {
+            let e = parse_release(release(bad).as_bytes()).unwrap_err().to_string();
+            assert!(e.contains("bad release id"), "{bad}: {e}");
+        }
+        let health =
+            |model: &str| format!(r#"{{"model":"{model}","image":"health/a.png","expected":{{}},"budget_s":5}}"#);
+        assert_eq!(parse_health(health("models/m/a.onnx").as_bytes()).unwrap().budget_s, 5);
+        let e = parse_health(health("../../etc/passwd").as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("`health.json` is malformed") && e.contains("without `..`"), "{e}");
+        let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(MAX_JSON_BYTES as usize));
+        assert!(parse_health(big.as_bytes()).unwrap_err().to_string().contains("larger than"));
+        assert!(parse_release(b"{").unwrap_err().to_string().contains("`release.json` is malformed"));
     }
 }
