@@ -46,8 +46,12 @@ pub enum Command {
     Demo(DemoArgs),
     /// List the board definitions (boards/*.toml).
     Boards(BoardsArgs),
-    /// Make a release bundle for a board: binary, models, health check, SHA-256 manifest.
+    /// Make a release bundle for a board: binary, models, health check, SHA-256 manifest; or,
+    /// with --format mender, a (signed) Mender artifact of it for fleet roll-outs.
     Bundle(BundleArgs),
+    /// Write what a board needs once before Mender can install Kestrel releases on it: the
+    /// update module, its settings and the board's device_type.
+    MenderSetup(MenderSetupArgs),
     /// Deploy to a board over ssh: upload, verify, health check, atomic switch, restart
     /// (automatic rollback if the service does not come up healthy); or --rollback, --status.
     Deploy(DeployArgs),
@@ -102,6 +106,36 @@ pub struct BundleArgs {
     pub bundle: BundleOptions,
     /// Folder the bundle is written into.
     #[arg(long, default_value = "target/bundles")]
+    pub out: PathBuf,
+    /// `bundle` (a .tar.gz for `kestrel deploy`) or `mender` (that bundle inside a Mender
+    /// artifact, payload type `kestrel`; needs `mender-artifact`).
+    #[arg(long, value_enum, default_value_t = BundleFormat::Bundle)]
+    pub format: BundleFormat,
+    /// Sign the Mender artifact with this private key (PEM: EC P-256 `BEGIN EC PRIVATE KEY` or
+    /// RSA `BEGIN RSA PRIVATE KEY`).
+    #[arg(long)]
+    pub sign_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BundleFormat {
+    Bundle,
+    Mender,
+}
+
+#[derive(Debug, Args)]
+pub struct MenderSetupArgs {
+    /// Board name (a file in boards/) or path to a board .toml.
+    #[arg(long)]
+    pub board: String,
+    /// Folder of board definitions (default: ./boards, else $KESTREL_BOARDS).
+    #[arg(long)]
+    pub boards_dir: Option<PathBuf>,
+    /// Install root on the board (default: the board's install.root).
+    #[arg(long)]
+    pub root: Option<String>,
+    /// Folder the files are written into.
+    #[arg(long, default_value = "target/mender-setup")]
     pub out: PathBuf,
 }
 

@@ -9,40 +9,9 @@ mod common;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const BOARD: &str = "emulated-orin-nano";
-const TRIPLE: &str = "aarch64-unknown-linux-gnu";
-
-/// The aarch64 binary as the board definition builds it (with `camera`), built once for all tests
-/// (the deploy's own cargo call then finds it fresh).
-fn cross_binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = common::repo().join("target/cross");
-            let out = Command::new("cargo")
-                .args([
-                    "build",
-                    "--release",
-                    "--no-default-features",
-                    "--features",
-                    "camera",
-                    "--bin",
-                    "kestrel",
-                    "--target",
-                    TRIPLE,
-                ])
-                .env("CARGO_TARGET_DIR", &dir)
-                .current_dir(common::repo())
-                .output()
-                .expect("running cargo");
-            assert!(out.status.success(), "cross build failed: {}", String::from_utf8_lossy(&out.stderr));
-            dir.join(TRIPLE).join("release/kestrel")
-        })
-        .clone()
-}
 
 /// A loopback sshd with its own keys, and the board root it deploys into.
 struct Board {
@@ -233,7 +202,7 @@ const FASHION_INT8: &str = "models/fashion-cnn/model.int8.onnx";
 
 #[test]
 fn deploys_serves_prunes_and_rolls_back() {
-    let binary = cross_binary();
+    let binary = common::board_binary();
     let board = Board::start("clean");
     // First deploy: the deploy builds the board binary itself (cargo finds it up to date).
     let a = release_of(&board.deploy_ok(&["--model", FASHION]));
@@ -277,7 +246,7 @@ fn deploys_serves_prunes_and_rolls_back() {
 
 #[test]
 fn a_killed_upload_leaves_the_previous_release_running() {
-    let bin = cross_binary();
+    let bin = common::board_binary();
     let board = Board::start("kill");
     let a = release_of(&board.deploy_ok(&["--model", FASHION, "--binary", bin.to_str().unwrap()]));
     let pid = board.service_pid();
@@ -332,7 +301,7 @@ fn ssh_copy_process(port: u16) -> Option<u32> {
 
 #[test]
 fn a_tampered_bundle_is_refused() {
-    let bin = cross_binary();
+    let bin = common::board_binary();
     let board = Board::start("tamper");
     let a = release_of(&board.deploy_ok(&["--model", FASHION, "--binary", bin.to_str().unwrap()]));
 
@@ -348,7 +317,12 @@ fn a_tampered_bundle_is_refused() {
         board.dir.join("made").to_str().unwrap(),
     ]);
     let bundle = PathBuf::from(out.split(':').next().unwrap());
-    flip_one_byte(&bundle, "models/fashion-cnn/model.int8.onnx");
+    common::rewrite_bundle(&bundle, &mut |name, data| {
+        if name == "models/fashion-cnn/model.int8.onnx" {
+            let mid = data.len() / 2;
+            data[mid] ^= 0x01;
+        }
+    });
 
     let out = board.deploy(&["--bundle-file", bundle.to_str().unwrap()]);
     let stderr = text(&out.stderr);
@@ -358,34 +332,9 @@ fn a_tampered_bundle_is_refused() {
     assert_eq!(board.releases(), vec![a.clone()], "no trace of the refused release");
 }
 
-/// Rewrites the bundle with one byte of `member` changed (the manifest left as it was).
-fn flip_one_byte(bundle: &Path, member: &str) {
-    let file = std::fs::File::open(bundle).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let mut entries = vec![];
-    for e in archive.entries().unwrap() {
-        let mut e = e.unwrap();
-        let (header, name) = (e.header().clone(), e.path().unwrap().to_string_lossy().into_owned());
-        let mut data = vec![];
-        e.read_to_end(&mut data).unwrap();
-        if name == member {
-            let mid = data.len() / 2;
-            data[mid] ^= 0x01;
-        }
-        entries.push((header, name, data));
-    }
-    assert!(entries.iter().any(|(_, n, _)| n == member), "{member} not in the bundle");
-    let out = std::fs::File::create(bundle).unwrap();
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(out, flate2::Compression::fast()));
-    for (mut header, name, data) in entries {
-        builder.append_data(&mut header, name, &data[..]).unwrap();
-    }
-    builder.into_inner().unwrap().finish().unwrap();
-}
-
 #[test]
 fn a_service_that_fails_its_health_check_is_rolled_back() {
-    let bin = cross_binary();
+    let bin = common::board_binary();
     let board = Board::start("health");
     let a = release_of(&board.deploy_ok(&["--model", FASHION, "--binary", bin.to_str().unwrap()]));
 
@@ -456,7 +405,7 @@ fn unreachable_boards_and_bad_board_files_are_clear_errors() {
 /// and after the next deploy nothing partial is left.
 #[test]
 fn a_deploy_killed_at_any_step_leaves_the_board_consistent() {
-    let bin = cross_binary();
+    let bin = common::board_binary();
     let bin = bin.to_str().unwrap();
     let board = Board::start_with_faults("steps");
     let deploy = |model: &str| board.deploy(&["--model", model, "--binary", bin, "--keep", "1"]);

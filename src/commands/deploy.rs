@@ -1,4 +1,5 @@
-//! `kestrel boards`, `kestrel bundle` and `kestrel deploy`: the host side of shipping to a board.
+//! `kestrel boards`, `kestrel bundle`, `kestrel mender-setup` and `kestrel deploy`: the host side
+//! of shipping to a board.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +12,9 @@ use kestrel_deploy::deploy::{Event, Target};
 use kestrel_deploy::ssh::Ssh;
 
 use super::run::ImageModel;
-use crate::cli::{BoardsArgs, BundleArgs, BundleOptions, ConfigArgs, DeployArgs, EngineArgs};
+use crate::cli::{
+    BoardsArgs, BundleArgs, BundleFormat, BundleOptions, ConfigArgs, DeployArgs, EngineArgs, MenderSetupArgs,
+};
 use crate::models::{load_model, models_dir};
 
 /// `--boards-dir`, else `$KESTREL_BOARDS`, else `./boards`, else the source tree's.
@@ -69,7 +72,34 @@ pub fn boards(args: &BoardsArgs) -> Result<()> {
 
 pub fn bundle(args: &BundleArgs) -> Result<()> {
     let board = Board::find(&args.bundle.board, &boards_dir(args.bundle.boards_dir.as_deref()))?;
+    let mender = args.format == BundleFormat::Mender;
+    if args.sign_key.is_some() && !mender {
+        bail!("--sign-key signs Mender artifacts: add --format mender");
+    }
+    if mender {
+        // Before the (slow) bundle: a missing device type list or an unusable key fails now.
+        if board.mender.is_none() {
+            bail!(kestrel_deploy::mender::MenderError::NoDeviceTypes(board.name.clone()));
+        }
+        if let Some(key) = &args.sign_key {
+            kestrel_deploy::mender::check_key(key)?;
+        }
+    }
     let info = make_bundle(&board, &args.bundle, args.bundle.service_user.clone(), &args.out)?;
+    if mender {
+        let artifact = kestrel_deploy::mender::write_artifact(&board, &info, args.sign_key.as_deref(), &args.out)?;
+        let bytes = std::fs::metadata(&artifact).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "{}: Mender artifact {} for {} (device types {}), {:.1} MB, {}",
+            artifact.display(),
+            info.release.id,
+            board.name,
+            board.mender.as_ref().map(|m| m.device_types.join(", ")).unwrap_or_default(),
+            bytes as f64 / 1e6,
+            if args.sign_key.is_some() { "signed" } else { "unsigned" }
+        );
+        return Ok(());
+    }
     println!(
         "{}: release {} for {}, {} files, {:.1} MB, sha256 {}",
         info.path.display(),
@@ -79,6 +109,18 @@ pub fn bundle(args: &BundleArgs) -> Result<()> {
         info.bytes as f64 / 1e6,
         info.sha256
     );
+    Ok(())
+}
+
+pub fn mender_setup(args: &MenderSetupArgs) -> Result<()> {
+    let board = Board::find(&args.board, &boards_dir(args.boards_dir.as_deref()))?;
+    let root = args.root.clone().unwrap_or_else(|| board.install.root.clone());
+    if !root.starts_with('/') {
+        bail!("--root must be an absolute path on the board");
+    }
+    for path in kestrel_deploy::mender::write_setup(&board, &root, &args.out)? {
+        println!("{}", path.display());
+    }
     Ok(())
 }
 

@@ -43,6 +43,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Demo(a) => demo::demo(&a),
         Command::Boards(a) => deploy::boards(&a),
         Command::Bundle(a) => deploy::bundle(&a),
+        Command::MenderSetup(a) => deploy::mender_setup(&a),
         Command::Deploy(a) => deploy::deploy(&a),
         Command::Health(a) => serve::health(&a),
         Command::Serve(a) => serve::serve(&a),

@@ -87,3 +87,56 @@ pub fn record_check(check: &str, tested: bool, detail: &str) {
         file.and_then(|mut f| f.write_all(line.as_bytes())).expect("appending to $KESTREL_CHECK_LOG");
     }
 }
+
+/// The emulated Orin Nano's `kestrel` (aarch64, with `camera`, as its board definition builds it),
+/// built once per test binary (a deploy's own cargo call then finds it fresh).
+pub fn board_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = repo().join("target/cross");
+            let out = std::process::Command::new("cargo")
+                .args([
+                    "build",
+                    "--release",
+                    "--no-default-features",
+                    "--features",
+                    "camera",
+                    "--bin",
+                    "kestrel",
+                    "--target",
+                    "aarch64-unknown-linux-gnu",
+                ])
+                .env("CARGO_TARGET_DIR", &dir)
+                .current_dir(repo())
+                .output()
+                .expect("running cargo");
+            assert!(out.status.success(), "cross build failed: {}", String::from_utf8_lossy(&out.stderr));
+            dir.join("aarch64-unknown-linux-gnu").join("release/kestrel")
+        })
+        .clone()
+}
+
+/// Rewrites a release bundle in place, passing each member (in order, `MANIFEST.sha256` last) to
+/// `edit`: the tests' forged and tampered releases.
+pub fn rewrite_bundle(bundle: &Path, edit: &mut dyn FnMut(&str, &mut Vec<u8>)) {
+    use std::io::Read;
+    let file = std::fs::File::open(bundle).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut entries = vec![];
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let (header, name) = (e.header().clone(), e.path().unwrap().to_string_lossy().into_owned());
+        let mut data = vec![];
+        e.read_to_end(&mut data).unwrap();
+        edit(&name, &mut data);
+        entries.push((header, name, data));
+    }
+    let out = std::fs::File::create(bundle).unwrap();
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(out, flate2::Compression::fast()));
+    for (mut header, name, data) in entries {
+        header.set_size(data.len() as u64);
+        builder.append_data(&mut header, name, &data[..]).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap();
+}

@@ -42,6 +42,16 @@ pub struct Board {
     pub build: Build,
     pub runtime: Runtime,
     pub install: Install,
+    /// Absent on boards not updated through Mender.
+    pub mender: Option<Mender>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mender {
+    /// Mender `device_type`s an artifact for this board installs on (the Yocto MACHINE names
+    /// meta-mender-tegra uses for Jetsons).
+    pub device_types: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,6 +229,15 @@ impl Board {
         }
         if self.install.keep == 0 || self.install.keep > 100 {
             return bad("install.keep", format!("{} is not within 1..=100", self.install.keep));
+        }
+        if let Some(m) = &self.mender {
+            let ok = |t: &String| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if m.device_types.is_empty() {
+                return bad("mender.device_types", "list at least one device type".into());
+            }
+            if let Some(t) = m.device_types.iter().find(|t| !ok(t)) {
+                return bad("mender.device_types", format!("`{t}` is not letters, digits, `.`, `_`, `-`"));
+            }
         }
         if self.install.health_budget_s == 0 || self.install.health_budget_s > 3600 {
             return bad("install.health_budget_s", format!("{} is not within 1..=3600", self.install.health_budget_s));

@@ -8,6 +8,7 @@
 //! health/<image>              the health-check image
 //! health.json                 model, image, expected result, time budget
 //! kestrel.service             systemd unit for boards with `install.service = "systemd"`
+//! mender/kestrel              the Mender update module (the board steps of `kestrel deploy`)
 //! release.json                id, board, version, runtime settings
 //! MANIFEST.sha256             SHA-256 of every file above
 //! ```
@@ -155,6 +156,11 @@ pub fn create(spec: &BundleSpec, out_dir: &Path) -> Result<BundleInfo, BundleErr
         path: "kestrel.service".into(),
         source: Source::Bytes(unit(spec).into_bytes()),
         executable: false,
+    });
+    entries.push(Entry {
+        path: "mender/kestrel".into(),
+        source: Source::Bytes(crate::mender::module().into_bytes()),
+        executable: true,
     });
     // Two models from one folder share its kestrel.toml: it goes in once. Two different files
     // for one path would make the manifest ambiguous.
@@ -423,7 +429,7 @@ mod tests {
         let back = open(&info.path).unwrap();
         assert_eq!(
             (back.release.id.as_str(), back.files, back.sha256.as_str()),
-            (info.release.id.as_str(), 9, info.sha256.as_str())
+            (info.release.id.as_str(), 10, info.sha256.as_str())
         );
         let file = std::fs::File::open(&info.path).unwrap();
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
@@ -445,6 +451,7 @@ mod tests {
                 "health/face.png",
                 "health.json",
                 "kestrel.service",
+                "mender/kestrel",
                 RELEASE
             ]
         );

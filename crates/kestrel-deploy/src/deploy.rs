@@ -8,7 +8,8 @@ use std::time::Instant;
 use crate::bundle::BundleInfo;
 use crate::ssh::{quote, Ssh, SshError};
 
-const SCRIPT: &str = include_str!("remote.sh");
+/// The board-side steps, shared with the Mender update module ([`crate::mender::module`]).
+pub(crate) const SCRIPT: &str = include_str!("remote.sh");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -142,15 +143,8 @@ impl Target {
     /// service stopped or not): the release current before it serves again and `id` is removed.
     /// Returns that release.
     fn revert(&self, id: &str) -> Result<String, DeployError> {
-        let to = value(&self.call("rolling back", "revert", &[id])?, "to").unwrap_or_default();
-        if to.is_empty() {
-            self.call("discarding", "discard", &[id])?;
-            return Ok("no release (none was current)".into());
-        }
-        self.call("restarting", "restart", &[])?;
-        self.call("waiting for the service", "ready", &[&to, &self.ready_timeout()])?;
-        self.call("discarding", "discard", &[id])?;
-        Ok(to)
+        let out = self.call("rolling back", "undo", &[id, &self.ready_timeout()])?;
+        Ok(value(&out, "to").filter(|t| !t.is_empty()).unwrap_or_else(|| "no release (none was current)".into()))
     }
 
     /// Switches back to the previous release and restarts the service on it; returns (from, to).

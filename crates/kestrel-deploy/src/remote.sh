@@ -1,4 +1,5 @@
-# The board side of `kestrel deploy`, run as `sh -c SCRIPT kestrel-remote ROOT LAUNCHER SERVICE CMD ARGS...`.
+# The board side of `kestrel deploy` and of the Mender update module (one implementation of the
+# steps for both), run as `sh -c SCRIPT kestrel-remote ROOT LAUNCHER SERVICE CMD ARGS...`.
 # POSIX sh + coreutils (sha256sum, timeout, mv -T) + tar + flock: what JetPack's Ubuntu has.
 # Layout under ROOT: releases/<id>/  current -> releases/<id>  previous -> releases/<id>
 #                    incoming/ (uploads)  state/ (service status, log, inbox)  run/ (pid file)
@@ -18,6 +19,7 @@ lock() {
     exec 9>"$ROOT/.deploy.lock"
     flock -n 9 || die "another deploy is running on this board"
 }
+unlock() { exec 9>&-; }
 release_of() { [ -L "$1" ] && basename "$(readlink "$1")" || true; }
 valid_id() { case $1 in *[!A-Za-z0-9T._-]* | '' | .*) die "bad release id '$1'" ;; esac; }
 point() { # point LINK ID: atomically (rename(2)) make LINK -> releases/ID
@@ -27,6 +29,10 @@ point() { # point LINK ID: atomically (rename(2)) make LINK -> releases/ID
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
 service_pid() { [ -f run/kestrel.pid ] && kill -0 "$(cat run/kestrel.pid)" 2>/dev/null && cat run/kestrel.pid || true; }
 status_field() { [ -f state/status ] && sed -n "s/^$1=//p" state/status || true; }
+serving() { # serving ID: the service runs ID and reported it healthy
+    [ "$(status_field release)" = "$1" ] && [ "$(status_field state)" = ready ] || return 1
+    if [ "$SERVICE" = systemd ]; then systemctl is-active --quiet $UNIT; else [ -n "$(service_pid)" ]; fi
+}
 remove_release() { # hidden first (one rename), so a half-deleted release is never listed
     mv -T "releases/$1" "releases/.$1.removing"
     rm -rf "releases/.$1.removing"
@@ -35,13 +41,55 @@ previous_before() { # previous_before ID EXCLUDED: previous -> the newest releas
     older=$(ls releases | grep -v -e '^\.' -e "^$2\$" | sort | awk -v p="$1" '$0 < p' | tail -n 1)
     if [ -n "$older" ]; then point previous "$older"; else rm -f previous; fi
 }
-back() { # current -> previous; previous -> the newest release older than that; prints from/to
-    cur=$(release_of current) prev=$(release_of previous)
-    [ -n "$prev" ] && [ -d "releases/$prev" ] || die "no previous release to roll back to"
-    point current "$prev"
-    previous_before "$prev" "$cur"
-    echo "from=$cur"
-    echo "to=$prev"
+back() { # current -> previous; previous -> the newest release older than that; sets from, to
+    from=$(release_of current) to=$(release_of previous)
+    [ -n "$to" ] && [ -d "releases/$to" ] || die "no previous release to roll back to"
+    point current "$to"
+    previous_before "$to" "$from"
+}
+
+restart() { # stop the running service (if any) and start the one `current` points to
+    # A stale status must not pass for the new service's report.
+    rm -f state/status
+    if [ "$SERVICE" = systemd ]; then
+        # Exactly these command lines, so sudoers can allow just them (README: Deploy to a Jetson).
+        if ! cmp -s "$ROOT/current/$UNIT" /etc/systemd/system/$UNIT; then
+            sudo_ install -m 644 "$ROOT/current/$UNIT" /etc/systemd/system/$UNIT
+            sudo_ systemctl daemon-reload
+            sudo_ systemctl enable $UNIT
+        fi
+        sudo_ systemctl restart $UNIT
+    else
+        pid=$(service_pid)
+        if [ -n "$pid" ]; then
+            kill "$pid" 2>/dev/null || true
+            n=0
+            while kill -0 "$pid" 2>/dev/null && [ $n -lt 50 ]; do sleep 0.2; n=$((n + 1)); done
+            kill -9 "$pid" 2>/dev/null || true
+        fi
+        rm -f run/kestrel.pid
+        setsid $LAUNCHER "$ROOT/current/bin/kestrel" serve "$ROOT/current" --state "$ROOT/state" \
+            </dev/null >>state/service.log 2>&1 &
+        echo $! >run/kestrel.pid
+    fi
+}
+ready() { # ready ID TIMEOUT_S: wait until the service reports ID healthy
+    valid_id "$1"
+    n=0
+    while [ $n -lt $(($2 * 5)) ]; do
+        if [ "$(status_field release)" = "$1" ]; then
+            case $(status_field state) in
+            ready) return 0 ;;
+            failed) die "service failed its health check: $(status_field detail)" ;;
+            esac
+        fi
+        if [ "$SERVICE" = pidfile ] && [ -z "$(service_pid)" ]; then
+            die "service exited: $(tail -n 3 state/service.log | tr '\n' ' ')"
+        fi
+        sleep 0.2
+        n=$((n + 1))
+    done
+    die "service did not report ready within $2 s"
 }
 
 case $CMD in
@@ -65,7 +113,8 @@ install) # install ID SHA256: check the upload, unpack, check the manifest, publ
     [ -f "$part" ] || die "upload of $id not found"
     got=$(sha256sum "$part" | cut -d' ' -f1)
     [ "$got" = "$want" ] || die "bundle checksum mismatch after upload: got $got, expected $want"
-    [ ! -e "releases/$id" ] || die "release $id is already installed"
+    # Only a verified release is ever renamed into releases/: installing it again is a no-op.
+    [ ! -d "releases/$id" ] || { rm -f "$part"; exit 0; }
     rm -rf "$tmp"
     mkdir "$tmp"
     tar -xzf "$part" -C "$tmp" --no-same-owner || { rm -rf "$tmp"; die "cannot unpack the bundle"; }
@@ -100,8 +149,11 @@ activate) # activate ID: previous -> the old current, then current -> ID; prints
 rollback) # current -> previous; previous -> the newest release older than that
     lock
     back
+    echo "from=$from"
+    echo "to=$to"
     ;;
-revert) # revert ID: undo an activation of ID that did not come up, wherever it stopped
+undo) # undo ID TIMEOUT_S: undo an installation or activation of ID, wherever it stopped: the
+    # release current before serves again (restarted if it is not serving), ID is removed
     lock
     valid_id "$1"
     cur=$(release_of current)
@@ -109,8 +161,17 @@ revert) # revert ID: undo an activation of ID that did not come up, wherever it 
         back
     else # stopped before the switch; if between the two links, previous names current: mend it
         [ -z "$cur" ] || [ "$(release_of previous)" != "$cur" ] || previous_before "$cur" "$1"
-        echo "to=$cur"
+        to=$cur
     fi
+    unlock # the service must not inherit the lock
+    if [ -n "$to" ] && ! serving "$to"; then
+        restart
+        ready "$to" "$2"
+    fi
+    lock
+    [ "$(release_of previous)" != "$1" ] || rm -f previous
+    [ ! -d "releases/$1" ] || remove_release "$1"
+    echo "to=$to"
     ;;
 discard) # discard ID: remove a release that failed its checks (never the current one)
     lock
@@ -119,49 +180,8 @@ discard) # discard ID: remove a release that failed its checks (never the curren
     [ "$(release_of previous)" != "$1" ] || rm -f previous
     [ ! -d "releases/$1" ] || remove_release "$1"
     ;;
-restart) # stop the running service (if any) and start the one `current` points to
-    # A stale status must not pass for the new service's report.
-    rm -f state/status
-    if [ "$SERVICE" = systemd ]; then
-        # Exactly these command lines, so sudoers can allow just them (README: Deploy to a Jetson).
-        if ! cmp -s "$ROOT/current/$UNIT" /etc/systemd/system/$UNIT; then
-            sudo_ install -m 644 "$ROOT/current/$UNIT" /etc/systemd/system/$UNIT
-            sudo_ systemctl daemon-reload
-            sudo_ systemctl enable $UNIT
-        fi
-        sudo_ systemctl restart $UNIT
-    else
-        pid=$(service_pid)
-        if [ -n "$pid" ]; then
-            kill "$pid" 2>/dev/null || true
-            n=0
-            while kill -0 "$pid" 2>/dev/null && [ $n -lt 50 ]; do sleep 0.2; n=$((n + 1)); done
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-        rm -f run/kestrel.pid
-        setsid $LAUNCHER "$ROOT/current/bin/kestrel" serve "$ROOT/current" --state "$ROOT/state" \
-            </dev/null >>state/service.log 2>&1 &
-        echo $! >run/kestrel.pid
-    fi
-    ;;
-ready) # ready ID TIMEOUT_S: wait until the service reports ID healthy
-    valid_id "$1"
-    n=0
-    while [ $n -lt $(($2 * 5)) ]; do
-        if [ "$(status_field release)" = "$1" ]; then
-            case $(status_field state) in
-            ready) exit 0 ;;
-            failed) die "service failed its health check: $(status_field detail)" ;;
-            esac
-        fi
-        if [ "$SERVICE" = pidfile ] && [ -z "$(service_pid)" ]; then
-            die "service exited: $(tail -n 3 state/service.log | tr '\n' ' ')"
-        fi
-        sleep 0.2
-        n=$((n + 1))
-    done
-    die "service did not report ready within $2 s"
-    ;;
+restart) restart ;;
+ready) ready "$@" ;;
 prune) # prune KEEP: keep current and the KEEP newest other releases (and always previous)
     lock
     cur=$(release_of current) prev=$(release_of previous)
