@@ -459,3 +459,66 @@ fn a_deploy_killed_at_any_step_leaves_the_board_consistent() {
         assert_eq!(board.link("previous").map(|p| p != live), Some(true), "{step}: previous");
     }
 }
+
+/// One board updated by `kestrel deploy` and by the Mender client in turn (the update module
+/// runs the same board script): each sees the other's releases, and rolls back to them.
+#[test]
+fn a_board_is_updated_by_deploy_and_by_mender_alike() {
+    let bin = common::board_binary();
+    let bin = bin.to_str().unwrap();
+    let board = Board::start("mender");
+    let a = release_of(&board.deploy_ok(&["--model", FASHION, "--binary", bin]));
+
+    // Mender on the same install root: module settings, no verification key (unsigned artifact).
+    let data = board.dir.join("mender-data");
+    let root = board.root();
+    common::kestrel_ok(&[
+        "mender-setup",
+        "--board",
+        BOARD,
+        "--root",
+        root.to_str().unwrap(),
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    let modules = Path::new(kestrel_deploy::mender::MODULES_DIR);
+    std::fs::create_dir_all(modules).expect("creating /usr/share/mender/modules/v3 (run as root)");
+    let tmp = modules.join(format!(".kestrel.deploy.{}", std::process::id()));
+    std::fs::copy(data.join("kestrel"), &tmp).unwrap();
+    std::fs::rename(&tmp, modules.join("kestrel")).unwrap();
+    if !Path::new("/etc/mender/artifact_info").exists() {
+        std::fs::create_dir_all("/etc/mender").unwrap();
+        std::fs::write("/etc/mender/artifact_info", "artifact_name=none\n").unwrap();
+    }
+    let conf = board.dir.join("mender.conf");
+    std::fs::write(&conf, format!(r#"{{"DeviceTypeFile": "{}"}}"#, data.join("device_type").display())).unwrap();
+    std::thread::sleep(Duration::from_secs(1)); // release IDs carry the second
+    let out_dir = board.dir.join("artifacts");
+    let args = ["bundle", "--board", BOARD, "--model", FASHION_INT8, "--binary", bin, "--format", "mender"];
+    let made = common::kestrel_ok(&[&args[..], &["--out", out_dir.to_str().unwrap()]].concat());
+    let b = made.split_whitespace().nth(3).unwrap().to_string();
+    let mender = |args: &[&str]| {
+        let out = Command::new("mender")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-d")
+            .arg(&data)
+            .arg("--no-syslog")
+            .args(args)
+            .output()
+            .expect("mender is not installed (apt-get install mender-client, or run scripts/test.sh)");
+        assert!(out.status.success(), "mender {args:?}: {}", text(&out.stderr));
+    };
+    mender(&["install", made.split(':').next().unwrap()]);
+    mender(&["commit"]);
+    board.assert_serving(&b);
+    assert_eq!(board.link("previous"), Some(a.clone()));
+
+    // Back over ssh: the deploy rolls back to the release it made, then deploys over Mender's.
+    let out = board.deploy_ok(&["--rollback"]);
+    assert!(out.contains(&format!("from {b} to {a}")), "{out}");
+    board.assert_serving(&a);
+    std::thread::sleep(Duration::from_secs(1));
+    let c = release_of(&board.deploy_ok(&["--model", FASHION_INT8, "--binary", bin]));
+    board.assert_serving(&c);
+}

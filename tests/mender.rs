@@ -290,6 +290,19 @@ fn artifacts_are_signed_readable_and_keys_checked() {
     kestrel_deploy::mender::check_key(&fixed).unwrap();
     let out = common::kestrel(&["bundle", "--board", BOARD, "--sign-key", fixed.to_str().unwrap()]);
     assert!(text(&out.stderr).contains("add --format mender"), "{}", text(&out.stderr));
+    // Without mender-artifact: the package to install is named.
+    let out = Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .args(["bundle", "--board", BOARD, "--model", FASHION, "--format", "mender", "--binary"])
+        .arg(common::board_binary())
+        .arg("--out")
+        .arg(keys.dir.join("no-tool"))
+        .env("PATH", keys.dir.join("empty"))
+        .current_dir(common::repo())
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.code() == Some(1) && stderr.contains("apt-get install mender-artifact"), "{stderr}");
+
     // A board file without `[mender]`.
     let boards = keys.dir.join("boards");
     std::fs::create_dir_all(&boards).unwrap();

@@ -37,6 +37,10 @@ remove_release() { # hidden first (one rename), so a half-deleted release is nev
     mv -T "releases/$1" "releases/.$1.removing"
     rm -rf "releases/.$1.removing"
 }
+forget() { # forget ID: a release that is not current, removed if installed
+    [ "$(release_of previous)" != "$1" ] || rm -f previous
+    [ ! -d "releases/$1" ] || remove_release "$1"
+}
 previous_before() { # previous_before ID EXCLUDED: previous -> the newest release older than ID
     older=$(ls releases | grep -v -e '^\.' -e "^$2\$" | sort | awk -v p="$1" '$0 < p' | tail -n 1)
     if [ -n "$older" ]; then point previous "$older"; else rm -f previous; fi
@@ -169,16 +173,14 @@ undo) # undo ID TIMEOUT_S: undo an installation or activation of ID, wherever it
         ready "$to" "$2"
     fi
     lock
-    [ "$(release_of previous)" != "$1" ] || rm -f previous
-    [ ! -d "releases/$1" ] || remove_release "$1"
+    forget "$1"
     echo "to=$to"
     ;;
 discard) # discard ID: remove a release that failed its checks (never the current one)
     lock
     valid_id "$1"
     [ "$(release_of current)" != "$1" ] || die "refusing to discard the current release"
-    [ "$(release_of previous)" != "$1" ] || rm -f previous
-    [ ! -d "releases/$1" ] || remove_release "$1"
+    forget "$1"
     ;;
 restart) restart ;;
 ready) ready "$@" ;;
