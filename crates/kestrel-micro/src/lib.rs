@@ -13,7 +13,7 @@ mod interpreter;
 pub mod ops;
 mod spread;
 
-pub use crc::crc32;
+pub use crc::{crc32, Crc32};
 pub use error::{Error, ErrorKind};
 pub use format::{DType, Metadata, Model, Op, OpCode, Storage, TensorInfo, HEADER_LEN, MAGIC, VERSION};
 pub use interpreter::Interpreter;
