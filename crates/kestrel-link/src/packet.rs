@@ -160,11 +160,10 @@ mod tests {
         out
     }
 
+    type Received = Result<(Kind, u16, heapless::Vec<u8, 1024>), LinkError>;
+
     /// Every packet (or error) the decoder reports for `bytes`, as (kind, seq, payload) or error.
-    fn receive(
-        d: &mut Decoder<N>,
-        bytes: &[u8],
-    ) -> heapless::Vec<Result<(Kind, u16, heapless::Vec<u8, 1024>), LinkError>, 8> {
+    fn receive(d: &mut Decoder<N>, bytes: &[u8]) -> heapless::Vec<Received, 8> {
         let mut got = heapless::Vec::new();
         for &b in bytes {
             if let Some(r) = d.push(b) {
