@@ -45,6 +45,8 @@ step "kestrel-micro builds for a Cortex-M4F (no std can creep in), with every op
 cargo build --release -p kestrel-micro --target thumbv7em-none-eabihf
 cargo build --release -p kestrel-micro --target thumbv7em-none-eabihf --features defmt
 cargo clippy --release -p kestrel-micro --target thumbv7em-none-eabihf --no-default-features --features cortex-m-dsp -- -D warnings
+# The host/microcontroller link protocol is shared by the firmware: it must build there too.
+cargo clippy --release -p kestrel-link --target thumbv7em-none-eabihf -- -D warnings
 cargo test --release -p kestrel-micro --no-default-features --tests
 
 step "kestrel-micro on aarch64 under qemu (the NEON dot-product kernel against the portable one)"
