@@ -10,6 +10,9 @@
 #![no_std]
 
 pub mod cobs;
+pub mod device;
+#[cfg(feature = "std")]
+pub mod host;
 pub mod message;
 pub mod packet;
 

@@ -52,25 +52,25 @@ pub const fn wire_len(payload: usize) -> usize {
     cobs::max_encoded_len(HEADER + payload + TRAILER) + 1
 }
 
-/// Sends one packet through `out` (a UART, a socket): header, payload, CRC, COBS-encoded, 0x00.
-/// A payload over [`MAX_PAYLOAD`] is a caller's bug.
-pub fn send<E>(kind: Kind, seq: u16, payload: &[u8], out: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
-    assert!(payload.len() <= MAX_PAYLOAD, "payload of {} bytes over the protocol's limit", payload.len());
-    let len = payload.len() as u16;
+/// Sends one packet through `out` (a UART, a socket): header, payload (`parts` in order, never
+/// joined in memory), CRC, COBS-encoded, then 0x00. A payload over [`MAX_PAYLOAD`] is a
+/// caller's bug.
+pub fn send<E>(kind: Kind, seq: u16, parts: &[&[u8]], out: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    assert!(len <= MAX_PAYLOAD, "payload of {len} bytes over the protocol's limit");
     let mut header = [0u8; HEADER];
     header[..2].copy_from_slice(&MAGIC);
     header[2] = VERSION;
     header[3] = kind as u8;
     header[4..6].copy_from_slice(&seq.to_le_bytes());
-    header[6..8].copy_from_slice(&len.to_le_bytes());
+    header[6..8].copy_from_slice(&(len as u16).to_le_bytes());
     let mut crc = kestrel_micro::Crc32::default();
-    crc.update(&header);
-    crc.update(payload);
-    let crc = crc.finish();
     let mut enc = Encoder::default();
-    enc.push(&header, out)?;
-    enc.push(payload, out)?;
-    enc.push(&crc.to_le_bytes(), out)?;
+    for part in core::iter::once(&header[..]).chain(parts.iter().copied()) {
+        crc.update(part);
+        enc.push(part, out)?;
+    }
+    enc.push(&crc.finish().to_le_bytes(), out)?;
     enc.finish(out)
 }
 
@@ -156,7 +156,7 @@ mod tests {
 
     fn wire(kind: Kind, seq: u16, payload: &[u8]) -> heapless::Vec<u8, N> {
         let mut out = heapless::Vec::new();
-        send(kind, seq, payload, &mut |b: &[u8]| out.extend_from_slice(b)).unwrap();
+        send(kind, seq, &[payload], &mut |b: &[u8]| out.extend_from_slice(b)).unwrap();
         out
     }
 
