@@ -55,6 +55,9 @@ pub enum Command {
     /// Deploy to a board over ssh: upload, verify, health check, atomic switch, restart
     /// (automatic rollback if the service does not come up healthy); or --rollback, --status.
     Deploy(DeployArgs),
+    /// Send images to a microcontroller running a model as a co-processor (kestrel-link over a
+    /// serial port or a TCP socket) and print its answers.
+    Mcu(McuArgs),
     /// (on the board) Check a release: run its health model on its health image and compare
     /// the result with the one the host computed.
     Health(HealthArgs),
@@ -173,6 +176,31 @@ pub struct DeployArgs {
     /// Folder the bundle is written into.
     #[arg(long, default_value = "target/bundles")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct McuArgs {
+    /// `tcp:HOST:PORT`, or a serial device (set it to raw mode first: `stty -F PATH raw 115200`).
+    #[arg(long)]
+    pub port: String,
+    /// Images to send (PNG or JPEG), scaled to the device's input size.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// The `.kmodel` the device should run: refused unless its CRC matches the device's.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// A kestrel.toml whose labels name the classes.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Milliseconds to wait for each answer before sending again.
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
+    /// Times a request is sent again after a timeout or a link error.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+    /// One JSON object per image.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

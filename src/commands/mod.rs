@@ -10,6 +10,7 @@ mod export;
 mod gpu_selftest;
 mod init;
 mod inspect;
+mod mcu;
 mod profile;
 pub mod run;
 mod serve;
@@ -44,6 +45,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Boards(a) => deploy::boards(&a),
         Command::Bundle(a) => deploy::bundle(&a),
         Command::MenderSetup(a) => deploy::mender_setup(&a),
+        Command::Mcu(a) => mcu::mcu(&a),
         Command::Deploy(a) => deploy::deploy(&a),
         Command::Health(a) => serve::health(&a),
         Command::Serve(a) => serve::serve(&a),

@@ -3,14 +3,16 @@
 //! `cargo run --release` (from this folder) builds it and runs it in qemu-system-arm.
 //!
 //! Text goes out through a few lines of decimal printing instead of `core::fmt` (and so does a
-//! panic's location): formatting machinery would be a fifth of the firmware's code.
+//! panic's location, `print`): formatting machinery would be a fifth of the firmware's code.
 
 #![no_std]
 #![no_main]
 
 use cortex_m_rt::entry;
-use cortex_m_semihosting::{debug, hio};
+use cortex_m_semihosting::debug;
 use kestrel_micro::{Interpreter, Model};
+use kestrel_mps2_an386::print::print;
+use kestrel_mps2_an386::print::Piece::{Num, Text};
 
 static MODEL: &[u8] = include_bytes!("../data/fashion.kmodel");
 static IMAGES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images.u8"));
@@ -80,46 +82,4 @@ fn run() -> Result<(), kestrel_micro::Error> {
     print(&[Text(b"outputs digest "), Num(digest as usize)]);
     print(&[Text(b"accuracy "), Num(correct), Text(b"/"), Num(LABELS.len())]);
     Ok(())
-}
-
-/// A piece of a printed line.
-enum Piece<'a> {
-    Text(&'a [u8]),
-    Num(usize),
-}
-use Piece::{Num, Text};
-
-/// Writes one line to the host's stdout.
-fn print(pieces: &[Piece]) {
-    let Ok(mut out) = hio::hstdout() else { return };
-    for piece in pieces {
-        let mut digits = [0u8; 20];
-        let bytes = match *piece {
-            Text(t) => t,
-            Num(mut n) => {
-                let mut at = digits.len();
-                loop {
-                    at -= 1;
-                    digits[at] = b'0' + (n % 10) as u8;
-                    n /= 10;
-                    if n == 0 {
-                        break digits.get(at..).unwrap_or_default();
-                    }
-                }
-            }
-        };
-        let _ = out.write_all(bytes);
-    }
-    let _ = out.write_all(b"\n");
-}
-
-/// Prints where the panic happened and exits QEMU with a failure.
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line() as usize));
-    print(&[Text(b"panicked at "), Text(file.as_bytes()), Text(b":"), Num(line)]);
-    debug::exit(debug::EXIT_FAILURE);
-    loop {
-        cortex_m::asm::wfi();
-    }
 }

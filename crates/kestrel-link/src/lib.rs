@@ -16,6 +16,7 @@ pub mod host;
 pub mod message;
 pub mod packet;
 
+pub use kestrel_micro::crc32;
 pub use packet::{Decoder, Kind, Packet};
 
 /// Largest payload: a 128×128 RGB frame (the largest input the protocol carries).
