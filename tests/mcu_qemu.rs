@@ -1,6 +1,7 @@
-//! The Cortex-M4F firmware (boards/mps2-an386) under qemu-system-arm: it must predict exactly
-//! what the same .kmodel predicts on the host, image by image, and its runtime code must stay
-//! small. Needs `qemu-system-arm` and the thumbv7em-none-eabihf target (scripts/test.sh installs
+//! The Cortex-M4F firmwares (boards/mps2-an386) under qemu-system-arm: the batch one must
+//! predict exactly what the same .kmodel predicts on the host, image by image; the co-processor
+//! must answer frames sent over its UART (kestrel-link) with the host's bytes, through link
+//! faults; both runtimes' code must stay small. Needs `qemu-system-arm` and the thumbv7em-none-eabihf target (scripts/test.sh installs
 //! both); without them this test fails and says so.
 
 mod common;
@@ -355,6 +356,14 @@ impl Drop for Coprocessor {
 #[test]
 fn coprocessor_answers_over_the_emulated_uart_through_faults() {
     let host = HostRun::new();
+    let elf = std::fs::read(firmware("coprocessor")).unwrap();
+    let text = text_size(&elf).expect("an ELF with a .text section");
+    println!(
+        "co-processor firmware .text: {text} bytes (runtime, link, UART and LED drivers); arena 32 KiB, \
+         receive buffer {} bytes",
+        kestrel_link::packet::wire_len(784)
+    );
+    assert!(text <= TEXT_LIMIT, ".text is {text} bytes, over {TEXT_LIMIT}");
     let board = Coprocessor::start();
 
     // `kestrel mcu` straight to the board's serial socket (QEMU takes one connection at a time).
