@@ -4,8 +4,9 @@ CompressedImage messages in CDR (little endian, without the 4-byte encapsulation
 RustDDS hands them to serde), one per encoding Kestrel reads, each prefixed by the target's
 selector byte (0 Image, 1 Compressed). fuzz/corpus/bundle_open/: a small release bundle
 (release.json, MANIFEST.sha256, a model file). fuzz/corpus/release_json/: that release.json
-(selector 0) and a health.json with a class and a box (selector 1). Standard library only:
-python3 fuzz/make_seeds.py"""
+(selector 0) and a health.json with a class and a box (selector 1). fuzz/corpus/link_packets/:
+kestrel-link packets as a host sends them (a Hello, a 28x28 frame) and as a device answers.
+Standard library only: python3 fuzz/make_seeds.py"""
 
 import gzip
 import hashlib
@@ -19,6 +20,7 @@ import zlib
 OUT = os.path.join(os.path.dirname(__file__), "corpus", "ros2_image")
 BUNDLES = os.path.join(os.path.dirname(__file__), "corpus", "bundle_open")
 RELEASE_JSON = os.path.join(os.path.dirname(__file__), "corpus", "release_json")
+LINK = os.path.join(os.path.dirname(__file__), "corpus", "link_packets")
 RELEASE = {"id": "20261201T120000Z-abcdef12", "board": "emulated-orin-nano", "target": "aarch64-unknown-linux-gnu",
            "kestrel_version": "0.1.0", "created": 1796140800, "backend": "auto", "threads": 4,
            "models": ["models/fashion/model.onnx"]}
@@ -107,10 +109,39 @@ def main():
     os.makedirs(BUNDLES, exist_ok=True)
     with open(os.path.join(BUNDLES, "small-release.tar.gz"), "wb") as f:
         f.write(bundle())
+    os.makedirs(LINK, exist_ok=True)
+    frame = bytes((i * 7) % 256 for i in range(784))
+    answer = struct.pack("<HI", 9, 405773) + bytes(range(40))
+    info = struct.pack("<HHHHI", 28, 28, 1, 40, 0xBEC641CE)
+    for name, data in [("hello", b"\x00" + link_packet(1, 1, b"")), ("frame", b"\x00" + link_packet(3, 2, frame)),
+                       ("answers", link_packet(2, 1, info) + link_packet(4, 2, answer) + link_packet(5, 3, b"\x01\x07"))]:
+        with open(os.path.join(LINK, name), "wb") as f:
+            f.write(data)
     os.makedirs(RELEASE_JSON, exist_ok=True)
     for name, selector, value in [("release", 0, RELEASE), ("health", 1, HEALTH)]:
         with open(os.path.join(RELEASE_JSON, name), "wb") as f:
             f.write(bytes([selector]) + json.dumps(value, indent=2).encode())
+
+
+def cobs(data):
+    """COBS as crates/kestrel-link/src/cobs.rs encodes it."""
+    out, block = bytearray(), bytearray()
+    for b in data:
+        if b == 0:
+            out += bytes([len(block) + 1]) + block
+            block = bytearray()
+        else:
+            block.append(b)
+            if len(block) == 254:
+                out += b"\xff" + block
+                block = bytearray()
+    return bytes(out + bytes([len(block) + 1]) + block)
+
+
+def link_packet(kind, seq, payload):
+    """A kestrel-link packet on the wire: header, payload, CRC-32, COBS, 0x00."""
+    body = b"KL" + bytes([1, kind]) + struct.pack("<HH", seq, len(payload)) + payload
+    return cobs(body + struct.pack("<I", zlib.crc32(body))) + b"\x00"
 
 
 def bundle():

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(onnx_load kmodel_run kmodel_export configs image_preprocess camera_frame ros2_image decoders bundle_open release_json)
+TARGETS=(onnx_load kmodel_run kmodel_export configs image_preprocess camera_frame ros2_image decoders bundle_open release_json link_packets)
 TRIPLE=x86_64-unknown-linux-gnu
 OUT=target/fuzz
 BIN="$OUT/$TRIPLE/release"

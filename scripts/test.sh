@@ -18,6 +18,9 @@ step "Rust components and targets"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add thumbv7em-none-eabihf aarch64-unknown-linux-gnu aarch64-unknown-linux-musl
 
+step "defmt-print (decodes the co-processor firmware's defmt logs), cached in target/defmt-print"
+[ -x target/defmt-print/bin/defmt-print ] || cargo install --locked --quiet --root target/defmt-print defmt-print --version 1.2.0
+
 step "System packages (GStreamer and its RTSP server for the camera tests, QEMU for the Cortex-M and aarch64 tests, the aarch64 cross linker, OpenSSH for the deploy tests)"
 bash scripts/system-packages.sh test
 

@@ -186,6 +186,11 @@ impl Drop for Board {
         }
         let _ = self.sshd.kill();
         let _ = self.sshd.wait();
+        // Bundles and releases take a few hundred MB; a failed test's stay for a look.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = std::fs::remove_dir_all(format!("{}-shims", self.dir.display()));
+        }
     }
 }
 

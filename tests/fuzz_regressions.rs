@@ -13,7 +13,7 @@ mod common;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 10] = [
+const TARGETS: [(&str, Target); 11] = [
     ("onnx_load", targets::onnx_load),
     ("kmodel_run", targets::kmodel_run),
     ("kmodel_export", targets::kmodel_export),
@@ -24,6 +24,7 @@ const TARGETS: [(&str, Target); 10] = [
     ("decoders", targets::decoders),
     ("bundle_open", targets::bundle_open),
     ("release_json", targets::release_json),
+    ("link_packets", targets::link_packets),
 ];
 
 #[test]
@@ -59,6 +60,22 @@ fn the_release_json_seeds_are_files_the_target_reads() {
     assert_eq!(kestrel_deploy::bundle::parse_release(&release[1..]).unwrap().id, "20261201T120000Z-abcdef12");
     let health = std::fs::read(dir.join("health")).unwrap();
     assert_eq!(kestrel_deploy::bundle::parse_health(&health[1..]).unwrap().budget_s, 120);
+}
+
+#[test]
+fn the_link_seeds_are_packets_the_target_reads() {
+    use kestrel_link::packet::{wire_len, Decoder, Kind};
+    let dir = common::repo().join("fuzz/corpus/link_packets");
+    let mut kinds = Vec::new();
+    for name in ["hello", "frame", "answers"] {
+        let mut d = Decoder::<{ wire_len(784) }>::default();
+        for b in std::fs::read(dir.join(name)).unwrap() {
+            if let Some(p) = d.push(b) {
+                kinds.push(p.unwrap().kind);
+            }
+        }
+    }
+    assert_eq!(kinds, [Kind::Hello, Kind::Frame, Kind::ModelInfo, Kind::Result, Kind::Error]);
 }
 
 #[test]

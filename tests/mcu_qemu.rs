@@ -300,9 +300,11 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The co-processor firmware in QEMU, its UART0 on a TCP socket, its monitor on another.
+/// The co-processor firmware in QEMU, its UART0 on a TCP socket, its monitor on another, its
+/// defmt logs (UART1) in a file.
 struct Coprocessor {
     qemu: Child,
+    defmt: PathBuf,
     serial: u16,
     monitor: u16,
     /// Times the firmware said it was ready (once per start or reset).
@@ -312,11 +314,15 @@ struct Coprocessor {
 impl Coprocessor {
     fn start() -> Coprocessor {
         let (serial, monitor) = (free_port(), free_port());
+        let defmt = common::repo().join(format!("target/tmp/coprocessor-{}.defmt", std::process::id()));
+        std::fs::create_dir_all(defmt.parent().unwrap()).unwrap();
         let mut qemu = Command::new("qemu-system-arm")
             .args(["-cpu", "cortex-m4", "-machine", "mps2-an386", "-display", "none"])
             .args(["-semihosting-config", "enable=on,target=native"])
             .arg("-serial")
             .arg(format!("tcp:127.0.0.1:{serial},server=on,wait=off"))
+            .arg("-serial")
+            .arg(format!("file:{}", defmt.display()))
             .arg("-monitor")
             .arg(format!("tcp:127.0.0.1:{monitor},server=on,wait=off"))
             .arg("-kernel")
@@ -338,7 +344,26 @@ impl Coprocessor {
                 }
             }
         });
-        Coprocessor { qemu, serial, monitor, starts }
+        Coprocessor { qemu, defmt, serial, monitor, starts }
+    }
+}
+
+impl Coprocessor {
+    /// Stops the board and decodes its defmt log with `defmt-print` and the firmware's ELF.
+    fn stop_and_read_log(&mut self) -> String {
+        let _ = self.qemu.kill();
+        let _ = self.qemu.wait();
+        let tool = std::env::var_os("KESTREL_DEFMT_PRINT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| common::repo().join("target/defmt-print/bin/defmt-print"));
+        let out = Command::new(&tool)
+            .arg("-e")
+            .arg(firmware("coprocessor"))
+            .stdin(std::fs::File::open(&self.defmt).unwrap())
+            .output()
+            .unwrap_or_else(|e| panic!("{} ({e}): scripts/test.sh installs defmt-print there", tool.display()));
+        assert!(out.status.success(), "defmt-print: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
     }
 }
 
@@ -364,7 +389,7 @@ fn coprocessor_answers_over_the_emulated_uart_through_faults() {
         kestrel_link::packet::wire_len(784)
     );
     assert!(text <= TEXT_LIMIT, ".text is {text} bytes, over {TEXT_LIMIT}");
-    let board = Coprocessor::start();
+    let mut board = Coprocessor::start();
 
     // `kestrel mcu` straight to the board's serial socket (QEMU takes one connection at a time).
     let samples: Vec<PathBuf> = std::fs::read_dir(common::repo().join("models/fashion-cnn/samples"))
@@ -452,4 +477,12 @@ fn coprocessor_answers_over_the_emulated_uart_through_faults() {
     let stats = client.device_stats().unwrap();
     assert!(stats.crc_errors + stats.framing_errors >= 1 && stats.too_long >= 1, "{stats:?}");
     println!("device counters after the faults (since its reset): {stats:?}; client: {:?}", client.stats);
+
+    // The firmware's defmt log, decoded on the host from the ELF: both starts, every frame, the drops.
+    let log = board.stop_and_read_log();
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(count("INFO  coprocessor ready: 28x28 gray frames"), 2, "{log}");
+    assert!(count("INFO  frame: class ") >= IMAGES + samples.len(), "{} frames logged", count("frame: class"));
+    assert!(count("WARN  dropped a packet") >= 4, "{log}");
+    println!("defmt log: {} lines, e.g. {:?}", log.lines().count(), log.lines().find(|l| l.contains("WARN")));
 }

@@ -223,6 +223,15 @@ impl MenderBoard {
     }
 }
 
+impl Drop for Keys {
+    /// Artifacts, bundles and boards take a few hundred MB; a failed test's stay for a look.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 impl Drop for MenderBoard {
     fn drop(&mut self) {
         if let Some(pid) = self.service_pid() {

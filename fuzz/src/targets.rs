@@ -302,3 +302,35 @@ pub fn release_json(data: &[u8]) {
         assert_eq!(format!("{h:?}"), format!("{again:?}"));
     }
 }
+
+/// Bytes arriving on a co-processor link (`kestrel-link`), as the device and the host receive
+/// them: every packet the decoder accepts parses as its kind's message or is refused, and sent
+/// again it comes back the same; the decoder never holds more than its buffer.
+pub fn link_packets(data: &[u8]) {
+    use kestrel_link::message::{Inference, ModelInfo, Refusal, Stats};
+    use kestrel_link::packet::{send, wire_len, Decoder, Kind};
+    const N: usize = wire_len(784);
+    let mut decoder = Decoder::<N>::default();
+    for &b in data {
+        if let Some(Ok(p)) = decoder.push(b) {
+            let _ = match p.kind {
+                Kind::ModelInfo => ModelInfo::parse(p.payload).map(|_| ()),
+                Kind::Result => Inference::parse(p.payload).map(|_| ()),
+                Kind::Error => Refusal::parse(p.payload).map(|_| ()),
+                Kind::Stats => Stats::parse(p.payload).map(|_| ()),
+                Kind::Hello | Kind::Frame | Kind::StatsRequest => Ok(()),
+            };
+            let (kind, seq, payload) = (p.kind, p.seq, p.payload.to_vec());
+            let mut wire = Vec::new();
+            send(kind, seq, &[&payload], &mut |b: &[u8]| {
+                wire.extend_from_slice(b);
+                Ok::<(), ()>(())
+            })
+            .expect("writing to a vector");
+            let mut again = Decoder::<N>::default();
+            let back = wire.iter().find_map(|&b| again.push(b).map(|r| r.map(|p| (p.kind, p.seq, p.payload.to_vec()))));
+            assert_eq!(back, Some(Ok((kind, seq, payload))));
+        }
+        assert!(decoder.pending() <= N);
+    }
+}

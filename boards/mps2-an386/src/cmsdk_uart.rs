@@ -5,8 +5,10 @@
 use core::convert::Infallible;
 use core::ptr::{read_volatile, write_volatile};
 
-/// UART0 of the MPS2 boards (QEMU's `-serial` goes here).
+/// UART0 of the MPS2 boards (QEMU's first `-serial` goes here).
 pub const UART0: usize = 0x4000_4000;
+/// UART1 (QEMU's second `-serial`).
+pub const UART1: usize = 0x4000_5000;
 
 const DATA: usize = 0x0;
 const STATE: usize = 0x4;
@@ -53,6 +55,16 @@ impl Uart {
 pub struct UartRx(Regs);
 pub struct UartTx(Regs);
 
+impl UartTx {
+    /// Sends `bytes`, waiting for room before each.
+    pub fn send(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            while self.0.read(STATE) & STATE_TX_FULL != 0 {}
+            self.0.write(DATA, u32::from(b));
+        }
+    }
+}
+
 impl embedded_io::ErrorType for UartRx {
     type Error = Infallible;
 }
@@ -81,10 +93,7 @@ impl embedded_io::Read for UartRx {
 
 impl embedded_io::Write for UartTx {
     fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
-        for &b in buf {
-            while self.0.read(STATE) & STATE_TX_FULL != 0 {}
-            self.0.write(DATA, u32::from(b));
-        }
+        self.send(buf);
         Ok(buf.len())
     }
 

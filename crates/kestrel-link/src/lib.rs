@@ -32,6 +32,7 @@ pub const MAGIC: [u8; 2] = *b"KL";
 
 /// Why a received packet was dropped. A hand-written enum: the crate is `no_std`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum LinkError {
     /// More bytes than the receiver's buffer before a delimiter (dropped without buffering).
     TooLong,

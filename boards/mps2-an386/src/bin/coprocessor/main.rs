@@ -1,10 +1,13 @@
 //! The Fashion-MNIST `.kmodel` as a perception co-processor: frames arrive over UART0 (28×28
 //! 8-bit gray pixels, in kestrel-link packets), each runs in the static arena, and the class,
 //! the SysTick ticks it took and every output byte go back; LED 0 lights for an ankle boot.
-//! Runs until reset. Under QEMU: `-serial tcp:HOST:PORT` (or `pty`) connects UART0.
+//! Runs until reset. Under QEMU: `-serial tcp:HOST:PORT` (or `pty`) connects UART0; a second
+//! `-serial` (UART1) carries the defmt logs (`defmt-print -e ELF` decodes them).
 
 #![no_std]
 #![no_main]
+
+mod defmt_uart;
 
 use cortex_m_rt::entry;
 use kestrel_link::device::{Device, Model as LinkModel};
@@ -16,7 +19,7 @@ use kestrel_mps2_an386::fpgaio_led::Led;
 use kestrel_mps2_an386::print::print;
 use kestrel_mps2_an386::print::Piece::{Num, Text};
 
-static MODEL: &[u8] = include_bytes!("../../data/fashion.kmodel");
+static MODEL: &[u8] = include_bytes!("../../../data/fashion.kmodel");
 const ARENA: usize = 32 * 1024;
 const SIDE: u16 = 28;
 /// Float32 scores of the 10 classes.
@@ -62,6 +65,7 @@ impl LinkModel for Fashion<'_> {
                 best = (class as u16, p);
             }
         }
+        defmt::info!("frame: class {} in {} ticks", best.0, ticks);
         Ok((best.0, ticks))
     }
 }
@@ -90,10 +94,27 @@ fn main() -> ! {
     // SAFETY: as above.
     let mut led = unsafe { Led::take(0) };
     let mut device = Device::<{ wire_len(SIDE as usize * SIDE as usize) }, OUTPUT_BYTES>::new(Some(LED_CLASS));
+    defmt_uart::init();
+    defmt::info!("coprocessor ready: {}x{} gray frames, model CRC-32 {=u32:08x}", SIDE, SIDE, fashion.crc);
     print(&[Text(b"coprocessor: ready, frame "), Num(usize::from(SIDE)), Text(b"x"), Num(usize::from(SIDE))]);
     loop {
+        let before = device.stats();
         // The UART's errors are `Infallible`; the link's own are answered on the link.
         let _ = device.poll(&mut rx, &mut tx, &mut fashion, &mut led);
+        let after = device.stats();
+        let dropped = |a: u32, b: u32| a.wrapping_sub(b);
+        if dropped(
+            after.crc_errors + after.framing_errors + after.too_long,
+            before.crc_errors + before.framing_errors + before.too_long,
+        ) > 0
+        {
+            defmt::warn!(
+                "dropped a packet: so far {} CRC, {} framing, {} too long",
+                after.crc_errors,
+                after.framing_errors,
+                after.too_long
+            );
+        }
     }
 }
 
