@@ -36,6 +36,11 @@ fn main() -> ExitCode {
         }
         Err(_) => {
             let msg = PANIC.lock().ok().and_then(|p| p.clone()).unwrap_or_default();
+            // The reader of our stdout went away (`kestrel … | head`): stop quietly, as a Unix
+            // tool killed by SIGPIPE would (Rust ignores the signal, so sockets stay safe).
+            if msg.starts_with("failed printing to stdout: Broken pipe") {
+                return ExitCode::from(141);
+            }
             eprintln!("Error: internal error (a bug in kestrel, please report it): {msg}");
             ExitCode::from(2)
         }

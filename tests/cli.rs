@@ -367,3 +367,19 @@ fn inspect_counts_macs_at_a_stated_shape() {
     assert!(why.contains("cannot analyse") && !why.contains("internal error"), "{why}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `kestrel … | head` closes the pipe early: the program stops quietly with SIGPIPE's status,
+/// not with an "internal error".
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kestrel"))
+        .arg("boards")
+        .stdout(writer)
+        .current_dir(common::repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(141));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
