@@ -7,3 +7,4 @@
 pub mod cmsdk_uart;
 pub mod fpgaio_led;
 pub mod print;
+pub mod systick;

@@ -18,6 +18,7 @@ use kestrel_mps2_an386::cmsdk_uart::{Uart, UART0};
 use kestrel_mps2_an386::fpgaio_led::Led;
 use kestrel_mps2_an386::print::print;
 use kestrel_mps2_an386::print::Piece::{Num, Text};
+use kestrel_mps2_an386::systick;
 
 static MODEL: &[u8] = include_bytes!("../../../data/fashion.kmodel");
 const ARENA: usize = 32 * 1024;
@@ -34,7 +35,8 @@ const BAUDDIV: u32 = 217;
 struct Fashion<'a> {
     it: Interpreter<'static, 'a>,
     crc: u32,
-    systick: Option<cortex_m::peripheral::SYST>,
+    /// SysTick, if it could be started (ticks are 0 otherwise).
+    timer: Option<cortex_m::peripheral::SYST>,
 }
 
 impl LinkModel for Fashion<'_> {
@@ -47,15 +49,12 @@ impl LinkModel for Fashion<'_> {
         for (dst, &p) in input.chunks_exact_mut(4).zip(frame) {
             dst.copy_from_slice(&(f32::from(p) / 255.0).to_le_bytes());
         }
-        let start = cortex_m::peripheral::SYST::get_current();
+        let start = systick::now();
         self.it.run().map_err(|e| match e.kind() {
             ErrorKind::Format => 1,
             ErrorKind::Unsupported => 2,
         })?;
-        let ticks = match self.systick {
-            Some(_) => start.wrapping_sub(cortex_m::peripheral::SYST::get_current()) & 0x00FF_FFFF,
-            None => 0,
-        };
+        let ticks = if self.timer.is_some() { systick::ticks_since(start) } else { 0 };
         let out = self.it.output(0).ok_or(0u8)?;
         output.copy_from_slice(out.get(..output.len()).ok_or(0u8)?);
         let mut best = (0u16, f32::NEG_INFINITY);
@@ -81,14 +80,8 @@ fn main() -> ! {
         Ok(it) => it,
         Err(e) => halt(e.name()),
     };
-    let mut systick = cortex_m::Peripherals::take().map(|p| p.SYST);
-    if let Some(s) = systick.as_mut() {
-        s.set_clock_source(cortex_m::peripheral::syst::SystClkSource::Core);
-        s.set_reload(0x00FF_FFFF);
-        s.clear_current();
-        s.enable_counter();
-    }
-    let mut fashion = Fashion { it, crc: kestrel_micro::crc32(MODEL), systick };
+    let timer = systick::start();
+    let mut fashion = Fashion { it, crc: kestrel_micro::crc32(MODEL), timer };
     // SAFETY: UART0 and LED 0 of the MPS2, used by nothing else in this firmware.
     let (mut rx, mut tx) = unsafe { Uart::take(UART0, BAUDDIV) };
     // SAFETY: as above.
