@@ -233,6 +233,11 @@ pub struct EngineArgs {
     /// Worker threads for inference.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Run on a microcontroller co-processor instead (`tcp:HOST:PORT` or a serial device; see
+    /// `kestrel mcu`): the model must be the `.kmodel` the device runs; frames go to it as
+    /// 8-bit pixels (`run` and `watch`).
+    #[arg(long, value_name = "PORT")]
+    pub mcu: Option<String>,
 }
 
 /// How a model's inputs are made and its outputs read.

@@ -246,6 +246,9 @@ pub fn engine<'a>(model: impl Into<ModelView<'a>>, args: &EngineArgs, input_shap
     if !(1..=kestrel_engine::MAX_THREADS).contains(&args.threads) {
         anyhow::bail!("--threads must be within 1..={}", kestrel_engine::MAX_THREADS);
     }
+    if args.mcu.is_some() {
+        anyhow::bail!("--mcu works with `kestrel run` and `kestrel watch`");
+    }
     let kind: BackendKind = args.backend.parse().context("--backend")?;
     let engine = match model.into() {
         ModelView::Onnx(model) => {

@@ -421,6 +421,22 @@ fn coprocessor_answers_over_the_emulated_uart_through_faults() {
         common::kestrel(&["mcu", "--port", &port, "--model", other.to_str().unwrap(), samples[0].to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("the device runs another model"), "{out:?}");
 
+    // The co-processor as an engine: `run` and `watch` with `--mcu` give what the local integer
+    // runtime gives for the same .kmodel (the frames go back to pixels and over the link).
+    let kmodel = "boards/mps2-an386/data/fashion.kmodel";
+    let strip_times = |s: String| s.lines().map(|l| l.split(" (").next().unwrap_or(l).to_string()).collect::<Vec<_>>();
+    let sample = samples[0].to_str().unwrap();
+    let remote = common::kestrel_ok(&["run", kmodel, sample, "--mcu", &port]);
+    assert_eq!(strip_times(remote), strip_times(common::kestrel_ok(&["run", kmodel, sample])));
+    let folder = common::repo().join("models/fashion-cnn/samples");
+    let watch = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let args = [&["watch", kmodel, folder.to_str().unwrap(), "--json"][..], extra].concat();
+        let out = common::kestrel_ok(&args);
+        out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["classes"].clone()).collect()
+    };
+    let (remote, local) = (watch(&["--mcu", &port]), watch(&[]));
+    assert!(remote.len() >= samples.len() && remote == local, "watch --mcu: {remote:?}\nlocal: {local:?}");
+
     let proxy = Proxy::start(board.serial, board.monitor);
     let stream = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
     let mut client = Client::new(stream.try_clone().unwrap(), stream, Duration::from_secs(2), 3);

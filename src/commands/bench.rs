@@ -197,7 +197,7 @@ fn kmodel_counts(bytes: &[u8]) -> (usize, usize, u64, Option<u64>) {
 /// Measures one model in this process.
 fn measure(path: &Path, w: &Workload, latency_only: bool) -> Result<Measurement> {
     check_workload(w)?;
-    let engine_args = EngineArgs { backend: w.backend.clone(), threads: w.threads };
+    let engine_args = EngineArgs { backend: w.backend.clone(), threads: w.threads, mcu: None };
     let start = Instant::now();
     let file = open_model(path)?;
     let config_args = ConfigArgs { config: None, input_shape: w.input_shape.clone() };

@@ -13,7 +13,7 @@ use crate::models::models_dir;
 
 pub fn demo(args: &DemoArgs) -> Result<()> {
     let models = models_dir();
-    let engine_args = || EngineArgs { backend: args.engine.backend.clone(), threads: args.engine.threads };
+    let engine_args = || EngineArgs { backend: args.engine.backend.clone(), threads: args.engine.threads, mcu: None };
     let say = |text: &str| {
         if !args.json {
             println!("{text}");

@@ -223,7 +223,7 @@ fn make_bundle(board: &Board, opts: &BundleOptions, service_user: Option<String>
     // The expected result comes from this machine, on the backend the board will use (`auto`
     // for `cuda`: the GPU's result must match the CPU's): the board must reproduce it.
     let host_backend = if backend == "cuda" { "auto".to_string() } else { backend.clone() };
-    let host = EngineArgs { backend: host_backend, threads: 1 };
+    let host = EngineArgs { backend: host_backend, threads: 1, mcu: None };
     let mut model = ImageModel::open(&model_paths[0], &ConfigArgs::default(), &host)?;
     let mut expected = serde_json::to_value(model.infer(&health_image, None, 1)?)?;
     if let Some(o) = expected.as_object_mut() {

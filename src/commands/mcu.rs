@@ -1,10 +1,13 @@
-//! `kestrel mcu`: images to a microcontroller co-processor over kestrel-link, answers printed.
+//! `kestrel mcu`: images to a microcontroller co-processor over kestrel-link, answers printed;
+//! and the co-processor as an engine (`--mcu PORT` on `run` and `watch`).
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use kestrel_engine::{BackendKind, Engine, EngineError, Prepared, Tensor, TensorSpec};
 use kestrel_link::host;
 use kestrel_link::message::ModelInfo;
+use kestrel_vision::config::{Layout, Preprocess};
 use kestrel_vision::image::imageops::FilterType;
 use kestrel_vision::{image, ModelConfig};
 
@@ -77,4 +80,145 @@ fn frame(path: &std::path::Path, info: &ModelInfo) -> Result<Vec<u8>> {
         3 => image.to_rgb8().into_raw(),
         n => bail!("the device asks for {n}-channel frames; kestrel mcu sends gray or RGB"),
     })
+}
+
+/// An engine whose inference runs on the co-processor at `port`: the device must run `kmodel`
+/// (checked by CRC-32) with the input size `preprocess` says. Inputs are turned back into the
+/// 8-bit pixels they were made from (the inverse of `preprocess`'s pixel mapping, which the
+/// device applies itself), outputs are the device's bytes in the `.kmodel`'s output types.
+pub fn engine(port: &str, kmodel: &[u8], preprocess: &Preprocess) -> Result<Engine> {
+    // The local runtime reads the .kmodel's tensor specs (and proves it is well formed).
+    let local = Engine::from_kmodel(BackendKind::Micro, kmodel.to_vec(), 1)?;
+    let mut client =
+        host::open(port, Duration::from_secs(2), 3).with_context(|| format!("opening the link `{port}`"))?;
+    let info = client.hello().with_context(|| format!("asking the device at `{port}` what it runs"))?;
+    let crc = kestrel_link::crc32(kmodel);
+    if info.model_crc != crc {
+        bail!(
+            "the device at `{port}` runs another model (CRC-32 {:08x}) than this .kmodel ({crc:08x})",
+            info.model_crc
+        );
+    }
+    let channels = preprocess.color.channels();
+    if (u32::from(info.width), u32::from(info.height), usize::from(info.channels))
+        != (preprocess.width, preprocess.height, channels)
+    {
+        bail!(
+            "the device takes {}x{}x{} frames, the model's config {}x{}x{channels}",
+            info.width,
+            info.height,
+            info.channels,
+            preprocess.width,
+            preprocess.height
+        );
+    }
+    let prepared = McuPrepared {
+        client,
+        inputs: local.inputs().to_vec(),
+        outputs: local.outputs().to_vec(),
+        preprocess: *preprocess,
+        frame: vec![0; info.frame_bytes()],
+    };
+    let reason = format!("the co-processor at {port} ({}x{}x{} frames)", info.height, info.width, info.channels);
+    eprintln!("backend mcu: {reason}");
+    Ok(Engine::from_prepared("mcu", reason, Box::new(prepared)))
+}
+
+struct McuPrepared {
+    client: host::Client,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+    preprocess: Preprocess,
+    /// The frame sent, reused.
+    frame: Vec<u8>,
+}
+
+impl Prepared for McuPrepared {
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
+        let values = inputs
+            .first()
+            .and_then(Tensor::as_f32)
+            .ok_or_else(|| EngineError::Run("--mcu takes one float32 input".into()))?;
+        let p = &self.preprocess;
+        let (c, h, w) = (p.color.channels(), p.height as usize, p.width as usize);
+        if values.len() != c * h * w {
+            return Err(EngineError::Run(format!("input of {} values, the device takes {}", values.len(), c * h * w)));
+        }
+        for y in 0..h {
+            for x in 0..w {
+                for ch in 0..c {
+                    let v = match p.layout {
+                        Layout::Nhwc => values[(y * w + x) * c + ch],
+                        Layout::Nchw => values[(ch * h + y) * w + x],
+                    };
+                    self.frame[(y * w + x) * c + ch] = pixel(p, v, ch);
+                }
+            }
+        }
+        let answer = self.client.infer(&self.frame).map_err(|e| EngineError::Run(e.to_string()))?;
+        let mut at = 0;
+        let mut out = Vec::with_capacity(self.outputs.len());
+        for spec in &self.outputs {
+            let shape: Vec<usize> = spec.shape.iter().map(|d| d.unwrap_or(1)).collect();
+            let (code, size) = match spec.dtype.as_str() {
+                "float32" => (1, 4),
+                "uint8" => (2, 1),
+                "int8" => (3, 1),
+                "int32" => (6, 4),
+                other => {
+                    return Err(EngineError::Run(format!("the device's output type {other} is not read over the link")))
+                }
+            };
+            let len = shape.iter().product::<usize>() * size;
+            let bytes = answer.output.get(at..at + len).ok_or_else(|| {
+                EngineError::Run(format!(
+                    "the device answered {} output bytes, the model has more",
+                    answer.output.len()
+                ))
+            })?;
+            out.push(Tensor::from_le_bytes(code, shape, bytes)?);
+            at += len;
+        }
+        Ok(out)
+    }
+}
+
+/// The pixel value that `preprocess` maps to `v` in channel `c` (the inverse of
+/// [`Preprocess::value`]).
+fn pixel(p: &Preprocess, v: f32, c: usize) -> u8 {
+    let (lo, hi) = p.range;
+    let scaled = ((v * p.std[c] + p.mean[c] - lo) / (hi - lo) * 255.0).round().clamp(0.0, 255.0) as u8;
+    if p.invert {
+        255 - scaled
+    } else {
+        scaled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kestrel_vision::config::{Color, Layout, Preprocess};
+
+    #[test]
+    fn pixels_come_back_from_every_preprocessing() {
+        let mut p = Preprocess::plain(2, 2, Layout::Nchw, Color::Rgb);
+        for (range, mean, std, invert) in
+            [((0.0, 1.0), [0.0; 3], [1.0; 3], false), ((-1.0, 1.0), [0.1, 0.2, 0.3], [0.5, 0.25, 2.0], true)]
+        {
+            (p.range, p.mean, p.std, p.invert) = (range, mean, std, invert);
+            for c in 0..3 {
+                for v in 0..=255u8 {
+                    assert_eq!(super::pixel(&p, p.value(v, c), c), v, "{range:?} {c} {v}");
+                }
+            }
+        }
+    }
 }

@@ -15,7 +15,7 @@ use kestrel_vision::{draw, image_io, preprocess, ModelConfig};
 use serde::Serialize;
 
 use crate::cli::{ConfigArgs, RunArgs};
-use crate::models::{engine, load_config, open_model};
+use crate::models::{engine, load_config, open_model, ModelFile};
 
 /// What one image gave.
 #[derive(Debug, Serialize)]
@@ -80,8 +80,14 @@ impl ImageModel {
     pub fn open(model: &Path, config: &ConfigArgs, args: &crate::cli::EngineArgs) -> Result<ImageModel> {
         let file = open_model(model)?;
         let config = load_config(model, &file, config)?;
-        let engine = engine(&file, args, config.preprocess.shape())
-            .with_context(|| format!("preparing `{}`", model.display()))?;
+        let engine = match (&args.mcu, &file) {
+            (Some(port), ModelFile::Kmodel(bytes)) => super::mcu::engine(port, bytes, &config.preprocess)?,
+            (Some(_), ModelFile::Onnx(_)) => {
+                bail!("--mcu needs the .kmodel the device runs, not `{}`", model.display())
+            }
+            (None, _) => engine(&file, args, config.preprocess.shape())
+                .with_context(|| format!("preparing `{}`", model.display()))?,
+        };
         Ok(ImageModel { config, engine, save_outputs: None })
     }
 

@@ -25,7 +25,7 @@ const BOX_SCORE_TOL: f32 = 0.01;
 
 pub fn health(args: &HealthArgs) -> Result<()> {
     let (release, spec) = read_release(&args.release)?;
-    let engine = EngineArgs { backend: args.backend.clone(), threads: 1 };
+    let engine = EngineArgs { backend: args.backend.clone(), threads: 1, mcu: None };
     let (_, result, seconds) = check(&args.release, &spec, &engine)?;
     let line = serde_json::json!({ "ok": true, "release": release.id, "seconds": seconds, "result": result });
     println!("{line}");
@@ -41,7 +41,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         std::fs::create_dir_all(d).with_context(|| format!("creating `{}`", d.display()))?;
     }
     write_status(state, &release.id, "starting", "")?;
-    let engine = EngineArgs { backend: release.backend.clone(), threads: release.threads as usize };
+    let engine = EngineArgs { backend: release.backend.clone(), threads: release.threads as usize, mcu: None };
     let mut model = match check(&dir, &spec, &engine) {
         Ok((model, _, _)) => model,
         Err(e) => {

@@ -116,6 +116,12 @@ impl Engine {
         Ok(Engine { backend: backend.name(), reason: "asked for".into(), prepared })
     }
 
+    /// An engine over a backend that lives outside this crate (e.g. a microcontroller
+    /// co-processor on a serial link, `kestrel … --mcu`).
+    pub fn from_prepared(backend: &'static str, reason: impl Into<String>, prepared: Box<dyn Prepared>) -> Engine {
+        Engine { backend, reason: reason.into(), prepared }
+    }
+
     /// Prepares a `.kmodel` file's bytes: only the integer runtime runs those (`Auto` and
     /// `Micro`); any other backend needs the ONNX model it was exported from.
     pub fn from_kmodel(kind: BackendKind, bytes: Vec<u8>, threads: usize) -> Result<Engine, EngineError> {
