@@ -383,3 +383,32 @@ fn a_closed_stdout_ends_quietly() {
     assert_eq!(out.status.code(), Some(141));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// `kestrel mcu` without a device: a refused port, a missing serial device and a device that
+/// never answers are one `Error:` line each, the last within its timeouts.
+#[test]
+fn mcu_without_a_device_is_a_clear_error() {
+    let sample = "models/fashion-cnn/samples/00-ankle-boot.png";
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = common::kestrel(&["mcu", "--port", &format!("tcp:127.0.0.1:{closed}"), sample]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1) && stderr.starts_with("Error: opening the link") && stderr.contains("refused"),
+        "{stderr}"
+    );
+    let out = common::kestrel(&["mcu", "--port", "/dev/no-such-serial-port", sample]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && stderr.contains("No such file"), "{stderr}");
+    // A listener that accepts and says nothing.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = format!("tcp:{}", silent.local_addr().unwrap());
+    let start = std::time::Instant::now();
+    let out = common::kestrel(&["mcu", "--port", &port, "--timeout-ms", "200", "--retries", "2", sample]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1) && stderr.contains("no answer from the device within 200 ms, 3 tries"),
+        "{stderr}"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    drop(silent);
+}
