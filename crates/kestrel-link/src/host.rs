@@ -39,6 +39,10 @@ pub enum ClientError {
     BadAnswer(LinkError),
     /// The stream ended.
     Closed,
+    /// A request over the protocol's payload limit (a device asking for larger frames).
+    TooLarge {
+        bytes: usize,
+    },
 }
 
 impl core::fmt::Display for ClientError {
@@ -55,6 +59,9 @@ impl core::fmt::Display for ClientError {
             ClientError::Unexpected { kind } => write!(f, "the device answered with an unexpected {kind:?}"),
             ClientError::BadAnswer(e) => write!(f, "malformed answer: {}", e.name()),
             ClientError::Closed => write!(f, "the link closed"),
+            ClientError::TooLarge { bytes } => {
+                write!(f, "a {bytes}-byte request is over the link's limit of {MAX_PAYLOAD} bytes")
+            }
         }
     }
 }
@@ -140,6 +147,9 @@ impl Client {
     /// Sends a request and waits for the answer of the same sequence number; on a timeout or a
     /// link error, sends it again (with a new sequence number) up to `retries` times.
     fn request(&mut self, kind: Kind, payload: &[u8], answer: Kind) -> Result<Vec<u8>, ClientError> {
+        if payload.len() > MAX_PAYLOAD {
+            return Err(ClientError::TooLarge { bytes: payload.len() });
+        }
         self.stats.requests += 1;
         let mut last_link = None;
         for attempt in 0..=self.retries {
