@@ -486,15 +486,7 @@ fn a_board_is_updated_by_deploy_and_by_mender_alike() {
         "--out",
         data.to_str().unwrap(),
     ]);
-    let modules = Path::new(kestrel_deploy::mender::MODULES_DIR);
-    std::fs::create_dir_all(modules).expect("creating /usr/share/mender/modules/v3 (run as root)");
-    let tmp = modules.join(format!(".kestrel.deploy.{}", std::process::id()));
-    std::fs::copy(data.join("kestrel"), &tmp).unwrap();
-    std::fs::rename(&tmp, modules.join("kestrel")).unwrap();
-    if !Path::new("/etc/mender/artifact_info").exists() {
-        std::fs::create_dir_all("/etc/mender").unwrap();
-        std::fs::write("/etc/mender/artifact_info", "artifact_name=none\n").unwrap();
-    }
+    common::install_mender_module(&data.join("kestrel"));
     let conf = board.dir.join("mender.conf");
     std::fs::write(&conf, format!(r#"{{"DeviceTypeFile": "{}"}}"#, data.join("device_type").display())).unwrap();
     std::thread::sleep(Duration::from_secs(1)); // release IDs carry the second

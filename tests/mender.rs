@@ -132,7 +132,7 @@ impl MenderBoard {
             "--out",
             data.to_str().unwrap(),
         ]);
-        install_module(&data.join("kestrel"));
+        common::install_mender_module(&data.join("kestrel"));
         let conf = format!(
             r#"{{"ArtifactVerifyKey": "{}", "DeviceTypeFile": "{}"}}"#,
             keys.dir.join("key.pub").display(),
@@ -247,21 +247,6 @@ fn processes() -> Vec<String> {
         .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
         .map(|c| c.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" "))
         .collect()
-}
-
-/// Installs the update module where the Mender client looks (all boards share it), atomically.
-fn install_module(module: &Path) {
-    let dir = Path::new(kestrel_deploy::mender::MODULES_DIR);
-    std::fs::create_dir_all(dir)
-        .expect("creating /usr/share/mender/modules/v3 (run as root, or install mender-client)");
-    let tmp = dir.join(format!(".kestrel.{}.{:?}", std::process::id(), std::thread::current().id()));
-    std::fs::copy(module, &tmp).unwrap();
-    std::fs::rename(&tmp, dir.join("kestrel")).unwrap();
-    // The client falls back to this file until its database names an artifact.
-    if !Path::new("/etc/mender/artifact_info").exists() {
-        std::fs::create_dir_all("/etc/mender").unwrap();
-        std::fs::write("/etc/mender/artifact_info", "artifact_name=none\n").unwrap();
-    }
 }
 
 #[test]

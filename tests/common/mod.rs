@@ -140,3 +140,19 @@ pub fn rewrite_bundle(bundle: &Path, edit: &mut dyn FnMut(&str, &mut Vec<u8>)) {
     }
     builder.into_inner().unwrap().finish().unwrap();
 }
+
+/// Installs Kestrel's Mender update module where the client looks for it (one for every board
+/// on the machine), atomically, and the fallback artifact_info the client reads until its
+/// database names an artifact. Needs root, as CI runs.
+pub fn install_mender_module(module: &Path) {
+    let dir = Path::new(kestrel_deploy::mender::MODULES_DIR);
+    std::fs::create_dir_all(dir)
+        .expect("creating /usr/share/mender/modules/v3 (run as root, or install mender-client)");
+    let tmp = dir.join(format!(".kestrel.{}.{:?}", std::process::id(), std::thread::current().id()));
+    std::fs::copy(module, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("kestrel")).unwrap();
+    if !Path::new("/etc/mender/artifact_info").exists() {
+        std::fs::create_dir_all("/etc/mender").unwrap();
+        std::fs::write("/etc/mender/artifact_info", "artifact_name=none\n").unwrap();
+    }
+}
