@@ -20,19 +20,10 @@ pub fn mcu(args: &McuArgs) -> Result<()> {
     };
     let timeout = Duration::from_millis(args.timeout_ms.max(1));
     let port = &args.port;
-    let mut client = host::open(port, timeout, args.retries).with_context(|| format!("opening the link `{port}`"))?;
-    let info = client.hello().with_context(|| format!("asking the device at `{port}` what it runs"))?;
-    if let Some(path) = &args.model {
-        let bytes = std::fs::read(path).with_context(|| format!("reading `{}`", path.display()))?;
-        let crc = kestrel_link::crc32(&bytes);
-        if crc != info.model_crc {
-            bail!(
-                "the device runs another model (CRC-32 {:08x}) than `{}` ({crc:08x})",
-                info.model_crc,
-                path.display()
-            );
-        }
-    }
+    let bytes = args.model.as_ref().map(|p| std::fs::read(p).with_context(|| format!("reading `{}`", p.display())));
+    let bytes = bytes.transpose()?;
+    let name = args.model.as_ref().map(|p| format!("`{}`", p.display()));
+    let (mut client, info) = connect(port, timeout, args.retries, bytes.as_deref().zip(name.as_deref()))?;
     if !args.json {
         eprintln!(
             "device at {port}: input {}x{}x{}, {} output bytes, model CRC-32 {:08x}",
@@ -67,6 +58,25 @@ pub fn mcu(args: &McuArgs) -> Result<()> {
     Ok(())
 }
 
+/// Opens the link and asks the device what it runs; with `model` (its bytes and how to name it),
+/// refuses a device running another model (by CRC-32).
+fn connect(
+    port: &str,
+    timeout: Duration,
+    retries: u32,
+    model: Option<(&[u8], &str)>,
+) -> Result<(host::Client, ModelInfo)> {
+    let mut client = host::open(port, timeout, retries).with_context(|| format!("opening the link `{port}`"))?;
+    let info = client.hello().with_context(|| format!("asking the device at `{port}` what it runs"))?;
+    if let Some((bytes, name)) = model {
+        let crc = kestrel_link::crc32(bytes);
+        if crc != info.model_crc {
+            bail!("the device runs another model (CRC-32 {:08x}) than {name} ({crc:08x}), at `{port}`", info.model_crc);
+        }
+    }
+    Ok((client, info))
+}
+
 /// The image's 8-bit pixels in the device's input layout (height × width × channels), scaled
 /// to its size; gray is the image's luma.
 fn frame(path: &std::path::Path, info: &ModelInfo) -> Result<Vec<u8>> {
@@ -89,16 +99,7 @@ fn frame(path: &std::path::Path, info: &ModelInfo) -> Result<Vec<u8>> {
 pub fn engine(port: &str, kmodel: &[u8], preprocess: &Preprocess) -> Result<Engine> {
     // The local runtime reads the .kmodel's tensor specs (and proves it is well formed).
     let local = Engine::from_kmodel(BackendKind::Micro, kmodel.to_vec(), 1)?;
-    let mut client =
-        host::open(port, Duration::from_secs(2), 3).with_context(|| format!("opening the link `{port}`"))?;
-    let info = client.hello().with_context(|| format!("asking the device at `{port}` what it runs"))?;
-    let crc = kestrel_link::crc32(kmodel);
-    if info.model_crc != crc {
-        bail!(
-            "the device at `{port}` runs another model (CRC-32 {:08x}) than this .kmodel ({crc:08x})",
-            info.model_crc
-        );
-    }
+    let (client, info) = connect(port, Duration::from_secs(2), 3, Some((kmodel, "this .kmodel")))?;
     let channels = preprocess.color.channels();
     if (u32::from(info.width), u32::from(info.height), usize::from(info.channels))
         != (preprocess.width, preprocess.height, channels)
