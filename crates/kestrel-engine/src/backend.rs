@@ -48,6 +48,12 @@ pub trait Prepared: Send {
     fn op_times(&mut self, _inputs: &[Tensor], _runs: usize) -> Option<Result<Vec<OpTime>, EngineError>> {
         None
     }
+    /// Another handle on this prepared model, for another caller (another camera's thread): the
+    /// weights and the plan are shared, not copied; the handle gets its own run state (and its own
+    /// workers). `None` where the backend cannot share a prepared model.
+    fn share(&self) -> Option<Result<Box<dyn Prepared>, EngineError>> {
+        None
+    }
 }
 
 /// One op of a per-op profile.

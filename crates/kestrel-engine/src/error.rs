@@ -20,6 +20,8 @@ pub enum EngineError {
     Internal { backend: &'static str, message: String },
     #[error("the {backend} backend cannot time its ops one by one (a per-op profile needs the integer runtime: --backend micro)")]
     NoOpTimes { backend: &'static str },
+    #[error("the {backend} backend cannot share a prepared model between callers: prepare one per caller")]
+    NoSharing { backend: &'static str },
     #[error("not a valid .kmodel: {0}")]
     Kmodel(kestrel_micro::Error),
     #[error(transparent)]

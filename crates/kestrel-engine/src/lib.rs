@@ -85,8 +85,8 @@ fn check_threads(threads: usize) -> Result<(), EngineError> {
 ///
 /// `Send` (a camera's inference thread owns it), not `Sync`: `run` takes `&mut self` because
 /// each backend keeps per-run state beside the weights (tract's plan state and its value
-/// buffers, the integer runtime's arena). Several cameras today prepare one `Engine` each;
-/// sharing one model's weights between them needs the weights split from that state (not yet).
+/// buffers, the integer runtime's arena). Several callers (cameras) share one prepared model
+/// through [`Engine::share`]: each gets an `Engine` of its own over the same weights.
 pub struct Engine {
     backend: &'static str,
     reason: String,
@@ -195,6 +195,16 @@ impl Engine {
     /// Runs into `outputs`, reusing its tensors where the backend can (the integer runtime does).
     pub fn run_into(&mut self, inputs: &[Tensor], outputs: &mut Vec<Tensor>) -> Result<(), EngineError> {
         self.prepared.run_into(inputs, outputs)
+    }
+
+    /// Another `Engine` over the same prepared model, for another thread: the weights and the
+    /// plan (tract's optimized graph, the integer runtime's model and repacked filters) are
+    /// shared, not copied; the new engine has its own run state and workers, so both run at
+    /// once. The CPU and integer runtime backends share; the others say so in the error.
+    pub fn share(&self) -> Result<Engine, EngineError> {
+        let backend = self.backend;
+        let prepared = self.prepared.share().unwrap_or(Err(EngineError::NoSharing { backend }))?;
+        Ok(Engine { backend, reason: self.reason.clone(), prepared })
     }
 
     /// Each op's mean time over `runs` runs (see [`Prepared::op_times`]); an error names the

@@ -1,12 +1,13 @@
 //! CPU backend on tract: optimized plan, concrete input shapes, optional thread pool.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use kestrel_onnx::OnnxModel;
-use tract_linalg::multithread::Executor;
+use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{anyhow, bail, DimLike, TractErrorContext};
-use tract_onnx::tract_core::plan::SimpleState;
+use tract_onnx::tract_core::plan::{SimplePlan, SimpleState};
 use tract_onnx::tract_core::runtime::State;
 use tract_onnx::tract_hir::infer::Factoid;
 
@@ -17,12 +18,16 @@ use crate::{Backend, EngineError, PrepareOptions, Prepared, Tensor, TensorSpec};
 #[derive(Debug, Default)]
 pub struct Cpu;
 
-type Plan = SimpleState<TypedFact, Box<dyn TypedOp>>;
+type Plan = SimplePlan<TypedFact, Box<dyn TypedOp>>;
+type PlanState = SimpleState<TypedFact, Box<dyn TypedOp>>;
 
 struct CpuPrepared {
-    state: Plan,
+    /// The optimized graph with its weights, shared by every handle ([`Prepared::share`]).
+    plan: Arc<Plan>,
+    state: PlanState,
     /// tract's thread pool (`threads` > 1): each run happens on it, see `run`.
     executor: Option<Executor>,
+    threads: usize,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
 }
@@ -43,11 +48,12 @@ impl Backend for Cpu {
             let outputs = specs(&typed, &typed.outputs)?;
             let threaded = options.threads > 1 && typed_macs(&typed)? >= MIN_THREADED_MACS;
             let optimized = typed.into_optimized()?;
+            // The pool is the handle's, not the plan's: see `share`.
             let executor = threaded.then(|| Executor::multithread(options.threads));
-            let run_options = RunOptions { executor: executor.clone(), ..Default::default() };
-            let plan = optimized.into_runnable_with_options(&run_options)?;
+            let plan = optimized.into_runnable()?;
             let state = SimpleState::new(&plan)?;
-            Ok(Box::new(CpuPrepared { state, executor, inputs, outputs }) as Box<dyn Prepared>)
+            let threads = options.threads;
+            Ok(Box::new(CpuPrepared { plan, state, executor, threads, inputs, outputs }) as Box<dyn Prepared>)
         })
         .map_err(|e| e.into_prepare())
     }
@@ -65,13 +71,33 @@ impl Prepared for CpuPrepared {
     /// On more than one thread the whole run happens on tract's pool: its matrix products then
     /// split their work from inside the pool, where the calling worker takes part, instead of
     /// handing each product over from this thread and sleeping until it is done (which made
-    /// two threads slower than one on small models).
+    /// two threads slower than one on small models). tract's ops find the pool through
+    /// `multithread_tract_scope`.
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
         let (state, specs) = (&mut self.state, &self.inputs);
         match &self.executor {
-            Some(Executor::MultiThread(pool)) => pool.install(|| run_state(state, specs, inputs)),
+            Some(executor @ Executor::MultiThread(pool)) => {
+                pool.install(|| multithread_tract_scope(executor.clone(), || run_state(state, specs, inputs)))
+            }
             _ => run_state(state, specs, inputs),
         }
+    }
+
+    /// A new state over the same plan, with a pool of its own: two callers running at once on
+    /// one pool panic inside tract ("RefCell already borrowed": a worker waiting on one run's
+    /// product picks up the other's, which takes the same thread-local scratch).
+    fn share(&self) -> Option<Result<Box<dyn Prepared>, EngineError>> {
+        let state = guard(|| SimpleState::new(&self.plan)).map_err(|e| e.into_prepare());
+        Some(state.map(|state| {
+            Box::new(CpuPrepared {
+                plan: Arc::clone(&self.plan),
+                state,
+                executor: self.executor.as_ref().map(|_| Executor::multithread(self.threads)),
+                threads: self.threads,
+                inputs: self.inputs.clone(),
+                outputs: self.outputs.clone(),
+            }) as Box<dyn Prepared>
+        }))
     }
 }
 

@@ -7,6 +7,7 @@ use kestrel_onnx::OnnxModel;
 use super::pool::Pool;
 use crate::export_kmodel::{declared_input_shape, export_kmodel, INPUTS_KEY, OUTPUTS_KEY};
 use crate::tensor::TensorData;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::{Backend, EngineError, OpTime, PrepareOptions, Prepared, Tensor, TensorSpec};
@@ -14,30 +15,48 @@ use crate::{Backend, EngineError, OpTime, PrepareOptions, Prepared, Tensor, Tens
 #[derive(Debug, Default)]
 pub struct Micro;
 
-/// A validated model and its arena. The model borrows its bytes, which this struct owns: they
-/// are leaked into a `'static` slice at prepare time and reclaimed in `Drop`, so `run` does not
-/// re-validate (CRC and all) on every call.
-struct MicroPrepared {
+/// A validated model with this CPU's constants, shared by every handle on it
+/// ([`Prepared::share`]). The model borrows its bytes, which this struct owns: they are leaked
+/// into a `'static` slice at prepare time and reclaimed in `Drop`, so `run` does not re-validate
+/// (CRC and all) on every call.
+struct Shared {
     model: Model<'static>,
     bytes: *mut [u8],
-    arena: Vec<u8>,
     /// This CPU's fast kernels' constants (repacked filters), computed once here.
     prepared: Vec<u8>,
-    /// Workers for the parts of large ops (`threads` > 1), made once here.
-    pool: Option<Pool>,
+    threads: usize,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
 }
 
 // SAFETY: the raw pointer is the unique owner of an immutable heap slice (from `Box::leak`);
-// nothing else aliases it mutably, so moving the struct to another thread is sound.
-unsafe impl Send for MicroPrepared {}
+// nothing writes through it or through anything else here after `prepare_kmodel` returns, so
+// moving it to, and reading it from, other threads is sound.
+unsafe impl Send for Shared {}
+// SAFETY: as above: every field is read-only once built.
+unsafe impl Sync for Shared {}
 
-impl Drop for MicroPrepared {
+impl Drop for Shared {
     fn drop(&mut self) {
-        // SAFETY: `bytes` came from `Box::into_raw` in `prepare` and is freed exactly once, here;
-        // `model`, its only borrower, is never used again once drop has begun.
+        // SAFETY: `bytes` came from `Box::into_raw` in `prepare_kmodel` and is freed exactly
+        // once, here; `model`, its only borrower, is never used again once drop has begun.
         unsafe { drop(Box::from_raw(self.bytes)) }
+    }
+}
+
+/// One caller's handle: the shared model, and the arena and workers of its own runs.
+struct MicroPrepared {
+    shared: Arc<Shared>,
+    arena: Vec<u8>,
+    /// Workers for the parts of large ops (`threads` > 1), made once per handle.
+    pool: Option<Pool>,
+}
+
+impl MicroPrepared {
+    fn new(shared: Arc<Shared>) -> MicroPrepared {
+        let arena = vec![0u8; shared.model.arena_len()];
+        let pool = (shared.threads > 1).then(|| Pool::new(shared.threads));
+        MicroPrepared { shared, arena, pool }
     }
 }
 
@@ -103,22 +122,20 @@ pub fn prepare_kmodel(bytes: Vec<u8>, threads: usize) -> Result<Box<dyn Prepared
     let inputs = vec![spec(&m, m.input(0), &input_names[0])];
     let output_names = names(OUTPUTS_KEY, "output", m.output_count());
     let outputs = (0..m.output_count()).map(|i| spec(&m, m.output(i), &output_names[i])).collect();
-    let arena = vec![0u8; m.arena_len()];
-    let prepared = vec![0u8; Interpreter::prepared_len(&m)];
-    // Built first, so that an error below frees the model bytes (in `Drop`).
-    let pool = (threads > 1).then(|| Pool::new(threads));
-    let mut p = MicroPrepared { model: m, bytes, arena, prepared, pool, inputs, outputs };
-    Interpreter::prepare(&p.model, &mut p.prepared).map_err(EngineError::Kmodel)?;
-    Ok(Box::new(p))
+    let mut shared = Shared { model: m, bytes, prepared: Vec::new(), threads, inputs, outputs };
+    // Made with the model in place, so that an error frees the model bytes (in `Drop`).
+    shared.prepared = vec![0u8; Interpreter::prepared_len(&shared.model)];
+    Interpreter::prepare(&shared.model, &mut shared.prepared).map_err(EngineError::Kmodel)?;
+    Ok(Box::new(MicroPrepared::new(Arc::new(shared))))
 }
 
 impl Prepared for MicroPrepared {
     fn inputs(&self) -> &[TensorSpec] {
-        &self.inputs
+        &self.shared.inputs
     }
 
     fn outputs(&self) -> &[TensorSpec] {
-        &self.outputs
+        &self.shared.outputs
     }
 
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
@@ -133,11 +150,12 @@ impl Prepared for MicroPrepared {
             Some(pool) => pool,
             None => &Serial,
         };
-        let mut it = Interpreter::with_prepared(self.model, &mut self.arena, &self.prepared).map_err(run_error)?;
+        let shared = &*self.shared;
+        let mut it = Interpreter::with_prepared(shared.model, &mut self.arena, &shared.prepared).map_err(run_error)?;
         write_input(&mut it, values)?;
         it.run_with(spread, |_| {}).map_err(run_error)?;
-        outputs.truncate(self.outputs.len());
-        for (i, spec) in self.outputs.iter().enumerate() {
+        outputs.truncate(shared.outputs.len());
+        for (i, spec) in shared.outputs.iter().enumerate() {
             let bytes = it.output(i).ok_or_else(|| EngineError::Run(format!("no output {i}")))?;
             let float = spec.dtype == "float32";
             match outputs.get_mut(i).map(|t| &mut t.data) {
@@ -160,6 +178,11 @@ impl Prepared for MicroPrepared {
     fn op_times(&mut self, inputs: &[Tensor], runs: usize) -> Option<Result<Vec<OpTime>, EngineError>> {
         Some(self.time_ops(inputs, runs))
     }
+
+    /// The same model and constants; a new arena and pool.
+    fn share(&self) -> Option<Result<Box<dyn Prepared>, EngineError>> {
+        Some(Ok(Box::new(MicroPrepared::new(Arc::clone(&self.shared)))))
+    }
 }
 
 impl MicroPrepared {
@@ -168,7 +191,7 @@ impl MicroPrepared {
         let [input] = inputs else {
             return Err(EngineError::Shape(format!("the model takes 1 input, got {}", inputs.len())));
         };
-        let want = &self.inputs[0].shape;
+        let want = &self.shared.inputs[0].shape;
         let fits = input.shape.len() == want.len() && input.shape.iter().zip(want).all(|(&d, w)| d == w.unwrap_or(0));
         input.as_f32().filter(|_| fits).ok_or_else(|| {
             let want: Vec<usize> = want.iter().map(|d| d.unwrap_or(0)).collect();
@@ -178,9 +201,9 @@ impl MicroPrepared {
 
     fn time_ops(&mut self, inputs: &[Tensor], runs: usize) -> Result<Vec<OpTime>, EngineError> {
         let values = self.input_values(inputs)?;
-        let model = self.model;
+        let model = self.shared.model;
         let mut seconds = vec![0f64; model.op_count()];
-        let mut it = Interpreter::with_prepared(model, &mut self.arena, &self.prepared).map_err(run_error)?;
+        let mut it = Interpreter::with_prepared(model, &mut self.arena, &self.shared.prepared).map_err(run_error)?;
         for _ in 0..runs {
             write_input(&mut it, values)?;
             let mut last = Instant::now();
