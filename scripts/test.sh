@@ -97,7 +97,7 @@ step "What ran and what was skipped (and why)"
 sort -u "$KESTREL_CHECK_LOG" | awk -F'\t' '{ printf "  %-14s %-8s %s\n", $1, $2, $3 }'
 required=(aarch64-sdot cortex-m-dsp)
 grep -qw avx2 /proc/cpuinfo && required+=(avx2)
-grep -qw avx512_vnni /proc/cpuinfo && required+=(avx512-vnni)
+grep -qw avx512_vnni /proc/cpuinfo && required+=(avx512-vnni avx512-vnni-depthwise)
 missing=()
 for kernel in "${required[@]}"; do
     grep -q "^$kernel"$'\t'"tested" "$KESTREL_CHECK_LOG" || missing+=("$kernel")

@@ -117,6 +117,10 @@ pub(crate) fn gather_patch(s: &ConvShape, x: &[u8], pad: u8, b: usize, g: usize,
 /// portable kernel).
 pub fn prepared_len(s: &ConvShape) -> usize {
     #[cfg(target_arch = "x86_64")]
+    if super::depthwise_x86::supports(s) && super::depthwise_x86::available() {
+        return super::depthwise_x86::prepared_len(s);
+    }
+    #[cfg(target_arch = "x86_64")]
     if super::conv_x86::supports(s) && super::conv_x86::vnni_available() {
         return super::conv_x86::layout(s).total;
     }
@@ -142,6 +146,10 @@ pub fn prepare(
     multipliers: impl Fn(usize) -> f32,
     out: &mut [u8],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if super::depthwise_x86::supports(s) && super::depthwise_x86::available() {
+        return super::depthwise_x86::prepare(s, w, x_zero, bias, multipliers, out);
+    }
     #[cfg(target_arch = "x86_64")]
     if super::conv_x86::supports(s) && super::conv_x86::vnni_available() {
         return prepare_constants(s, w, bias, &multipliers, x_zero, super::conv_x86::layout(s), out);
@@ -174,11 +182,13 @@ pub fn conv(
 ) {
     #[cfg(target_arch = "x86_64")]
     if let Some(p) = prepared.filter(|p| !p.is_empty() && p.len() == prepared_len(s)) {
-        use super::{conv_avx2, conv_x86};
+        use super::{conv_avx2, conv_x86, depthwise_x86};
         // SAFETY: a non-zero prepared_len is the layout of the first kernel whose shape check and
         // CPU check pass, the same checks in the same order as here.
         return unsafe {
-            if conv_x86::supports(s) && conv_x86::vnni_available() {
+            if depthwise_x86::supports(s) && depthwise_x86::available() {
+                depthwise_x86::depthwise_vnni(s, x, x_zero, p, y, y_zero)
+            } else if conv_x86::supports(s) && conv_x86::vnni_available() {
                 conv_x86::conv_vnni(s, x, x_zero, p, y, y_zero)
             } else {
                 conv_avx2::conv_avx2(s, x, x_zero, p, y, y_zero)

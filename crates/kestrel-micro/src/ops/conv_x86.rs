@@ -196,7 +196,7 @@ unsafe fn conv_blocks<const NB: usize, const P: usize>(
 /// AVX-512 F and BW.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn requantize_pixel<const NB: usize>(
+pub(crate) unsafe fn requantize_pixel<const NB: usize>(
     a: &[__m512i; NB],
     mults: &[__m512; NB],
     hi: __m512,

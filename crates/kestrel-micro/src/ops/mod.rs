@@ -17,6 +17,8 @@ pub mod conv_f32;
 #[cfg(target_arch = "x86_64")]
 pub mod conv_x86;
 pub mod depthwise;
+#[cfg(target_arch = "x86_64")]
+pub mod depthwise_x86;
 pub mod fully_connected;
 pub mod max_pool;
 pub mod pad;
