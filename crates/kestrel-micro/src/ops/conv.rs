@@ -187,7 +187,7 @@ pub fn conv(
         // CPU check pass, the same checks in the same order as here.
         return unsafe {
             if depthwise_x86::supports(s) && depthwise_x86::available() {
-                depthwise_x86::depthwise_vnni(s, x, x_zero, p, y, y_zero)
+                depthwise_x86::depthwise(s, x, x_zero, p, y, y_zero)
             } else if conv_x86::supports(s) && conv_x86::vnni_available() {
                 conv_x86::conv_vnni(s, x, x_zero, p, y, y_zero)
             } else {
