@@ -53,6 +53,9 @@ fn fast_paths(run: Run) {
         kestrel_micro::ops::conv_avx2::disable_fast_paths(portable);
     }
     #[cfg(target_arch = "aarch64")]
-    kestrel_micro::ops::conv_aarch64::disable_fast_paths(portable);
+    {
+        kestrel_micro::ops::conv_aarch64::disable_fast_paths(portable);
+        kestrel_micro::ops::depthwise_aarch64::disable_fast_paths(portable);
+    }
     let _ = (no_vnni, portable);
 }

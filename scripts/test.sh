@@ -95,7 +95,7 @@ bash scripts/fuzz.sh ci 30
 
 step "What ran and what was skipped (and why)"
 sort -u "$KESTREL_CHECK_LOG" | awk -F'\t' '{ printf "  %-14s %-8s %s\n", $1, $2, $3 }'
-required=(aarch64-sdot cortex-m-dsp)
+required=(aarch64-sdot aarch64-neon-depthwise cortex-m-dsp)
 grep -qw avx2 /proc/cpuinfo && required+=(avx2 avx2-depthwise)
 grep -qw avx512_vnni /proc/cpuinfo && required+=(avx512-vnni avx512-vnni-depthwise)
 missing=()

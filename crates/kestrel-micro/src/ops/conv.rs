@@ -117,8 +117,8 @@ pub(crate) fn gather_patch(s: &ConvShape, x: &[u8], pad: u8, b: usize, g: usize,
 /// portable kernel).
 pub fn prepared_len(s: &ConvShape) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if super::depthwise_x86::supports(s) && super::depthwise_x86::available() {
-        return super::depthwise_x86::prepared_len(s);
+    if super::depthwise_simd::supports(s) && super::depthwise_x86::available() {
+        return super::depthwise_simd::prepared_len(s);
     }
     #[cfg(target_arch = "x86_64")]
     if super::conv_x86::supports(s) && super::conv_x86::vnni_available() {
@@ -127,6 +127,10 @@ pub fn prepared_len(s: &ConvShape) -> usize {
     #[cfg(target_arch = "x86_64")]
     if super::conv_avx2::supports(s) && super::conv_avx2::avx2_available() {
         return super::conv_avx2::layout(s).total;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if super::depthwise_simd::supports(s) && super::depthwise_aarch64::available() {
+        return super::depthwise_simd::prepared_len(s);
     }
     #[cfg(target_arch = "aarch64")]
     if super::conv_aarch64::supports(s) && super::conv_aarch64::dotprod_available() {
@@ -147,8 +151,8 @@ pub fn prepare(
     out: &mut [u8],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if super::depthwise_x86::supports(s) && super::depthwise_x86::available() {
-        return super::depthwise_x86::prepare(s, w, x_zero, bias, multipliers, out);
+    if super::depthwise_simd::supports(s) && super::depthwise_x86::available() {
+        return super::depthwise_simd::prepare(s, w, x_zero, bias, multipliers, out);
     }
     #[cfg(target_arch = "x86_64")]
     if super::conv_x86::supports(s) && super::conv_x86::vnni_available() {
@@ -157,6 +161,10 @@ pub fn prepare(
     #[cfg(target_arch = "x86_64")]
     if super::conv_avx2::supports(s) && super::conv_avx2::avx2_available() {
         return prepare_constants(s, w, bias, &multipliers, x_zero, super::conv_avx2::layout(s), out);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if super::depthwise_simd::supports(s) && super::depthwise_aarch64::available() {
+        return super::depthwise_simd::prepare(s, w, x_zero, bias, multipliers, out);
     }
     #[cfg(target_arch = "aarch64")]
     if super::conv_aarch64::supports(s) && super::conv_aarch64::dotprod_available() {
@@ -182,11 +190,11 @@ pub fn conv(
 ) {
     #[cfg(target_arch = "x86_64")]
     if let Some(p) = prepared.filter(|p| !p.is_empty() && p.len() == prepared_len(s)) {
-        use super::{conv_avx2, conv_x86, depthwise_x86};
+        use super::{conv_avx2, conv_x86, depthwise_simd, depthwise_x86};
         // SAFETY: a non-zero prepared_len is the layout of the first kernel whose shape check and
         // CPU check pass, the same checks in the same order as here.
         return unsafe {
-            if depthwise_x86::supports(s) && depthwise_x86::available() {
+            if depthwise_simd::supports(s) && depthwise_x86::available() {
                 depthwise_x86::depthwise(s, x, x_zero, p, y, y_zero)
             } else if conv_x86::supports(s) && conv_x86::vnni_available() {
                 conv_x86::conv_vnni(s, x, x_zero, p, y, y_zero)
@@ -197,7 +205,11 @@ pub fn conv(
     }
     #[cfg(target_arch = "aarch64")]
     if let Some(p) = prepared.filter(|p| !p.is_empty() && p.len() == prepared_len(s)) {
-        // SAFETY: a non-zero prepared_len means supports(s) and dotprod_available().
+        if super::depthwise_simd::supports(s) && super::depthwise_aarch64::available() {
+            return super::depthwise_aarch64::depthwise(s, x, x_zero, p, y, y_zero);
+        }
+        // SAFETY: a non-zero prepared_len (not depthwise's) means supports(s) and
+        // dotprod_available().
         return unsafe { super::conv_aarch64::conv_sdot(s, x, x_zero, p, y, y_zero) };
     }
     let _ = prepared;

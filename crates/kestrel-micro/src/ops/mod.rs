@@ -17,6 +17,10 @@ pub mod conv_f32;
 #[cfg(target_arch = "x86_64")]
 pub mod conv_x86;
 pub mod depthwise;
+#[cfg(target_arch = "aarch64")]
+pub mod depthwise_aarch64;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub mod depthwise_simd;
 #[cfg(target_arch = "x86_64")]
 pub mod depthwise_x86;
 pub mod fully_connected;
