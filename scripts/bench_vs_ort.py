@@ -10,10 +10,12 @@ this script, with the scaling efficiency (time at 1 thread / (2 x time at 2)).
 
 Venv: onnxruntime numpy pillow. Build first: cargo build --release
 Run from the repo root: python scripts/bench_vs_ort.py [--runs 300] [--rounds 3] [--threads 1,2] [--skip-models]
+[--only NAME]
 """
 import re
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -24,6 +26,9 @@ from PIL import Image
 
 from make_blazeface import letterbox
 
+# The COCO detector compressed integer-only (made by `kestrel compress` when missing).
+NANODET_INT8 = "target/bench/coco-nanodet.integer.int8.onnx"
+
 MODELS = [
     ("blazeface", "models/blazeface/model.onnx", "models/samples/astronaut.png"),
     ("blazeface int8", "models/blazeface/model.int8.onnx", "models/samples/astronaut.png"),
@@ -32,6 +37,8 @@ MODELS = [
     ("fashion int8 micro", "models/fashion-cnn/model.int8.onnx", "models/fashion-cnn/samples/00-ankle-boot.png"),
     ("blazeface integer int8", "models/blazeface/model.integer.int8.onnx", "models/samples/astronaut.png"),
     ("blazeface integer int8 micro", "models/blazeface/model.integer.int8.onnx", "models/samples/astronaut.png"),
+    ("coco-nanodet", "models/coco-nanodet/model.onnx", "models/coco-nanodet/photos/dog.jpg"),
+    ("coco-nanodet integer int8 micro", NANODET_INT8, "models/coco-nanodet/photos/dog.jpg"),
 ]
 
 
@@ -39,6 +46,12 @@ def ort_input(name, image):
     img = Image.open(image)
     if name.startswith("blazeface"):
         return letterbox(img.convert("RGB"))
+    if name.startswith("coco-nanodet"):
+        # Latency only: NanoDet's normalized BGR input, stretched (Kestrel letterboxes; the
+        # amount of work is the same).
+        x = np.asarray(img.convert("RGB").resize((416, 416)), np.float32)[:, :, ::-1]
+        x = (x - [103.53, 116.28, 123.675]) / [57.375, 57.12, 58.395]
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[None], np.float32)
     return (np.asarray(img.convert("L"), np.float32) / 255.0)[None, :, :, None]
 
 
@@ -70,6 +83,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-models", action="store_true", help="only the conv stack")
     ap.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
+    ap.add_argument("--only", default="", help="only the models whose name contains this")
     args = ap.parse_args()
     if not args.skip_models:
         bundled_models(args)
@@ -104,9 +118,16 @@ def conv_stack(args):
 
 
 def bundled_models(args):
+    if not os.path.exists(NANODET_INT8):
+        os.makedirs(os.path.dirname(NANODET_INT8), exist_ok=True)
+        subprocess.run(["target/release/kestrel", "compress", "models/coco-nanodet/model.onnx", "--int8",
+                        "--integer-only", "--calib", "models/coco-nanodet/calib", "--out", NANODET_INT8],
+                       check=True, capture_output=True)
     print(f"onnxruntime {ort.__version__}; median of {args.runs} runs per round, best of {args.rounds} rounds")
     print(f"{'model':<30} {'threads':>7} {'kestrel (ms)':>13} {'onnxruntime (ms)':>17} {'kestrel / ort':>14}")
     for name, path, image in MODELS:
+        if args.only not in name:
+            continue
         x = ort_input(name, image)
         for threads in (int(t) for t in args.threads.split(",")):
             ours, theirs = [], []

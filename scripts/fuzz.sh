@@ -3,7 +3,8 @@
 #   scripts/fuzz.sh build                 build every target
 #   scripts/fuzz.sh run TARGET SECONDS    fuzz one target for SECONDS from its corpus
 #   scripts/fuzz.sh ci [SECONDS]          build, replay the regressions, fuzz each target SECONDS
-#                                         (default 30); any crash, timeout or OOM fails
+#                                         (default 30, one target per core at a time); any crash,
+#                                         timeout or OOM fails
 #   scripts/fuzz.sh campaign SECONDS [JOBS]
 #                                         every target for SECONDS, JOBS at a time (default: cores),
 #                                         then minimize each corpus; a table of runs, coverage, crashes
@@ -89,8 +90,10 @@ case "${1:-}" in
                 "$BIN/$t" "${LIBFUZZER_LIMITS[@]}" -runs=0 "fuzz/regressions/$t" 2> "$OUT/$t.replay.log" \
                     || { tail -n 40 "$OUT/$t.replay.log"; echo "a regression input of $t fails again"; exit 1; }
             fi
-            fuzz "$t" "$secs"
-        done ;;
+        done
+        # One target per core at a time: each still gets its SECONDS.
+        printf '%s\n' "${TARGETS[@]}" | xargs -P "$(nproc)" -I{} bash scripts/fuzz.sh fuzz-one {} "$secs" ;;
+    fuzz-one) fuzz "$2" "$3" ;;
     campaign)
         build
         secs=$2 jobs=${3:-$(nproc)}
