@@ -36,6 +36,17 @@ bash scripts/fetch-models.sh
 step "Cyclone DDS (Python package, pinned) for the ROS 2 interop tests, in target/cyclonedds-venv"
 bash scripts/ros2-peer.sh
 
+step "Two builds in the background at the lowest priority (the aarch64 cross build the qemu tests use, and the fuzz targets), on the core time the steps below leave idle"
+# rustc spends long stretches on one core (tract's crates); the tests wait on QEMU and sshd.
+mkdir -p target/background
+nice -n 19 env CARGO_TARGET_DIR=target/cross cargo build --release --no-default-features --features camera,ros2 \
+    --target aarch64-unknown-linux-gnu --bin kestrel > target/background/cross.log 2>&1 &
+nice -n 19 bash scripts/fuzz.sh build > target/background/fuzz.log 2>&1 &
+fuzz_build=$!
+# Ended with this script, however it ends. (The aarch64 tests' own cargo call waits for the
+# cross build's lock, then finds it built, or fails with its errors.)
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -91,6 +102,7 @@ cargo test --release --workspace --features cuda --lib --test cuda_backend
 cargo test --release --workspace --no-run
 
 step "Fuzzing (fuzz/README.md): every target built with ASan and coverage, the found inputs replayed, then 30 s each"
+wait "$fuzz_build" || { tail -n 60 target/background/fuzz.log; echo "FAILED: the fuzz targets' build (target/background/fuzz.log)"; exit 1; }
 bash scripts/fuzz.sh ci 30
 
 step "What ran and what was skipped (and why)"

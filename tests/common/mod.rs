@@ -88,7 +88,8 @@ pub fn record_check(check: &str, tested: bool, detail: &str) {
     }
 }
 
-/// The emulated Orin Nano's `kestrel` (aarch64, with `camera`, as its board definition builds it),
+/// The emulated Orin Nano's `kestrel` (aarch64, with `camera` and `ros2`, as its board definition
+/// builds it and as `tests/aarch64_qemu.rs` does: one build),
 /// built once per test binary (a deploy's own cargo call then finds it fresh).
 pub fn board_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -101,7 +102,7 @@ pub fn board_binary() -> PathBuf {
                     "--release",
                     "--no-default-features",
                     "--features",
-                    "camera",
+                    "camera,ros2",
                     "--bin",
                     "kestrel",
                     "--target",
