@@ -86,7 +86,7 @@ pub(crate) trait Lanes {
 /// The convolution, `L::LANES` channels per register.
 ///
 /// # Safety
-/// The CPU features `L`'s operations need; the sizes of `s` (checked by the callers).
+/// The CPU features `L`'s operations need (the sizes are checked here).
 #[inline(always)]
 pub(crate) unsafe fn kernel<L: Lanes>(
     s: &ConvShape,
@@ -96,6 +96,8 @@ pub(crate) unsafe fn kernel<L: Lanes>(
     y: &mut [u8],
     y_zero: i32,
 ) {
+    assert!(supports(s) && prepared.len() == prepared_len(s));
+    assert!(x.len() >= s.n * s.h * s.w * s.c && y.len() >= s.n * s.oh * s.ow * s.c);
     let (c, cp, taps) = (s.c, padded(s.c), s.kh * s.kw);
     let consts = prepared.as_ptr();
     let weights = consts.wrapping_add(8 * cp);

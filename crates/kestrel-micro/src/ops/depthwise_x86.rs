@@ -9,22 +9,21 @@ use core::arch::x86_64::*;
 use super::conv::ConvShape;
 use super::conv_avx2::avx2_available;
 use super::conv_x86::{requantize_pixel, vnni_available};
-use super::depthwise_simd::{kernel, prepared_len, supports, Lanes};
+use super::depthwise_simd::{kernel, Lanes};
 
 /// Whether one of them runs here.
 pub fn available() -> bool {
     vnni_available() || avx2_available()
 }
 
-/// The convolution on constants from [`prepare`], on the widest kernel this CPU has.
+/// The convolution on constants from `depthwise_simd::prepare`, on the widest kernel this CPU
+/// has.
 ///
 /// # Safety
 /// [`available`] must hold.
 pub unsafe fn depthwise(s: &ConvShape, x: &[u8], x_zero: i32, prepared: &[u8], y: &mut [u8], y_zero: i32) {
-    assert!(supports(s) && prepared.len() == prepared_len(s));
-    assert!(x.len() >= s.n * s.h * s.w * s.c && y.len() >= s.n * s.oh * s.ow * s.c);
     // SAFETY: each kernel runs only where its features were detected (the caller's promise
-    // covers the AVX2 one when VNNI is absent); the sizes were checked above.
+    // covers the AVX2 one when VNNI is absent); the kernel checks the sizes.
     unsafe {
         if vnni_available() {
             with_avx512(s, x, x_zero, prepared, y, y_zero)
@@ -35,7 +34,7 @@ pub unsafe fn depthwise(s: &ConvShape, x: &[u8], x_zero: i32, prepared: &[u8], y
 }
 
 /// # Safety
-/// AVX-512 F/BW/VL/VNNI; sizes checked by [`depthwise`].
+/// AVX-512 F/BW/VL/VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn with_avx512(s: &ConvShape, x: &[u8], x_zero: i32, prepared: &[u8], y: &mut [u8], y_zero: i32) {
     // SAFETY: the features Avx512's operations need are this function's.
@@ -43,7 +42,7 @@ unsafe fn with_avx512(s: &ConvShape, x: &[u8], x_zero: i32, prepared: &[u8], y: 
 }
 
 /// # Safety
-/// AVX2; sizes checked by [`depthwise`].
+/// AVX2.
 #[target_feature(enable = "avx2")]
 unsafe fn with_avx2(s: &ConvShape, x: &[u8], x_zero: i32, prepared: &[u8], y: &mut [u8], y_zero: i32) {
     // SAFETY: the features Avx2's operations need are this function's.
@@ -158,7 +157,7 @@ mod tests {
     extern crate std;
 
     use super::super::conv::{conv, prepare as prepare_any, prepared_len as len_any};
-    use super::super::depthwise_simd::{check_random_shapes, prepare};
+    use super::super::depthwise_simd::{check_random_shapes, prepare, prepared_len};
     use super::*;
 
     /// Random depthwise shapes (see `check_random_shapes`) through the dispatcher (prepared
