@@ -429,6 +429,37 @@ fn yolov8_compresses_integer_only_and_finds_the_float_models_face() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The sensitive-layer guard judges YOLOv8's class scores (0..1) apart from the box coordinates
+/// (pixels) concatenated beside them in its one output: judged as one tensor, the boxes' large
+/// values hid the scores' noise and every class-branch layer read above 120 dB alone. Mixed
+/// int8 (the default) then finds the float model's face with its score within 0.05.
+#[test]
+fn yolov8_mixed_int8_judges_the_scores_apart_from_the_boxes() {
+    let model = common::repo().join("target/models/yolov8n-320/320n.onnx");
+    assert!(model.exists(), "`{}` is missing: run `bash scripts/fetch-models.sh`", model.display());
+    let dir = tmp("yolo-mixed");
+    let (out, report) = (dir.join("yolo.onnx"), dir.join("report.json"));
+    let (out_s, report_s) = (out.display().to_string(), report.display().to_string());
+    let args = ["compress", model.to_str().unwrap(), "--int8", "--calib", "models/samples", "--out", &out_s];
+    common::kestrel_ok(&[&args[..], &["--report", &report_s]].concat());
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let layers = r["passes"][0]["report"]["layers"].as_array().unwrap();
+    let scores: Vec<f64> = layers
+        .iter()
+        .filter(|l| l["node"].as_str().unwrap().contains("/cv3."))
+        .filter_map(|l| l["isolated_sqnr_db"].as_f64())
+        .collect();
+    assert!(scores.len() >= 6 && scores.iter().all(|&db| db < 80.0), "class-branch layers alone: {scores:?} dB");
+    let run = |m: &str| -> Value {
+        serde_json::from_str(&common::kestrel_ok(&["run", m, "models/samples/astronaut.png", "--json"])).unwrap()
+    };
+    let (float, int8) = (run(model.to_str().unwrap()), run(&out_s));
+    let (f, i) = (&float["detections"][0], &int8["detections"][0]);
+    let drift = (f["score"].as_f64().unwrap() - i["score"].as_f64().unwrap()).abs();
+    assert!(f["label"] == i["label"] && iou(f, i) >= 0.9 && drift <= 0.05, "float {f}, int8 {i}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// PP-OCRv4's DB text detector (rapidocr's Paddle export, fetched by scripts/fetch-models.sh)
 /// compressed `--integer-only`: its two upsampling ConvTransposes (k = s = 2, each followed by a
 /// BatchNormalization) become 1×1 Convs and DepthToSpace, so it exports whole to the integer

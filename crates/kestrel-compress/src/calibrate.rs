@@ -74,8 +74,13 @@ pub fn observe_shaped(
 /// The float outputs of the model on every sample, concatenated per output.
 pub fn reference_outputs(model: &OnnxModel, samples: &[Tensor]) -> Result<Vec<Vec<f32>>, CompressError> {
     let names: Vec<String> = graph::graph(&model.proto)?.output.iter().map(|o| o.name.clone()).collect();
+    values(model, samples, &names)
+}
+
+/// The named tensors' values on every sample, concatenated per name.
+pub fn values(model: &OnnxModel, samples: &[Tensor], names: &[String]) -> Result<Vec<Vec<f32>>, CompressError> {
     let mut out = vec![Vec::new(); names.len()];
-    observe(model, samples, &names, |ix, v| out[ix].extend_from_slice(v))?;
+    observe(model, samples, names, |ix, v| out[ix].extend_from_slice(v))?;
     Ok(out)
 }
 

@@ -8,8 +8,10 @@
 //! layers stay in integers. Everything else stays float between Dequantize/Quantize.
 //!
 //! Sensitive-layer guard: each candidate is quantized alone and the model's output SQNR measured
-//! against the float model on the calibration data; layers below the threshold stay float, and
-//! while the whole model is below it the worst remaining layer is reverted.
+//! against the float model on the calibration data (the lowest over the outputs, and over the
+//! parts of an output concatenated from parts of unlike magnitude: boxes beside scores); layers
+//! below the threshold stay float, and while the whole model is below it the worst remaining
+//! layer is reverted.
 //!
 //! Integer-only (`integer_only`, for the integer runtime): every candidate is quantized, and
 //! every other reader of a quantized layer input reads it through Dequantize(Quantize(·)) too, so
@@ -160,10 +162,11 @@ pub fn quantize_int8(
             ranges.extend(calibrate::ranges(model, samples, &heads, RangeMethod::MinMax)?);
         }
     }
-    let reference = calibrate::reference_outputs(model, samples)?;
+    let (judged, reference) = judged_tensors(model, samples)?;
+    let integer_only = config.integer_only.then_some(&non_float);
     let score = |set: &HashSet<usize>| -> Result<f64, CompressError> {
-        let q = build(model, &cands, set, &ranges, config.integer_only.then_some(&non_float))?;
-        let got = calibrate::reference_outputs(&q, samples)?;
+        let q = build(model, &cands, set, &ranges, integer_only)?;
+        let got = calibrate::values(&q, samples, &judged)?;
         Ok(reference.iter().zip(&got).map(|(r, t)| calibrate::sqnr_db(r, t)).fold(f64::INFINITY, f64::min))
     };
 
@@ -208,7 +211,7 @@ pub fn quantize_int8(
             Some(format!("reverted: the whole model was at {output_sqnr:.1} dB (< {} dB)", config.min_model_sqnr_db));
         output_sqnr = score(&chosen)?;
     }
-    let quantized = build(model, &cands, &chosen, &ranges, config.integer_only.then_some(&non_float))?;
+    let quantized = build(model, &cands, &chosen, &ranges, integer_only)?;
     let in_candidates: HashSet<usize> =
         cands.iter().flat_map(|c| std::iter::once(c.node).chain(c.activation)).collect();
     let mut float_ops = BTreeMap::new();
@@ -224,6 +227,39 @@ pub fn quantize_int8(
         }
     }
     Ok((quantized, QuantizeReport { config: config.clone(), layers, float_ops, output_sqnr_db: output_sqnr }))
+}
+
+/// The tensors the quantized model's output is judged on, and their float values: each model
+/// output, or, where an output is a Concat of parts whose magnitudes differ tenfold or more, each
+/// part. One SQNR over a detector's boxes beside its scores would let the part with the large
+/// values hide the noise in the other (YOLOv8's class scores, 0..1, beside box coordinates in
+/// pixels: 27–40 dB over the whole, 5–24 dB on the scores); parts alike (each feature level's
+/// anchors) are judged as the whole they make.
+fn judged_tensors(model: &OnnxModel, samples: &[Tensor]) -> Result<(Vec<String>, Vec<Vec<f32>>), CompressError> {
+    let g = graph::graph(&model.proto)?;
+    let producers = graph::producers(g);
+    let mut judged = Vec::new();
+    for o in &g.output {
+        let parts: Vec<String> = match producers.get(o.name.as_str()).map(|&p| &g.node[p]) {
+            Some(n) if n.op_type == "Concat" => {
+                n.input.iter().filter(|i| !i.is_empty() && graph::initializer(g, i).is_none()).cloned().collect()
+            }
+            _ => Vec::new(),
+        };
+        if parts.len() > 1 {
+            let rms = |v: &[f32]| (v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt();
+            let levels: Vec<f64> = calibrate::values(model, samples, &parts)?.iter().map(|v| rms(v)).collect();
+            let (lo, hi) = levels.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+            if hi >= 10.0 * lo {
+                judged.extend(parts);
+                continue;
+            }
+        }
+        judged.push(o.name.clone());
+    }
+    judged.dedup();
+    let reference = calibrate::values(model, samples, &judged)?;
+    Ok((judged, reference))
 }
 
 /// The tensors of score heads: those from which a model output is reached through an activation
