@@ -6,7 +6,8 @@ onnxruntime on the fp32 model and on that same int8 graph), box agreement with t
 computes on the int8 graph. Numbers for notes and README, never a test.
 
 For each model: `kestrel compress --int8` (mixed) and `--int8 --integer-only`; `kestrel bench`
-of the three (5 rounds, models taking turns; quality = the fp32 model's boxes found at IoU 0.5, same class);
+of the three (5 rounds, models taking turns; quality = the fp32 model's boxes found at IoU 0.5, same class, and
+apart those the fp32 model scores >= 0.5);
 onnxruntime timed in this process between the rounds of nothing else (run it on a quiet
 machine); then one real photo, preprocessed here in numpy, as a float32 .npy fed to both
 onnxruntime (graph optimizations off: the graph as written, see scripts/make_fixtures.py) and
@@ -243,8 +244,8 @@ def main():
             "model": name, "fp32 MB": os.path.getsize(full) / 2**20, "kmodel MB": os.path.getsize(kmodel) / 2**20,
             "tract fp32": r[0]["p50_ms"], "mixed int8": r[1]["p50_ms"], "micro int8": r[2]["p50_ms"],
             "ort fp32": ort_fp32, "ort int8": ort_int8,
-            "mixed": (r[1]["quality"], r[1].get("mean_iou"), r[1]["backend"]),
-            "integer": (r[2]["quality"], r[2].get("mean_iou")),
+            "mixed": (r[1]["quality"], r[1].get("mean_iou"), r[1]["backend"], r[1].get("sure_boxes")),
+            "integer": (r[2]["quality"], r[2].get("mean_iou"), None, r[2].get("sure_boxes")),
             "max LSB": max(lsb) if lsb else None, "boxes": boxes,
         })
         for o, steps, diff, n in exact:
@@ -254,7 +255,15 @@ def main():
     lines = ["| model | fp32 MB | .kmodel MB | tract fp32 ms | mixed int8 ms | integer-only micro ms | ort fp32 ms "
              "| ort int8 ms | fp32 boxes | mixed int8: found, IoU | integer-only: found, IoU | micro vs ort int8 |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    agree = lambda q: "-" if q[0] is None else f"{q[0] * 100:.0f}%" + ("" if q[1] is None else f", {q[1]:.3f}")
+    def agree(q):
+        if q[0] is None:
+            return "-"
+        text = f"{q[0] * 100:.0f}%" + ("" if q[1] is None else f", {q[1]:.3f}")
+        sure = q[3]
+        if sure:  # the boxes the fp32 model scores >= 0.5
+            text += f" (≥ 0.5: {round(sure['found'] * sure['boxes'])}/{sure['boxes']}" + (
+                "" if sure["mean_iou"] is None else f", {sure['mean_iou']:.3f}") + ")"
+        return text
     for row in rows:
         lines.append(
             f"| {row['model']} | {row['fp32 MB']:.1f} | {row['kmodel MB']:.2f} | {row['tract fp32']:.1f} | "

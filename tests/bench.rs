@@ -33,6 +33,10 @@ fn bench_compares_full_and_compressed_in_table_json_and_html() {
         // The int8 model agrees closely with the full one.
         if full.contains("blazeface") {
             assert!(models[1]["mean_iou"].as_f64().unwrap() >= 0.9, "{v}");
+            // The faces the full model is sure of, apart: all found.
+            let sure = &models[1]["sure_boxes"];
+            assert!(sure["boxes"].as_u64() >= Some(1) && sure["found"] == 1.0, "{v}");
+            assert!(stdout.contains("box(es) the full model scores >= 0.5: 100.0% found"), "{stdout}");
         } else {
             assert!(models[1]["quality"].as_f64().unwrap() >= models[0]["quality"].as_f64().unwrap() - 0.01);
         }

@@ -78,6 +78,9 @@ pub struct Row {
     pub mean_iou: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean_score_drift: Option<f64>,
+    /// Detectors: the same on the boxes the full model is sure of (score >= 0.5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sure_boxes: Option<SureBoxes>,
     pub latencies_ms: Vec<f64>,
 }
 
@@ -326,18 +329,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Agreement of `m` with the full model on the same images.
-fn agreement(full: &Measurement, m: &Measurement) -> (Option<f64>, String, Option<f64>, Option<f64>) {
-    if full.images.is_empty() {
-        return (m.top1, "top-1 accuracy".into(), None, None);
-    }
-    if full.images.iter().all(|i| i.top_class.is_some()) {
-        let same = full.images.iter().zip(&m.images).filter(|(a, b)| a.top_class == b.top_class).count();
-        return (Some(same as f64 / full.images.len() as f64), "top-1 agreement with full".into(), None, None);
-    }
+/// A score the full model is sure of: boxes at the decoder's threshold come and go with any
+/// change (a quantized model's, or another photo's), so agreement is also shown above this.
+const SURE_SCORE: f32 = 0.5;
+
+/// How many of the full model's boxes scoring at least `min_score` a box of `m` of the same
+/// class finds at IoU >= 0.5: (boxes, found, mean IoU, mean |score drift|).
+fn boxes_found(full: &Measurement, m: &Measurement, min_score: f32) -> (usize, usize, Option<f64>, Option<f64>) {
     let (mut total, mut matched, mut iou_sum, mut drift_sum) = (0usize, 0usize, 0f64, 0f64);
     for (a, b) in full.images.iter().zip(&m.images) {
-        for d in &a.detections {
+        for d in a.detections.iter().filter(|d| d.score >= min_score) {
             total += 1;
             let same_class = b.detections.iter().filter(|e| e.class == d.class);
             let best = same_class.map(|e| (d.iou(e), e)).max_by(|x, y| x.0.total_cmp(&y.0));
@@ -348,9 +349,48 @@ fn agreement(full: &Measurement, m: &Measurement) -> (Option<f64>, String, Optio
             }
         }
     }
-    let recall = if total > 0 { Some(matched as f64 / total as f64) } else { None };
     let mean = |s: f64| (matched > 0).then(|| s / matched as f64);
-    (recall, "full model's boxes found (same class, IoU >= 0.5)".into(), mean(iou_sum), mean(drift_sum))
+    (total, matched, mean(iou_sum), mean(drift_sum))
+}
+
+/// Agreement of `m` with the full model on the same images.
+fn agreement(full: &Measurement, m: &Measurement) -> Agreement {
+    let mut a = Agreement { quality: m.top1, kind: "top-1 accuracy".into(), ..Default::default() };
+    if full.images.is_empty() {
+        return a;
+    }
+    if full.images.iter().all(|i| i.top_class.is_some()) {
+        let same = full.images.iter().zip(&m.images).filter(|(a, b)| a.top_class == b.top_class).count();
+        a.quality = Some(same as f64 / full.images.len() as f64);
+        a.kind = "top-1 agreement with full".into();
+        return a;
+    }
+    let (total, found, mean_iou, mean_drift) = boxes_found(full, m, f32::NEG_INFINITY);
+    let (sure, sure_found, sure_iou, _) = boxes_found(full, m, SURE_SCORE);
+    Agreement {
+        quality: (total > 0).then(|| found as f64 / total as f64),
+        kind: "full model's boxes found (same class, IoU >= 0.5)".into(),
+        mean_iou,
+        mean_score_drift: mean_drift,
+        sure: (sure > 0).then(|| SureBoxes { boxes: sure, found: sure_found as f64 / sure as f64, mean_iou: sure_iou }),
+    }
+}
+
+#[derive(Default)]
+struct Agreement {
+    quality: Option<f64>,
+    kind: String,
+    mean_iou: Option<f64>,
+    mean_score_drift: Option<f64>,
+    sure: Option<SureBoxes>,
+}
+
+/// Agreement on the boxes the full model scores at least [`SURE_SCORE`].
+#[derive(Debug, Clone, Serialize)]
+pub struct SureBoxes {
+    pub boxes: usize,
+    pub found: f64,
+    pub mean_iou: Option<f64>,
 }
 
 fn rows(ms: &[Measurement]) -> Vec<Row> {
@@ -358,7 +398,7 @@ fn rows(ms: &[Measurement]) -> Vec<Row> {
         .map(|m| {
             let mut sorted = m.latencies_ms.clone();
             sorted.sort_by(f64::total_cmp);
-            let (quality, quality_kind, mean_iou, mean_score_drift) = agreement(&ms[0], m);
+            let agreement = agreement(&ms[0], m);
             let p50 = percentile(&sorted, 50.0);
             Row {
                 model: m.model.clone(),
@@ -376,10 +416,11 @@ fn rows(ms: &[Measurement]) -> Vec<Row> {
                 p99_ms: percentile(&sorted, 99.0),
                 throughput_per_s: 1e3 * sorted.len() as f64 / sorted.iter().sum::<f64>().max(f64::MIN_POSITIVE),
                 peak_rss_mib: m.peak_rss_kib.map(|k| k as f64 / 1024.0),
-                quality,
-                quality_kind,
-                mean_iou,
-                mean_score_drift,
+                quality: agreement.quality,
+                quality_kind: agreement.kind,
+                mean_iou: agreement.mean_iou,
+                mean_score_drift: agreement.mean_score_drift,
+                sure_boxes: agreement.sure,
                 latencies_ms: m.latencies_ms.clone(),
             }
         })
@@ -415,6 +456,15 @@ pub fn table(rows: &[Row]) -> String {
         let _ = writeln!(t, "{}", verdict(r, full));
         if let (Some(iou), Some(drift)) = (r.mean_iou, r.mean_score_drift) {
             let _ = writeln!(t, "  matched boxes: mean IoU {iou:.3}, mean |score drift| {drift:.3}");
+        }
+        if let Some(s) = &r.sure_boxes {
+            let iou = s.mean_iou.map_or("-".into(), |v| format!("{v:.3}"));
+            let _ = writeln!(
+                t,
+                "  the {} box(es) the full model scores >= {SURE_SCORE}: {:.1}% found, mean IoU {iou}",
+                s.boxes,
+                s.found * 100.0
+            );
         }
         if r.p50_ms > full.p50_ms {
             let _ = writeln!(t, "  slower because: {}", why_slower(r));
