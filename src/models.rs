@@ -109,7 +109,7 @@ impl<'a> ModelView<'a> {
     }
 
     /// The declared inputs: names and dims (`None` where symbolic); a `.kmodel`'s are fixed.
-    fn inputs(&self) -> Vec<(String, Vec<Option<u64>>)> {
+    pub fn inputs(&self) -> Vec<(String, Vec<Option<u64>>)> {
         match self {
             ModelView::Onnx(m) => {
                 kestrel_onnx::summarize(&m.proto).inputs.into_iter().map(|i| (i.name, i.shape)).collect()

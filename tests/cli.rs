@@ -195,6 +195,15 @@ fn profile_times_each_op_of_the_integer_runtime() {
     assert_eq!((count("ConvF32"), count("Conv")), (Some(17.into()), Some(20.into())), "{doc}");
     let first = &ops.iter().find(|o| o["op"] == "ConvF32").unwrap()["detail"];
     assert_eq!(first, "[1, 128, 128, 3] [5, 5, 3, 24] [24] -> [1, 64, 64, 24]");
+    // A model whose input is not an image (the benchmark's 64-channel layer stack) is timed at
+    // its declared shape, or at --input-shape.
+    let stack = "benches/models/conv-stack/model.int8.onnx";
+    for (extra, detail) in [(&[][..], "[1, 56, 56, 64]"), (&["--input-shape", "1,64,20,24"][..], "[1, 20, 24, 64]")] {
+        let doc = common::kestrel_ok(&[&["profile", stack, "--runs", "2", "--json"][..], extra].concat());
+        let v: Value = serde_json::from_str(&doc).unwrap();
+        let convs: Vec<&Value> = v["ops"].as_array().unwrap().iter().filter(|o| o["op"] == "Conv").collect();
+        assert!(convs.len() == 6 && convs.iter().all(|o| o["detail"].as_str().unwrap().ends_with(detail)), "{doc}");
+    }
     let text = common::kestrel_ok(&["profile", "models/fashion-cnn/model.int8.onnx", "--runs", "2", "--top", "3"]);
     assert!(text.contains("the 3 slowest ops:") && text.lines().any(|l| l.starts_with("total ")), "{text}");
     // Where ops cannot be timed one by one, or nothing would be timed: an error, exit 1.

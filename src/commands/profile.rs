@@ -9,7 +9,7 @@ use kestrel_engine::{OpTime, Tensor};
 use serde_json::json;
 
 use crate::cli::ProfileArgs;
-use crate::models::{engine, load_config, open_model};
+use crate::models::{engine, load_config, open_model, ModelView};
 
 const WARM_UP: usize = 10;
 
@@ -18,8 +18,20 @@ pub fn profile(args: &ProfileArgs) -> Result<()> {
         bail!("--runs must be at least 1");
     }
     let file = open_model(&args.model)?;
-    let config = load_config(&args.model, &file, &args.model_config)?;
-    let shape = config.preprocess.shape();
+    let shape = match load_config(&args.model, &file, &args.model_config) {
+        Ok(config) => config.preprocess.shape(),
+        // Timing needs a shape, not a picture: a model whose input is not an image (a feature
+        // map, a benchmark layer stack) is profiled at `--input-shape` or its declared shape.
+        Err(e) => {
+            let declared = ModelView::from(&file).inputs().first().and_then(|(_, dims)| {
+                dims.iter().map(|d| d.and_then(|d| usize::try_from(d).ok())).collect::<Option<Vec<usize>>>()
+            });
+            let given = (!args.model_config.input_shape.is_empty()).then(|| args.model_config.input_shape.clone());
+            let shape = given.or(declared).ok_or(e)?;
+            eprintln!("profiling at input shape {shape:?}: not an image input, no preprocessing");
+            shape
+        }
+    };
     // A fixed pattern in [0, 1): the kernels' time does not depend on the values.
     let values = (0..shape.iter().product::<usize>()).map(|i| (i * 7919 % 1009) as f32 / 1009.0).collect();
     let inputs = [Tensor::f32(shape.clone(), values)?];
