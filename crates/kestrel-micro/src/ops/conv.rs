@@ -562,6 +562,14 @@ impl Layout {
     }
 }
 
+/// Channel `c`'s constant term, bias − x_zp·Σ w: what the input's zero point adds to every sum.
+/// Wrapping, as the sums themselves wrap (a file's bias is not to be trusted).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn offset(filter: &[u8], bias: Option<&[u8]>, c: usize, x_zero: i32) -> i32 {
+    let wsum = filter.iter().fold(0i32, |a, &b| a.wrapping_add(i32::from(b as i8)));
+    bias.map_or(0, |bb| i32_at(bb, c)).wrapping_sub(x_zero.wrapping_mul(wsum))
+}
+
 /// Writes `layout`'s constants into `out` for a kernel that sums inputs as they are minus
 /// `zero`: offsets = bias − zero·Σw (the zero point folded out), multipliers, packed filters
 /// (channels past a group's and elements past a tap's are zero).
@@ -581,10 +589,7 @@ pub(crate) fn prepare_constants(
     out.fill(0);
     for c in 0..s.m {
         let filter = &w[c * k..(c + 1) * k];
-        // Wrapping, as the sums themselves wrap (a file's bias is not to be trusted).
-        let wsum = filter.iter().fold(0i32, |s, &b| s.wrapping_add(i32::from(b as i8)));
-        let offset = bias.map_or(0, |bb| i32_at(bb, c)).wrapping_sub(zero.wrapping_mul(wsum));
-        out[4 * c..4 * c + 4].copy_from_slice(&offset.to_le_bytes());
+        out[4 * c..4 * c + 4].copy_from_slice(&offset(filter, bias, c, zero).to_le_bytes());
         out[layout.mults_at + 4 * c..layout.mults_at + 4 * c + 4].copy_from_slice(&multipliers(c).to_le_bytes());
         let (g, m) = (c / mg, c % mg);
         let packed = &mut out[layout.filters_at + (g * mg.div_ceil(width) + m / width) * layout.block..];

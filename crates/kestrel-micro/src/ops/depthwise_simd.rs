@@ -9,8 +9,7 @@
 //! each filter load feeds four multiply-adds. Requantization runs the reference's float
 //! operations in its order: bit-identical results (each architecture's test).
 
-use super::conv::ConvShape;
-use super::i32_at;
+use super::conv::{offset, ConvShape};
 
 /// Channels per block of the prepared constants (the widest register's).
 const BLOCK: usize = 16;
@@ -47,10 +46,7 @@ pub fn prepare(
     out.fill(0);
     for c in 0..s.c {
         let filter = &w[c * taps..(c + 1) * taps];
-        // Wrapping, as the sums themselves wrap (a file's bias is not to be trusted).
-        let wsum = filter.iter().fold(0i32, |a, &b| a.wrapping_add(i32::from(b as i8)));
-        let offset = bias.map_or(0, |bb| i32_at(bb, c)).wrapping_sub(x_zero.wrapping_mul(wsum));
-        out[4 * c..4 * c + 4].copy_from_slice(&offset.to_le_bytes());
+        out[4 * c..4 * c + 4].copy_from_slice(&offset(filter, bias, c, x_zero).to_le_bytes());
         out[4 * (cp + c)..4 * (cp + c) + 4].copy_from_slice(&multipliers(c).to_le_bytes());
         for (t, &v) in filter.iter().enumerate() {
             let at = 4 * ((2 + t) * cp + c);
