@@ -348,6 +348,11 @@ pub struct WatchArgs {
     /// Play videos and folders at their own frame rate, dropping frames like a live camera.
     #[arg(long)]
     pub realtime: bool,
+    /// Inference workers, each on its own handle of the one prepared model (weights shared):
+    /// several sources are inferred at once, each source's frames still one at a time and in
+    /// order. At most one per source; each uses --threads threads.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
     /// A live source with no frame for this many seconds is reconnected.
     #[arg(long, default_value_t = 5.0)]
     pub stall_timeout: f64,

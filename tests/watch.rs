@@ -194,6 +194,35 @@ fn two_sources_at_once_each_tagged() {
     assert_eq!(stats["sources"].as_array().unwrap().len(), 2);
 }
 
+/// Two inference workers over one prepared model (`--workers 2`, the integer runtime and tract):
+/// two sources inferred at once, each source's frames all there and in order, each result the
+/// one a single worker gives.
+#[test]
+fn two_workers_keep_each_sources_frames_in_order() {
+    let _serial = serial();
+    for model in [FACE_INT8, FACE] {
+        let run = |workers: &str| {
+            let out = watch(&[model, CLIP, CLIP, "--json", "--workers", workers], Duration::from_secs(60));
+            ok(&out);
+            (lines(&out).0, String::from_utf8_lossy(&out.stderr).to_string())
+        };
+        let ((one, _), (two, stderr)) = (run("1"), run("2"));
+        assert!(stderr.contains("inference: 2 workers over one prepared model"), "{stderr}");
+        for source in [0, 1] {
+            let of = |rs: &[Value]| -> Vec<(u64, Vec<[f64; 4]>)> {
+                let mine = rs.iter().filter(|r| r["source_index"] == source);
+                mine.map(|r| (r["frame"].as_u64().unwrap(), boxes(r))).collect()
+            };
+            let (a, b) = (of(&one), of(&two));
+            let numbers: Vec<u64> = b.iter().map(|f| f.0).collect();
+            assert_eq!(numbers, (0..CLIP_FRAMES as u64).collect::<Vec<_>>(), "{model} source {source}");
+            assert_eq!(a, b, "{model} source {source}: one worker vs two");
+        }
+    }
+    let out = watch(&[FACE, CLIP, "--workers", "0"], Duration::from_secs(30));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--workers must be within 1..=64"));
+}
+
 /// With no model before the sources, the bundled COCO detector watches: on the objects clip
 /// (scripts/make_clip.py) it names the dog and the bicycle of the first photo and the giraffe
 /// of the last; a model with no source after it is an error naming what to add.

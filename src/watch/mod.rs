@@ -11,7 +11,7 @@ mod ros;
 mod stats;
 mod visuals;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -103,7 +103,11 @@ fn watch_into(args: &WatchArgs, sink: Option<Box<dyn std::io::Write + Send>>) ->
     };
     let visuals = Visuals::new(args.record.as_deref(), captures.len(), preview);
     let out = Output::open(args, names, sink, ros)?;
-    Pipeline::new(&captures, args).run(captures, config, decoder, engine, out, visuals)
+    let engines = inference_workers(engine, args.workers, captures.len())?;
+    if engines.len() > 1 {
+        eprintln!("inference: {} workers over one prepared model", engines.len());
+    }
+    Pipeline::new(&captures, args).run(captures, config, decoder, engines, out, visuals)
 }
 
 /// One source: GStreamer (cameras, streams, files, folders) or a ROS 2 image topic.
@@ -170,10 +174,23 @@ fn check_args(args: &WatchArgs) -> Result<()> {
             bail!("{name} must be a positive number of seconds");
         }
     }
+    if !(1..=64).contains(&args.workers) {
+        bail!("--workers must be within 1..=64");
+    }
     if let Some(path) = &args.record {
         kestrel_camera::record::check_path(path)?;
     }
     Ok(())
+}
+
+/// `workers` engines over `engine`'s prepared model (at most one per source).
+fn inference_workers(engine: Engine, workers: usize, sources: usize) -> Result<Vec<Engine>> {
+    let mut engines = Vec::with_capacity(workers.min(sources));
+    for _ in 1..workers.min(sources) {
+        engines.push(engine.share().context("--workers: one engine per worker")?);
+    }
+    engines.push(engine);
+    Ok(engines)
 }
 
 /// The queues and flags the stage threads share.
@@ -208,8 +225,9 @@ impl Pipeline {
                 .iter()
                 .map(|c| if c.is_live() || args.realtime { WhenFull::DropOldest } else { WhenFull::Wait })
                 .collect(),
-            // Every lane of every queue full, one frame in each stage and one being captured per source.
-            pool: BufferPool::new(n * (3 * LANE_CAPACITY + 1) + 3),
+            // Every lane of every queue full, one frame in each stage (one per inference worker)
+            // and one being captured per source.
+            pool: BufferPool::new(n * (3 * LANE_CAPACITY + 1) + 2 + args.workers.min(n)),
             tensors: Mutex::new(Vec::with_capacity(n * LANE_CAPACITY + 2)),
             outputs: Mutex::new(Vec::with_capacity(n * LANE_CAPACITY + 2)),
             counters: (0..n).map(|_| SourceCounters::default()).collect(),
@@ -226,7 +244,7 @@ impl Pipeline {
         captures: Vec<Input>,
         config: ModelConfig,
         decoder: ResultDecoder,
-        mut engine: Engine,
+        engines: Vec<Engine>,
         mut out: Output,
         mut visuals: Visuals,
     ) -> Result<()> {
@@ -235,7 +253,8 @@ impl Pipeline {
                 .context("installing the Ctrl-C/SIGTERM handler")?;
         }
         let start = Instant::now();
-        let backend = engine.backend();
+        let backend = engines[0].backend();
+        let running = AtomicUsize::new(engines.len());
         let capture_errors: Vec<String> = std::thread::scope(|s| {
             let this = &self;
             let sources: Vec<_> = captures
@@ -246,7 +265,10 @@ impl Pipeline {
                 })
                 .collect();
             s.spawn(|| this.preprocess_stage(&config, backend));
-            s.spawn(|| this.infer_stage(&mut engine));
+            for mut engine in engines {
+                let running = &running;
+                s.spawn(move || this.infer_stage(&mut engine, running));
+            }
             s.spawn(|| this.watchdog(start));
             let result = self.output_stage(&config, decoder, &mut out, &mut visuals, start);
             self.stop.store(true, Ordering::Relaxed);
@@ -324,8 +346,11 @@ impl Pipeline {
         self.prepared.close_all();
     }
 
-    fn infer_stage(&self, engine: &mut Engine) {
-        while let Some(p) = self.prepared.pop() {
+    /// One inference worker; the last of them to end closes the next queue. Each takes a
+    /// source's frame only when no other worker holds one of that source's, so every source's
+    /// results leave in capture order.
+    fn infer_stage(&self, engine: &mut Engine, running: &AtomicUsize) {
+        while let Some(p) = self.prepared.pop_held() {
             let t = Instant::now();
             let mut outputs = lock(&self.outputs).pop().unwrap_or_default();
             if let Err(e) = engine.run_into(&p.input, &mut outputs) {
@@ -336,11 +361,15 @@ impl Pipeline {
             lock(&self.tensors).push(tensor);
             let lane = frame.source;
             let item = Inferred { frame, outputs, map, preprocess_ms, infer_ms };
-            if let Ok(Some(dropped)) = self.inferred.push(lane, item, self.when_full[lane]) {
+            let pushed = self.inferred.push(lane, item, self.when_full[lane]);
+            self.prepared.release(lane);
+            if let Ok(Some(dropped)) = pushed {
                 lock(&self.outputs).push(dropped.outputs);
             }
         }
-        self.inferred.close_all();
+        if running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inferred.close_all();
+        }
     }
 
     /// Ends the run after `--duration` (the stages drain).

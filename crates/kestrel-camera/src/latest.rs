@@ -18,6 +18,8 @@ pub enum WhenFull {
 
 struct Lanes<T> {
     queued: Vec<VecDeque<T>>,
+    /// A lane whose item a consumer holds (see [`LatestQueue::pop_held`]).
+    held: Vec<bool>,
     open: Vec<bool>,
     dropped: Vec<u64>,
     next: usize,
@@ -48,6 +50,7 @@ impl<T> LatestQueue<T> {
         LatestQueue {
             lanes: Mutex::new(Lanes {
                 queued: (0..lanes).map(|_| VecDeque::with_capacity(capacity)).collect(),
+                held: vec![false; lanes],
                 open: vec![true; lanes],
                 dropped: vec![0; lanes],
                 next: 0,
@@ -105,6 +108,31 @@ impl<T> LatestQueue<T> {
 
     /// Like [`pop`](Self::pop), but gives up after `timeout`.
     pub fn pop_within(&self, timeout: Duration) -> Popped<T> {
+        self.take(timeout, false)
+    }
+
+    /// Like [`pop`](Self::pop), for several consumers that must keep each lane's order: a lane
+    /// whose last item a consumer still holds is passed over until it is [`release`]d, so each
+    /// lane's items are handled one at a time, in order, whichever consumer takes them.
+    ///
+    /// [`release`]: Self::release
+    pub fn pop_held(&self) -> Option<T> {
+        loop {
+            match self.take(Duration::from_secs(3600), true) {
+                Popped::Item(item) => return Some(item),
+                Popped::Finished => return None,
+                Popped::TimedOut => {}
+            }
+        }
+    }
+
+    /// The consumer is done with the item it took from `lane` with [`pop_held`](Self::pop_held).
+    pub fn release(&self, lane: usize) {
+        self.lock().held[lane] = false;
+        self.filled.notify_all();
+    }
+
+    fn take(&self, timeout: Duration, hold: bool) -> Popped<T> {
         let deadline = Instant::now() + timeout;
         let mut l = self.lock();
         loop {
@@ -114,14 +142,18 @@ impl<T> LatestQueue<T> {
             let n = l.queued.len();
             for k in 0..n {
                 let lane = (l.next + k) % n;
+                if hold && l.held[lane] {
+                    continue;
+                }
                 if let Some(item) = l.queued[lane].pop_front() {
                     l.next = (lane + 1) % n;
+                    l.held[lane] |= hold;
                     drop(l);
                     self.emptied.notify_all();
                     return Popped::Item(item);
                 }
             }
-            if !l.open.iter().any(|&o| o) {
+            if !l.open.iter().any(|&o| o) && l.queued.iter().all(VecDeque::is_empty) {
                 return Popped::Finished;
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -175,6 +207,23 @@ mod tests {
         q.close(0);
         assert_eq!((q.pop(), q.pop(), q.pop()), (Some(3), Some(4), None));
         assert_eq!(q.dropped(0), 3);
+    }
+
+    #[test]
+    fn a_held_lane_waits_for_its_release_and_keeps_its_order() {
+        let q = LatestQueue::new(2, 2);
+        for item in [(0, "a1"), (0, "a2"), (1, "b1")] {
+            q.push(item.0, item.1, WhenFull::Wait).unwrap();
+        }
+        q.close_all();
+        // a1 is held: a second consumer gets b1, not a2, and nothing more until a1 is released.
+        assert_eq!((q.pop_held(), q.pop_held()), (Some("a1"), Some("b1")));
+        assert_eq!(q.take(Duration::from_millis(20), true), Popped::TimedOut);
+        q.release(0);
+        assert_eq!(q.pop_held(), Some("a2"));
+        q.release(0);
+        q.release(1);
+        assert_eq!(q.pop_held(), None);
     }
 
     #[test]
