@@ -350,9 +350,10 @@ pub struct WatchArgs {
     pub realtime: bool,
     /// Inference workers, each on its own handle of the one prepared model (weights shared):
     /// several sources are inferred at once, each source's frames still one at a time and in
-    /// order. At most one per source; each uses --threads threads.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
+    /// order. At most one per source; each uses --threads threads. Default: one per source, as
+    /// far as the cores go (one where the backend cannot share a prepared model).
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// A live source with no frame for this many seconds is reconnected.
     #[arg(long, default_value_t = 5.0)]
     pub stall_timeout: f64,

@@ -219,6 +219,12 @@ fn two_workers_keep_each_sources_frames_in_order() {
             assert_eq!(a, b, "{model} source {source}: one worker vs two");
         }
     }
+    // By default, one worker per source as far as the cores go.
+    let out = watch(&[FACE, CLIP, CLIP, "--json", "--frames", "4"], Duration::from_secs(60));
+    ok(&out);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let said = String::from_utf8_lossy(&out.stderr).contains("inference: 2 workers over one prepared model");
+    assert_eq!(said, cores >= 2, "{cores} cores: {}", String::from_utf8_lossy(&out.stderr));
     let out = watch(&[FACE, CLIP, "--workers", "0"], Duration::from_secs(30));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--workers must be within 1..=64"));
 }

@@ -168,7 +168,7 @@ fn watch_clip(clip: &Path, model: &Path, stem: &Path, engine: EngineArgs) -> Res
         height: None,
         looping: false,
         realtime: true,
-        workers: 1,
+        workers: None,
         stall_timeout: 5.0,
         max_reconnects: None,
         rtsp_latency: 200,

@@ -103,7 +103,7 @@ fn watch_into(args: &WatchArgs, sink: Option<Box<dyn std::io::Write + Send>>) ->
     };
     let visuals = Visuals::new(args.record.as_deref(), captures.len(), preview);
     let out = Output::open(args, names, sink, ros)?;
-    let engines = inference_workers(engine, args.workers, captures.len())?;
+    let engines = inference_workers(engine, args.workers, args.engine.threads, captures.len())?;
     if engines.len() > 1 {
         eprintln!("inference: {} workers over one prepared model", engines.len());
     }
@@ -174,7 +174,7 @@ fn check_args(args: &WatchArgs) -> Result<()> {
             bail!("{name} must be a positive number of seconds");
         }
     }
-    if !(1..=64).contains(&args.workers) {
+    if args.workers.is_some_and(|w| !(1..=64).contains(&w)) {
         bail!("--workers must be within 1..=64");
     }
     if let Some(path) = &args.record {
@@ -183,11 +183,19 @@ fn check_args(args: &WatchArgs) -> Result<()> {
     Ok(())
 }
 
-/// `workers` engines over `engine`'s prepared model (at most one per source).
-fn inference_workers(engine: Engine, workers: usize, sources: usize) -> Result<Vec<Engine>> {
-    let mut engines = Vec::with_capacity(workers.min(sources));
-    for _ in 1..workers.min(sources) {
-        engines.push(engine.share().context("--workers: one engine per worker")?);
+/// The inference workers' engines over `engine`'s prepared model: `workers` (at most one per
+/// source), or by default one per source as far as the cores go at `threads` each, and one
+/// where the backend cannot share.
+fn inference_workers(engine: Engine, workers: Option<usize>, threads: usize, sources: usize) -> Result<Vec<Engine>> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let wanted = workers.unwrap_or(cores / threads.max(1)).clamp(1, sources.max(1));
+    let mut engines = Vec::with_capacity(wanted);
+    for _ in 1..wanted {
+        match engine.share() {
+            Ok(e) => engines.push(e),
+            Err(kestrel_engine::EngineError::NoSharing { .. }) if workers.is_none() => break,
+            Err(e) => return Err(anyhow::Error::new(e).context("--workers: one engine per worker")),
+        }
     }
     engines.push(engine);
     Ok(engines)
@@ -225,9 +233,9 @@ impl Pipeline {
                 .iter()
                 .map(|c| if c.is_live() || args.realtime { WhenFull::DropOldest } else { WhenFull::Wait })
                 .collect(),
-            // Every lane of every queue full, one frame in each stage (one per inference worker)
-            // and one being captured per source.
-            pool: BufferPool::new(n * (3 * LANE_CAPACITY + 1) + 2 + args.workers.min(n)),
+            // Every lane of every queue full, one frame in each stage (up to one per source in
+            // inference) and one being captured per source.
+            pool: BufferPool::new(n * (3 * LANE_CAPACITY + 2) + 2),
             tensors: Mutex::new(Vec::with_capacity(n * LANE_CAPACITY + 2)),
             outputs: Mutex::new(Vec::with_capacity(n * LANE_CAPACITY + 2)),
             counters: (0..n).map(|_| SourceCounters::default()).collect(),
