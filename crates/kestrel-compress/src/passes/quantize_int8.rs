@@ -7,6 +7,9 @@
 //! on the quantized tensor, and back-to-back Dequantize→Quantize pairs cancel, so chains of
 //! layers stay in integers. Everything else stays float between Dequantize/Quantize.
 //!
+//! A layer output read only by an activation that saturates (SiLU, HardSwish, Sigmoid,
+//! HardSigmoid) is quantized over the part of its range the activation tells apart.
+//!
 //! Sensitive-layer guard: each candidate is quantized alone and the model's output SQNR measured
 //! against the float model on the calibration data (the lowest over the outputs, and over the
 //! parts of an output concatenated from parts of unlike magnitude: boxes beside scores); layers
@@ -160,6 +163,12 @@ pub fn quantize_int8(
             score_head_tensors(g, &cands, &non_float).into_iter().filter(|t| ranges.contains_key(t)).collect();
         if !heads.is_empty() {
             ranges.extend(calibrate::ranges(model, samples, &heads, RangeMethod::MinMax)?);
+        }
+    }
+    let consumers = graph::consumers(g);
+    for c in &cands {
+        if let (Some((floor, ceiling)), Some(r)) = (useful_range(g, &consumers, &c.output), ranges.get_mut(&c.output)) {
+            *r = (r.0.max(floor).min(0.0), r.1.min(ceiling).max(0.0));
         }
     }
     let (judged, reference) = judged_tensors(model, samples)?;
@@ -391,6 +400,45 @@ fn candidates(g: &pb::GraphProto) -> Vec<Candidate> {
         });
     }
     out
+}
+
+/// Where an activation function that saturates is all that reads `t`, the part of `t`'s range
+/// it tells apart: below the floor (and above the ceiling) the function is flat, so uint8 steps
+/// spent there are wasted. Exact for HardSwish and HardSigmoid (flat there); within 0.0027 for
+/// SiLU (x·sigmoid(x)) and 0.00034 for Sigmoid at ±8. YOLOv8's convolutions output down to −40
+/// into a SiLU that returns −0.0000 there.
+fn useful_range(g: &pb::GraphProto, consumers: &HashMap<String, Vec<usize>>, t: &str) -> Option<(f32, f32)> {
+    const SIGMOID_FLAT: f32 = 8.0;
+    if g.output.iter().any(|o| o.name == t) {
+        return None;
+    }
+    let readers: Vec<&pb::NodeProto> = consumers.get(t)?.iter().map(|&i| &g.node[i]).collect();
+    let f = |n: &pb::NodeProto, name: &str, default: f32| {
+        n.attribute.iter().find(|a| a.name == name).map_or(default, |a| a.f)
+    };
+    // A gate's flat ends: (floor, ceiling) of its input.
+    let gate = |n: &pb::NodeProto| match n.op_type.as_str() {
+        "Sigmoid" => Some((-SIGMOID_FLAT, SIGMOID_FLAT)),
+        "HardSigmoid" => {
+            let (alpha, beta) = (f(n, "alpha", 0.2), f(n, "beta", 0.5));
+            (alpha > 0.0).then(|| (-beta / alpha, (1.0 - beta) / alpha))
+        }
+        _ => None,
+    };
+    match readers.as_slice() {
+        [n] if n.op_type == "HardSwish" => Some((-3.0, f32::INFINITY)),
+        [n] => gate(n),
+        // x · gate(x): SiLU, or HardSwish written out; flat (zero) only below the gate's floor.
+        [a, b] => {
+            let (gate_node, mul) = if a.op_type == "Mul" { (b, a) } else { (a, b) };
+            let gated = gate_node.output.first()?;
+            let reads = |x: &str| mul.input.iter().any(|i| i == x);
+            (mul.op_type == "Mul" && mul.input.len() == 2 && reads(t) && reads(gated))
+                .then(|| gate(gate_node).map(|(floor, _)| (floor, f32::INFINITY)))
+                .flatten()
+        }
+        _ => None,
+    }
 }
 
 /// Relu, or a Clip from 0 to a positive max (Relu6): what a quantized output of range
@@ -819,5 +867,27 @@ mod tests {
         let (q, s) = quantize_weights(&[2, 2], &[127.0, 0.5, -254.0, 0.25], 1);
         assert_eq!(s, vec![2.0, 0.5 / 127.0]);
         assert_eq!(q, vec![64, 127, -127, 64]); // 63.5 → 64 (tie, to even)
+    }
+
+    #[test]
+    fn only_the_range_a_saturating_activation_tells_apart_is_kept() {
+        let range = |nodes: Vec<pb::NodeProto>| {
+            let g = pb::GraphProto { node: nodes, ..Default::default() };
+            useful_range(&g, &graph::consumers(&g), "x")
+        };
+        let node = |op: &str, inputs: &[&str], output: &str| graph::node(op, output, inputs, &[output]);
+        assert_eq!(range(vec![node("HardSwish", &["x"], "y")]), Some((-3.0, f32::INFINITY)));
+        assert_eq!(range(vec![node("HardSigmoid", &["x"], "y")]), Some((-2.5, 2.5)));
+        assert_eq!(range(vec![node("Sigmoid", &["x"], "y")]), Some((-8.0, 8.0)));
+        // SiLU: x · sigmoid(x), either operand order.
+        let silu = |a: &str, b: &str| vec![node("Sigmoid", &["x"], "s"), node("Mul", &[a, b], "y")];
+        assert_eq!(range(silu("x", "s")), Some((-8.0, f32::INFINITY)));
+        assert_eq!(range(silu("s", "x")), Some((-8.0, f32::INFINITY)));
+        // Another reader (a residual Add) needs the whole range; so does a product with anything else.
+        let mut read_twice = silu("x", "s");
+        read_twice.push(node("Add", &["x", "z"], "w"));
+        assert_eq!(range(read_twice), None);
+        assert_eq!(range(vec![node("Sigmoid", &["x"], "s"), node("Mul", &["x", "z"], "y")]), None);
+        assert_eq!(range(vec![node("Relu", &["x"], "y")]), None);
     }
 }
