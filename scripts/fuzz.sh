@@ -8,6 +8,9 @@
 #   scripts/fuzz.sh campaign SECONDS [JOBS]
 #                                         every target for SECONDS, JOBS at a time (default: cores),
 #                                         then minimize each corpus; a table of runs, coverage, crashes
+#   scripts/fuzz.sh campaign-until CPU_SECONDS [JOBS]
+#                                         run each target in rounds (≤ 20 min each) until the ledger
+#                                         holds CPU_SECONDS for it; the most owed first
 # See fuzz/README.md. Inputs that crash are kept in target/fuzz/artifacts/TARGET/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +65,11 @@ corpus() {
     echo "$dir"
 }
 
+# CPU seconds the campaign ledger holds for target $1.
+ledger_cpu() {
+    awk -F'\t' -v t="$1" '$2 == t {s += $3} END {printf "%d", s}' "$OUT/campaigns.tsv" 2>/dev/null || echo 0
+}
+
 # Fuzzes target $1 for $2 seconds; extra arguments go to libFuzzer. Fails on any finding.
 fuzz() {
     local t=$1 secs=$2; shift 2
@@ -100,6 +108,18 @@ case "${1:-}" in
         printf '%s\n' "${TARGETS[@]}" | xargs -P "$jobs" -I{} bash scripts/fuzz.sh campaign-one {} "$secs"
         echo "CPU seconds so far, per target (all campaigns, $OUT/campaigns.tsv):"
         awk -F'\t' '{cpu[$2] += $3} END {for (t in cpu) printf "  %-18s %6.0f s\n", t, cpu[t]}' "$OUT/campaigns.tsv" ;;
+    campaign-until)
+        build
+        goal=$2 jobs=${3:-$(nproc)}
+        for t in "${TARGETS[@]}"; do echo "$(( goal - $(ledger_cpu "$t") )) $t"; done | sort -rn | awk '$1 > 0 {print $2}' \
+            | xargs -r -P "$jobs" -I{} bash scripts/fuzz.sh campaign-rounds {} "$goal"
+        awk -F'\t' '{cpu[$2] += $3} END {for (t in cpu) printf "  %-18s %6.0f s\n", t, cpu[t]}' "$OUT/campaigns.tsv" ;;
+    campaign-rounds) # TARGET GOAL: campaign-one rounds until the ledger holds GOAL CPU seconds
+        t=$2 goal=$3
+        while owed=$(( goal - $(ledger_cpu "$t") )); [ "$owed" -gt 0 ]; do
+            bash scripts/fuzz.sh campaign-one "$t" $(( owed < 1200 ? (owed < 60 ? 60 : owed) : 1200 ))
+            [ -z "$(ls -A "$OUT/artifacts/$t")" ] || { echo "stopping $t: a finding is in $OUT/artifacts/$t"; break; }
+        done ;;
     campaign-one) # TARGET SECONDS: one target of a campaign, its corpus minimized after, one line
         t=$2 secs=$3   # in $OUT/campaigns.tsv: date, target, CPU seconds, executions, coverage, findings
         mkdir -p "$OUT/artifacts/$t"
