@@ -247,27 +247,38 @@ pub fn quantize_int8(
 fn judged_tensors(model: &OnnxModel, samples: &[Tensor]) -> Result<(Vec<String>, Vec<Vec<f32>>), CompressError> {
     let g = graph::graph(&model.proto)?;
     let producers = graph::producers(g);
+    // Each output with the parts a Concat made it from (none otherwise), all run in one pass.
+    let split: Vec<(String, Vec<String>)> = g
+        .output
+        .iter()
+        .map(|o| {
+            let parts = match producers.get(o.name.as_str()).map(|&p| &g.node[p]) {
+                Some(n) if n.op_type == "Concat" => {
+                    n.input.iter().filter(|i| !i.is_empty() && graph::initializer(g, i).is_none()).cloned().collect()
+                }
+                _ => Vec::new(),
+            };
+            (o.name.clone(), if parts.len() > 1 { parts } else { Vec::new() })
+        })
+        .collect();
+    let mut names: Vec<String> = split.iter().flat_map(|(o, parts)| std::iter::once(o).chain(parts)).cloned().collect();
+    names.sort();
+    names.dedup();
+    let all: HashMap<String, Vec<f32>> =
+        names.iter().cloned().zip(calibrate::values(model, samples, &names)?).collect();
+    let rms = |v: &[f32]| (v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt();
     let mut judged = Vec::new();
-    for o in &g.output {
-        let parts: Vec<String> = match producers.get(o.name.as_str()).map(|&p| &g.node[p]) {
-            Some(n) if n.op_type == "Concat" => {
-                n.input.iter().filter(|i| !i.is_empty() && graph::initializer(g, i).is_none()).cloned().collect()
-            }
-            _ => Vec::new(),
-        };
-        if parts.len() > 1 {
-            let rms = |v: &[f32]| (v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt();
-            let levels: Vec<f64> = calibrate::values(model, samples, &parts)?.iter().map(|v| rms(v)).collect();
-            let (lo, hi) = levels.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-            if hi >= 10.0 * lo {
-                judged.extend(parts);
-                continue;
-            }
+    for (output, parts) in split {
+        let levels: Vec<f64> = parts.iter().map(|p| rms(&all[p])).collect();
+        let (lo, hi) = levels.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        if !parts.is_empty() && hi >= 10.0 * lo {
+            judged.extend(parts);
+        } else {
+            judged.push(output);
         }
-        judged.push(o.name.clone());
     }
     judged.dedup();
-    let reference = calibrate::values(model, samples, &judged)?;
+    let reference = judged.iter().map(|n| all[n].clone()).collect();
     Ok((judged, reference))
 }
 
