@@ -521,6 +521,12 @@ fn float_and_integer_only_on_the_page(model: &str, config_text: &str) -> (Vec<Va
     };
     let float = run(&[model.to_str().unwrap(), "--config", config, "--backend", "cpu"]);
     let int = run(&[kmodel.to_str().unwrap()]);
+    // The page is the calibration image: compress's own agreement check saw the same boxes.
+    let found = float.iter().filter(|f| int.iter().any(|i| i["class"] == f["class"] && iou(f, i) >= 0.5)).count();
+    let agreement = &v["calibration_agreement"];
+    assert_eq!(agreement["images"], 1, "{agreement}");
+    let quality = agreement["quality"].as_f64().unwrap();
+    assert!((quality - found as f64 / float.len() as f64).abs() < 1e-9, "{agreement}: {found} of {float:?} in {int:?}");
     std::fs::remove_dir_all(&dir).ok();
     (float, int)
 }

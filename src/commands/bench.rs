@@ -335,9 +335,9 @@ const SURE_SCORE: f32 = 0.5;
 
 /// How many of the full model's boxes scoring at least `min_score` a box of `m` of the same
 /// class finds at IoU >= 0.5: (boxes, found, mean IoU, mean |score drift|).
-fn boxes_found(full: &Measurement, m: &Measurement, min_score: f32) -> (usize, usize, Option<f64>, Option<f64>) {
+fn boxes_found(full: &[ImageOutcome], m: &[ImageOutcome], min_score: f32) -> (usize, usize, Option<f64>, Option<f64>) {
     let (mut total, mut matched, mut iou_sum, mut drift_sum) = (0usize, 0usize, 0f64, 0f64);
-    for (a, b) in full.images.iter().zip(&m.images) {
+    for (a, b) in full.iter().zip(m) {
         for d in a.detections.iter().filter(|d| d.score >= min_score) {
             total += 1;
             let same_class = b.detections.iter().filter(|e| e.class == d.class);
@@ -353,17 +353,24 @@ fn boxes_found(full: &Measurement, m: &Measurement, min_score: f32) -> (usize, u
     (total, matched, mean(iou_sum), mean(drift_sum))
 }
 
-/// Agreement of `m` with the full model on the same images.
+/// Agreement of `m` with the full model on the same images (none: `m`'s top-1 accuracy).
 fn agreement(full: &Measurement, m: &Measurement) -> Agreement {
-    let mut a = Agreement { quality: m.top1, kind: "top-1 accuracy".into(), ..Default::default() };
     if full.images.is_empty() {
-        return a;
+        return Agreement { quality: m.top1, kind: "top-1 accuracy".into(), ..Default::default() };
     }
-    if full.images.iter().all(|i| i.top_class.is_some()) {
-        let same = full.images.iter().zip(&m.images).filter(|(a, b)| a.top_class == b.top_class).count();
-        a.quality = Some(same as f64 / full.images.len() as f64);
-        a.kind = "top-1 agreement with full".into();
-        return a;
+    image_agreement(&full.images, &m.images)
+}
+
+/// Agreement of a model's outcomes `m` with the full model's on the same images: top-1 for
+/// classifiers, boxes found for detectors.
+pub(crate) fn image_agreement(full: &[ImageOutcome], m: &[ImageOutcome]) -> Agreement {
+    if full.iter().all(|i| i.top_class.is_some()) {
+        let same = full.iter().zip(m).filter(|(a, b)| a.top_class == b.top_class).count();
+        return Agreement {
+            quality: Some(same as f64 / full.len().max(1) as f64),
+            kind: "top-1 agreement with full".into(),
+            ..Default::default()
+        };
     }
     let (total, found, mean_iou, mean_drift) = boxes_found(full, m, f32::NEG_INFINITY);
     let (sure, sure_found, sure_iou, _) = boxes_found(full, m, SURE_SCORE);
@@ -377,12 +384,12 @@ fn agreement(full: &Measurement, m: &Measurement) -> Agreement {
 }
 
 #[derive(Default)]
-struct Agreement {
-    quality: Option<f64>,
-    kind: String,
-    mean_iou: Option<f64>,
-    mean_score_drift: Option<f64>,
-    sure: Option<SureBoxes>,
+pub(crate) struct Agreement {
+    pub quality: Option<f64>,
+    pub kind: String,
+    pub mean_iou: Option<f64>,
+    pub mean_score_drift: Option<f64>,
+    pub sure: Option<SureBoxes>,
 }
 
 /// Agreement on the boxes the full model scores at least [`SURE_SCORE`].

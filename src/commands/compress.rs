@@ -16,7 +16,9 @@ use kestrel_vision::config::Decoder;
 use kestrel_vision::{image_io, preprocess, ModelConfig};
 use serde_json::json;
 
+use super::bench::{image_agreement, ImageOutcome};
 use super::eval::{batch_tensor, load_calibration};
+use super::run::ImageModel;
 use crate::cli::CompressArgs;
 use crate::models::{config_to_carry, load_config, load_model, CONFIG_METADATA_KEY};
 
@@ -213,6 +215,10 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
     shape[0] = 1;
     let (integer_runtime, where_it_runs) = where_it_runs(&current, &shape, &float_layers);
     lines.push(where_it_runs.clone());
+    let agreement = match (args.int8, Path::new(&args.calib).is_dir()) {
+        (true, true) => box_agreement(args, integer_runtime, &mut lines)?,
+        _ => serde_json::Value::Null,
+    };
     let summary = json!({
         "model": args.model.display().to_string(),
         "out": args.out.display().to_string(),
@@ -223,6 +229,7 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
         "calibration_samples": samples.iter().map(|t| t.shape[0]).sum::<usize>(),
         "integer_runtime": integer_runtime,
         "where_it_runs": where_it_runs,
+        "calibration_agreement": agreement,
         "seconds": start.elapsed().as_secs_f64(),
         "passes": passes,
     });
@@ -234,6 +241,75 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
         std::fs::rename(&tmp, path)?;
     }
     Ok((summary, lines))
+}
+
+/// Calibration images the compressed model's boxes are compared on.
+const AGREEMENT_IMAGES: usize = 64;
+
+/// How the compressed detector's boxes agree with the float model's on the first calibration
+/// images, decoded as the config says: the layer SQNRs the guard reads do not show a box lost
+/// at the score threshold or one that moved. Adds a line (and a hint when under 90%); JSON.
+fn box_agreement(args: &CompressArgs, integer_runtime: bool, lines: &mut Vec<String>) -> Result<serde_json::Value> {
+    let mut images = super::bench::images_in(Path::new(&args.calib), "--calib")?;
+    images.truncate(AGREEMENT_IMAGES);
+    // Each where `--backend auto` will run it.
+    let outcomes = |model: &Path, config: &crate::cli::ConfigArgs, backend: &str| -> Result<Vec<ImageOutcome>> {
+        let engine = crate::cli::EngineArgs { backend: backend.into(), threads: 1, mcu: None };
+        let mut m = ImageModel::open(model, config, &engine)?;
+        images
+            .iter()
+            .map(|p| {
+                let r = m.infer(p, None, 1)?;
+                Ok(ImageOutcome {
+                    image: p.display().to_string(),
+                    top_class: r.classes.as_ref().and_then(|c| c.first()).map(|c| c.index),
+                    detections: r.detections.unwrap_or_default(),
+                })
+            })
+            .collect()
+    };
+    let full = outcomes(&args.model, &args.model_config, "cpu").context("decoding the float model's boxes")?;
+    let carried = crate::cli::ConfigArgs { config: None, input_shape: args.model_config.input_shape.clone() };
+    let backend = if integer_runtime { "micro" } else { "cpu" };
+    let compressed = outcomes(&args.out, &carried, backend).context("decoding the compressed model's boxes")?;
+    let a = image_agreement(&full, &compressed);
+    let Some(quality) = a.quality else {
+        return Ok(serde_json::Value::Null); // raw outputs, or no box on these images
+    };
+    let boxes: usize = full.iter().map(|i| i.detections.len()).sum();
+    let iou = a.mean_iou.map_or(String::new(), |v| format!(", mean IoU {v:.3}"));
+    let mut line = format!(
+        "on {} calibration image(s): {:.1}% {}{iou}",
+        images.len(),
+        quality * 100.0,
+        if boxes > 0 {
+            format!("of the float model's {boxes} boxes found (same class, IoU >= 0.5)")
+        } else {
+            a.kind.clone()
+        }
+    );
+    if let Some(s) = &a.sure {
+        let iou = s.mean_iou.map_or(String::new(), |v| format!(", mean IoU {v:.3}"));
+        line.push_str(&format!("; the {} it scores >= 0.5: {:.1}%{iou}", s.boxes, s.found * 100.0));
+    }
+    lines.push(line);
+    if quality < 0.9 || a.mean_iou.is_some_and(|v| v < 0.9) {
+        lines.push(if args.integer_only {
+            "  under 90%: without --integer-only the most sensitive layers stay float".to_string()
+        } else {
+            format!(
+                "  under 90%: a higher --min-layer-sqnr (now {} dB; +5 dB at a time) keeps more layers float",
+                args.min_layer_sqnr
+            )
+        });
+    }
+    Ok(json!({
+        "images": images.len(),
+        "kind": a.kind,
+        "quality": quality,
+        "mean_iou": a.mean_iou,
+        "sure_boxes": a.sure,
+    }))
 }
 
 /// Whether the compressed model runs whole on the integer runtime (what `--backend auto` will
