@@ -247,6 +247,11 @@ fn residual_streams_are_pruned_jointly_into_a_consistent_graph() {
     assert!(layers[0]["producers"].as_array().unwrap().len() > 30);
     assert_eq!(layers[0]["channels_after"], 72);
     assert!(r["macs_out"].as_f64() < r["macs_in"].as_f64());
+    // Pruned alone (no --reconstruct), it is checked on the calibration images as int8 models
+    // are: the 24 faces, how many of the float model's boxes it still finds.
+    let agreement = &r["calibration_agreement"];
+    assert_eq!(agreement["images"], 24, "{agreement}");
+    assert!(agreement["quality"].as_f64().is_some_and(|q| (0.0..=1.0).contains(&q)), "{agreement}");
     // The heads cannot lose channels (they feed Transposes into the outputs) and say so.
     let skipped = r["passes"][0]["report"]["skipped"].as_array().unwrap();
     assert_eq!(skipped.len(), 4);

@@ -215,9 +215,10 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
     shape[0] = 1;
     let (integer_runtime, where_it_runs) = where_it_runs(&current, &shape, &float_layers);
     lines.push(where_it_runs.clone());
-    let agreement = match (args.int8, Path::new(&args.calib).is_dir()) {
-        (true, true) => box_agreement(args, integer_runtime, &mut lines)?,
-        _ => serde_json::Value::Null,
+    let agreement = if Path::new(&args.calib).is_dir() {
+        box_agreement(args, integer_runtime, &mut lines)?
+    } else {
+        serde_json::Value::Null
     };
     let summary = json!({
         "model": args.model.display().to_string(),
@@ -246,8 +247,8 @@ pub fn run(args: &CompressArgs) -> Result<(serde_json::Value, Vec<String>)> {
 /// Calibration images the compressed model's boxes are compared on.
 const AGREEMENT_IMAGES: usize = 64;
 
-/// How the compressed detector's boxes agree with the float model's on the first calibration
-/// images, decoded as the config says: the layer SQNRs the guard reads do not show a box lost
+/// How the compressed model's boxes (or top classes) agree with the float model's on the first
+/// calibration images, decoded as the config says: the layer SQNRs the guard reads do not show a box lost
 /// at the score threshold or one that moved. Adds a line (and a hint when under 90%); JSON.
 fn box_agreement(args: &CompressArgs, integer_runtime: bool, lines: &mut Vec<String>) -> Result<serde_json::Value> {
     let mut images = super::bench::images_in(Path::new(&args.calib), "--calib")?;
@@ -294,13 +295,14 @@ fn box_agreement(args: &CompressArgs, integer_runtime: bool, lines: &mut Vec<Str
     }
     lines.push(line);
     if quality < 0.9 || a.mean_iou.is_some_and(|v| v < 0.9) {
-        lines.push(if args.integer_only {
-            "  under 90%: without --integer-only the most sensitive layers stay float".to_string()
-        } else {
-            format!(
+        lines.push(match (args.int8, args.integer_only) {
+            (true, true) => "  under 90%: without --integer-only the most sensitive layers stay float".to_string(),
+            (true, false) => format!(
                 "  under 90%: a higher --min-layer-sqnr (now {} dB; +5 dB at a time) keeps more layers float",
                 args.min_layer_sqnr
-            )
+            ),
+            _ if args.reconstruct => "  under 90%: a smaller --prune ratio keeps more of the model".to_string(),
+            _ => "  under 90%: a smaller --prune ratio, or --reconstruct, keeps more of the model".to_string(),
         });
     }
     Ok(json!({
