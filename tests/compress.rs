@@ -221,6 +221,34 @@ fn pruning_blocked_by_structure_is_explained() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A config whose decoder does not fit the model's outputs: compress does not decode, so the
+/// model is written; the agreement check after it cannot decode and says why, failing nothing.
+#[test]
+fn an_agreement_check_that_cannot_decode_says_why_and_keeps_the_model() {
+    let dir = tmp("agreement-yolo");
+    let (config, out) = (dir.join("yolo.toml"), dir.join("faces.int8.onnx"));
+    let blazeface = std::fs::read_to_string(common::repo().join("models/blazeface/kestrel.toml")).unwrap();
+    let preprocess = blazeface.split("[decoder]").next().unwrap();
+    std::fs::write(&config, format!("{preprocess}[decoder]\nkind = \"yolo\"\n")).unwrap();
+    let v: Value = serde_json::from_str(&common::kestrel_ok(&[
+        "compress",
+        "models/blazeface/model.onnx",
+        "--int8",
+        "--calib",
+        "models/blazeface/calib",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    let why = v["calibration_agreement"]["not_measured"].as_str().unwrap_or_else(|| panic!("{v}"));
+    assert!(why.contains("YOLO decoder") && why.contains("[1, 896, 16]"), "{why}");
+    assert!(out.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// BlazeFace's backbone is one residual stream (Adds, channel Pads, depthwise convolutions):
 /// it is pruned as one family, and the result is a consistent graph that loads and runs.
 #[test]
