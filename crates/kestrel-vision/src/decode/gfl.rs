@@ -102,6 +102,9 @@ impl GflConfig {
 pub struct Level<'t> {
     pub scores: &'t [f32],
     pub boxes: &'t [f32],
+    /// Scores and boxes interleaved per cell in one output (`boxes` starts `classes` values in):
+    /// said by [`levels`], which knows, not guessed from lengths, which can coincide.
+    pub interleaved: bool,
 }
 
 /// Pairs the outputs into levels: `shapes[i]` is output `i`'s shape. Score outputs have
@@ -139,7 +142,7 @@ pub fn levels<'t>(
             .map(|&c| {
                 let level = &data[at * v..(at + c) * v];
                 at += c;
-                Level { scores: level, boxes: &level[classes..] }
+                Level { scores: level, boxes: &level[classes..], interleaved: true }
             })
             .collect());
     }
@@ -147,7 +150,7 @@ pub fn levels<'t>(
     for &c in &cells {
         let find = |values: usize| outputs.iter().find(|(_, s)| per_cell(s) == Some((c, values))).map(|(d, _)| *d);
         match (find(classes), find(bins)) {
-            (Some(scores), Some(boxes)) => found.push(Level { scores, boxes }),
+            (Some(scores), Some(boxes)) => found.push(Level { scores, boxes, interleaved: false }),
             _ => {
                 return fail(format!(
                     "no [1, {c}, {classes}] scores and [1, {c}, {bins}] boxes for a {}x{} input at strides {:?} \
@@ -184,13 +187,21 @@ impl Decoder {
         let classes = p.labels.len();
         let bins = p.reg_max + 1;
         let (w, h) = (frame.input_width, frame.input_height);
-        let interleaved = levels.first().is_some_and(|l| l.boxes.len() + classes == l.scores.len());
-        let step = if interleaved { classes + 4 * bins } else { classes };
-        let box_step = if interleaved { classes + 4 * bins } else { 4 * bins };
         let mut n = 0;
         for (level, &stride) in levels.iter().zip(&p.strides) {
+            let step = if level.interleaved { classes + 4 * bins } else { classes };
+            let box_step = if level.interleaved { step } else { 4 * bins };
             let cols = (w as usize).div_ceil(stride);
-            let cells = level.scores.len().div_ceil(step);
+            let cells = level.scores.len() / step.max(1);
+            let boxes_needed =
+                if level.interleaved { level.scores.len().saturating_sub(classes) } else { cells * box_step };
+            if classes == 0 || level.scores.len() % step != 0 || level.boxes.len() < boxes_needed {
+                return Err(VisionError::Decode(format!(
+                    "GFL decoder: a level of {} score and {} box values does not fit {classes} classes and {bins} bins",
+                    level.scores.len(),
+                    level.boxes.len()
+                )));
+            }
             let score = |cell: usize, c: usize| {
                 let s = level.scores[cell * step + c];
                 if p.sigmoid {
