@@ -270,18 +270,31 @@ fn measure(path: &Path, w: &Workload, latency_only: bool) -> Result<Measurement>
         })?;
         m.top1 = Some(report.top1);
     } else if let Some(paths) = image_paths {
-        let mut model = ImageModel::open(path, &config_args, &engine_args)?;
-        for p in &paths {
-            let r = model.infer(p, None, 1)?;
-            m.images.push(ImageOutcome {
-                image: p.display().to_string(),
-                top_class: r.classes.as_ref().and_then(|c| c.first()).map(|c| c.index),
-                detections: r.detections.unwrap_or_default(),
-            });
-        }
+        m.images = image_outcomes(path, &config_args, &engine_args, &paths)?;
     }
     m.peak_rss_kib = peak_rss_kib();
     Ok(m)
+}
+
+/// What `model` makes of each image: its top class, or its boxes.
+pub(crate) fn image_outcomes(
+    model: &Path,
+    config: &ConfigArgs,
+    engine: &EngineArgs,
+    images: &[PathBuf],
+) -> Result<Vec<ImageOutcome>> {
+    let mut m = ImageModel::open(model, config, engine)?;
+    images
+        .iter()
+        .map(|p| {
+            let r = m.infer(p, None, 1)?;
+            Ok(ImageOutcome {
+                image: p.display().to_string(),
+                top_class: r.classes.as_ref().and_then(|c| c.first()).map(|c| c.index),
+                detections: r.detections.unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 pub fn worker(args: &BenchWorkerArgs) -> Result<()> {

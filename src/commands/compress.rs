@@ -16,9 +16,8 @@ use kestrel_vision::config::Decoder;
 use kestrel_vision::{image_io, preprocess, ModelConfig};
 use serde_json::json;
 
-use super::bench::{image_agreement, ImageOutcome};
+use super::bench::{image_agreement, image_outcomes};
 use super::eval::{batch_tensor, load_calibration};
-use super::run::ImageModel;
 use crate::cli::CompressArgs;
 use crate::models::{config_to_carry, load_config, load_model, CONFIG_METADATA_KEY};
 
@@ -264,20 +263,9 @@ fn calibration_agreement(
     let mut images = super::bench::images_in(Path::new(&args.calib), "--calib")?;
     images.truncate(AGREEMENT_IMAGES);
     // Each where `--backend auto` will run it.
-    let outcomes = |model: &Path, config: &crate::cli::ConfigArgs, backend: &str| -> Result<Vec<ImageOutcome>> {
+    let outcomes = |model: &Path, config: &crate::cli::ConfigArgs, backend: &str| {
         let engine = crate::cli::EngineArgs { backend: backend.into(), threads: 1, mcu: None };
-        let mut m = ImageModel::open(model, config, &engine)?;
-        images
-            .iter()
-            .map(|p| {
-                let r = m.infer(p, None, 1)?;
-                Ok(ImageOutcome {
-                    image: p.display().to_string(),
-                    top_class: r.classes.as_ref().and_then(|c| c.first()).map(|c| c.index),
-                    detections: r.detections.unwrap_or_default(),
-                })
-            })
-            .collect()
+        image_outcomes(model, config, &engine, &images)
     };
     let full = outcomes(&args.model, &args.model_config, "cpu").context("decoding the float model's boxes")?;
     let carried = crate::cli::ConfigArgs { config: None, input_shape: args.model_config.input_shape.clone() };
