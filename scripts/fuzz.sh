@@ -65,9 +65,18 @@ corpus() {
     echo "$dir"
 }
 
+# The campaign ledger, committed so that the CPU time spent survives the machine it was spent on:
+# a line per round (date, target, CPU seconds, executions, coverage and features, findings).
+LEDGER=fuzz/campaigns.tsv
+
 # CPU seconds the campaign ledger holds for target $1.
 ledger_cpu() {
-    awk -F'\t' -v t="$1" '$2 == t {s += $3} END {printf "%d", s}' "$OUT/campaigns.tsv" 2>/dev/null || echo 0
+    awk -F'\t' -v t="$1" '$2 == t {s += $3} END {printf "%d", s}' "$LEDGER" 2>/dev/null || echo 0
+}
+
+ledger_totals() {
+    echo "CPU seconds per target, all campaigns ($LEDGER):"
+    awk -F'\t' '{cpu[$2] += $3} END {for (t in cpu) printf "  %-18s %6.0f s\n", t, cpu[t]}' "$LEDGER" | sort
 }
 
 # Fuzzes target $1 for $2 seconds; extra arguments go to libFuzzer. Fails on any finding.
@@ -106,14 +115,13 @@ case "${1:-}" in
         build
         secs=$2 jobs=${3:-$(nproc)}
         printf '%s\n' "${TARGETS[@]}" | xargs -P "$jobs" -I{} bash scripts/fuzz.sh campaign-one {} "$secs"
-        echo "CPU seconds so far, per target (all campaigns, $OUT/campaigns.tsv):"
-        awk -F'\t' '{cpu[$2] += $3} END {for (t in cpu) printf "  %-18s %6.0f s\n", t, cpu[t]}' "$OUT/campaigns.tsv" ;;
+        ledger_totals ;;
     campaign-until)
         build
         goal=$2 jobs=${3:-$(nproc)}
         for t in "${TARGETS[@]}"; do echo "$(( goal - $(ledger_cpu "$t") )) $t"; done | sort -rn | awk '$1 > 0 {print $2}' \
             | xargs -r -P "$jobs" -I{} bash scripts/fuzz.sh campaign-rounds {} "$goal"
-        awk -F'\t' '{cpu[$2] += $3} END {for (t in cpu) printf "  %-18s %6.0f s\n", t, cpu[t]}' "$OUT/campaigns.tsv" ;;
+        ledger_totals ;;
     campaign-rounds) # TARGET GOAL: campaign-one rounds until the ledger holds GOAL CPU seconds
         t=$2 goal=$3
         while owed=$(( goal - $(ledger_cpu "$t") )); [ "$owed" -gt 0 ]; do
@@ -122,7 +130,7 @@ case "${1:-}" in
             ! ls "$OUT/artifacts/$t" | grep -qv '^slow-unit-' || { echo "stopping $t: a finding is in $OUT/artifacts/$t"; break; }
         done ;;
     campaign-one) # TARGET SECONDS: one target of a campaign, its corpus minimized after, one line
-        t=$2 secs=$3   # in $OUT/campaigns.tsv: date, target, CPU seconds, executions, coverage, findings
+        t=$2 secs=$3
         mkdir -p "$OUT/artifacts/$t"
         dir=$(corpus "$t")
         /usr/bin/time -f '%U %S' -o "$OUT/$t.time" "$BIN/$t" "$dir" "${LIBFUZZER_LIMITS[@]}" \
@@ -136,7 +144,7 @@ case "${1:-}" in
         runs=$(grep -oP '^stat::number_of_executed_units: \K[0-9]+' "$OUT/$t.campaign.log" || echo 0)
         cov=$(grep -oP 'cov: [0-9]+ ft: [0-9]+' "$OUT/$t.campaign.log" | tail -n 1 || true)
         printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$cpu" "$runs" "$cov" \
-            "$(ls "$OUT/artifacts/$t" | grep -cv '^slow-unit-')" | tee -a "$OUT/campaigns.tsv" ;;
+            "$(ls "$OUT/artifacts/$t" | grep -cv '^slow-unit-')" | tee -a "$LEDGER" ;;
     corpus-dir) corpus "$2" ;;
     *) sed -n '2,9p' "$0"; exit 2 ;;
 esac
